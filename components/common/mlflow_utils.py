@@ -1,0 +1,79 @@
+"""MLflow helpers: where the store is, the experiment, the pipeline run's parent MLflow run.
+
+Default store: SQLite + an artifact folder under outputs/mlflow; MLFLOW_TRACKING_URI overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from components.common.config import REPO_ROOT
+
+PARENT_RUN_ENV = "MLPIPE_MLFLOW_RUN_ID"
+DEFAULT_STORE = REPO_ROOT / "outputs" / "mlflow"
+
+
+def default_tracking_uri(store: Path = DEFAULT_STORE) -> str:
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow at `tracking_uri`, else MLFLOW_TRACKING_URI, else the local store."""
+    import mlflow
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it (artifacts beside a local SQLite store) if needed."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def parent_run_id(experiment: str, pipeline_run: str) -> str:
+    """The MLflow run of this pipeline run: from the environment (set by the local CLI), else
+    the run tagged with the KFP run's name, else a new one (on the cluster)."""
+    import mlflow
+
+    run_id = os.environ.get(PARENT_RUN_ENV)
+    if run_id:
+        return run_id
+    experiment_id = ensure_experiment(experiment)
+    found = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlpipe.pipeline_run` = '{pipeline_run}'",
+        output_format="list",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    client = mlflow.MlflowClient()
+    run = client.create_run(
+        experiment_id, run_name=pipeline_run, tags={"mlpipe.pipeline_run": pipeline_run}
+    )
+    return run.info.run_id
+
+
+def flatten(prefix: str, value: Any, out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: nested config as MLflow params."""
+    out = {} if out is None else out
+    if isinstance(value, dict):
+        for key, item in value.items():
+            flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+    return out

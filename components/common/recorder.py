@@ -1,0 +1,115 @@
+"""Per-task figures: wall time, CPU time, peak memory, rows and rows/s, status and error.
+
+Each stage wraps its work in `record_task(...)`. The record goes into the stage's output artifact
+metadata (where KFP shows it) and, when `MLPIPE_RECORDS_DIR` is set, into a JSON file there: the
+local CLI reads those files for its summary. The variable is inherited from the CLI's environment,
+not set on the task, so it never enters kfp.local's cache key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECORDS_ENV = "MLPIPE_RECORDS_DIR"
+
+
+@dataclass
+class TaskRecord:
+    task: str
+    execution_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: float = field(default_factory=time.time)
+    status: str = "running"
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    rows: int | None = None
+    rows_per_s: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    subject: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux; a child (the tfdv subprocess) may peak higher than us.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+@contextmanager
+def record_task(task: str, records_dir: str | None = None) -> Iterator[TaskRecord]:
+    """Measure the block; on an exception, record it (message, type, subject) and re-raise."""
+    record = TaskRecord(task=task)
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+    try:
+        yield record
+        record.status = "succeeded"
+    except BaseException as exc:
+        record.status = "failed"
+        record.error = str(exc) or type(exc).__name__
+        record.error_type = type(exc).__name__
+        record.subject = getattr(exc, "subject", None)
+        if not getattr(exc, "stage", None):
+            # unexpected: keep the trace's last frame for the summary
+            record.error = f"{record.error} ({traceback.format_exc(limit=-1).strip().splitlines()[-2].strip()})"
+        raise
+    finally:
+        record.wall_s = round(time.perf_counter() - wall0, 3)
+        record.cpu_s = round(_cpu_seconds() - cpu0, 3)
+        record.peak_rss_mb = round(_peak_rss_mb(), 1)
+        if record.rows is not None and record.wall_s > 0:
+            record.rows_per_s = round(record.rows / record.wall_s, 1)
+        _write(record, records_dir or os.environ.get(RECORDS_ENV))
+
+
+def _write(record: TaskRecord, records_dir: str | None) -> None:
+    if not records_dir:
+        return
+    folder = Path(records_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{record.task}-{record.execution_id}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record.to_dict(), indent=2))
+    os.replace(tmp, target)
+
+
+def read_records(records_dir: str | Path, since: float = 0.0) -> list[TaskRecord]:
+    """Records written at or after `since` (epoch seconds), oldest first."""
+    out = []
+    for file in Path(records_dir).glob("*.json"):
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if data.get("started_at", 0) >= since:
+            out.append(TaskRecord(**data))
+    return sorted(out, key=lambda r: r.started_at)
+
+
+def latest_records(records_dir: str | Path) -> dict[str, TaskRecord]:
+    """The newest successful record per task: the figures a cache hit reuses."""
+    latest: dict[str, TaskRecord] = {}
+    for rec in read_records(records_dir):
+        if rec.status == "succeeded":
+            latest[rec.task] = rec
+    return latest

@@ -1,0 +1,49 @@
+"""KFP wrapper of the register stage (logic: register.py). Side effects: never cached."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+from components.common.images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def register(
+    registered_model: str,
+    pipeline_run: str,
+    data_digest: str,
+    lineage: dict,
+    logged_model: Input[Artifact],
+    model: Input[Model],
+    metrics: Input[Metrics],
+    registration: Output[Artifact],
+):
+    """Register the model in MLflow and point alias `champion` at it (idempotent by digest).
+
+    Args:
+        registered_model: Registered model name.
+        pipeline_run: The KFP run's name (lineage tag).
+        data_digest: Content digest of the source data (lineage tag).
+        lineage: More lineage tags: config hash, code version.
+        logged_model: From track: MLflow run id and logged model URI.
+        model: The model artifact (its content digest makes registering idempotent).
+        metrics: Evaluation metrics, copied onto the version as tags.
+        registration: Metadata only: name, version, alias, whether it was created.
+    """
+    from components.common.recorder import record_task
+    from components.register.register import run
+
+    with record_task("register") as rec:
+        scalars = {
+            k: float(v)
+            for k, v in metrics.metadata.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        out = run(
+            registered_model,
+            logged_model.metadata["model_uri"],
+            logged_model.metadata["run_id"],
+            model.metadata["sha256"],
+            scalars,
+            {**lineage, "pipeline_run": pipeline_run, "data_digest": data_digest},
+        )
+    registration.metadata.update(out, task=rec.to_dict())

@@ -1,0 +1,68 @@
+"""KFP wrapper of the track stage (logic: track.py). Side effects: never cached."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.common.images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def track(
+    experiment: str,
+    pipeline_run: str,
+    config: dict,
+    data: Input[Dataset],
+    statistics: Input[Artifact],
+    anomalies: Input[Artifact],
+    validation_report: Input[HTML],
+    train_data: Input[Dataset],
+    transformer: Input[Model],
+    model: Input[Model],
+    metrics: Input[Metrics],
+    evaluation_report: Input[HTML],
+    logged_model: Output[Artifact],
+):
+    """Log every stage's params, metrics and reports, and the model, to MLflow.
+
+    Args:
+        experiment: MLflow experiment name.
+        pipeline_run: The KFP run's name (finds or creates the parent MLflow run on a cluster;
+            locally the CLI's run id comes through MLPIPE_MLFLOW_RUN_ID).
+        config: The whole pipeline config, logged as params.
+        data, statistics, anomalies, validation_report, train_data, transformer, model, metrics,
+        evaluation_report: The outputs of ingest, validate, features, train and evaluate.
+        logged_model: Metadata only: MLflow run id, logged model URI and id.
+    """
+    import os
+    import tempfile
+
+    from components.common.artifacts import write_json
+    from components.common.recorder import record_task
+    from components.track.track import run, stage
+
+    with record_task("track") as rec, tempfile.TemporaryDirectory() as tmp:
+        metrics_file = os.path.join(tmp, "metrics.json")
+        write_json({k: v for k, v in metrics.metadata.items() if k != "task"}, metrics_file)
+        out = run(
+            experiment,
+            pipeline_run,
+            config,
+            stages={
+                "ingest": stage(data.metadata),
+                "validate": stage(
+                    anomalies.metadata, statistics.path, anomalies.path, validation_report.path
+                ),
+                "features": stage(transformer.metadata),
+                "train": stage(model.metadata),
+                "evaluate": stage(metrics.metadata, evaluation_report.path, with_metrics=True),
+            },
+            model_dir=model.path,
+            data_path=train_data.path,
+            companions={
+                "train_stats.json": os.path.join(statistics.path, "train_stats.json"),
+                "schema.json": os.path.join(statistics.path, "schema.json"),
+                "anomalies.json": os.path.join(anomalies.path, "anomalies.json"),
+                "metrics.json": metrics_file,
+            },
+        )
+    logged_model.metadata.update(out, task=rec.to_dict())

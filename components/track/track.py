@@ -1,0 +1,120 @@
+"""Track: log what the pipeline's stages produced to the run's MLflow run.
+
+The pure stages cannot log to MLflow themselves (a run id in their inputs would defeat the cache),
+so they leave params, metrics and files in their artifacts and this side-effect task records them:
+a nested run per stage, the training data as an MLflow input with its digest, and the model with
+signature, input example and its companions (feature spec, statistics, schema, metrics).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.common.artifacts import FEATURE_SPEC_FILE, load_model, read_dataset
+from components.common.mlflow_utils import configure, flatten, parent_run_id
+
+STAGE = "track"
+TASK_FIGURES = ("wall_s", "cpu_s", "peak_rss_mb", "rows_per_s")
+
+
+def _numeric(values: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict[str, float]):
+    import mlflow
+
+    with mlflow.start_run(run_name=name, nested=True):
+        mlflow.set_tag("mlpipe.stage", name)
+        task = meta.get("task") or {}
+        mlflow.log_metrics({f"task.{k}": float(task[k]) for k in TASK_FIGURES if task.get(k)})
+        params = {k: v for k, v in flatten("", meta).items() if not k.startswith("task.")}
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        if metrics:
+            mlflow.log_metrics(metrics)
+        for file in files:
+            if file.is_dir():
+                mlflow.log_artifacts(str(file), artifact_path=file.name)
+            elif file.exists():
+                mlflow.log_artifact(str(file))
+
+
+def run(
+    experiment: str,
+    pipeline_run: str,
+    config: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    model_dir: str,
+    data_path: str,
+    companions: dict[str, str],
+) -> dict[str, Any]:
+    """Log `stages` ({name: {"meta": ..., "files": [...], "metrics": {...}}}) and the model.
+
+    `companions` maps file names to paths shipped inside the logged model (statistics, schema,
+    metrics). Returns the MLflow run id and the logged model's URI.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    configure()
+    run_id = parent_run_id(experiment, pipeline_run)
+    model, spec = load_model(model_dir)
+    names = [f["name"] for f in spec["features"]]
+    data = read_dataset(data_path)
+    example = data[names].head(5)
+    train_meta = stages.get("features", {}).get("meta", {}).get("train", {})
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tag("mlpipe.pipeline_run", pipeline_run)
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten("", config).items()})
+        dataset = mlflow.data.from_pandas(
+            data,
+            source=str(stages.get("ingest", {}).get("meta", {}).get("source", "unknown")),
+            targets=spec["label"],
+            name="training-data",
+            digest=(train_meta.get("sha256") or "")[:36] or None,
+        )
+        mlflow.log_input(dataset, context="training")
+        all_metrics: dict[str, float] = {}
+        for name, stage in stages.items():
+            _log_stage(name, stage.get("meta", {}), [Path(f) for f in stage.get("files", [])],
+                       stage.get("metrics", {}))
+            all_metrics.update(stage.get("metrics", {}))
+        if all_metrics:
+            mlflow.log_metrics(all_metrics)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            extra = [str(Path(model_dir) / FEATURE_SPEC_FILE)]
+            for file_name, path in companions.items():
+                if Path(path).is_file():
+                    target = Path(tmp) / file_name
+                    target.write_bytes(Path(path).read_bytes())
+                    extra.append(str(target))
+            signature = infer_signature(example, model.predict_proba(example)[:, 1])
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                # skops (MLflow's default) refuses LightGBM/XGBoost inside a Pipeline
+                serialization_format="cloudpickle",
+                signature=signature,
+                input_example=example,
+                pyfunc_predict_fn="predict_proba",
+                extra_files=extra,
+                params={k: str(v) for k, v in spec.get("params", {}).items()},
+                tags={"algorithm": spec.get("algorithm", "")},
+            )
+        if all_metrics:
+            mlflow.log_metrics(all_metrics, model_id=info.model_id)
+    return {"run_id": run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+
+
+def stage(meta: dict[str, Any], *files: str, with_metrics: bool = False) -> dict[str, Any]:
+    """One stage's entry for `run`: its artifact metadata, files to attach, scalar metrics."""
+    metrics = _numeric({k: v for k, v in meta.items() if k != "task"}) if with_metrics else {}
+    return {"meta": dict(meta), "files": [f for f in files if f], "metrics": metrics}

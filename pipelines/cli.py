@@ -1,0 +1,101 @@
+"""`mlpipe`: run the pipeline locally, compile it for a cluster.
+
+    mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
+    mlpipe compile [--output F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.common.config import (
+    DEFAULT_DATA_SCHEMA,
+    DEFAULT_PIPELINE_CONFIG,
+    REPO_ROOT,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. model_training.seed=7")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, args.schema, _parse_overrides(args.set or []))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.local_run import format_summary, run_local
+
+    settings = _settings(args)
+    print(f"mlpipe: running the training pipeline locally (config {args.config})", flush=True)
+    result = run_local(settings, args.output_dir, args.tfdv_python, verbose=args.verbose)
+    print(format_summary(result, settings), flush=True)
+    return 0 if result.ok else 1
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfp import compiler
+
+    from pipelines.training import build_pipeline
+
+    settings = _settings(args)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(settings), str(output))
+    print(f"wrote {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+        p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
+        )
+
+    run = sub.add_parser("run", help="run the training pipeline locally with kfp.local")
+    common(run)
+    run.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
+    run.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
+    run.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+    run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="write the pipeline spec YAML for KFP")
+    common(comp)
+    comp.add_argument("--output", default=str(REPO_ROOT / "outputs" / "training_pipeline.yaml"))
+    comp.set_defaults(func=cmd_compile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"mlpipe: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlpipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The training pipeline: ingest → validate → features → train → evaluate → track → (gate) register.
+
+`build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
+so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
+memory requests and limits, a retry policy, an explicit caching choice, and its stage's code version.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
+
+from components.common.config import Settings
+from components.evaluate.component import evaluate
+from components.features.component import features
+from components.ingest.component import ingest
+from components.register.component import register
+from components.track.component import track
+from components.train.component import train
+from components.validate.component import validate
+from pipelines.code_version import ENV_NAME, package_version, stage_version
+
+PIPELINE_NAME = "mlpipe-training"
+
+# (cpu request, cpu limit, memory request, memory limit) per stage: sized from measured peaks on
+# the bundled data (see the run summary), with headroom.
+RESOURCES: dict[str, tuple[str, str, str, str]] = {
+    "ingest": ("500m", "1", "1G", "2G"),
+    "validate": ("1", "2", "2G", "4G"),
+    "features": ("500m", "1", "1G", "2G"),
+    "train": ("2", "2", "2G", "4G"),
+    "evaluate": ("500m", "1", "1G", "2G"),
+    "track": ("250m", "1", "1G", "2G"),
+    "register": ("250m", "1", "512M", "1G"),
+}
+# Pure tasks are cached; tasks with side effects (MLflow writes, the registry) never are.
+SIDE_EFFECTS = {"track", "register"}
+
+
+class TrainingOutputs(NamedTuple):
+    data: Dataset
+    validation_report: HTML
+    model: Model
+    metrics: Metrics
+    evaluation_report: HTML
+    logged_model: Artifact
+
+
+def _configure(task: dsl.PipelineTask, stage: str, display: str, retries: int) -> None:
+    cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[stage]
+    task.set_display_name(display)
+    task.set_caching_options(enable_caching=stage not in SIDE_EFFECTS)
+    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
+    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
+    task.set_env_variable(ENV_NAME, stage_version(stage))
+
+
+def build_pipeline(settings: Settings, retries: int | None = None):
+    """The pipeline function. `retries` defaults to the config's cluster_retries."""
+    cfg = settings.pipeline
+    schema = settings.schema_
+    retries = cfg.runtime.cluster_retries if retries is None else retries
+    algorithm = cfg.model_training.algorithm
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Ingest, validate (TFDV), features, train, evaluate, track in MLflow and "
+        "register the model if it passes the quality gate.",
+    )
+    def training_pipeline(
+        source: str = cfg.data_ingestion.source_url,
+        source_digest: str = "",
+        ingestion: dict = cfg.data_ingestion.model_dump(mode="json"),
+        data_schema: dict = schema.model_dump(mode="json"),
+        feature_engineering: dict = cfg.feature_engineering.model_dump(mode="json"),
+        algorithm: str = algorithm,
+        params: dict = cfg.model_training.params_for(algorithm),
+        seed: int = cfg.model_training.seed,
+        evaluation_cfg: dict = cfg.evaluation.model_dump(mode="json"),
+        config: dict = cfg.model_dump(mode="json"),
+        config_hash: str = settings.digest(),
+        experiment: str = cfg.project.experiment,
+        registered_model: str = cfg.project.registered_model,
+    ) -> TrainingOutputs:
+        ingest_task = ingest(
+            source=source,
+            source_digest=source_digest,
+            ingestion=ingestion,
+            time_column=schema.time_column or "",
+        )
+        _configure(ingest_task, "ingest", "Ingest data", retries)
+
+        validate_task = validate(
+            data=ingest_task.outputs["data"], data_schema=data_schema, split=feature_engineering
+        )
+        _configure(validate_task, "validate", "Validate data (TFDV)", retries)
+
+        features_task = features(
+            data=ingest_task.outputs["data"],
+            data_schema=data_schema,
+            feature_engineering=feature_engineering,
+        )
+        features_task.after(validate_task)  # never train on data that failed validation
+        _configure(features_task, "features", "Build features", retries)
+
+        train_task = train(
+            train_data=features_task.outputs["train_data"],
+            transformer=features_task.outputs["transformer"],
+            algorithm=algorithm,
+            params=params,
+            seed=seed,
+        )
+        _configure(train_task, "train", "Train model", retries)
+
+        evaluate_task = evaluate(
+            model=train_task.outputs["model"],
+            test_data=features_task.outputs["test_data"],
+            evaluation=evaluation_cfg,
+        )
+        _configure(evaluate_task, "evaluate", "Evaluate model", retries)
+
+        track_task = track(
+            experiment=experiment,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            config=config,
+            data=ingest_task.outputs["data"],
+            statistics=validate_task.outputs["statistics"],
+            anomalies=validate_task.outputs["anomalies"],
+            validation_report=validate_task.outputs["report"],
+            train_data=features_task.outputs["train_data"],
+            transformer=features_task.outputs["transformer"],
+            model=train_task.outputs["model"],
+            metrics=evaluate_task.outputs["metrics"],
+            evaluation_report=evaluate_task.outputs["report"],
+        )
+        _configure(track_task, "track", "Track in MLflow", retries)
+
+        with dsl.If(evaluate_task.outputs["passed"] == True, name="quality-gate"):  # noqa: E712
+            register_task = register(
+                registered_model=registered_model,
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                data_digest=source_digest,
+                lineage={"config_hash": config_hash, "code_version": package_version()},
+                logged_model=track_task.outputs["logged_model"],
+                model=train_task.outputs["model"],
+                metrics=evaluate_task.outputs["metrics"],
+            )
+            _configure(register_task, "register", "Register model", retries)
+
+        return TrainingOutputs(
+            data=ingest_task.outputs["data"],
+            validation_report=validate_task.outputs["report"],
+            model=train_task.outputs["model"],
+            metrics=evaluate_task.outputs["metrics"],
+            evaluation_report=evaluate_task.outputs["report"],
+            logged_model=track_task.outputs["logged_model"],
+        )
+
+    return training_pipeline
