@@ -18,7 +18,7 @@ setup-uv:
 
 # main environment (.venv): kfp 2.17, mlflow, scikit-learn, LightGBM, XGBoost, ... from uv.lock
 setup-main: setup-uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 # tfdv environment: TFDV 1.16.1 + kfp 2.13 (protobuf 4) from its own lock; rebuilt only when the
 # lock changes (a stamp holds the lock's digest); the project is installed into it without deps.
@@ -27,7 +27,7 @@ setup-tfdv: setup-uv
 	if [ ! -x $(TFDV_VENV)/bin/python ] || [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
 		echo "setting up the tfdv environment in $(TFDV_VENV) (first time: ~2 min, ~3 GB)"; \
 		$(UV) venv --quiet --allow-existing --python 3.11 $(TFDV_VENV) && \
-		$(UV) pip sync --quiet --python $(TFDV_VENV)/bin/python $(TFDV_LOCK) && \
+		$(UV) pip sync --quiet --compile-bytecode --python $(TFDV_VENV)/bin/python $(TFDV_LOCK) && \
 		$(UV) pip install --quiet --python $(TFDV_VENV)/bin/python --no-deps -e . && \
 		echo "$$want" > $$stamp; \
 	fi

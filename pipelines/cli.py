@@ -1,7 +1,7 @@
 """`mlpipe`: run the pipeline locally, compile it for a cluster.
 
-    mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
-    mlpipe compile [--output F]
+mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
+mlpipe compile [--output F]
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     print(f"mlpipe: running the training pipeline locally (config {args.config})", flush=True)
-    result = run_local(settings, args.output_dir, args.tfdv_python, verbose=args.verbose)
+    result = run_local(
+        settings,
+        args.output_dir,
+        args.tfdv_python,
+        verbose=args.verbose,
+        use_cache=not args.no_cache,
+    )
     print(format_summary(result, settings), flush=True)
     return 0 if result.ok else 1
 
@@ -76,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
     run.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
     run.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+    run.add_argument("--no-cache", action="store_true", help="execute every task again")
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="write the pipeline spec YAML for KFP")

@@ -8,9 +8,9 @@ disk, the per-task summary, and copying the model and reports to outputs/.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ from typing import Any
 
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
-from components.common.mlflow_utils import PARENT_RUN_ENV, configure, ensure_experiment
+from components.common.mlflow_utils import default_tracking_uri, tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, latest_records, read_records
 from components.ingest.ingest import source_digest
 from pipelines.progress import ProgressTee, original_stdout
@@ -46,35 +46,59 @@ class RunResult:
 
 
 def _prepare_environment(out: Path, tfdv_python: str | None) -> dict[str, str]:
+    """What the tasks inherit from this process (inherited, so not part of the cache key)."""
     env = {
         RECORDS_ENV: str(out / "logs" / "tasks"),
-        TFDV_PYTHON_ENV: tfdv_python
-        or os.environ.get(TFDV_PYTHON_ENV)
-        or str(DEFAULT_TFDV_PYTHON),
-        "MLFLOW_TRACKING_URI": configure(),
-        # keep BLAS/OpenMP from oversubscribing the 2 cores while a stage sets its own threads
+        TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(DEFAULT_TFDV_PYTHON),
+        # the MLflow store lives beside the run's other outputs unless the user points elsewhere
+        "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
+        or default_tracking_uri(out / "mlflow"),
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)
     return env
 
 
-def _start_parent_run(settings: Settings, digest: str, run_name: str) -> str:
+def _record_failed_run(settings: Settings, run_name: str, result: RunResult, digest: str) -> str:
+    """A failed run never reached the track task: record it in MLflow here (failure path only)."""
     import mlflow
 
-    experiment_id = ensure_experiment(settings.pipeline.project.experiment)
+    from components.common.mlflow_utils import configure, ensure_experiment
+
+    configure()
     client = mlflow.MlflowClient()
     run = client.create_run(
-        experiment_id,
+        ensure_experiment(settings.pipeline.project.experiment),
         run_name=run_name,
         tags={
             "mlpipe.pipeline_run": run_name,
             "mlpipe.data_digest": digest,
             "mlpipe.config_hash": settings.digest(),
-            "mlpipe.runner": "kfp.local",
+            "mlpipe.failed_stage": result.failed_stage or "unknown",
+            "mlpipe.error": (result.error or "")[:5000],
         },
     )
+    for row in result.tasks:
+        for key in ("wall_s", "cpu_s", "peak_rss_mb"):
+            client.log_metric(run.info.run_id, f"task.{row['task']}.{key}", float(row[key]))
+    client.log_artifact(run.info.run_id, result.log_file, artifact_path="logs")
+    client.set_terminated(run.info.run_id, status="FAILED")
     return run.info.run_id
+
+
+@contextlib.contextmanager
+def _info_logging(stream: Any):
+    """kfp.local logs cache hits at INFO outside its own logging context: catch them too."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _task_rows(since: float, records_dir: Path, cache_hits: list[str]) -> list[dict[str, Any]]:
@@ -99,7 +123,7 @@ def _failure(since: float, records_dir: Path) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _copy_outputs(outputs: Any, out: Path, run_name: str) -> dict[str, str]:
+def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str, str]:
     paths = {}
     targets = {
         "model": out / "models" / run_name,
@@ -108,7 +132,7 @@ def _copy_outputs(outputs: Any, out: Path, run_name: str) -> dict[str, str]:
         "validation_report": out / "reports" / f"{run_name}-validation.html",
     }
     for name, target in targets.items():
-        source = Path(getattr(outputs, name).path)
+        source = Path(outputs[name].path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
@@ -118,28 +142,15 @@ def _copy_outputs(outputs: Any, out: Path, run_name: str) -> dict[str, str]:
     return paths
 
 
-def _champion(settings: Settings) -> dict[str, Any] | None:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = mlflow.MlflowClient().get_model_version_by_alias(
-            settings.pipeline.project.registered_model, "champion"
-        )
-    except MlflowException:
-        return None
-    return {"version": mv.version, "run_id": mv.run_id, "tags": dict(mv.tags)}
-
-
 def run_local(
     settings: Settings,
     output_dir: str | Path = REPO_ROOT / "outputs",
     tfdv_python: str | None = None,
     verbose: bool = False,
     screen: Any = None,
+    use_cache: bool = True,
 ) -> RunResult:
     """Run the training pipeline locally. Never raises for a failed stage: see RunResult."""
-    import mlflow
     from kfp import local
 
     screen = screen or original_stdout()
@@ -159,24 +170,26 @@ def run_local(
     except DataError as exc:
         return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
 
-    parent = _start_parent_run(settings, digest, run_name)
-    os.environ[PARENT_RUN_ENV] = parent
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp"),
         raise_on_error=True,
-        enable_caching=True,
+        enable_caching=use_cache,
     )
     pipeline = build_pipeline(settings, retries=settings.pipeline.runtime.local_retries)
-    result = RunResult(True, 0.0, mlflow_run_id=parent, log_file=str(log_file))
+    result = RunResult(True, 0.0, log_file=str(log_file))
 
     with open(log_file, "w") as log:
         tee = ProgressTee(log, screen, verbose=verbose)
         try:
-            with contextlib.redirect_stdout(tee), warnings.catch_warnings():
+            with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
                 # resources, retries and images have no effect under kfp.local: say it once, in docs
                 warnings.simplefilter("ignore")
-                outputs = pipeline(source=source, source_digest=digest)
+                outputs = pipeline(
+                    source=source,
+                    source_digest=digest,
+                    tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
+                ).outputs
         except Exception as exc:  # kfp.local raises RuntimeError("Task ... FAILURE")
             result.ok = False
             result.failed_stage, result.error = _failure(started, records_dir)
@@ -188,39 +201,30 @@ def run_local(
         result.wall_s = round(time.perf_counter() - t0, 2)
         result.tasks = _task_rows(started, records_dir, tee.cache_hits)
 
-    client = mlflow.MlflowClient()
-    for row in result.tasks:
-        for key in ("wall_s", "cpu_s", "peak_rss_mb", "rows_per_s"):
-            if row.get(key) is not None:
-                client.log_metric(parent, f"task.{row['task']}.{key}", float(row[key]))
-        client.log_metric(parent, f"task.{row['task']}.cached", float(row["cached"]))
-    client.log_metric(parent, "pipeline.wall_s", result.wall_s)
-    client.log_artifact(parent, str(log_file), artifact_path="logs")
-
     if not result.ok:
-        client.set_tag(parent, "mlpipe.failed_stage", result.failed_stage or "unknown")
-        client.set_tag(parent, "mlpipe.error", (result.error or "")[:5000])
-        client.set_terminated(parent, status="FAILED")
+        result.mlflow_run_id = _record_failed_run(settings, run_name, result, digest)
         return result
 
+    details = {row["task"]: row.get("details") or {} for row in result.tasks}
+    result.mlflow_run_id = details.get("track", {}).get("run_id")
+    result.registration = details.get("register") or None
     result.metrics = {
         k: float(v)
-        for k, v in outputs.metrics.metadata.items()
+        for k, v in outputs["metrics"].metadata.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
-    result.gate_passed = bool(outputs.metrics.metadata.get("passed", False))
+    result.gate_passed = bool(outputs["metrics"].metadata.get("passed", False))
     result.paths = _copy_outputs(outputs, out, run_name)
-    champion = _champion(settings)
-    if result.gate_passed and champion:
-        result.registration = champion
-    client.set_terminated(parent, status="FINISHED")
     return result
 
 
 def format_summary(result: RunResult, settings: Settings) -> str:
     """The table and pointers printed at the end of `mlpipe run`."""
-    lines = ["", f"{'task':<10} {'status':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
-             f"{'rows':>9} {'rows/s':>10}"]
+    lines = [
+        "",
+        f"{'task':<10} {'status':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
+        f"{'rows':>9} {'rows/s':>10}",
+    ]
     for row in result.tasks:
         status = "cached" if row["cached"] else row["status"]
         rows = "" if row.get("rows") is None else f"{row['rows']:,}"
@@ -240,20 +244,16 @@ def format_summary(result: RunResult, settings: Settings) -> str:
         if result.registration:
             lines.append(
                 f"registered: {settings.pipeline.project.registered_model} "
-                f"version {result.registration['version']} (alias champion)"
+                f"version {result.registration['version']} (alias champion"
+                + (", already registered)" if not result.registration.get("created") else ")")
             )
         for name, path in result.paths.items():
             lines.append(f"{name}: {path}")
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-        lines.append(f"MLflow UI: mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})")
+        uri = tracking_uri()
+        lines.append(
+            f"MLflow UI: mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})"
+        )
     else:
+        lines.append(f"MLflow run (failed): {result.mlflow_run_id}")
         lines.append(f"FAILED at stage {result.failed_stage or 'unknown'}: {result.error}")
     return "\n".join(lines)
-
-
-def main_exit_code(result: RunResult) -> int:
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: mlpipe run")

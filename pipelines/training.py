@@ -2,11 +2,10 @@
 
 `build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
 so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
-memory requests and limits, a retry policy, an explicit caching choice, and its stage's code version.
+memory requests and limits, a retry policy, an explicit caching choice and its stage's code version.
 """
 
-from __future__ import annotations
-
+import json
 from typing import NamedTuple
 
 from kfp import dsl
@@ -35,8 +34,9 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "track": ("250m", "1", "1G", "2G"),
     "register": ("250m", "1", "512M", "1G"),
 }
-# Pure tasks are cached; tasks with side effects (MLflow writes, the registry) never are.
-SIDE_EFFECTS = {"track", "register"}
+# Pure tasks are cached; register (reads and moves the registry's aliases) never is. track is
+# cached too: it logs a function of its inputs, the tracking URI among them (see its component).
+SIDE_EFFECTS = {"register"}
 
 
 class TrainingOutputs(NamedTuple):
@@ -65,6 +65,14 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     schema = settings.schema_
     retries = cfg.runtime.cluster_retries if retries is None else retries
     algorithm = cfg.model_training.algorithm
+    # parameter defaults: the config's values (computed here: KFP reads the signature's defaults)
+    d_ingestion = cfg.data_ingestion.model_dump(mode="json", exclude_none=True)
+    d_schema = schema.model_dump(mode="json", exclude_none=True)
+    d_features = cfg.feature_engineering.model_dump(mode="json", exclude_none=True)
+    d_params = json.dumps(cfg.model_training.params_for(algorithm), sort_keys=True)
+    d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
+    d_config = cfg.model_dump(mode="json", exclude_none=True)
+    d_config_hash = settings.digest()
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -74,16 +82,17 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     def training_pipeline(
         source: str = cfg.data_ingestion.source_url,
         source_digest: str = "",
-        ingestion: dict = cfg.data_ingestion.model_dump(mode="json"),
-        data_schema: dict = schema.model_dump(mode="json"),
-        feature_engineering: dict = cfg.feature_engineering.model_dump(mode="json"),
+        ingestion: dict = d_ingestion,
+        data_schema: dict = d_schema,
+        feature_engineering: dict = d_features,
         algorithm: str = algorithm,
-        params: dict = cfg.model_training.params_for(algorithm),
+        params_json: str = d_params,
         seed: int = cfg.model_training.seed,
-        evaluation_cfg: dict = cfg.evaluation.model_dump(mode="json"),
-        config: dict = cfg.model_dump(mode="json"),
-        config_hash: str = settings.digest(),
+        evaluation_cfg: dict = d_evaluation,
+        config: dict = d_config,
+        config_hash: str = d_config_hash,
         experiment: str = cfg.project.experiment,
+        tracking_uri: str = "",
         registered_model: str = cfg.project.registered_model,
     ) -> TrainingOutputs:
         ingest_task = ingest(
@@ -111,7 +120,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             train_data=features_task.outputs["train_data"],
             transformer=features_task.outputs["transformer"],
             algorithm=algorithm,
-            params=params,
+            params_json=params_json,
             seed=seed,
         )
         _configure(train_task, "train", "Train model", retries)
@@ -125,6 +134,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
 
         track_task = track(
             experiment=experiment,
+            tracking_uri=tracking_uri,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             config=config,
             data=ingest_task.outputs["data"],
@@ -139,7 +149,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         )
         _configure(track_task, "track", "Track in MLflow", retries)
 
-        with dsl.If(evaluate_task.outputs["passed"] == True, name="quality-gate"):  # noqa: E712
+        with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate"):  # noqa: E712
             register_task = register(
                 registered_model=registered_model,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

@@ -1,8 +1,8 @@
 """The one place that reads and writes artifact files.
 
 Every write is atomic (temporary file, then rename into place), so a failed task never leaves a
-half-written artifact behind. Imports of heavy libraries stay inside the functions: this module is
-also imported by the validate wrapper, which may run in the tfdv environment (pandas 1.5, pyarrow 10).
+half-written artifact behind. Heavy imports stay inside the functions: this module is also imported
+by the validate wrapper, which may run in the tfdv environment (pandas 1.5, pyarrow 10).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def atomic_path(path: str | Path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: a reader in another container may differ
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -46,6 +47,7 @@ def atomic_dir(path: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o755)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -241,7 +241,8 @@ class TrainingConfig(_Strict):
 class EvaluationConfig(_Strict):
     decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     thresholds: dict[
-        Literal["roc_auc", "accuracy", "precision", "recall", "f1"], Annotated[float, Field(ge=0, le=1)]
+        Literal["roc_auc", "accuracy", "precision", "recall", "f1"],
+        Annotated[float, Field(ge=0, le=1)],
     ] = {"roc_auc": 0.85}
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from components.common.config import REPO_ROOT
 
-PARENT_RUN_ENV = "MLPIPE_MLFLOW_RUN_ID"
 DEFAULT_STORE = REPO_ROOT / "outputs" / "mlflow"
 
 
@@ -19,11 +18,16 @@ def default_tracking_uri(store: Path = DEFAULT_STORE) -> str:
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
-def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow at `tracking_uri`, else MLFLOW_TRACKING_URI, else the local store."""
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the local store (no mlflow import: the CLI's hot path)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def configure(uri: str = "") -> str:
+    """Point MLflow at `uri`, else `tracking_uri()`, creating a local store's folder."""
     import mlflow
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    uri = uri or tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -45,13 +49,11 @@ def ensure_experiment(name: str) -> str:
 
 
 def parent_run_id(experiment: str, pipeline_run: str) -> str:
-    """The MLflow run of this pipeline run: from the environment (set by the local CLI), else
-    the run tagged with the KFP run's name, else a new one (on the cluster)."""
+    """The MLflow run of this pipeline run: the run tagged with the KFP run's name, else a new
+    one. (Created by the first task that logs, not by the CLI: a fully cached re-run then never
+    pays for importing mlflow in the CLI.)"""
     import mlflow
 
-    run_id = os.environ.get(PARENT_RUN_ENV)
-    if run_id:
-        return run_id
     experiment_id = ensure_experiment(experiment)
     found = mlflow.search_runs(
         [experiment_id],

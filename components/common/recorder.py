@@ -38,6 +38,7 @@ class TaskRecord:
     error_type: str | None = None
     subject: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # stage results the CLI shows
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,8 +71,9 @@ def record_task(task: str, records_dir: str | None = None) -> Iterator[TaskRecor
         record.error_type = type(exc).__name__
         record.subject = getattr(exc, "subject", None)
         if not getattr(exc, "stage", None):
-            # unexpected: keep the trace's last frame for the summary
-            record.error = f"{record.error} ({traceback.format_exc(limit=-1).strip().splitlines()[-2].strip()})"
+            # unexpected: keep where it happened (the trace's last frame) for the summary
+            frame = traceback.format_exc(limit=-1).strip().splitlines()[-2].strip()
+            record.error = f"{record.error} ({frame})"
         raise
     finally:
         record.wall_s = round(time.perf_counter() - wall0, 3)

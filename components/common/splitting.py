@@ -48,6 +48,8 @@ def split(
         ("test", test, split_cfg.get("test_window")),
     ):
         if part.empty:
-            where = f" (window {window[0]}-{window[1]} of {time_column})" if method == "time" else ""
+            where = (
+                f" (window {window[0]}-{window[1]} of {time_column})" if method == "time" else ""
+            )
             raise DataError(stage, f"the {name} split is empty{where}", subject=time_column)
     return train.reset_index(drop=True), test.reset_index(drop=True)

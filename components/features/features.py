@@ -23,7 +23,7 @@ from sklearn.preprocessing import (
 from sklearn.tree import DecisionTreeClassifier
 
 from components.common.artifacts import save_model, write_dataset
-from components.common.config import DataSchema
+from components.common.config import DataSchema, FeatureConfig
 from components.common.errors import DataError
 from components.common.splitting import split
 
@@ -32,9 +32,7 @@ SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustS
 SELECTION_SAMPLE = 20_000  # rows used to rank features: enough for a stable order, fast on 2 cores
 
 
-def rank_features(
-    train: pd.DataFrame, schema: DataSchema, method: str, seed: int
-) -> list[str]:
+def rank_features(train: pd.DataFrame, schema: DataSchema, method: str, seed: int) -> list[str]:
     """Feature names, most useful first, by `method` (mutual_info | importance | rfe)."""
     names = schema.feature_names
     sample = train.sample(min(len(train), SELECTION_SAMPLE), random_state=seed)
@@ -98,27 +96,27 @@ def run(
     transformer_out: str,
 ) -> dict[str, Any]:
     schema = DataSchema.model_validate(data_schema)
+    # re-validate: KFP passes dict parameters as JSON numbers (5 arrives as 5.0)
+    feature_cfg = FeatureConfig.model_validate(feature_cfg).model_dump(mode="json")
     df = pd.read_parquet(data_path)
     label = schema.label.name
     missing = [c for c in [*schema.feature_names, label] if c not in df.columns]
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
-    split_cfg = feature_cfg.get("split", {})
+    split_cfg = feature_cfg["split"]
     train, test = split(df, split_cfg, label, schema.time_column, STAGE)
 
     features = select_features(
         train,
         schema,
-        feature_cfg.get("feature_selection", "none"),
-        feature_cfg.get("max_features"),
-        int(split_cfg.get("seed", 42)),
+        feature_cfg["feature_selection"],
+        feature_cfg["max_features"],
+        split_cfg["seed"],
     )
     numeric = [f for f in features if schema.features[f].kind == "numeric"]
     categorical = [f for f in features if schema.features[f].kind == "categorical"]
-    encoding = feature_cfg.get("categorical_encoding", "native")
-    transformer = build_transformer(
-        numeric, categorical, feature_cfg.get("scaling_method", "standard"), encoding
-    )
+    encoding = feature_cfg["categorical_encoding"]
+    transformer = build_transformer(numeric, categorical, feature_cfg["scaling_method"], encoding)
     transformer.fit(train[features])
 
     n_out = len(transformer.get_feature_names_out())
@@ -132,8 +130,8 @@ def run(
         "categorical": categorical,
         "label": label,
         "encoding": encoding,
-        "scaling": feature_cfg.get("scaling_method", "standard"),
-        "selection": feature_cfg.get("feature_selection", "none"),
+        "scaling": feature_cfg["scaling_method"],
+        "selection": feature_cfg["feature_selection"],
         "native_categorical_indices": native_idx,
         "transformed_width": n_out,
     }

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.common.artifacts import write_dataset
+from components.common.config import IngestionConfig
 from components.common.errors import DataError
 
 STAGE = "ingest"
@@ -99,15 +100,18 @@ def run(
     digest: str = "",
 ) -> dict[str, Any]:
     """Read `source`, keep `ingestion['window']`, write the Dataset; return its metadata."""
-    df = read_source(source, int(ingestion.get("batch_size", 100_000)))
+    # re-validate: KFP passes dict parameters as JSON numbers (400 arrives as 400.0)
+    cfg = IngestionConfig.model_validate(ingestion)
+    window = cfg.window.model_dump() if cfg.window else None
+    df = read_source(source, cfg.batch_size)
     rows_read = len(df)
-    df = apply_window(df, ingestion.get("window"), time_column)
+    df = apply_window(df, window, time_column)
     meta = write_dataset(df, output_path)
     meta.update(
         source=source,
-        source_type=ingestion.get("source_type", "file"),
+        source_type=cfg.source_type,
         source_digest=digest,
         rows_read=rows_read,
-        window=ingestion.get("window"),
+        window=window,
     )
     return meta

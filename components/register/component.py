@@ -29,6 +29,7 @@ def register(
         metrics: Evaluation metrics, copied onto the version as tags.
         registration: Metadata only: name, version, alias, whether it was created.
     """
+    from components.common.artifacts import write_json
     from components.common.recorder import record_task
     from components.register.register import run
 
@@ -46,4 +47,7 @@ def register(
             scalars,
             {**lineage, "pipeline_run": pipeline_run, "data_digest": data_digest},
         )
+        rec.details = out
     registration.metadata.update(out, task=rec.to_dict())
+    # metadata-only artifact: write it as a file too (kfp.local's cache needs one to exist)
+    write_json(out, registration.path)

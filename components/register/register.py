@@ -32,12 +32,12 @@ def current_alias(client: Any, name: str, alias: str) -> Any | None:
 def promote(client: Any, name: str, version: str) -> str | None:
     """Point `champion` at `version`; the old champion becomes `previous`. Returns the old one."""
     old = current_alias(client, name, CHAMPION)
-    if old is not None and old.version == version:
+    if old is not None and str(old.version) == version:
         return None
     if old is not None:
         client.set_registered_model_alias(name, PREVIOUS, old.version)
     client.set_registered_model_alias(name, CHAMPION, version)
-    return old.version if old is not None else None
+    return str(old.version) if old is not None else None
 
 
 def run(
@@ -59,14 +59,14 @@ def run(
 
     existing = find_version(client, registered_model, model_digest)
     if existing is not None:
-        version, created = existing.version, False
+        version, created = str(existing.version), False
     else:
         tags = {DIGEST_TAG: model_digest, **{f"mlpipe.{k}": str(v) for k, v in lineage.items()}}
         tags.update({f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()})
         mv = client.create_model_version(
             registered_model, source=model_uri, run_id=run_id, tags=tags
         )
-        version, created = mv.version, True
+        version, created = str(mv.version), True
     replaced = promote(client, registered_model, version)
     return {
         "registered_model": registered_model,

@@ -1,4 +1,9 @@
-"""KFP wrapper of the track stage (logic: track.py). Side effects: never cached."""
+"""KFP wrapper of the track stage (logic: track.py).
+
+Cached, unlike the other MLflow task: what it logs is a function of its inputs alone, and the
+tracking URI is one of them, so a hit means "these exact results are already in that store"
+(its output points to the run holding them). `mlpipe run --no-cache` forces a new run.
+"""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
@@ -9,6 +14,7 @@ from components.common.images import PIPELINE_IMAGE
 @dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
 def track(
     experiment: str,
+    tracking_uri: str,
     pipeline_run: str,
     config: dict,
     data: Input[Dataset],
@@ -26,6 +32,7 @@ def track(
 
     Args:
         experiment: MLflow experiment name.
+        tracking_uri: MLflow tracking URI; empty: MLFLOW_TRACKING_URI from the environment.
         pipeline_run: The KFP run's name (finds or creates the parent MLflow run on a cluster;
             locally the CLI's run id comes through MLPIPE_MLFLOW_RUN_ID).
         config: The whole pipeline config, logged as params.
@@ -64,5 +71,9 @@ def track(
                 "anomalies.json": os.path.join(anomalies.path, "anomalies.json"),
                 "metrics.json": metrics_file,
             },
+            tracking_uri=tracking_uri,
         )
+        rec.details = out
     logged_model.metadata.update(out, task=rec.to_dict())
+    # metadata-only artifact: write it as a file too (kfp.local's cache needs one to exist)
+    write_json(out, logged_model.path)

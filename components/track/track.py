@@ -45,6 +45,16 @@ def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict
                 mlflow.log_artifact(str(file))
 
 
+def model_requirements(algorithm: str) -> list[str]:
+    """Pinned requirements of the logged model: what loading it needs, not the whole project
+    (MLflow would otherwise export every dependency of the uv project)."""
+    from importlib.metadata import version
+
+    packages = ["scikit-learn", "cloudpickle", "numpy", "pandas"]
+    packages += {"lightgbm": ["lightgbm"], "xgboost": ["xgboost-cpu"]}.get(algorithm, [])
+    return [f"{name}=={version(name)}" for name in packages]
+
+
 def run(
     experiment: str,
     pipeline_run: str,
@@ -53,6 +63,7 @@ def run(
     model_dir: str,
     data_path: str,
     companions: dict[str, str],
+    tracking_uri: str = "",
 ) -> dict[str, Any]:
     """Log `stages` ({name: {"meta": ..., "files": [...], "metrics": {...}}}) and the model.
 
@@ -62,7 +73,7 @@ def run(
     import mlflow
     from mlflow.models import infer_signature
 
-    configure()
+    configure(tracking_uri)
     run_id = parent_run_id(experiment, pipeline_run)
     model, spec = load_model(model_dir)
     names = [f["name"] for f in spec["features"]]
@@ -83,8 +94,12 @@ def run(
         mlflow.log_input(dataset, context="training")
         all_metrics: dict[str, float] = {}
         for name, stage in stages.items():
-            _log_stage(name, stage.get("meta", {}), [Path(f) for f in stage.get("files", [])],
-                       stage.get("metrics", {}))
+            _log_stage(
+                name,
+                stage.get("meta", {}),
+                [Path(f) for f in stage.get("files", [])],
+                stage.get("metrics", {}),
+            )
             all_metrics.update(stage.get("metrics", {}))
         if all_metrics:
             mlflow.log_metrics(all_metrics)
@@ -105,6 +120,7 @@ def run(
                 signature=signature,
                 input_example=example,
                 pyfunc_predict_fn="predict_proba",
+                pip_requirements=model_requirements(spec.get("algorithm", "")),
                 extra_files=extra,
                 params={k: str(v) for k, v in spec.get("params", {}).items()},
                 tags={"algorithm": spec.get("algorithm", "")},

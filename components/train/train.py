@@ -57,8 +57,8 @@ def run(
     x, y = df[names], df[spec["label"]].to_numpy()
     if len(np.unique(y)) < 2:
         raise StageError(STAGE, "the training rows hold a single class", subject=spec["label"])
-    estimator, fit_kwargs = make_estimator(algorithm, params, seed, spec)
     try:
+        estimator, fit_kwargs = make_estimator(algorithm, params, seed, spec)
         estimator.fit(transformer.transform(x), y, **fit_kwargs)
     except (TypeError, ValueError) as exc:  # e.g. a parameter the estimator does not know
         raise StageError(STAGE, f"{algorithm}: {exc}", subject=algorithm) from exc

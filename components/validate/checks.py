@@ -1,0 +1,476 @@
+"""The project's own data checks: what TFDV cannot express, on plain pandas.
+
+TFDV checks types, presence and an int range per feature; it cannot check an exact set of codes
+(ANC's codes 1, 2, 3, 4, 8 leave a hole at 5-7), unique ids, the label's positive rate, non-finite
+values or a renamed column. These checks run on the DataFrame before TFDV does, in the tfdv
+environment (pandas 1.5) as well as the main one (pandas 2), so only APIs both versions share.
+
+A finding is a plain dict: {window, feature, check, kind, description, source}. `window` is
+"dataset" (the whole Dataset), "train" or "test"; `feature` is None for a finding about the whole
+table; `kind` is "blocking" or "drift" (see DESIGN "Two kinds of data checks"). The description
+leaves the window out: the message that names the window is built from the parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.common.config import DataSchema, FeatureSpec, LabelSpec, SchemaChecks
+from components.common.errors import DataError
+from components.common.splitting import split
+
+BLOCKING = "blocking"
+DRIFT = "drift"
+DATASET = "dataset"
+MAX_EXAMPLES = 3
+
+
+def finding(
+    window: str,
+    feature: str | None,
+    check: str,
+    description: str,
+    kind: str = BLOCKING,
+    source: str = "project",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "window": window,
+        "feature": feature,
+        "check": check,
+        "kind": kind,
+        "description": description,
+        "source": source,
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the checks need from the data schema; `features` is None when none was given."""
+
+    id_column: str | None = None
+    time_column: str | None = None
+    label: LabelSpec | None = None
+    checks: SchemaChecks = field(default_factory=SchemaChecks)
+    features: dict[str, FeatureSpec] | None = None
+
+    @classmethod
+    def from_dict(cls, data_schema: dict[str, Any] | None) -> Contract:
+        """A full data schema (with `features`) is validated by the config model; without
+        `features` only id/time/label/checks are read and the TFDV schema is inferred."""
+        data_schema = dict(data_schema or {})
+        if data_schema.get("features"):
+            schema = DataSchema.model_validate(data_schema)
+            return cls(
+                schema.id_column,
+                schema.time_column,
+                schema.label,
+                schema.checks,
+                dict(schema.features),
+            )
+        label = data_schema.get("label")
+        return cls(
+            id_column=data_schema.get("id_column"),
+            time_column=data_schema.get("time_column"),
+            label=LabelSpec.model_validate(label) if label else None,
+            checks=SchemaChecks.model_validate(data_schema.get("checks") or {}),
+        )
+
+    @property
+    def declared(self) -> bool:
+        return self.features is not None
+
+    @property
+    def label_name(self) -> str | None:
+        return self.label.name if self.label else None
+
+    @property
+    def required_columns(self) -> list[str]:
+        cols = [c for c in (self.id_column, self.time_column) if c]
+        cols += list(self.features or {})
+        if self.label:
+            cols.append(self.label.name)
+        return list(dict.fromkeys(cols))
+
+    def max_missing(self, column: str) -> float:
+        spec = (self.features or {}).get(column)
+        if spec is not None and spec.max_missing_fraction is not None:
+            return spec.max_missing_fraction
+        return self.checks.max_missing_fraction
+
+    def positive_value(self) -> int:
+        """The label value counted as positive: the last declared one (1 for [0, 1])."""
+        assert self.label is not None
+        return self.label.values[-1]
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _pct(fraction: float) -> str:
+    if fraction == 0:
+        return "0%"
+    return f"{fraction:.1%}" if fraction >= 0.001 else f"{fraction:.3%}"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _examples(values: Any) -> str:
+    """Up to MAX_EXAMPLES distinct values, sorted where possible, as '3' or '-1, 150, ...'."""
+    uniques = list(pd.unique(pd.Series(values)))
+    with contextlib.suppress(TypeError):
+        uniques.sort()
+    shown = ", ".join(
+        _num(v) if not isinstance(v, str) else repr(v) for v in uniques[:MAX_EXAMPLES]
+    )
+    return shown + (", ..." if len(uniques) > MAX_EXAMPLES else "")
+
+
+def format_codes(codes: list[int]) -> str:
+    """[1, 2] / [1, 2, 3, 4, 8] / [0..24] for a long contiguous range."""
+    codes = sorted(codes)
+    if len(codes) > 6 and codes == list(range(codes[0], codes[-1] + 1)):
+        return f"[{codes[0]}..{codes[-1]}]"
+    if len(codes) > 12:
+        return "[" + ", ".join(map(str, codes[:10])) + ", ...]"
+    return "[" + ", ".join(map(str, codes)) + "]"
+
+
+def _kind_of(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "true/false values"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "dates"
+    if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+        return "text"
+    return f"{series.dtype} values"
+
+
+def is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def as_float(series: pd.Series) -> np.ndarray:
+    """Numeric values as float64 with NaN for missing (numpy and nullable dtypes alike)."""
+    return series.to_numpy(dtype="float64", na_value=np.nan)
+
+
+# ---------------------------------------------------------------- dataset-level checks
+
+
+def dataset_checks(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]:
+    """Checks on the whole Dataset: rows, columns, column types, duplicate ids.
+
+    Returns early (with the one finding) when the Dataset has no rows or no columns.
+    """
+    if len(df) == 0 or len(df.columns) == 0:
+        what = "0 rows" if len(df.columns) else "no columns"
+        return [finding(DATASET, None, "empty", f"the dataset has {what}")]
+    out: list[dict[str, Any]] = []
+    columns = [str(c) for c in df.columns]
+    required = contract.required_columns
+    missing = [c for c in required if c not in columns]
+    extra = [c for c in columns if c not in required] if contract.declared else []
+    for col in missing:
+        hint = _renamed_to(col, extra)
+        out.append(
+            finding(
+                DATASET,
+                col,
+                "missing_column",
+                "column is missing" + (f" (renamed to {hint!r}?)" if hint else ""),
+            )
+        )
+    for col in extra:
+        out.append(finding(DATASET, col, "unexpected_column", "not declared in the data schema"))
+    for col in _typed_columns(contract):
+        if col in columns and not is_numeric(df[col]):
+            out.append(_type_finding(df[col], col, _declared_dtype(contract, col)))
+    if contract.time_column in columns:
+        n = int(df[contract.time_column].isna().sum())
+        if n:
+            out.append(
+                finding(
+                    DATASET,
+                    contract.time_column,
+                    "missing_values",
+                    f"{_plural(n, 'row')} without a value: they belong to no window",
+                )
+            )
+    if contract.id_column in columns:
+        out.extend(_duplicate_ids(df[contract.id_column], contract))
+    return out
+
+
+def _renamed_to(column: str, candidates: list[str]) -> str | None:
+    lowered = {c.lower(): c for c in candidates}
+    if column.lower() in lowered:
+        return lowered[column.lower()]
+    close = difflib.get_close_matches(column, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _typed_columns(contract: Contract) -> list[str]:
+    cols = list(contract.features or {})
+    if contract.label:
+        cols.append(contract.label.name)
+    if contract.time_column:
+        cols.append(contract.time_column)
+    return cols
+
+
+def _declared_dtype(contract: Contract, column: str) -> str:
+    spec = (contract.features or {}).get(column)
+    return spec.dtype if spec is not None else "int"
+
+
+def _type_finding(series: pd.Series, column: str, dtype: str) -> dict[str, Any]:
+    kind = _kind_of(series)
+    non_null = series.dropna()
+    if kind == "text":
+        as_num = pd.to_numeric(non_null.astype(str), errors="coerce")
+        bad = non_null[as_num.isna().to_numpy()]
+        if len(bad):
+            detail = f"{_plural(len(bad), 'non-numeric value')} (e.g. {_examples(bad.astype(str))})"
+        else:
+            detail = f"numbers stored as text (e.g. {_examples(non_null.astype(str).head(50))})"
+        description = f"expected {dtype} values, found text: {detail}"
+    else:
+        description = f"expected {dtype} values, found {kind}"
+    return finding(DATASET, column, "wrong_type", description)
+
+
+def _duplicate_ids(ids: pd.Series, contract: Contract) -> list[dict[str, Any]]:
+    dup = ids[ids.duplicated(keep="first") & ids.notna()]
+    fraction = len(dup) / len(ids)
+    if len(dup) == 0 or fraction <= contract.checks.max_duplicate_id_fraction:
+        return []
+    allowed = _pct(contract.checks.max_duplicate_id_fraction)
+    return [
+        finding(
+            DATASET,
+            str(ids.name),
+            "duplicate_ids",
+            f"{_plural(len(dup), 'duplicate id')} ({_pct(fraction)}, at most {allowed} allowed; "
+            f"e.g. {_examples(dup)})",
+        )
+    ]
+
+
+# ---------------------------------------------------------------- per-window checks
+
+
+def window_checks(
+    df: pd.DataFrame, window: str, contract: Contract, skip: set[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Checks on one window (train or test): rows, missing values, domains, the label.
+
+    `skip` names columns already reported with a wrong type (their values are not numbers).
+    """
+    out: list[dict[str, Any]] = []
+    min_rows = contract.checks.min_rows
+    if len(df) < min_rows:
+        out.append(
+            finding(
+                window,
+                None,
+                "min_rows",
+                f"only {_plural(len(df), 'row')}, fewer than min_rows {min_rows}",
+            )
+        )
+    if len(df) == 0:
+        return out
+    for name, spec in (contract.features or {}).items():
+        if name in df.columns and name not in skip:
+            out.extend(_feature_checks(df[name], window, spec, contract.max_missing(name)))
+    label = contract.label
+    if label and label.name in df.columns and label.name not in skip:
+        out.extend(_label_checks(df[label.name], window, contract))
+    if contract.id_column in df.columns and contract.declared:
+        out.extend(
+            _missing(df[contract.id_column], window, contract.max_missing(contract.id_column))
+        )
+    return out
+
+
+def _missing(series: pd.Series, window: str, allowed: float) -> list[dict[str, Any]]:
+    n = int(series.isna().sum())
+    if n == 0 or n / len(series) <= allowed:
+        return []
+    return [
+        finding(
+            window,
+            str(series.name),
+            "missing_values",
+            f"{_plural(n, 'missing value')} ({_pct(n / len(series))}, at most {_pct(allowed)} "
+            "allowed)",
+        )
+    ]
+
+
+def _feature_checks(
+    series: pd.Series, window: str, spec: FeatureSpec, allowed_missing: float
+) -> list[dict[str, Any]]:
+    name = str(series.name)
+    out = _missing(series, window, allowed_missing)
+    values = as_float(series)
+    present = values[~np.isnan(values)]
+    infinite = present[np.isinf(present)]
+    if len(infinite):
+        out.append(
+            finding(
+                window,
+                name,
+                "not_finite",
+                f"{_plural(len(infinite), 'infinite value')} ({_examples(infinite)})",
+            )
+        )
+    finite = present[np.isfinite(present)]
+    if spec.dtype == "int" or spec.kind == "categorical":
+        fractional = finite[finite != np.floor(finite)]
+        if len(fractional):
+            out.append(
+                finding(
+                    window,
+                    name,
+                    "not_integer",
+                    f"{_plural(len(fractional), 'non-integer value')} in an int column "
+                    f"(e.g. {_examples(fractional)})",
+                )
+            )
+    if spec.kind == "categorical":
+        codes = spec.codes()
+        whole = finite[finite == np.floor(finite)]  # a fraction is already a finding
+        outside = whole[~np.isin(whole, codes)]
+        if len(outside):
+            out.append(
+                finding(
+                    window,
+                    name,
+                    "unseen_code",
+                    f"{_plural(len(outside), 'value')} outside the domain {format_codes(codes)} "
+                    f"({_examples(outside)})",
+                )
+            )
+    else:
+        lo = -np.inf if spec.min is None else spec.min
+        hi = np.inf if spec.max is None else spec.max
+        outside = finite[(finite < lo) | (finite > hi)]
+        if len(outside):
+            out.append(
+                finding(
+                    window,
+                    name,
+                    "out_of_range",
+                    f"{_plural(len(outside), 'value')} outside the range "
+                    f"[{_num(spec.min) if spec.min is not None else '-inf'}, "
+                    f"{_num(spec.max) if spec.max is not None else 'inf'}] ({_examples(outside)})",
+                )
+            )
+    return out
+
+
+def _label_checks(series: pd.Series, window: str, contract: Contract) -> list[dict[str, Any]]:
+    label = contract.label
+    assert label is not None
+    name = label.name
+    out = _missing(series, window, contract.max_missing(name))
+    values = as_float(series)
+    present = values[~np.isnan(values)]
+    outside = present[~np.isin(present, label.values)]
+    if len(outside):
+        out.append(
+            finding(
+                window,
+                name,
+                "label_values",
+                f"{_plural(len(outside), 'value')} outside {format_codes(label.values)} "
+                f"({_examples(outside)})",
+            )
+        )
+    if len(present):
+        rate = float(np.mean(present == contract.positive_value()))
+        lo, hi = label.min_positive_rate, label.max_positive_rate
+        if not lo <= rate <= hi:
+            out.append(
+                finding(
+                    window,
+                    name,
+                    "positive_rate",
+                    f"positive rate {rate:.3f} outside [{lo:g}, {hi:g}]",
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------- all of them
+
+
+def split_windows(
+    df: pd.DataFrame, contract: Contract, split_cfg: dict[str, Any], reported: set[str]
+) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
+    """{"train": ..., "test": ...} by components.common.splitting (the rows features will use),
+    or no windows and a finding when the split is impossible. `reported` names columns already
+    found missing or mistyped (no second finding for them)."""
+    method = split_cfg.get("method", "time")
+    key = contract.time_column if method == "time" else contract.label_name
+    if key in reported:
+        return {}, []
+    if key is None or key not in df.columns:
+        what = "a time column" if method == "time" else "the label"
+        return {}, [finding(DATASET, key, "split", f"a {method} split needs {what}")]
+    try:
+        train, test = split(
+            df, split_cfg, contract.label_name or "", contract.time_column, "validate"
+        )
+    except DataError as exc:
+        return {}, [finding(DATASET, exc.subject, "empty_window", str(exc))]
+    return {"train": train, "test": test}, []
+
+
+def project_findings(
+    df: pd.DataFrame, contract: Contract, split_cfg: dict[str, Any]
+) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
+    """Every project check: the Dataset's, then each window's. Returns (windows, findings)."""
+    out = dataset_checks(df, contract)
+    if any(f["check"] == "empty" for f in out):
+        return {}, out
+    reported = {f["feature"] for f in out if f["check"] in ("missing_column", "wrong_type")}
+    windows, split_findings = split_windows(df, contract, split_cfg, reported)
+    out += split_findings
+    skip = {c for c in df.columns if c in _typed_columns(contract) and not is_numeric(df[c])}
+    for name, part in windows.items():
+        out += window_checks(part, name, contract, skip)
+    return windows, assign_roles(out, contract)
+
+
+def assign_roles(findings: list[dict[str, Any]], contract: Contract) -> list[dict[str, Any]]:
+    """Set each finding's `role`: feature, label, id, time, column (undeclared) or None."""
+    roles = {name: "feature" for name in contract.features or {}}
+    for name, role in (
+        (contract.id_column, "id"),
+        (contract.time_column, "time"),
+        (contract.label_name, "label"),
+    ):
+        if name:
+            roles[name] = role
+    for f in findings:
+        f["role"] = roles.get(f["feature"], "column") if f["feature"] else None
+    return findings

@@ -1,0 +1,253 @@
+"""Validate: check the ingested Dataset against the data schema with TFDV, before any training.
+
+TFDV cannot share an environment with kfp 2.17 (DESIGN "Environments"), so `run` launches the tfdv
+environment's Python on `components.validate.tfdv_job`, relays its output line by line, moves its
+outputs into the artifact paths and raises DataError when a blocking check failed. Drift findings
+are reported, never raised.
+
+Importable in both environments: only the standard library and components.common at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from components.common.artifacts import atomic_dir, atomic_path, read_json
+from components.common.errors import DataError, StageError
+
+STAGE = "validate"
+TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
+JOB_MODULE = "components.validate.tfdv_job"
+# the source tree this module belongs to; its `components` package is what the job must run
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+LOCAL_TFDV_PYTHON = PACKAGE_DIR.parent / ".venvs" / "tfdv" / "bin" / "python"
+MESSAGE_CLAUSES = 3
+ARTIFACT_DIRS = ("statistics", "schema", "anomalies")
+
+
+def tfdv_python() -> str:
+    """The Python that runs the TFDV job.
+
+    $MLPIPE_TFDV_PYTHON if set (the CLI sets it); else this interpreter if it has TFDV (the tfdv
+    image); else the checkout's .venvs/tfdv (built by `make setup`).
+    """
+    configured = os.environ.get(TFDV_PYTHON_ENV)
+    if configured:
+        if not os.access(configured, os.X_OK) or not Path(configured).is_file():
+            raise StageError(
+                STAGE,
+                f"{TFDV_PYTHON_ENV}={configured} is not a Python executable: run `make setup` to "
+                "build the tfdv environment, or point the variable at its bin/python",
+                subject=TFDV_PYTHON_ENV,
+            )
+        return configured
+    if importlib.util.find_spec("tensorflow_data_validation") is not None:
+        return sys.executable
+    if LOCAL_TFDV_PYTHON.is_file():
+        return str(LOCAL_TFDV_PYTHON)
+    raise StageError(
+        STAGE,
+        "validate needs the tfdv environment (TensorFlow Data Validation), which is not installed:"
+        f" run `make setup`, or set {TFDV_PYTHON_ENV} to the Python of an environment with "
+        "tensorflow-data-validation",
+        subject=TFDV_PYTHON_ENV,
+    )
+
+
+def job_command(
+    python: str, data_path: str, data_schema: dict[str, Any], split: dict[str, Any], out_dir: str
+) -> list[str]:
+    return [
+        python,
+        "-m",
+        JOB_MODULE,
+        "--data",
+        str(data_path),
+        "--schema-json",
+        json.dumps(data_schema or {}),
+        "--split-json",
+        json.dumps(split),
+        "--out",
+        str(out_dir),
+    ]
+
+
+@contextmanager
+def job_environment() -> Iterator[dict[str, str]]:
+    """The environment of a TFDV job process.
+
+    Its PYTHONPATH starts with a folder holding only a link to this module's `components`
+    package, so the job runs the same code as the caller whichever checkout installed the tfdv
+    environment, and nothing else of the caller's environment leaks into it.
+    """
+    with tempfile.TemporaryDirectory(prefix="mlpipe-validate-path-") as path_dir:
+        os.symlink(PACKAGE_DIR, Path(path_dir) / "components")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (path_dir, env.get("PYTHONPATH")) if p)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env["PYTHONUNBUFFERED"] = "1"
+        yield env
+
+
+def run_job(
+    data_path: str,
+    data_schema: dict[str, Any],
+    split: dict[str, Any],
+    out_dir: str,
+    python: str | None = None,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run the TFDV job in the tfdv environment, relaying its output; raise if it crashed."""
+    python = python or tfdv_python()
+    cmd = job_command(python, data_path, data_schema, split, out_dir)
+    tail: deque[str] = deque(maxlen=30)
+    with (
+        job_environment() as env,
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log(line if line.startswith("validate:") else f"[tfdv] {line}")
+    if proc.returncode:
+        last = next((t.strip() for t in reversed(tail) if t.strip()), "no output")
+        if proc.returncode == 2:
+            raise StageError(STAGE, last.removeprefix("validate: "), subject="data_schema")
+        raise RuntimeError(
+            f"the TFDV job failed (exit code {proc.returncode}): {last} "
+            f"(command: {python} -m {JOB_MODULE})"
+        )
+
+
+def _noun(f: dict[str, Any]) -> str:
+    return {"feature": "feature", "label": "label"}.get(f.get("role") or "", "column")
+
+
+def blocking_message(findings: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """One line naming the first few blocking problems, and the subject (the first column).
+
+    A TFDV finding on a column the project checks already reported is left out (same problem,
+    vaguer words); the same description in both windows is said once.
+    """
+    blocking = [f for f in findings if f["kind"] == "blocking"]
+    covered = {f["feature"] for f in blocking if f.get("source") != "tfdv"}
+    kept = [f for f in blocking if f.get("source") != "tfdv" or f["feature"] not in covered]
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for f in kept:
+        groups.setdefault((f["feature"], f["description"]), []).append(f)
+    clauses = []
+    for (feature, description), group in groups.items():
+        windows = [f["window"] for f in group if f["window"] in ("train", "test")]
+        where = ""
+        if windows:
+            where = f" in the {' and '.join(dict.fromkeys(windows))} window" + (
+                "s" if len(set(windows)) > 1 else ""
+            )
+        head = f"{_noun(group[0])} {feature!r}: " if feature else ""
+        clauses.append(" ".join(f"{head}{description}{where}".split()))
+    message = "; ".join(clauses[:MESSAGE_CLAUSES])
+    if len(clauses) > MESSAGE_CLAUSES:
+        message += f"; and {len(clauses) - MESSAGE_CLAUSES} more"
+    subject = next((f["feature"] for f in kept if f["feature"]), None)
+    return message, subject
+
+
+def _install(
+    work: Path, statistics_dir: str, schema_dir: str, anomalies_dir: str, report_path: str
+):
+    """Copy the job's folders into the artifact paths (each replaced atomically)."""
+    for name, target in zip(
+        ARTIFACT_DIRS, (statistics_dir, schema_dir, anomalies_dir), strict=True
+    ):
+        with atomic_dir(target) as tmp:
+            for item in (work / name).iterdir():
+                shutil.copy2(item, tmp / item.name)
+    with atomic_path(report_path, ".html") as tmp:
+        shutil.copyfile(work / "report.html", tmp)
+
+
+def collect(
+    work_dir: str,
+    statistics_dir: str,
+    schema_dir: str,
+    anomalies_dir: str,
+    report_path: str,
+) -> dict[str, Any]:
+    """Install the job's outputs, return the metadata, raise DataError on a blocking finding."""
+    work = Path(work_dir)
+    summary = read_json(work / "anomalies" / "anomalies.json")
+    _install(work, statistics_dir, schema_dir, anomalies_dir, report_path)
+    findings = summary["findings"]
+    meta = {
+        "status": summary["status"],
+        "rows": summary["rows"]["dataset"],
+        "rows_train": summary["rows"]["train"],
+        "rows_test": summary["rows"]["test"],
+        "blocking": summary["blocking"],
+        "drift": summary["drift"],
+        "drift_per_feature": {n: m["value"] for n, m in summary["drift_measurements"].items()},
+        "drifted_features": [n for n, m in summary["drift_measurements"].items() if m["drifted"]],
+        "schema_source": summary["schema_source"],
+        "tfdv_version": summary["tfdv_version"],
+    }
+    if summary["blocking"]:
+        message, subject = blocking_message(findings)
+        raise DataError(STAGE, message, subject=subject)
+    return meta
+
+
+def run(
+    data_path: str,
+    data_schema: dict[str, Any],
+    split: dict[str, Any],
+    statistics_dir: str,
+    schema_dir: str,
+    anomalies_dir: str,
+    report_path: str,
+    python: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Validate the Dataset at `data_path`; write the four outputs; return their metadata.
+
+    `data_schema` is config/data_schema.yaml as a dict (empty: TFDV infers a schema from the train
+    window); `split` is feature_engineering.split (or the whole feature_engineering section).
+    Raises DataError naming the column and the problem when a blocking check fails; the outputs
+    (report included) are written first, so the report shows what failed.
+    """
+    if data_schema and data_schema.get("features"):
+        _check_schema(data_schema)
+    python = python or tfdv_python()
+    with tempfile.TemporaryDirectory(prefix="mlpipe-validate-") as tmp:
+        work = Path(tmp) / "out"
+        run_job(data_path, data_schema, split, str(work), python=python, log=log)
+        return collect(str(work), statistics_dir, schema_dir, anomalies_dir, report_path)
+
+
+def _check_schema(data_schema: dict[str, Any]) -> None:
+    """Fail before the 10-second TFDV launch when the data schema itself is invalid."""
+    from pydantic import ValidationError
+
+    from components.common.config import DataSchema
+
+    try:
+        DataSchema.model_validate(data_schema)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StageError(
+            STAGE, f"invalid data schema: {where}: {first['msg']}", subject="data_schema"
+        ) from None

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common.config import (
+    DEFAULT_PIPELINE_CONFIG,
+    ConfigError,
+    load_data_schema,
+    load_pipeline_config,
+    load_settings,
+)
+
+
+def _write(tmp_path: Path, data: dict, name: str = "cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _default() -> dict:
+    return yaml.safe_load(DEFAULT_PIPELINE_CONFIG.read_text())
+
+
+def test_defaults_load(settings):
+    assert settings.pipeline.model_training.algorithm == "lightgbm"
+    assert len(settings.schema_.categorical) == 15
+    assert settings.schema_.numeric == ["AGEP"]
+    assert settings.schema_.features["ANC"].codes() == [1, 2, 3, 4, 8]
+    assert settings.schema_.features["SCHL"].codes() == list(range(25))
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    data = _default()
+    data["model_training"]["n_trees"] = 5
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline_config(path)
+    assert str(path) in str(err.value)
+    assert "model_training.n_trees: unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    data = _default()
+    data["model_training"]["seed"] = "abc"
+    with pytest.raises(ConfigError, match=r"model_training\.seed: .*integer"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_bad_choice_is_rejected(tmp_path):
+    data = _default()
+    data["feature_engineering"]["scaling_method"] = "zscore"
+    with pytest.raises(ConfigError, match="feature_engineering.scaling_method"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (("model_training", "hyperparameter_tuning"), True),
+        (("model_training", "cv_folds"), 5),
+        (("deployment", "approval_required"), True),
+        (("deployment", "environment"), "kserve"),
+        (("data_ingestion", "schedule"), "0 * * * *"),
+    ],
+)
+def test_unbuilt_features_accept_only_default(tmp_path, key, value):
+    data = _default()
+    data[key[0]][key[1]] = value
+    with pytest.raises(ConfigError, match="not supported yet"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_overlapping_windows_rejected(tmp_path):
+    data = _default()
+    data["feature_engineering"]["split"]["test_window"] = [2015, 2016]
+    with pytest.raises(ConfigError, match="overlap"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_selection_needs_max_features():
+    with pytest.raises(ConfigError, match="needs max_features"):
+        load_pipeline_config(overrides={"feature_engineering.feature_selection": "rfe"})
+
+
+def test_overrides_apply():
+    cfg = load_pipeline_config(overrides={"model_training.algorithms": ["xgboost"]})
+    assert cfg.model_training.algorithm == "xgboost"
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_pipeline_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline_config(bad)
+
+
+def test_schema_categorical_needs_values(tmp_path):
+    data = {"label": {"name": "y"}, "features": {"A": {"kind": "categorical", "dtype": "int"}}}
+    with pytest.raises(ConfigError, match="features.A: .*values"):
+        load_data_schema(_write(tmp_path, data, "schema.yaml"))
+
+
+def test_settings_digest_changes_with_config():
+    a = load_settings()
+    b = load_settings(overrides={"model_training.seed": 7})
+    assert a.digest() != b.digest()
+    assert a.digest() == load_settings().digest()

@@ -1,0 +1,91 @@
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from components.common.artifacts import load_model, read_dataset
+from components.common.errors import StageError
+from components.features.features import run as features
+from components.train.train import run
+
+SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, sample_data, schema):
+    d = tmp_path_factory.mktemp("prep")
+    sample_data.to_parquet(d / "data.parquet")
+    features(
+        str(d / "data.parquet"),
+        schema.model_dump(mode="json"),
+        {"split": SPLIT, "scaling_method": "standard", "categorical_encoding": "native"},
+        str(d / "train.parquet"),
+        str(d / "test.parquet"),
+        str(d / "transformer"),
+    )
+    return d
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params"),
+    [
+        ("lightgbm", {"n_estimators": 50, "n_jobs": 1}),
+        ("xgboost", {"n_estimators": 50, "n_jobs": 1, "tree_method": "hist"}),
+        ("random_forest", {"n_estimators": 30, "n_jobs": 1}),
+        ("logistic_regression", {"max_iter": 500}),
+    ],
+)
+def test_each_algorithm_predicts_from_raw_rows(prepared, tmp_path, algorithm, params):
+    meta = run(
+        str(prepared / "train.parquet"),
+        str(prepared / "transformer"),
+        algorithm,
+        params,
+        7,
+        str(tmp_path / "model"),
+    )
+    model, spec = load_model(tmp_path / "model")
+    test = read_dataset(prepared / "test.parquet")
+    raw = test[[f["name"] for f in spec["features"]]]
+    auc = roc_auc_score(test.employed, model.predict_proba(raw)[:, 1])
+    assert auc > 0.8, f"{algorithm} AUC {auc}"
+    assert spec["algorithm"] == algorithm and meta["rows"] == 2000
+    assert {"name", "kind", "dtype"} <= set(spec["features"][0])
+
+
+def test_same_seed_same_model(prepared, tmp_path):
+    args = (
+        str(prepared / "train.parquet"),
+        str(prepared / "transformer"),
+        "lightgbm",
+        {"n_estimators": 20, "n_jobs": 1},
+        3,
+    )
+    a = run(*args, str(tmp_path / "a"))
+    b = run(*args, str(tmp_path / "b"))
+    assert a["sha256"] == b["sha256"]
+
+
+def test_unknown_parameter_is_a_clear_error(prepared, tmp_path):
+    with pytest.raises(StageError, match="random_forest"):
+        run(
+            str(prepared / "train.parquet"),
+            str(prepared / "transformer"),
+            "random_forest",
+            {"n_trees": 3},
+            1,
+            str(tmp_path / "m"),
+        )
+    assert not (tmp_path / "m").exists()
+
+
+def test_single_class_rejected(prepared, tmp_path):
+    train = read_dataset(prepared / "train.parquet")
+    train[train.employed == 1].to_parquet(tmp_path / "one.parquet")
+    with pytest.raises(StageError, match="single class"):
+        run(
+            str(tmp_path / "one.parquet"),
+            str(prepared / "transformer"),
+            "lightgbm",
+            {},
+            1,
+            str(tmp_path / "m"),
+        )

@@ -1,0 +1,421 @@
+"""Validate stage: project checks, the error message, the TFDV job on every bad-data case.
+
+The TFDV job costs ~8-25 s per process just to import TensorFlow, so the tfdv tests share one
+process: `tfdv_batch` runs the job once per case (every bad case, each clean year, a drift
+injection, an inferred schema) in a single tfdv-env Python, and each test then calls
+`validate.collect` on its case's output: the same code `validate.run` ends with. One test runs
+`validate.run` end to end (launch included).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.common.errors import DataError, StageError
+from components.validate import checks, validate
+from components.validate.checks import Contract, project_findings
+from components.validate.report import render_report
+from tests.conftest import DATA_FILE, TFDV_PYTHON, needs_tfdv
+from tests.fixtures.bad_data import CASES, CASES_BY_NAME, DEFAULT_SPLIT, base_sample, shift_sex
+
+CLEAN_YEARS = [(2015, 2016), (2016, 2017), (2017, 2018), (2018, 2015)]
+PARTIAL_SCHEMA = {"id_column": "id", "time_column": "year", "label": {"name": "employed"}}
+requires_tfdv = needs_tfdv()
+
+
+@pytest.fixture(scope="module")
+def schema_dict(schema) -> dict:
+    return schema.model_dump(mode="json", exclude_none=True)
+
+
+@pytest.fixture(scope="module")
+def contract(schema_dict) -> Contract:
+    return Contract.from_dict(schema_dict)
+
+
+@pytest.fixture(scope="module")
+def base(full_data) -> pd.DataFrame:
+    return base_sample(full_data)
+
+
+def _outputs(tmp_path: Path) -> dict[str, str]:
+    return {
+        "statistics_dir": str(tmp_path / "statistics"),
+        "schema_dir": str(tmp_path / "schema"),
+        "anomalies_dir": str(tmp_path / "anomalies"),
+        "report_path": str(tmp_path / "report.html"),
+    }
+
+
+def _split(train: int, test: int) -> dict:
+    return {**DEFAULT_SPLIT, "train_window": [train, train], "test_window": [test, test]}
+
+
+# ---------------------------------------------------------------- project checks (main env)
+
+
+def test_clean_sample_has_no_project_finding(base, contract):
+    windows, findings = project_findings(base, contract, DEFAULT_SPLIT)
+    assert findings == []
+    assert {k: len(v) for k, v in windows.items()} == {"train": 1000, "test": 1000}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_project_checks_catch_each_bad_case(case, base, contract):
+    _, findings = project_findings(case.make(base), contract, DEFAULT_SPLIT)
+    message, subject = validate.blocking_message(findings)
+    assert subject == case.subject
+    assert case.expect in message
+
+
+def test_exact_code_set_catches_what_an_int_range_cannot(base, contract):
+    """ANC declares [1, 2, 3, 4, 8]: TFDV's int_domain is 1..8, so 5 passes TFDV."""
+    _, findings = project_findings(
+        CASES_BY_NAME["anc_code_hole"].make(base), contract, DEFAULT_SPLIT
+    )
+    assert [(f["window"], f["feature"], f["check"]) for f in findings] == [
+        ("test", "ANC", "unseen_code")
+    ]
+
+
+def test_max_missing_fraction_of_a_feature_overrides_the_default(base, schema_dict):
+    relaxed = json.loads(json.dumps(schema_dict))
+    relaxed["features"]["MAR"]["max_missing_fraction"] = 0.5
+    df = CASES_BY_NAME["null_flood"].make(base)
+    _, findings = project_findings(df, Contract.from_dict(relaxed), DEFAULT_SPLIT)
+    assert findings == []
+
+
+def test_contract_without_features_checks_only_what_it_knows(base):
+    contract = Contract.from_dict(PARTIAL_SCHEMA)
+    assert not contract.declared
+    _, findings = project_findings(base.assign(extra=1), contract, DEFAULT_SPLIT)
+    assert findings == []  # no declared columns: an extra one is not a finding
+    _, findings = project_findings(
+        CASES_BY_NAME["label_value_2"].make(base), contract, DEFAULT_SPLIT
+    )
+    assert [f["check"] for f in findings] == ["label_values"]
+
+
+def test_format_codes():
+    assert checks.format_codes([1, 2]) == "[1, 2]"
+    assert checks.format_codes([1, 2, 3, 4, 8]) == "[1, 2, 3, 4, 8]"
+    assert checks.format_codes(list(range(25))) == "[0..24]"
+
+
+# ---------------------------------------------------------------- the message (main env)
+
+
+def _f(feature, check, description, window="train", source="project", kind="blocking"):
+    role = None if feature is None else "feature"
+    return checks.finding(window, feature, check, description, kind, source) | {"role": role}
+
+
+def test_message_names_feature_problem_and_window():
+    message, subject = validate.blocking_message(
+        [_f("SEX", "unseen_code", "1 value outside the domain [1, 2] (3)")]
+    )
+    assert message == "feature 'SEX': 1 value outside the domain [1, 2] (3) in the train window"
+    assert subject == "SEX"
+
+
+def test_message_drops_tfdv_echo_merges_windows_and_counts_the_rest():
+    findings = [
+        _f("SEX", "unseen_code", "1 value outside the domain [1, 2] (3)"),
+        _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv"),
+        _f("AGEP", "not_finite", "1 infinite value (inf)", "train"),
+        _f("AGEP", "not_finite", "1 infinite value (inf)", "test"),
+        _f("MAR", "missing_values", "3 missing values", "dataset"),
+        _f("DIS", "tfdv:SCHEMA_MISSING_COLUMN", "Column is completely missing", source="tfdv"),
+        _f("RELP", "not_integer", "1 non-integer value"),
+        _f("SEX", "drift_linf", "L-infinity distance 0.25", "test", "tfdv", "drift"),
+    ]
+    message, subject = validate.blocking_message(findings)
+    assert message == (
+        "feature 'SEX': 1 value outside the domain [1, 2] (3) in the train window; "
+        "feature 'AGEP': 1 infinite value (inf) in the train and test windows; "
+        "feature 'MAR': 3 missing values; and 2 more"
+    )
+    assert subject == "SEX"
+    assert "\n" not in message
+
+
+def test_message_of_a_table_level_problem_has_no_subject():
+    message, subject = validate.blocking_message(
+        [_f(None, "empty", "the dataset has 0 rows", "dataset")]
+    )
+    assert (message, subject) == ("the dataset has 0 rows", None)
+
+
+# ---------------------------------------------------------------- launching (main env)
+
+
+def test_missing_tfdv_environment_says_how_to_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv(validate.TFDV_PYTHON_ENV, str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(StageError, match="make setup"):
+        validate.tfdv_python()
+    monkeypatch.delenv(validate.TFDV_PYTHON_ENV)
+    monkeypatch.setattr(validate, "LOCAL_TFDV_PYTHON", tmp_path / "nowhere" / "python")
+    # the main environment cannot import TFDV
+    with pytest.raises(StageError, match=r"run `make setup`, or set MLPIPE_TFDV_PYTHON"):
+        validate.tfdv_python()
+
+
+def test_invalid_data_schema_fails_before_launching(schema_dict, tmp_path):
+    bad = json.loads(json.dumps(schema_dict))
+    bad["features"]["SEX"]["values"] = {"min": 2, "max": 1}
+    with pytest.raises(StageError, match="invalid data schema: features.SEX"):
+        validate.run(str(DATA_FILE), bad, DEFAULT_SPLIT, python="/bin/false", **_outputs(tmp_path))
+
+
+def test_a_crashing_job_raises_with_its_last_line(schema_dict, tmp_path):
+    # the main interpreter has no TFDV: the job crashes on import, like a broken tfdv env would
+    lines: list[str] = []
+    with pytest.raises(RuntimeError, match="No module named 'tensorflow_data_validation'"):
+        validate.run_job(
+            str(DATA_FILE),
+            schema_dict,
+            DEFAULT_SPLIT,
+            str(tmp_path / "out"),
+            sys.executable,
+            log=lines.append,
+        )
+    assert any(line.startswith("[tfdv] Traceback") for line in lines)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_is_self_contained():
+    summary = {
+        "status": "failed",
+        "blocking": 1,
+        "drift": 0,
+        "rows": {"dataset": 10, "train": 5, "test": 5},
+        "findings": [_f("SEX", "unseen_code", "1 value <outside> (3)")],
+        "drift_measurements": {
+            "SEX": {"metric": "linf", "value": 0.2, "threshold": 0.1, "drifted": True}
+        },
+    }
+    stats = {
+        "train": {
+            "rows": 5,
+            "features": {
+                "SEX": {
+                    "kind": "categorical",
+                    "type": "INT",
+                    "count": 5,
+                    "missing": 0,
+                    "unique": 2,
+                    "top_values": [["1", 3], ["2", 2]],
+                },
+                "AGEP": {
+                    "kind": "numeric",
+                    "type": "INT",
+                    "count": 5,
+                    "missing": 0,
+                    "mean": 40.0,
+                    "std": 3.0,
+                    "min": 1.0,
+                    "max": 90.0,
+                    "median": 40.0,
+                    "histogram": [[0, 50, 3.0], [50, 90, 2.0]],
+                },
+            },
+        },
+    }
+    page = render_report(summary, stats)
+    assert "&lt;outside&gt;" in page and "<outside>" not in page
+    assert "<script" not in page and "<link" not in page and "src=" not in page
+    assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
+
+
+def test_component_compiles_for_the_tfdv_image(tmp_path):
+    from kfp import compiler
+
+    from components.common.images import TFDV_IMAGE
+    from components.validate.component import validate as component
+
+    out = tmp_path / "validate.yaml"
+    compiler.Compiler().compile(component, str(out))
+    text = out.read_text()
+    assert f"image: {TFDV_IMAGE}" in text
+    assert "pip install" not in text
+    assert "latest" not in TFDV_IMAGE
+
+
+# ---------------------------------------------------------------- the TFDV job (tfdv env)
+
+RUNNER = (
+    "import json, sys\n"
+    "from components.validate import tfdv_job\n"
+    "codes = [tfdv_job.main(argv) for argv in json.load(open(sys.argv[1]))]\n"
+    "sys.exit(max(codes))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tfdv_batch(tmp_path_factory, full_data, schema_dict) -> dict[str, Path]:
+    """Run the TFDV job on every case in one tfdv-env process; {case name: its output folder}."""
+    root = tmp_path_factory.mktemp("tfdv_batch")
+    base = base_sample(full_data)
+    jobs: dict[str, tuple[str, dict, dict]] = {}
+    frames = {c.name: c.make(base) for c in CASES}
+    frames["drift_sex"] = shift_sex(base)
+    frames["inferred"] = base
+    for name, df in frames.items():
+        path = root / f"{name}.parquet"
+        df.to_parquet(path, index=False)
+        schema = PARTIAL_SCHEMA if name == "inferred" else schema_dict
+        jobs[name] = (str(path), schema, DEFAULT_SPLIT)
+    (root / "unreadable.parquet").write_bytes(b"PAR1 this is not parquet")
+    jobs["unreadable"] = (str(root / "unreadable.parquet"), schema_dict, DEFAULT_SPLIT)
+    for train, test in CLEAN_YEARS:
+        jobs[f"clean_{train}_{test}"] = (str(DATA_FILE), schema_dict, _split(train, test))
+    argvs = [
+        validate.job_command("python", data, schema, split, str(root / "out" / name))[3:]
+        for name, (data, schema, split) in jobs.items()
+    ]
+    (root / "jobs.json").write_text(json.dumps(argvs))
+    started = time.perf_counter()
+    with validate.job_environment() as env:
+        proc = subprocess.run(
+            [str(TFDV_PYTHON), "-c", RUNNER, str(root / "jobs.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    (root / "batch.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    print(f"tfdv batch: {len(jobs)} jobs in {time.perf_counter() - started:.1f} s")
+    return {name: root / "out" / name for name in jobs}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.tfdv
+@requires_tfdv
+def test_each_bad_case_raises_data_error_naming_the_column(case, tfdv_batch, tmp_path):
+    with pytest.raises(DataError) as err:
+        validate.collect(str(tfdv_batch[case.name]), **_outputs(tmp_path))
+    message = str(err.value)
+    assert case.expect in message
+    assert err.value.subject == case.subject
+    assert err.value.stage == "validate"
+    assert "\n" not in message and len(message) < 400
+    # the outputs are written before the error: the report shows what failed
+    summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
+    assert summary["status"] == "failed" and summary["blocking"] >= 1
+    assert (tmp_path / "report.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("train,test", CLEAN_YEARS, ids=lambda y: str(y))
+@pytest.mark.tfdv
+@requires_tfdv
+def test_clean_years_have_no_blocking_finding(train, test, tfdv_batch, schema_dict, tmp_path):
+    meta = validate.collect(str(tfdv_batch[f"clean_{train}_{test}"]), **_outputs(tmp_path))
+    assert meta["blocking"] == 0 and meta["status"] == "passed"
+    assert 68_000 < meta["rows_train"] < 70_500 and 68_000 < meta["rows_test"] < 70_500
+    assert meta["rows"] == 277_677
+    assert set(meta["drift_per_feature"]) == set(schema_dict["features"])  # all measured
+    assert meta["drifted_features"] == []
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_outputs_layout_and_json_summaries(tfdv_batch, tmp_path):
+    out = _outputs(tmp_path)
+    validate.collect(str(tfdv_batch["clean_2015_2016"]), **out)
+    stats_files = sorted(p.name for p in Path(out["statistics_dir"]).iterdir())
+    assert stats_files == [
+        "schema.json",
+        "schema.pbtxt",
+        "test_stats.json",
+        "test_stats.pb",
+        "train_stats.json",
+        "train_stats.pb",
+    ]
+    assert sorted(p.name for p in Path(out["schema_dir"]).iterdir()) == [
+        "schema.json",
+        "schema.pbtxt",
+    ]
+    assert sorted(p.name for p in Path(out["anomalies_dir"]).iterdir()) == [
+        "anomalies.json",
+        "test_anomalies.pbtxt",
+        "train_anomalies.pbtxt",
+    ]
+    train = json.loads((Path(out["statistics_dir"]) / "train_stats.json").read_text())
+    assert train["rows"] == 68_785
+    sex, age = train["features"]["SEX"], train["features"]["AGEP"]
+    assert sex["kind"] == "categorical" and sorted(v for v, _ in sex["top_values"]) == ["1", "2"]
+    assert age["kind"] == "numeric" and 0 <= age["min"] <= age["max"] <= 99
+    assert sum(c for _, _, c in age["histogram"]) == pytest.approx(68_785, rel=1e-3)
+    schema = json.loads((Path(out["schema_dir"]) / "schema.json").read_text())
+    feature = {f["name"]: f for f in schema["tfdv_schema"]["feature"]}
+    assert feature["ANC"]["int_domain"] == {"min": "1", "max": "8", "is_categorical": True}
+    assert feature["AGEP"]["drift_comparator"] == {"jensen_shannon_divergence": {"threshold": 0.1}}
+    assert "min_fraction" in feature["SEX"]["presence"]
+    schema_text = (Path(out["schema_dir"]) / "schema.pbtxt").read_text()
+    assert "is_categorical: true" in schema_text and "infinity_norm" in schema_text
+    page = Path(out["report_path"]).read_text()
+    assert "PASSED" in page and "<script" not in page
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_drift_is_reported_never_raised(tfdv_batch, tmp_path):
+    meta = validate.collect(str(tfdv_batch["drift_sex"]), **_outputs(tmp_path))
+    assert meta["blocking"] == 0 and meta["drift"] >= 1
+    assert meta["drifted_features"] == ["SEX"]
+    assert meta["drift_per_feature"]["SEX"] > 0.2  # categorical: L-infinity sees the shift
+    summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
+    (drift,) = [f for f in summary["findings"] if f["kind"] == "drift"]
+    assert (drift["feature"], drift["check"], drift["window"]) == ("SEX", "drift_linf", "test")
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_without_features_tfdv_infers_the_schema(tfdv_batch, tmp_path):
+    meta = validate.collect(str(tfdv_batch["inferred"]), **_outputs(tmp_path))
+    assert meta["schema_source"] == "inferred" and meta["blocking"] == 0
+    schema = json.loads((tmp_path / "schema" / "schema.json").read_text())
+    assert schema["source"] == "inferred"
+    assert len(schema["tfdv_schema"]["feature"]) == 19
+    assert "id" not in meta["drift_per_feature"] and "AGEP" in meta["drift_per_feature"]
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_an_unreadable_file_is_a_blocking_finding(tfdv_batch, tmp_path):
+    with pytest.raises(DataError, match=r"cannot read .*unreadable\.parquet") as err:
+        validate.collect(str(tfdv_batch["unreadable"]), **_outputs(tmp_path))
+    assert err.value.subject is None
+    assert not (tmp_path / "statistics" / "train_stats.pb").exists()
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_run_end_to_end_raises_the_one_line_message(base, schema_dict, tmp_path):
+    data = tmp_path / "data.parquet"
+    CASES_BY_NAME["unseen_category"].make(base).to_parquet(data, index=False)
+    lines: list[str] = []
+    with pytest.raises(DataError) as err:
+        validate.run(
+            str(data),
+            schema_dict,
+            {"split": DEFAULT_SPLIT},
+            python=str(TFDV_PYTHON),
+            log=lines.append,
+            **_outputs(tmp_path / "out"),
+        )
+    assert str(err.value) == (
+        "feature 'SEX': 1 value outside the domain [1, 2] (3) in the train window"
+    )
+    assert err.value.subject == "SEX"
+    assert any("blocking and 0 drift findings" in line for line in lines)
+    assert (tmp_path / "out" / "report.html").exists()

@@ -1,0 +1,46 @@
+"""Shared fixtures: small real samples of the bundled data, the default config and schema."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.common.config import REPO_ROOT, load_data_schema, load_settings
+
+DATA_FILE = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
+TFDV_PYTHON = Path(os.environ.get("MLPIPE_TFDV_PYTHON", REPO_ROOT / ".venvs/tfdv/bin/python"))
+
+
+def needs_tfdv() -> pytest.MarkDecorator:
+    """Skip (visibly) without the tfdv environment — except in CI, where it must exist."""
+    missing = not TFDV_PYTHON.exists() and os.environ.get("CI") != "true"
+    return pytest.mark.skipif(
+        missing, reason=f"tfdv environment missing ({TFDV_PYTHON}): make setup"
+    )
+
+
+@pytest.fixture(scope="session")
+def full_data() -> pd.DataFrame:
+    return pd.read_parquet(DATA_FILE)
+
+
+@pytest.fixture(scope="session")
+def sample_data(full_data: pd.DataFrame) -> pd.DataFrame:
+    """2,000 rows of each of 2015 and 2016: the default train and test windows."""
+    parts = [
+        full_data[full_data.year == year].sample(2000, random_state=year) for year in (2015, 2016)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def schema():
+    return load_data_schema()
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return load_settings()
