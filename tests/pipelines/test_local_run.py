@@ -1,0 +1,175 @@
+"""The whole training pipeline under kfp.local, through the `mlpipe` CLI, on a sample of the data.
+
+One output folder for the module: the tests build on each other in order (first run, cached
+re-run, bad data against an existing registry, changed data, changed code, a second config).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from components.common.config import REPO_ROOT, load_settings
+from components.common.mlflow_utils import default_tracking_uri
+from pipelines import training
+from pipelines.local_run import run_local
+from tests.conftest import needs_tfdv
+from tests.fixtures.bad_data import CASES_BY_NAME
+
+pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
+PURE = ["ingest", "validate", "features", "train", "evaluate", "track"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, full_data):
+    root = tmp_path_factory.mktemp("local-run")
+    sample = pd.concat(
+        [full_data[full_data.year == y].sample(3000, random_state=y) for y in (2015, 2016)],
+        ignore_index=True,
+    )
+    source = root / "sample.parquet"
+    sample.to_parquet(source)
+    return {"root": root, "out": root / "outputs", "source": source, "sample": sample}
+
+
+def mlpipe(work, *args: str, source: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--output-dir", str(work["out"])]
+    cmd += ["--set", f"data_ingestion.source_url={source or work['source']}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
+
+
+def summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
+    """task -> status from the summary table."""
+    rows = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if (
+            len(parts) >= 2
+            and parts[0] in [*PURE, "register"]
+            and parts[1]
+            in (
+                "cached",
+                "succeeded",
+                "failed",
+            )
+        ):
+            rows[parts[0]] = parts[1]
+    return rows
+
+
+def registry(work) -> mlflow.MlflowClient:
+    mlflow.set_tracking_uri(default_tracking_uri(work["out"] / "mlflow"))
+    return mlflow.MlflowClient()
+
+
+def versions(work) -> int:
+    return len(registry(work).search_model_versions("name = 'acs-employment'"))
+
+
+def test_first_run_trains_evaluates_and_registers_champion(work):
+    proc = mlpipe(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert all(status == "succeeded" for status in summary(proc).values())
+    assert set(summary(proc)) == {*PURE, "register"}
+    champion = registry(work).get_model_version_by_alias("acs-employment", "champion")
+    assert float(champion.tags["metric.roc_auc"]) >= 0.85
+    for tag in ("pipeline_run", "data_digest", "config_hash", "code_version"):
+        assert champion.tags[f"mlpipe.{tag}"], tag
+    # outputs on disk: model (+ feature spec), both reports, the data; the log
+    model_dirs = list((work["out"] / "models").iterdir())
+    assert (model_dirs[0] / "feature_spec.json").exists()
+    reports = sorted(p.name for p in (work["out"] / "reports").iterdir())
+    assert any(r.endswith("-evaluation.html") for r in reports)
+    assert any(r.endswith("-validation.html") for r in reports)
+    assert "mlflow ui --backend-store-uri" in proc.stdout
+    # the MLflow run holds the stages' params and metrics and the logged model
+    run = mlflow.get_run(champion.run_id)
+    assert run.data.metrics["roc_auc"] >= 0.85
+    assert run.data.params["model_training.algorithms"] == "['lightgbm']"
+    assert run.inputs.dataset_inputs, "training data not logged with log_input"
+    work["first_wall"] = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
+
+
+def test_unchanged_rerun_is_served_from_cache(work):
+    proc = mlpipe(work)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rows = summary(proc)
+    assert [rows[t] for t in PURE] == ["cached"] * len(PURE)
+    assert rows["register"] == "succeeded"  # side effects never come from the cache
+    assert "already registered" in proc.stdout
+    assert versions(work) == 1
+    wall = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
+    print(f"first run {work['first_wall']:.1f}s, cached re-run {wall:.1f}s")
+    assert wall < work["first_wall"] / 3
+
+
+@pytest.mark.parametrize(
+    "case", ["missing_column", "string_in_numeric", "unseen_category", "empty_file"]
+)
+def test_bad_data_stops_before_training(work, case):
+    bad = work["root"] / f"{case}.parquet"
+    if case == "empty_file":
+        bad.write_bytes(b"")
+        stage, subject, problem = "ingest", str(bad), "the file is empty"
+    else:
+        c = CASES_BY_NAME[case]
+        c.make(work["sample"].copy()).to_parquet(bad)
+        stage, subject, problem = "validate", c.subject, c.expect
+    before = versions(work)
+    proc = mlpipe(work, source=bad)
+    assert proc.returncode != 0
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"FAILED at stage {stage}:"), last
+    assert subject in last and problem in last, last
+    assert "train" not in summary(proc)
+    assert versions(work) == before
+
+
+def test_changed_data_reexecutes_everything(work):
+    work["sample"].iloc[:-50].to_parquet(work["source"])  # same file, 50 rows fewer
+    proc = mlpipe(work)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rows = summary(proc)
+    assert [rows[t] for t in PURE] == ["succeeded"] * len(PURE)
+
+
+def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeypatch):
+    real = training.stage_version
+    monkeypatch.setattr(
+        training, "stage_version", lambda s: real(s) + ("-x" if s == "train" else "")
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = load_settings(overrides={"data_ingestion.source_url": str(work["source"])})
+    result = run_local(settings, work["out"], screen=open(os.devnull, "w"))  # noqa: SIM115
+    assert result.ok, result.error
+    cached = {t["task"]: t["cached"] for t in result.tasks}
+    assert cached["ingest"] and cached["validate"] and cached["features"]
+    assert not cached["train"] and not cached["evaluate"] and not cached["track"]
+
+
+def test_second_config_runs_without_code_changes(work, full_data):
+    sample = pd.concat(
+        [full_data[full_data.year == y].sample(3000, random_state=y) for y in (2016, 2017)]
+    )
+    source = work["root"] / "sample_2016_2017.parquet"
+    sample.to_parquet(source)
+    config = REPO_ROOT / "config" / "examples" / "xgboost_2016_2017.yaml"
+    proc = mlpipe(work, "--config", str(config), source=source)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    specs = [
+        json.loads((d / "feature_spec.json").read_text())
+        for d in (work["out"] / "models").iterdir()
+    ]
+    xgb = [s for s in specs if s["algorithm"] == "xgboost"]
+    assert xgb and xgb[0]["scaling"] == "minmax" and xgb[0]["encoding"] == "onehot"
+    assert len(xgb[0]["features"]) == 12
+    client = registry(work)
+    assert client.get_model_version_by_alias("acs-employment-xgboost", "champion")
