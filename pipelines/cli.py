@@ -2,6 +2,7 @@
 
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
+mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(comp)
     comp.add_argument("--output", default=str(REPO_ROOT / "outputs" / "training_pipeline.yaml"))
     comp.set_defaults(func=cmd_compile)
+
+    from pipelines.data_cli import add_data_parser
+
+    add_data_parser(sub)  # mlpipe data list | show | watermarks | reset-watermark
     return parser
 
 

@@ -8,6 +8,7 @@ disk, the per-task summary, and copying the model and reports to outputs/.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -19,15 +20,14 @@ from typing import Any
 
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
-from components.common.mlflow_utils import default_tracking_uri, tracking_uri
-from components.common.recorder import RECORDS_ENV, TaskRecord, latest_records, read_records
+from components.common.mlflow_utils import default_tracking_uri
+from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.ingest.ingest import source_digest
 from pipelines.progress import ProgressTee, original_stdout
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
 TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
 DEFAULT_TFDV_PYTHON = REPO_ROOT / ".venvs" / "tfdv" / "bin" / "python"
-TASK_ORDER = ["ingest", "validate", "features", "train", "evaluate", "track", "register"]
 
 
 @dataclass
@@ -43,10 +43,13 @@ class RunResult:
     mlflow_run_id: str | None = None
     paths: dict[str, str] = field(default_factory=dict)
     log_file: str = ""
+    tracking_uri: str = ""
 
 
-def _prepare_environment(out: Path, tfdv_python: str | None) -> dict[str, str]:
-    """What the tasks inherit from this process (inherited, so not part of the cache key)."""
+@contextlib.contextmanager
+def _task_environment(out: Path, tfdv_python: str | None):
+    """What the tasks inherit from this process during the run (inherited, so not part of the
+    cache key); the previous environment comes back afterwards."""
     env = {
         RECORDS_ENV: str(out / "logs" / "tasks"),
         TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(DEFAULT_TFDV_PYTHON),
@@ -55,8 +58,16 @@ def _prepare_environment(out: Path, tfdv_python: str | None) -> dict[str, str]:
         or default_tracking_uri(out / "mlflow"),
         "PYTHONUNBUFFERED": "1",
     }
+    saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    return env
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _record_failed_run(settings: Settings, run_name: str, result: RunResult, digest: str) -> str:
@@ -101,19 +112,47 @@ def _info_logging(stream: Any):
         root.setLevel(level)
 
 
-def _task_rows(since: float, records_dir: Path, cache_hits: list[str]) -> list[dict[str, Any]]:
-    fresh = {r.task: r for r in read_records(records_dir, since=since)}
-    older = latest_records(records_dir)
-    rows = []
-    for task in TASK_ORDER:
-        rec: TaskRecord | None = fresh.get(task)
-        cached = rec is None and task in cache_hits
-        if cached:
-            rec = older.get(task)
-        if rec is None:
-            continue
-        rows.append({**rec.to_dict(), "cached": cached})
-    return rows
+STAGE_ORDER = [
+    "ingest",
+    "validate",
+    "features",
+    "tune",
+    "train",
+    "select",
+    "evaluate",
+    "track",
+    "register",
+]
+
+
+def _cached_record(cache_root: Path, key_prefix: str) -> TaskRecord | None:
+    """The figures of a task served from kfp.local's cache: its cache entry holds the output
+    artifacts, and our stages put their task record in their outputs' metadata."""
+    for entry in cache_root.glob(f"{key_prefix}*.json"):
+        try:
+            outputs = json.loads(entry.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        for value in outputs.values():
+            task = value.get("metadata", {}).get("task") if isinstance(value, dict) else None
+            if isinstance(task, dict):
+                return TaskRecord(**task)
+    return None
+
+
+def _task_rows(
+    since: float, records_dir: Path, cache_root: Path, cache_hits: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    rows = [{**r.to_dict(), "cached": False} for r in read_records(records_dir, since=since)]
+    for name, key in cache_hits:
+        rec = _cached_record(cache_root, key)
+        rows.append({**(rec or TaskRecord(task=name)).to_dict(), "cached": True})
+
+    def order(row: dict[str, Any]) -> tuple[int, str]:
+        base = row["task"].split("-")[0]
+        return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), row["task"])
+
+    return sorted(rows, key=order)
 
 
 def _failure(since: float, records_dir: Path) -> tuple[str | None, str | None]:
@@ -151,28 +190,37 @@ def run_local(
     use_cache: bool = True,
 ) -> RunResult:
     """Run the training pipeline locally. Never raises for a failed stage: see RunResult."""
-    from kfp import local
-
     screen = screen or original_stdout()
     out = Path(output_dir).resolve()
     for sub in ("data", "models", "reports", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     run_name = f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with _task_environment(out, tfdv_python) as env:
+        result = _run(settings, out, run_name, use_cache, verbose, screen)
+        result.tracking_uri = env["MLFLOW_TRACKING_URI"]
+    return result
+
+
+def _run(
+    settings: Settings, out: Path, run_name: str, use_cache: bool, verbose: bool, screen: Any
+) -> RunResult:
+    from kfp import local
+
     log_file = out / "logs" / f"{run_name}.log"
     records_dir = out / "logs" / "tasks"
     started = time.time()
     t0 = time.perf_counter()
-
-    _prepare_environment(out, tfdv_python)
     source = settings.resolve_source()
     try:
         digest = source_digest(source)
     except DataError as exc:
         return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
 
+    cache_root = out / "kfp" / ".kfp_cache"
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp"),
+        cache_root=str(cache_root),
         raise_on_error=True,
         enable_caching=use_cache,
     )
@@ -195,11 +243,9 @@ def run_local(
             result.failed_stage, result.error = _failure(started, records_dir)
             if result.error is None:
                 result.error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
-                result.failed_stage = next(
-                    (t for t in TASK_ORDER if f"'{t}'" in str(exc) or t in str(exc)), None
-                )
+                result.failed_stage = next((t for t in STAGE_ORDER if t in str(exc)), None)
         result.wall_s = round(time.perf_counter() - t0, 2)
-        result.tasks = _task_rows(started, records_dir, tee.cache_hits)
+        result.tasks = _task_rows(started, records_dir, cache_root, tee.cache_hits)
 
     if not result.ok:
         result.mlflow_run_id = _record_failed_run(settings, run_name, result, digest)
@@ -222,7 +268,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
     """The table and pointers printed at the end of `mlpipe run`."""
     lines = [
         "",
-        f"{'task':<10} {'status':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
+        f"{'task':<26} {'status':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
         f"{'rows':>9} {'rows/s':>10}",
     ]
     for row in result.tasks:
@@ -230,7 +276,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
         rows = "" if row.get("rows") is None else f"{row['rows']:,}"
         rate = "" if row.get("rows_per_s") is None else f"{row['rows_per_s']:,.0f}"
         lines.append(
-            f"{row['task']:<10} {status:<9} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
+            f"{row['task']:<26} {status:<9} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
             f"{row['peak_rss_mb']:>8.0f} {rows:>9} {rate:>10}"
         )
     lines.append(f"pipeline wall time: {result.wall_s:.1f}s (log: {result.log_file})")
@@ -249,7 +295,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
             )
         for name, path in result.paths.items():
             lines.append(f"{name}: {path}")
-        uri = tracking_uri()
+        uri = result.tracking_uri
         lines.append(
             f"MLflow UI: mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})"
         )

@@ -1,4 +1,5 @@
-"""The training pipeline: ingest → validate → features → train → evaluate → track → (gate) register.
+"""The training pipeline: ingest → validate → features → [tune → train] per algorithm → select →
+evaluate → track → (quality gate) register.
 
 `build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
 so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
@@ -16,8 +17,10 @@ from components.evaluate.component import evaluate
 from components.features.component import features
 from components.ingest.component import ingest
 from components.register.component import register
+from components.select.component import select_model
 from components.track.component import track
 from components.train.component import train
+from components.tune.component import tune
 from components.validate.component import validate
 from pipelines.code_version import ENV_NAME, package_version, stage_version
 
@@ -29,7 +32,9 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "ingest": ("500m", "1", "1G", "2G"),
     "validate": ("1", "2", "2G", "4G"),
     "features": ("500m", "1", "1G", "2G"),
-    "train": ("2", "2", "2G", "4G"),
+    "tune": ("1", "2", "2G", "4G"),
+    "train": ("1", "2", "2G", "4G"),
+    "select": ("250m", "500m", "512M", "1G"),
     "evaluate": ("500m", "1", "1G", "2G"),
     "track": ("250m", "1", "1G", "2G"),
     "register": ("250m", "1", "512M", "1G"),
@@ -64,12 +69,14 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     cfg = settings.pipeline
     schema = settings.schema_
     retries = cfg.runtime.cluster_retries if retries is None else retries
-    algorithm = cfg.model_training.algorithm
     # parameter defaults: the config's values (computed here: KFP reads the signature's defaults)
     d_ingestion = cfg.data_ingestion.model_dump(mode="json", exclude_none=True)
     d_schema = schema.model_dump(mode="json", exclude_none=True)
     d_features = cfg.feature_engineering.model_dump(mode="json", exclude_none=True)
-    d_params = json.dumps(cfg.model_training.params_for(algorithm), sort_keys=True)
+    # JSON, not a dict parameter: KFP structs hold only floats (400 -> 400.0) and estimators tell
+    # 1 from 1.0 (e.g. max_features)
+    d_training = json.dumps(cfg.model_training.model_dump(mode="json"), sort_keys=True)
+    d_algorithms = list(cfg.model_training.algorithms)
     d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
     d_config = cfg.model_dump(mode="json", exclude_none=True)
     d_config_hash = settings.digest()
@@ -85,8 +92,8 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         ingestion: dict = d_ingestion,
         data_schema: dict = d_schema,
         feature_engineering: dict = d_features,
-        algorithm: str = algorithm,
-        params_json: str = d_params,
+        algorithms: list = d_algorithms,
+        training_json: str = d_training,
         seed: int = cfg.model_training.seed,
         evaluation_cfg: dict = d_evaluation,
         config: dict = d_config,
@@ -102,6 +109,8 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             time_column=schema.time_column or "",
         )
         _configure(ingest_task, "ingest", "Ingest data", retries)
+        if cfg.data_ingestion.live:  # incremental (reads state) or a live system (sql, api)
+            ingest_task.set_caching_options(enable_caching=False)
 
         validate_task = validate(
             data=ingest_task.outputs["data"], data_schema=data_schema, split=feature_engineering
@@ -116,17 +125,32 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         features_task.after(validate_task)  # never train on data that failed validation
         _configure(features_task, "features", "Build features", retries)
 
-        train_task = train(
-            train_data=features_task.outputs["train_data"],
-            transformer=features_task.outputs["transformer"],
-            algorithm=algorithm,
-            params_json=params_json,
-            seed=seed,
-        )
-        _configure(train_task, "train", "Train model", retries)
+        # fan out: tune and refit each algorithm; kfp.local runs `tuning_parallelism` at once
+        with dsl.ParallelFor(
+            items=algorithms, parallelism=cfg.model_training.tuning_parallelism, name="algorithms"
+        ) as algorithm:
+            tune_task = tune(
+                train_data=features_task.outputs["train_data"],
+                transformer=features_task.outputs["transformer"],
+                algorithm=algorithm,
+                training_json=training_json,
+            )
+            _configure(tune_task, "tune", "Tune hyperparameters", retries)
+            train_task = train(
+                train_data=features_task.outputs["train_data"],
+                transformer=features_task.outputs["transformer"],
+                tuned=tune_task.outputs["result"],
+                algorithm=algorithm,
+                seed=seed,
+            )
+            _configure(train_task, "train", "Refit with the best params", retries)
+
+        select_task = select_model(models=dsl.Collected(train_task.outputs["model"]))
+        _configure(select_task, "select", "Select the best algorithm", retries)
+        model = select_task.outputs["model"]
 
         evaluate_task = evaluate(
-            model=train_task.outputs["model"],
+            model=model,
             test_data=features_task.outputs["test_data"],
             evaluation=evaluation_cfg,
         )
@@ -143,7 +167,8 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             validation_report=validate_task.outputs["report"],
             train_data=features_task.outputs["train_data"],
             transformer=features_task.outputs["transformer"],
-            model=train_task.outputs["model"],
+            tuning=dsl.Collected(tune_task.outputs["result"]),
+            model=model,
             metrics=evaluate_task.outputs["metrics"],
             evaluation_report=evaluate_task.outputs["report"],
         )
@@ -156,7 +181,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
                 data_digest=source_digest,
                 lineage={"config_hash": config_hash, "code_version": package_version()},
                 logged_model=track_task.outputs["logged_model"],
-                model=train_task.outputs["model"],
+                model=model,
                 metrics=evaluate_task.outputs["metrics"],
             )
             _configure(register_task, "register", "Register model", retries)
@@ -164,7 +189,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         return TrainingOutputs(
             data=ingest_task.outputs["data"],
             validation_report=validate_task.outputs["report"],
-            model=train_task.outputs["model"],
+            model=model,
             metrics=evaluate_task.outputs["metrics"],
             evaluation_report=evaluate_task.outputs["report"],
             logged_model=track_task.outputs["logged_model"],

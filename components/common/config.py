@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.common.search_space import ParamSpec
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE_CONFIG = REPO_ROOT / "config" / "pipeline_config.yaml"
 DEFAULT_DATA_SCHEMA = REPO_ROOT / "config" / "data_schema.yaml"
@@ -157,14 +159,218 @@ class Window(_Strict):
         return self
 
 
+# Names that mark a credential: such values come from the environment or a mounted Secret file,
+# never from a config file (which is committed, logged as MLflow params and shown in KFP).
+_SECRET_NAMES = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "signature",
+    "sig",
+    "credential",
+    "authorization",
+    "cookie",
+    "private_key",
+)
+
+
+def _looks_secret(name: str) -> bool:
+    name = name.lower().replace("-", "_")
+    return any(
+        part == name or name.endswith(f"_{part}") or name.startswith(f"{part}_")
+        for part in _SECRET_NAMES
+    ) or name in ("key", "x_api_key")
+
+
+def _check_no_inline_secret(url: str) -> None:
+    """Reject a URL that carries a password or a credential-like query parameter."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if "://" not in url:
+        return
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ValueError(
+            "the URL holds a password: put it in an environment variable or a mounted Secret "
+            "file (sql.password_env / sql.password_file, api.auth_env), never in the config"
+        )
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _looks_secret(name):
+            raise ValueError(
+                f"the URL's query parameter {name!r} looks like a credential: pass it through "
+                "the environment (api.auth_env) instead"
+            )
+
+
+class SqlSource(_Strict):
+    """`source_type: sql`: `source_url` is a SQLAlchemy URL without a password."""
+
+    query: str | None = None  # a SELECT; or
+    table: str | None = None  # a table name (optionally schema.table)
+    password_env: str | None = None  # environment variable holding the password
+    password_file: str | None = None  # a mounted Kubernetes Secret file holding the password
+    url_env: str | None = None  # or: the whole URL (with password) from this environment variable
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3  # whole-read retries on a lost connection
+    backoff_s: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlSource:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of `query` and `table`")
+        if self.password_env and self.password_file:
+            raise ValueError("give at most one of `password_env` and `password_file`")
+        return self
+
+
+class ApiSource(_Strict):
+    """`source_type: api`: `source_url` is the endpoint of a REST API answering JSON."""
+
+    records_path: str = "data"  # dotted path of the list of records in a page ("" = the body)
+    pagination: Literal["none", "page", "cursor"] = "page"
+    page_param: str = "page"
+    first_page: int = 1
+    page_size_param: str | None = "per_page"
+    page_size: Annotated[int, Field(ge=1)] = 1000
+    cursor_param: str = "cursor"
+    next_cursor_path: str = "next_cursor"  # dotted path of the next cursor (null/absent = last)
+    watermark_param: str | None = None  # send the last watermark so the server filters
+    params: dict[str, str | int | float | bool] = {}  # fixed query parameters (no credentials)
+    headers: dict[str, str] = {}  # fixed headers (no credentials)
+    auth_header: str = "Authorization"
+    auth_env: str | None = None  # environment variable holding the credential
+    auth_file: str | None = None  # or a mounted Kubernetes Secret file holding it
+    auth_scheme: str | None = "Bearer"  # prefix of the header value (null: the value as is)
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 4  # per request, on 429/5xx/lost connection
+    backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first wait; doubles each retry (cap 30 s)
+    max_pages: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("params", "headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if _looks_secret(k)]
+        if bad:
+            raise ValueError(f"{bad} look like credentials: use auth_env or auth_file instead")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiSource:
+        if self.auth_env and self.auth_file:
+            raise ValueError("give at most one of `auth_env` and `auth_file`")
+        return self
+
+
+class IncrementalConfig(_Strict):
+    """Load only rows whose `watermark_column` is greater than the last committed value."""
+
+    watermark_column: str
+    initial: int | float | str | None = None  # first run: only rows above this (null: all)
+    state_key: str | None = None  # name of the source's state (default: derived from the source)
+    on_no_new_rows: Literal["stop", "fail"] = "stop"  # stop: exit 0 "nothing new"; fail: exit 1
+
+
+class IngestChecks(_Strict):
+    """Freshness and completeness of what ingest read: metrics, and anomalies when violated."""
+
+    freshness_column: str | None = None  # timestamps (or epoch seconds)
+    max_age: str | None = None  # newest row at most this old: "90m", "36h", "7d", "3600s"
+    min_rows: Annotated[int, Field(ge=0)] | None = None
+    max_rows: Annotated[int, Field(ge=0)] | None = None
+    blocking: bool = False  # true: a violated check stops the run (no Dataset, no watermark)
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IngestChecks:
+        if (self.max_age is None) != (self.freshness_column is None):
+            raise ValueError("freshness needs both `freshness_column` and `max_age`")
+        both = self.min_rows is not None and self.max_rows is not None
+        if both and self.min_rows > self.max_rows:
+            raise ValueError(f"min_rows {self.min_rows} is greater than max_rows")
+        return self
+
+
+def parse_duration(text: str) -> float:
+    """'90m' -> 5400.0 seconds (units s, m, h, d, w)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = str(text).strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise ValueError(f"{text!r} is not a duration like 90m, 36h, 7d") from None
+
+
 class IngestionConfig(_Strict):
-    source_type: Literal["file"] = "file"
+    source_type: Literal["file", "url", "sql", "api"] = "file"
+    # file: local path or glob; url: fsspec URL (s3://, gs://, http(s)://, globs on object stores);
+    # sql: SQLAlchemy URL without password; api: the endpoint
     source_url: str = "data/acs_employment_ma_2015_2018.parquet"
-    batch_size: Annotated[int, Field(ge=1)] = 100_000
+    format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"  # file/url: auto = by extension
+    storage_options: dict[str, str | int | float | bool] = {}  # url: fsspec options, no secrets
+    sql: SqlSource | None = None
+    api: ApiSource | None = None
+    batch_size: Annotated[int, Field(ge=1)] = 100_000  # rows per chunk read and written
     schedule: str | None = None
     window: Window | None = None
+    incremental: IncrementalConfig | None = None
+    checks: IngestChecks = IngestChecks()
+    dataset_version: str | None = None  # pin: reuse this catalogued version (id or prefix)
 
     _schedule = field_validator("schedule")(_only_default(None))
+
+    @field_validator("source_url")
+    @classmethod
+    def _no_inline_password(cls, value: str) -> str:
+        _check_no_inline_secret(value)
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secret_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if _looks_secret(k)]
+        if bad:
+            raise ValueError(f"{bad} look like credentials: use the environment (e.g. AWS_*)")
+        return value
+
+    @model_validator(mode="after")
+    def _section_matches_type(self) -> IngestionConfig:
+        if self.source_type == "sql" and self.sql is None:
+            raise ValueError("source_type sql needs a `sql` section (query or table)")
+        if self.source_type != "sql" and self.sql is not None:
+            raise ValueError(f"a `sql` section needs source_type sql, not {self.source_type}")
+        if self.source_type != "api" and self.api is not None:
+            raise ValueError(f"an `api` section needs source_type api, not {self.source_type}")
+        if self.storage_options and self.source_type != "url":
+            raise ValueError("storage_options apply to source_type url only")
+        if self.dataset_version is not None and self.incremental is not None:
+            raise ValueError("a pinned dataset_version cannot be incremental: drop one of them")
+        return self
+
+    @property
+    def live(self) -> bool:
+        """Whether a read depends on more than the source's content digest (state or a live
+        system): such an ingest has side effects or changing answers and must not be cached."""
+        if self.dataset_version is not None:
+            return False
+        return self.incremental is not None or self.source_type in ("sql", "api")
+
+    def resolve_source(self, root: Path = REPO_ROOT) -> str:
+        """The source: a relative local path is taken from `root`; URLs are returned as they are."""
+        if self.source_type != "file":
+            return self.source_url
+        path = Path(self.source_url)
+        return str(path if path.is_absolute() else root / path)
 
 
 class SplitConfig(_Strict):
@@ -201,34 +407,69 @@ class FeatureConfig(_Strict):
         return self
 
 
+class KatibConfig(_Strict):
+    """The Katib backend (`tuning_backend: katib`): where and how the Experiment runs."""
+
+    namespace: str = "kubeflow"
+    algorithm: str = "tpe"
+    algorithm_settings: dict[str, Any] = {}
+    parallel_trials: Annotated[int, Field(ge=1)] = 2
+    max_failed_trials: Annotated[int, Field(ge=0)] | None = None
+    goal: float | None = None
+    early_stopping: dict[str, int] | None = {"min_trials_required": 5, "start_step": 1}
+    timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    poll_s: Annotated[float, Field(gt=0)] = 15.0
+    image: str | None = None  # default: the project's pipeline image
+    resources: dict[str, Any] | None = None
+    env: dict[str, str] = {}
+    env_from_secrets: list[str] = []  # Secrets mounted as env (S3 credentials for the data)
+    service_account: str | None = None
+
+
 class TrainingConfig(_Strict):
-    algorithms: list[Literal["lightgbm", "xgboost", "random_forest", "logistic_regression"]] = [
-        "lightgbm"
-    ]
-    cv_folds: int = 3
+    algorithms: Annotated[
+        list[Literal["lightgbm", "xgboost", "random_forest", "logistic_regression"]],
+        Field(min_length=1),
+    ] = ["lightgbm"]
+    cv_folds: Annotated[int, Field(ge=2, le=10)] = 3
+    cv_strategy: Literal["stratified", "time"] = "stratified"
     hyperparameter_tuning: bool = False
-    max_trials: int = 20
+    tuning_backend: Literal["optuna", "katib"] = "optuna"
+    max_trials: Annotated[int, Field(ge=1, le=1000)] = 20
+    time_budget_s: Annotated[float, Field(gt=0)] = 600.0
+    tuning_parallelism: Annotated[int, Field(ge=1, le=8)] = 2
+    threads_per_trial: Annotated[int, Field(ge=1, le=64)] = 1
     seed: int = 42
     params: dict[str, dict[str, Any]] = {}
-
-    _cv = field_validator("cv_folds")(_only_default(3))
-    _tuning = field_validator("hyperparameter_tuning")(_only_default(False))
-    _trials = field_validator("max_trials")(_only_default(20))
+    search_spaces: dict[str, dict[str, ParamSpec]] = {}
+    katib: KatibConfig = KatibConfig()
 
     @field_validator("algorithms")
     @classmethod
-    def _one_algorithm(cls, value: list[str]) -> list[str]:
-        if len(value) != 1:
-            raise ValueError("exactly one algorithm for now (several: not supported yet)")
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each algorithm at most once")
         return value
 
-    @field_validator("params")
+    @field_validator("params", "search_spaces")
     @classmethod
-    def _known_algorithms(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _known_algorithms(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - set(ALGORITHMS))
         if unknown:
             raise ValueError(f"unknown algorithm(s) {unknown}; known: {list(ALGORITHMS)}")
         return value
+
+    @model_validator(mode="after")
+    def _spaces_for_tuning(self) -> TrainingConfig:
+        if self.hyperparameter_tuning:
+            missing = [a for a in self.algorithms if not self.search_spaces.get(a)]
+            if missing:
+                raise ValueError(f"hyperparameter_tuning needs search_spaces for {missing}")
+        for algorithm, space in self.search_spaces.items():
+            clash = sorted(set(space) & set(self.params.get(algorithm, {})))
+            if clash:
+                raise ValueError(f"{algorithm}: {clash} both fixed in params and searched")
+        return self
 
     @property
     def algorithm(self) -> str:

@@ -106,12 +106,3 @@ def read_records(records_dir: str | Path, since: float = 0.0) -> list[TaskRecord
         if data.get("started_at", 0) >= since:
             out.append(TaskRecord(**data))
     return sorted(out, key=lambda r: r.started_at)
-
-
-def latest_records(records_dir: str | Path) -> dict[str, TaskRecord]:
-    """The newest successful record per task: the figures a cache hit reuses."""
-    latest: dict[str, TaskRecord] = {}
-    for rec in read_records(records_dir):
-        if rec.status == "succeeded":
-            latest[rec.task] = rec
-    return latest

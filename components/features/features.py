@@ -119,6 +119,8 @@ def run(
     transformer = build_transformer(numeric, categorical, feature_cfg["scaling_method"], encoding)
     transformer.fit(train[features])
 
+    # keys ride along (ignored by the model): time-aware cross-validation orders rows by them
+    keys = [c for c in (schema.time_column, schema.id_column) if c and c in df.columns]
     n_out = len(transformer.get_feature_names_out())
     native_idx = list(range(len(numeric), n_out)) if encoding == "native" else []
     spec = {
@@ -129,13 +131,14 @@ def run(
         "numeric": numeric,
         "categorical": categorical,
         "label": label,
+        "keys": keys,
         "encoding": encoding,
         "scaling": feature_cfg["scaling_method"],
         "selection": feature_cfg["feature_selection"],
         "native_categorical_indices": native_idx,
         "transformed_width": n_out,
     }
-    columns = [*features, label]
+    columns = [*keys, *features, label]
     train_meta = write_dataset(train[columns], train_out)
     test_meta = write_dataset(test[columns], test_out)
     transformer_meta = save_model(transformer, transformer_out, spec)

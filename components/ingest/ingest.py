@@ -1,42 +1,111 @@
-"""Ingest: read the configured file source, keep the configured time window, write one Dataset.
+"""Ingest: read the configured source in chunks, keep the window (and, for incremental loads, the
+rows above the watermark), write one Dataset; never leave a half Dataset behind.
 
-Catches what makes a source unusable before anything else runs: no matching file, an empty or
-unreadable file, an unknown format, a missing time column, no rows in the window.
+Source types (`data_ingestion.source_type`): `file`, `url`, `sql`, `api` — see sources.py. Rows are
+written chunk by chunk to a temporary Parquet file that is renamed into place only after every
+chunk was read and the blocking checks passed. A failure worth retrying (a lost connection) restarts
+the read from an empty file. The Dataset's metadata carries the dataset version (content digest),
+the source, query, window and watermark; with a state store (`MLPIPE_STATE_DIR`) the version is
+also catalogued (`mlpipe data list`) and a later `commit` advances the watermark.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-from pathlib import Path
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from components.common.artifacts import write_dataset
+from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
-from components.common.errors import DataError
+from components.common.errors import DataError, StageError
+from components.ingest import checks as ingest_checks
+from components.ingest import sources
+from components.ingest.sources import SourceError, TransientSourceError, redact, resolve_files
+from components.ingest.state import StateStore, open_store
+from components.ingest.writer import DatasetWriter, json_value
 
 STAGE = "ingest"
-READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+URL_ATTEMPTS = 3
+URL_BACKOFF_S = 1.0
+
+__all__ = ["NoNewData", "SourceError", "commit", "resolve_files", "run", "source_digest"]
 
 
-def resolve_files(source: str) -> list[Path]:
-    """The files a path or glob names, sorted; an error if there are none."""
-    matches = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
-    files = [Path(m) for m in matches if Path(m).is_file()]
-    if not files:
-        what = "no file matches" if glob.has_magic(source) else "file not found:"
-        raise DataError(STAGE, f"{what} {source}", subject=source)
-    return files
+class NoNewData(StageError):
+    """An incremental load found no row above the watermark: nothing to do (not a failure)."""
+
+    def __init__(self, message: str, subject: str | None = None) -> None:
+        super().__init__(STAGE, message, subject)
 
 
-def source_digest(source: str) -> str:
-    """A content digest of every file the source names: the cache key of a run's data."""
+# ---------------------------------------------------------------- identity
+
+
+def _config(ingestion: dict[str, Any] | IngestionConfig) -> IngestionConfig:
+    # re-validate: KFP passes dict parameters as JSON numbers (400 arrives as 400.0)
+    if isinstance(ingestion, IngestionConfig):
+        return ingestion
+    return IngestionConfig.model_validate(ingestion)
+
+
+def _location(cfg: IngestionConfig, source: str | None) -> str:
+    """Where to read: the resolved path for files, the configured URL otherwise."""
+    if cfg.source_type == "file" and source:
+        return source
+    return cfg.resolve_source()
+
+
+def describe_query(cfg: IngestionConfig) -> str | None:
+    if cfg.sql is not None:
+        return cfg.sql.query or f"table {cfg.sql.table}"
+    if cfg.api is not None:
+        return json.dumps(
+            {
+                "params": cfg.api.params,
+                "records": cfg.api.records_path,
+                "pages": cfg.api.pagination,
+            },
+            sort_keys=True,
+        )
+    return None
+
+
+def state_key(cfg: IngestionConfig, location: str) -> str:
+    """The name of a source's watermark: the configured one, else a digest of its identity."""
+    if cfg.incremental and cfg.incremental.state_key:
+        return cfg.incremental.state_key
+    identity = {
+        "type": cfg.source_type,
+        "source": redact(location),
+        "query": describe_query(cfg),
+        "watermark": cfg.incremental.watermark_column if cfg.incremental else None,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{cfg.source_type}-{digest[:16]}"
+
+
+def source_digest(source: str, ingestion: dict[str, Any] | IngestionConfig | None = None) -> str:
+    """The cache key of a run's data, computed by the CLI before the run.
+
+    file: sha256 of every named file's content; url: a digest of the objects' ETag/size/mtime;
+    a pinned version: the version; sql and api (live systems): a digest of the source's
+    definition, prefixed `live:` — such an ingest has caching off (see `IngestionConfig.live`).
+    """
+    cfg = _config(ingestion) if ingestion is not None else IngestionConfig(source_url=source)
+    if cfg.dataset_version:
+        return f"version:{cfg.dataset_version}"
+    location = _location(cfg, source)
+    if cfg.source_type == "url":
+        return sources.url_digest(location, cfg)
+    if cfg.source_type in ("sql", "api"):
+        identity = json.dumps([cfg.source_type, redact(location), describe_query(cfg)])
+        return "live:" + hashlib.sha256(identity.encode()).hexdigest()
     digest = hashlib.sha256()
-    for file in resolve_files(source):
+    for file in resolve_files(location):
         digest.update(file.name.encode())
         with open(file, "rb") as fh:
             while block := fh.read(1 << 20):
@@ -44,52 +113,44 @@ def source_digest(source: str) -> str:
     return digest.hexdigest()
 
 
-def read_file(path: Path, batch_size: int) -> pd.DataFrame:
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(
-            STAGE,
-            f"{path}: unsupported file type {path.suffix!r} (expected one of {sorted(READERS)})",
-            subject=str(path),
-        )
-    if path.stat().st_size == 0:
-        raise DataError(STAGE, f"{path}: the file is empty", subject=str(path))
+# ---------------------------------------------------------------- reading
+
+
+def _batches(
+    cfg: IngestionConfig, location: str, watermark: Any, stats: dict[str, Any]
+) -> Iterator[pa.Table]:
+    if cfg.source_type == "file":
+        return sources.iter_file(location, cfg)
+    if cfg.source_type == "url":
+        return sources.iter_url(location, cfg)
+    if cfg.source_type == "sql":
+        return sources.iter_sql(cfg, watermark)
+    return sources.iter_api(cfg, watermark, stats)
+
+
+def _pinned_batches(store: StateStore, entry: dict[str, Any], batch_size: int):
+    import pyarrow.parquet as pq
+
+    path = entry["data"]
     try:
-        if kind == "parquet":
-            return pq.read_table(path).to_pandas()
-        # csv in chunks of batch_size rows, so a large file never needs a second full copy
-        chunks = list(pd.read_csv(path, chunksize=batch_size, low_memory=False))
-        return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(STAGE, f"{path}: unreadable {kind} file: {exc}", subject=str(path)) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(STAGE, f"{path}: the file is empty", subject=str(path)) from exc
+        with store.fs.open(path, "rb") as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_size):
+                yield pa.Table.from_batches([batch])
+    except FileNotFoundError as exc:
+        raise SourceError(
+            f"dataset version {entry['version']}", f"its data is missing from {path}"
+        ) from exc
 
 
-def read_source(source: str, batch_size: int) -> pd.DataFrame:
-    frames = [read_file(f, batch_size) for f in resolve_files(source)]
-    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    if df.empty or len(df.columns) == 0:
-        raise DataError(STAGE, f"{source}: no rows", subject=source)
-    return df
+def _attempts(cfg: IngestionConfig) -> tuple[int, float]:
+    if cfg.source_type == "sql" and cfg.sql is not None:
+        return cfg.sql.max_attempts, cfg.sql.backoff_s
+    if cfg.source_type == "url":
+        return URL_ATTEMPTS, URL_BACKOFF_S
+    return 1, 0.0  # file: nothing transient; api: retries each request itself
 
 
-def apply_window(df: pd.DataFrame, window: dict[str, int] | None, time_column: str | None):
-    if not window:
-        return df
-    if not time_column or time_column not in df.columns:
-        raise DataError(
-            STAGE, f"column {time_column!r} is missing: the window needs it", subject=time_column
-        )
-    times = pd.to_numeric(df[time_column], errors="coerce")
-    kept = df[(times >= window["start"]) & (times <= window["end"])]
-    if kept.empty:
-        raise DataError(
-            STAGE,
-            f"no rows with {time_column} in {window['start']}-{window['end']}",
-            subject=time_column,
-        )
-    return kept.reset_index(drop=True)
+# ---------------------------------------------------------------- run
 
 
 def run(
@@ -98,20 +159,231 @@ def run(
     ingestion: dict[str, Any],
     time_column: str | None,
     digest: str = "",
+    sleep=time.sleep,
 ) -> dict[str, Any]:
-    """Read `source`, keep `ingestion['window']`, write the Dataset; return its metadata."""
-    # re-validate: KFP passes dict parameters as JSON numbers (400 arrives as 400.0)
-    cfg = IngestionConfig.model_validate(ingestion)
+    """Read the source, keep the window (and rows above the watermark), write the Dataset.
+
+    Returns the Dataset's metadata. Raises `NoNewData` when an incremental load finds nothing new
+    (`incremental.on_no_new_rows: stop`), a `DataError` for anything that makes the source unusable.
+    """
+    cfg = _config(ingestion)
     window = cfg.window.model_dump() if cfg.window else None
-    df = read_source(source, cfg.batch_size)
-    rows_read = len(df)
-    df = apply_window(df, window, time_column)
-    meta = write_dataset(df, output_path)
-    meta.update(
-        source=source,
-        source_type=cfg.source_type,
-        source_digest=digest,
-        rows_read=rows_read,
-        window=window,
+    location = _location(cfg, source)
+    shown = redact(location)
+    inc = cfg.incremental
+
+    need = (
+        "an incremental load"
+        if inc
+        else "a pinned dataset_version"
+        if cfg.dataset_version
+        else None
     )
+    store = open_store(need)
+    pinned = store.resolve_version(cfg.dataset_version) if cfg.dataset_version and store else None
+    key = state_key(cfg, location) if inc else None
+    committed = store.watermark(key) if (store and key) else None
+    wm_from = committed["value"] if committed else (inc.initial if inc else None)
+
+    attempts, first_wait = (1, 0.0) if pinned else _attempts(cfg)
+    stats: dict[str, Any] = {}
+    writer: DatasetWriter | None = None
+    attempt = 0
+    for attempt in range(attempts):
+        stats.clear()
+        try:
+            writer = _write(
+                cfg, output_path, location, window, time_column, wm_from, stats, pinned, store
+            )
+            break
+        except TransientSourceError as exc:
+            if attempt + 1 == attempts:
+                raise TransientSourceError(
+                    shown, f"{_detail(exc, shown)} (gave up after {attempts} attempts)"
+                ) from exc
+            sleep(sources.backoff(attempt, first_wait))
+    assert writer is not None
+
+    meta = {
+        "rows": writer.rows,
+        "columns": writer.columns,
+        "sha256": sha256_file(output_path),
+        "format": "parquet",
+        "content_sha256": writer.content_sha256,
+        "version": writer.content_sha256[:12],
+        "source": shown if not pinned else pinned.get("source", shown),
+        "source_type": cfg.source_type if not pinned else pinned.get("source_type", "file"),
+        "query": describe_query(cfg) if not pinned else pinned.get("query"),
+        "source_digest": digest,
+        "rows_read": writer.rows_read,
+        "window": window,
+        "pinned_version": pinned["version"] if pinned else None,
+        "incremental": inc is not None,
+        "read": {"chunks": writer.chunks, "attempts": attempt + 1, **stats},
+        **writer.check_result,
+    }
+    if inc:
+        value, kind = json_value(writer.wm_max)
+        meta["watermark"] = {
+            "state_key": key,
+            "column": inc.watermark_column,
+            "committed": committed,  # the store's value when this batch was read (None: first)
+            "from": wm_from,
+            "to": {"value": value, "type": kind},
+            "rows_null_watermark": writer.rows_null_watermark,
+        }
+    if store is not None and not pinned:
+        entry = store.add_version(output_path, _catalogue_entry(meta))
+        meta["catalogue"] = {"root": store.root, "status": entry["status"]}
     return meta
+
+
+def _write(
+    cfg: IngestionConfig,
+    output_path: str,
+    location: str,
+    window: dict[str, int] | None,
+    time_column: str | None,
+    wm_from: Any,
+    stats: dict[str, Any],
+    pinned: dict[str, Any] | None,
+    store: StateStore | None,
+) -> DatasetWriter:
+    """One full pass: every chunk into a temporary file, checks, then the rename."""
+    inc = cfg.incremental
+    shown = redact(location)
+    with atomic_path(output_path, ".parquet") as tmp:
+        writer = DatasetWriter(
+            str(tmp),
+            name=shown,
+            time_column=time_column,
+            window=window,
+            watermark_column=inc.watermark_column if inc else None,
+            watermark_from=wm_from,
+            freshness_column=cfg.checks.freshness_column,
+        )
+        try:
+            if pinned:
+                assert store is not None
+                chunks = _pinned_batches(store, pinned, cfg.batch_size)
+            else:
+                chunks = _batches(cfg, location, wm_from, stats)
+            for table in chunks:
+                writer.write(table)
+        finally:
+            writer.close()
+        _check_rows(cfg, writer, shown, window, time_column, wm_from)
+        result = ingest_checks.evaluate(cfg.checks, writer.rows, writer.fresh_max)
+        blocking = [a for a in result["anomalies"] if a["severity"] == "blocking"]
+        if blocking:
+            raise DataError(
+                STAGE,
+                f"{shown}: " + "; ".join(a["message"] for a in blocking),
+                subject=blocking[0]["subject"],
+            )
+        unfiltered = writer.rows == writer.rows_read
+        if pinned and unfiltered and writer.content_sha256 != pinned["content_sha256"]:
+            raise DataError(
+                STAGE,
+                f"dataset version {pinned['version']}: its stored data does not match its digest",
+                subject=pinned["version"],
+            )
+        writer.check_result = result
+    return writer
+
+
+def _check_rows(cfg, writer: DatasetWriter, shown: str, window, time_column, wm_from) -> None:
+    if writer.rows_read == 0:
+        if cfg.incremental and cfg.source_type in ("sql", "api"):  # the filter ran at the source
+            _nothing_new(cfg, shown, wm_from)
+        raise DataError(STAGE, f"{shown}: no rows", subject=shown)
+    if window and writer.rows_after_window == 0:
+        raise DataError(
+            STAGE,
+            f"no rows with {time_column} in {window['start']}-{window['end']}",
+            subject=time_column,
+        )
+    if writer.rows == 0 and cfg.incremental:
+        _nothing_new(cfg, shown, wm_from)
+
+
+def _nothing_new(cfg: IngestionConfig, shown: str, wm_from: Any) -> None:
+    inc = cfg.incremental
+    assert inc is not None
+    since = "" if wm_from is None else f" above the watermark {inc.watermark_column} > {wm_from}"
+    message = f"nothing new in {shown}: no rows{since}"
+    if inc.on_no_new_rows == "fail":
+        raise DataError(STAGE, message, subject=inc.watermark_column)
+    raise NoNewData(message, subject=inc.watermark_column)
+
+
+def _detail(exc: SourceError, shown: str) -> str:
+    return str(exc).removeprefix(f"{shown}: ")
+
+
+def _catalogue_entry(meta: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "version",
+        "content_sha256",
+        "sha256",
+        "rows",
+        "columns",
+        "source",
+        "source_type",
+        "query",
+        "window",
+        "watermark",
+        "checks",
+        "anomalies",
+    )
+    return {k: meta.get(k) for k in keep}
+
+
+# ---------------------------------------------------------------- commit
+
+
+def commit(meta: dict[str, Any]) -> dict[str, Any]:
+    """Advance the watermark of the batch described by `meta` (a Dataset's metadata) and mark its
+    version committed. Run by the pipeline after the batch was validated and consumed.
+
+    Idempotent (committing the same batch twice is a no-op); refuses to move a watermark that
+    another run advanced since this batch was read (compare-and-set).
+    """
+    wm = meta.get("watermark")
+    store = open_store("committing an incremental load" if wm else None)
+    if store is None:
+        return {"committed": False, "reason": "no state store"}
+    sha = meta.get("content_sha256")
+    if sha:
+        store.mark_committed(sha)
+    if not wm:
+        return {
+            "committed": False,
+            "reason": "not an incremental load",
+            "version": meta.get("version"),
+        }
+    key = wm["state_key"]
+    current = store.watermark(key)
+    target = wm["to"]
+    if current and current.get("value") == target["value"]:
+        return {"committed": False, "reason": "already committed", "state_key": key, **target}
+    read_at = (wm.get("committed") or {}).get("value")
+    if (current or {}).get("value") != read_at:
+        raise StageError(
+            STAGE,
+            f"watermark {key} moved from {read_at!r} to {current.get('value')!r} since this batch "
+            "was read (another run committed first): re-run to load from the new watermark",
+            subject=key,
+        )
+    record = {
+        **target,
+        "column": wm["column"],
+        "previous": read_at,
+        "version": meta.get("version"),
+        "content_sha256": sha,
+        "rows": meta.get("rows"),
+        "source": meta.get("source"),
+        "committed_at": time.time(),
+    }
+    store.set_watermark(key, record)
+    return {"committed": True, "state_key": key, "previous": read_at, **target}

@@ -5,6 +5,8 @@ tracking URI is one of them, so a hit means "these exact results are already in 
 (its output points to the run holding them). `mlpipe run --no-cache` forces a new run.
 """
 
+from typing import List  # noqa: UP035 - KFP's signature parser needs typing.List
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -23,6 +25,7 @@ def track(
     validation_report: Input[HTML],
     train_data: Input[Dataset],
     transformer: Input[Model],
+    tuning: Input[List[Artifact]],  # noqa: UP006
     model: Input[Model],
     metrics: Input[Metrics],
     evaluation_report: Input[HTML],
@@ -36,8 +39,9 @@ def track(
         pipeline_run: The KFP run's name (finds or creates the parent MLflow run on a cluster;
             locally the CLI's run id comes through MLPIPE_MLFLOW_RUN_ID).
         config: The whole pipeline config, logged as params.
-        data, statistics, anomalies, validation_report, train_data, transformer, model, metrics,
-        evaluation_report: The outputs of ingest, validate, features, train and evaluate.
+        data, statistics, anomalies, validation_report, train_data, transformer, tuning, model,
+        metrics, evaluation_report: The outputs of ingest, validate, features, tune (one per
+        algorithm), select and evaluate.
         logged_model: Metadata only: MLflow run id, logged model URI and id.
     """
     import os
@@ -60,6 +64,12 @@ def track(
                     anomalies.metadata, statistics.path, anomalies.path, validation_report.path
                 ),
                 "features": stage(transformer.metadata),
+                **{
+                    f"tune-{t.metadata.get('algorithm', i)}": stage(
+                        t.metadata, t.path, with_metrics=True
+                    )
+                    for i, t in enumerate(tuning)
+                },
                 "train": stage(model.metadata),
                 "evaluate": stage(metrics.metadata, evaluation_report.path, with_metrics=True),
             },

@@ -75,6 +75,8 @@ def run(
 
     configure(tracking_uri)
     run_id = parent_run_id(experiment, pipeline_run)
+    # nested runs go to the active experiment: make it the parent's, not MLflow's default
+    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
     model, spec = load_model(model_dir)
     names = [f["name"] for f in spec["features"]]
     data = read_dataset(data_path)
@@ -92,7 +94,6 @@ def run(
             digest=(train_meta.get("sha256") or "")[:36] or None,
         )
         mlflow.log_input(dataset, context="training")
-        all_metrics: dict[str, float] = {}
         for name, stage in stages.items():
             _log_stage(
                 name,
@@ -100,7 +101,8 @@ def run(
                 [Path(f) for f in stage.get("files", [])],
                 stage.get("metrics", {}),
             )
-            all_metrics.update(stage.get("metrics", {}))
+        # the run's own metrics: the test metrics (each stage's figures are in its nested run)
+        all_metrics = stages.get("evaluate", {}).get("metrics", {})
         if all_metrics:
             mlflow.log_metrics(all_metrics)
 

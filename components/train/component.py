@@ -1,7 +1,7 @@
 """KFP wrapper of the train stage (logic: train.py)."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.common.images import PIPELINE_IMAGE
 
@@ -10,30 +10,28 @@ from components.common.images import PIPELINE_IMAGE
 def train(
     train_data: Input[Dataset],
     transformer: Input[Model],
+    tuned: Input[Artifact],
     algorithm: str,
-    params_json: str,
     seed: int,
     model: Output[Model],
 ):
-    """Fit `algorithm` with `params`; write transformer + estimator as one model.
+    """Refit `algorithm` on all training rows with the tuned params; write transformer +
+    estimator as one model.
 
     Args:
         train_data: Training rows from the features stage.
         transformer: The fitted ColumnTransformer and feature spec.
         algorithm: lightgbm | xgboost | random_forest | logistic_regression.
-        params_json: Estimator parameters (model_training.params[algorithm]) as JSON: a dict
-            parameter would turn 400 into 400.0 (KFP structs hold only floats), and estimators
-            tell 1 from 1.0 (e.g. max_features).
+        tuned: The tune stage's result: best params (fixed + searched, with the number of
+            boosting rounds cross-validation found) and the CV score.
         seed: Random seed.
         model: Directory: model.joblib (predicts from raw rows) + feature_spec.json.
     """
-    import json
-
     from components.common.recorder import record_task
-    from components.train.train import run
+    from components.train.train import run, tuned_params
 
-    with record_task("train") as rec:
-        params = json.loads(params_json)
-        meta = run(train_data.path, transformer.path, algorithm, params, seed, model.path)
+    with record_task(f"train-{algorithm}") as rec:
+        params, cv = tuned_params(tuned.path)
+        meta = run(train_data.path, transformer.path, algorithm, params, seed, model.path, cv)
         rec.rows = meta["rows"]
     model.metadata.update(meta, task=rec.to_dict())

@@ -3,44 +3,29 @@ scikit-learn Pipeline (it predicts from raw rows) beside the feature spec servin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from components.common.artifacts import load_model, read_dataset, save_model
+from components.common.artifacts import load_model, read_dataset, read_json, save_model
 from components.common.errors import StageError
+from components.common.estimators import make_estimator
 
 STAGE = "train"
 
 
-def make_estimator(
-    algorithm: str, params: dict[str, Any], seed: int, spec: dict[str, Any]
-) -> tuple[ClassifierMixin, dict[str, Any]]:
-    """The estimator and the fit() keyword arguments it needs (native categorical columns)."""
-    native = spec.get("native_categorical_indices", [])
-    if algorithm == "lightgbm":
-        from lightgbm import LGBMClassifier
-
-        est = LGBMClassifier(random_state=seed, verbose=-1, **params)
-        return est, ({"categorical_feature": native} if native else {})
-    if algorithm == "xgboost":
-        from xgboost import XGBClassifier
-
-        width = spec["transformed_width"]
-        types = ["c" if i in set(native) else "q" for i in range(width)] if native else None
-        est = XGBClassifier(
-            random_state=seed, feature_types=types, enable_categorical=bool(native), **params
-        )
-        return est, {}
-    if algorithm == "random_forest":
-        return RandomForestClassifier(random_state=seed, **params), {}
-    if algorithm == "logistic_regression":
-        return LogisticRegression(random_state=seed, **params), {}
-    raise StageError(STAGE, f"unknown algorithm {algorithm!r}", subject=algorithm)
+def tuned_params(tuned_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, cross-validation summary) from the tune stage's result."""
+    result = read_json(Path(tuned_dir) / "result.json")
+    cv = {
+        "cv_roc_auc": result["best_score"],
+        "cv_std": result.get("best_std"),
+        "trials": result.get("trials"),
+        "backend": result.get("backend"),
+    }
+    return dict(result["best_params"]), cv
 
 
 def run(
@@ -50,6 +35,7 @@ def run(
     params: dict[str, Any],
     seed: int,
     model_out: str,
+    cv: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     transformer, spec = load_model(transformer_dir)
     names = [f["name"] for f in spec["features"]]
@@ -64,6 +50,6 @@ def run(
         raise StageError(STAGE, f"{algorithm}: {exc}", subject=algorithm) from exc
     # transformer was fitted by the features stage; both steps are fitted, so no refit here
     model = Pipeline([("transform", transformer), ("model", estimator)])
-    model_spec = {**spec, "algorithm": algorithm, "params": params, "seed": seed}
+    model_spec = {**spec, "algorithm": algorithm, "params": params, "seed": seed, "cv": cv or {}}
     meta = save_model(model, model_out, model_spec)
-    return {**meta, "algorithm": algorithm, "params": params, "rows": len(df)}
+    return {**meta, "algorithm": algorithm, "params": params, "rows": len(df), **(cv or {})}

@@ -23,7 +23,7 @@ def _default() -> dict:
 
 
 def test_defaults_load(settings):
-    assert settings.pipeline.model_training.algorithm == "lightgbm"
+    assert settings.pipeline.model_training.algorithms[0] == "lightgbm"
     assert len(settings.schema_.categorical) == 15
     assert settings.schema_.numeric == ["AGEP"]
     assert settings.schema_.features["ANC"].codes() == [1, 2, 3, 4, 8]
@@ -57,8 +57,6 @@ def test_bad_choice_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        (("model_training", "hyperparameter_tuning"), True),
-        (("model_training", "cv_folds"), 5),
         (("deployment", "approval_required"), True),
         (("deployment", "environment"), "kserve"),
         (("data_ingestion", "schedule"), "0 * * * *"),
@@ -86,6 +84,36 @@ def test_selection_needs_max_features():
 def test_overrides_apply():
     cfg = load_pipeline_config(overrides={"model_training.algorithms": ["xgboost"]})
     assert cfg.model_training.algorithm == "xgboost"
+
+
+def test_tuning_needs_a_search_space_per_algorithm(tmp_path):
+    data = _default()
+    del data["model_training"]["search_spaces"]["xgboost"]
+    with pytest.raises(ConfigError, match=r"search_spaces for \['xgboost'\]"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_bad_search_space_is_rejected(tmp_path):
+    data = _default()
+    data["model_training"]["search_spaces"]["lightgbm"]["num_leaves"] = {
+        "type": "int",
+        "low": 300,
+        "high": 15,
+    }
+    with pytest.raises(ConfigError, match="search_spaces.lightgbm.num_leaves: low 300.0 must be"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_param_both_fixed_and_searched_is_rejected(tmp_path):
+    data = _default()
+    data["model_training"]["params"]["lightgbm"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match="both fixed in params and searched"):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_duplicate_algorithms_rejected():
+    with pytest.raises(ConfigError, match="at most once"):
+        load_pipeline_config(overrides={"model_training.algorithms": ["xgboost", "xgboost"]})
 
 
 def test_missing_and_invalid_files(tmp_path):

@@ -37,7 +37,8 @@ def test_time_split_and_native_transformer(tmp_path, sample_data, schema):
     meta = _run(tmp_path, sample_data, schema)
     train, test = read_dataset(tmp_path / "train.parquet"), read_dataset(tmp_path / "test.parquet")
     assert len(train) == 2000 and len(test) == 2000
-    assert "year" not in train.columns and "employed" in train.columns
+    assert list(train.columns[:2]) == ["year", "id"] and "employed" in train.columns
+    assert spec_keys(tmp_path) == ["year", "id"]
     transformer, spec = load_model(tmp_path / "transformer")
     out = transformer.transform(train[[f["name"] for f in spec["features"]]])
     assert out.shape == (2000, 16)
@@ -46,6 +47,10 @@ def test_time_split_and_native_transformer(tmp_path, sample_data, schema):
     assert spec["native_categorical_indices"] == list(range(1, 16))
     np.testing.assert_array_equal(out[:, 1], train["SCHL"].to_numpy())
     assert meta["train"]["rows"] == 2000
+
+
+def spec_keys(path):
+    return load_model(path / "transformer")[1]["keys"]
 
 
 def test_random_split_is_stratified(tmp_path, sample_data, schema):

@@ -83,3 +83,16 @@ def test_register_only_under_the_quality_gate(spec):
     assert "register" not in root_tasks
     gate = next(t for t in root_tasks.values() if "triggerPolicy" in t)
     assert "Output" in gate["triggerPolicy"]["condition"]
+
+
+def test_tuning_fans_out_over_algorithms_and_gathers(spec):
+    root = spec["root"]["dag"]["tasks"]
+    loop = next(t for t in root.values() if "parameterIterator" in t)
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("algorithms")
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 2
+    body = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"tune", "train"} <= set(body)
+    select = root["select-model"]
+    assert select["inputs"]["artifacts"]["models"]["taskOutputArtifact"]["producerTask"] == (
+        next(name for name, t in root.items() if t is loop)
+    )

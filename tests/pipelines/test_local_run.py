@@ -24,7 +24,27 @@ from tests.conftest import needs_tfdv
 from tests.fixtures.bad_data import CASES_BY_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
-PURE = ["ingest", "validate", "features", "train", "evaluate", "track"]
+# small tuning so the suite stays fast: two families, two trials each
+FAST = [
+    "--set",
+    "model_training.algorithms=[lightgbm, logistic_regression]",
+    "--set",
+    "model_training.max_trials=2",
+    "--set",
+    "model_training.params.lightgbm.n_estimators=300",
+]
+PURE = [
+    "ingest",
+    "validate",
+    "features",
+    "tune-lightgbm",
+    "tune-logistic_regression",
+    "train-lightgbm",
+    "train-logistic_regression",
+    "select",
+    "evaluate",
+    "track",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +59,13 @@ def work(tmp_path_factory, full_data):
     return {"root": root, "out": root / "outputs", "source": source, "sample": sample}
 
 
-def mlpipe(work, *args: str, source: Path | None = None) -> subprocess.CompletedProcess:
+def mlpipe(
+    work, *args: str, source: Path | None = None, fast: bool = True
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--output-dir", str(work["out"])]
-    cmd += ["--set", f"data_ingestion.source_url={source or work['source']}", *args]
+    cmd += ["--set", f"data_ingestion.source_url={source or work['source']}"]
+    cmd += [*(FAST if fast else []), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
 
 
@@ -93,7 +116,15 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     # the MLflow run holds the stages' params and metrics and the logged model
     run = mlflow.get_run(champion.run_id)
     assert run.data.metrics["roc_auc"] >= 0.85
-    assert run.data.params["model_training.algorithms"] == "['lightgbm']"
+    assert run.data.params["model_training.algorithms"] == "['lightgbm', 'logistic_regression']"
+    nested = mlflow.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+        output_format="list",
+    )
+    tuned = {r.info.run_name: r for r in nested if r.info.run_name.startswith("tune-")}
+    assert set(tuned) == {"tune-lightgbm", "tune-logistic_regression"}
+    assert tuned["tune-lightgbm"].data.metrics["trials"] == 2
     assert run.inputs.dataset_inputs, "training data not logged with log_input"
     work["first_wall"] = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
 
@@ -129,7 +160,7 @@ def test_bad_data_stops_before_training(work, case):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(f"FAILED at stage {stage}:"), last
     assert subject in last and problem in last, last
-    assert "train" not in summary(proc)
+    assert not any(task.startswith(("tune", "train")) for task in summary(proc))
     assert versions(work) == before
 
 
@@ -147,12 +178,21 @@ def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeyp
         training, "stage_version", lambda s: real(s) + ("-x" if s == "train" else "")
     )
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings = load_settings(overrides={"data_ingestion.source_url": str(work["source"])})
+    settings = load_settings(
+        overrides={
+            "data_ingestion.source_url": str(work["source"]),
+            "model_training.algorithms": ["lightgbm", "logistic_regression"],
+            "model_training.max_trials": 2,
+            "model_training.params.lightgbm.n_estimators": 300,
+        }
+    )
     result = run_local(settings, work["out"], screen=open(os.devnull, "w"))  # noqa: SIM115
     assert result.ok, result.error
     cached = {t["task"]: t["cached"] for t in result.tasks}
     assert cached["ingest"] and cached["validate"] and cached["features"]
-    assert not cached["train"] and not cached["evaluate"] and not cached["track"]
+    assert cached["tune-lightgbm"] and cached["tune-logistic_regression"]
+    assert not cached["train-lightgbm"] and not cached["train-logistic_regression"]
+    assert not cached["select"] and not cached["evaluate"] and not cached["track"]
 
 
 def test_second_config_runs_without_code_changes(work, full_data):
@@ -162,7 +202,7 @@ def test_second_config_runs_without_code_changes(work, full_data):
     source = work["root"] / "sample_2016_2017.parquet"
     sample.to_parquet(source)
     config = REPO_ROOT / "config" / "examples" / "xgboost_2016_2017.yaml"
-    proc = mlpipe(work, "--config", str(config), source=source)
+    proc = mlpipe(work, "--config", str(config), source=source, fast=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     specs = [
         json.loads((d / "feature_spec.json").read_text())

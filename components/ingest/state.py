@@ -1,0 +1,182 @@
+"""The ingest state store: per-source watermarks and the catalogue of dataset versions.
+
+Layout under the state folder (`MLPIPE_STATE_DIR`; `mlpipe run` sets it to `outputs/state`; on a
+cluster point it at shared storage, e.g. `s3://bucket/mlpipe-state`: every access goes through
+fsspec):
+
+    watermarks/<state_key>.json      {"value", "type", "column", "version", "committed_at", ...}
+    versions/<content_sha256>.json   one catalogue entry per dataset version
+    datasets/<content_sha256>.parquet  the version's rows (what a pinned run reads)
+
+The folder comes from the environment, never from a task parameter, so it never enters kfp.local's
+cache key. Writes are atomic (temporary file + rename locally, one PUT on an object store).
+Ingest writes the catalogue entry (status `ingested`) and the data; only `commit` — run by the
+pipeline after the Dataset has been validated and consumed — advances the watermark and marks the
+version `committed`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import StageError
+
+STATE_ENV = "MLPIPE_STATE_DIR"
+STAGE = "ingest"
+
+
+class StateError(StageError):
+    """The state store is missing, unreadable or moved under us."""
+
+    def __init__(self, message: str, subject: str | None = None) -> None:
+        super().__init__(STAGE, message, subject)
+
+
+def state_dir(required_for: str | None = None) -> str | None:
+    """The state folder from the environment; an error naming `required_for` if unset."""
+    value = os.environ.get(STATE_ENV, "").strip()
+    if not value and required_for:
+        raise StateError(
+            f"{required_for} needs a state store: set {STATE_ENV} (mlpipe run sets it to "
+            "outputs/state; on a cluster point it at shared storage such as s3://bucket/state)",
+            subject=STATE_ENV,
+        )
+    return value or None
+
+
+class StateStore:
+    """Watermarks and catalogue under one folder or object-store prefix."""
+
+    def __init__(self, root: str | Path) -> None:
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.root = str(root).rstrip("/")
+        self.fs, self.base = fsspec.core.url_to_fs(self.root)
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    # ------------------------------------------------------------ primitives
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def _read_json(self, *parts: str) -> dict[str, Any] | None:
+        path = self._path(*parts)
+        try:
+            with self.fs.open(path, "r") as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StateError(f"state store {self.root}: cannot read {path}: {exc}", path) from exc
+
+    def _write_json(self, obj: dict[str, Any], *parts: str) -> None:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+        path = self._path(*parts)
+        if self.local:
+            folder = Path(path).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, text.encode())
+
+    # ------------------------------------------------------------ watermarks
+
+    def watermark(self, key: str) -> dict[str, Any] | None:
+        return self._read_json("watermarks", f"{key}.json")
+
+    def set_watermark(self, key: str, record: dict[str, Any]) -> None:
+        self._write_json(record, "watermarks", f"{key}.json")
+
+    def watermarks(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for path in sorted(self._ls("watermarks")):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json") and not name.startswith("."):
+                out[name[: -len(".json")]] = self._read_json("watermarks", name) or {}
+        return out
+
+    # ------------------------------------------------------------ catalogue
+
+    def data_path(self, sha: str) -> str:
+        return self._path("datasets", f"{sha}.parquet")
+
+    def entry(self, sha: str) -> dict[str, Any] | None:
+        return self._read_json("versions", f"{sha}.json")
+
+    def entries(self) -> list[dict[str, Any]]:
+        out = []
+        for path in self._ls("versions"):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json") and not name.startswith("."):
+                entry = self._read_json("versions", name)
+                if entry:
+                    out.append(entry)
+        return sorted(out, key=lambda e: e.get("created_at", 0))
+
+    def resolve_version(self, prefix: str) -> dict[str, Any]:
+        """The catalogue entry whose version id starts with `prefix` (unique)."""
+        prefix = prefix.removeprefix("sha256:").lower()
+        matches = [e for e in self.entries() if e["content_sha256"].startswith(prefix)]
+        if not matches:
+            raise StateError(
+                f"dataset version {prefix!r} is not in the catalogue at {self.root} "
+                "(mlpipe data list shows the versions)",
+                subject=prefix,
+            )
+        if len(matches) > 1:
+            ids = ", ".join(e["version"] for e in matches)
+            raise StateError(f"dataset version {prefix!r} is ambiguous: {ids}", subject=prefix)
+        return matches[0]
+
+    def add_version(self, dataset_file: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Store the data (once per content) and record the version; idempotent."""
+        sha = entry["content_sha256"]
+        target = self.data_path(sha)
+        if not self.fs.exists(target):
+            if self.local:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = f"{target}.tmp{os.getpid()}"
+                try:
+                    os.link(dataset_file, tmp)  # same file system: no copy
+                except OSError:
+                    shutil.copyfile(dataset_file, tmp)
+                os.replace(tmp, target)
+            else:
+                self.fs.put_file(dataset_file, target)
+        old = self.entry(sha)
+        now = time.time()
+        merged = {**(old or {}), **entry, "data": target}
+        merged["created_at"] = (old or {}).get("created_at", now)
+        merged["last_ingested_at"] = now
+        merged["ingest_count"] = (old or {}).get("ingest_count", 0) + 1
+        merged["status"] = (old or {}).get("status", "ingested")
+        self._write_json(merged, "versions", f"{sha}.json")
+        return merged
+
+    def mark_committed(self, sha: str) -> None:
+        entry = self.entry(sha)
+        if entry is not None and entry.get("status") != "committed":
+            entry.update(status="committed", committed_at=time.time())
+            self._write_json(entry, "versions", f"{sha}.json")
+
+    def _ls(self, folder: str) -> list[str]:
+        try:
+            return [str(p) for p in self.fs.ls(self._path(folder), detail=False)]
+        except FileNotFoundError:
+            return []
+
+
+def open_store(required_for: str | None = None) -> StateStore | None:
+    root = state_dir(required_for)
+    return StateStore(root) if root else None

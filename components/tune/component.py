@@ -1,0 +1,43 @@
+"""KFP wrapper of the tune stage (logic: tune.py; backends: optuna_backend.py, katib)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.common.images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def tune(
+    train_data: Input[Dataset],
+    transformer: Input[Model],
+    algorithm: str,
+    training_json: str,
+    result: Output[Artifact],
+):
+    """Search one algorithm's hyperparameters by cross-validation.
+
+    Args:
+        train_data: Training rows from the features stage.
+        transformer: The fitted transformer and feature spec.
+        algorithm: The family to tune (one ParallelFor iteration per family).
+        training_json: The `model_training` config section as JSON (search spaces, max_trials,
+            time budget, cv folds and strategy, backend, seed, fixed params).
+        result: Folder: result.json (best params with the final number of rounds, CV score,
+            trial counts, history) and trials.csv. Metadata: the same without the history.
+    """
+    import json
+
+    from components.common.recorder import record_task
+    from components.tune.tune import run, summary
+
+    with record_task(f"tune-{algorithm}") as rec:
+        out = run(
+            train_data.path,
+            transformer.path,
+            algorithm,
+            json.loads(training_json),
+            result.path,
+            uris=(train_data.uri, transformer.uri),
+        )
+        rec.metrics = {"cv_roc_auc": out["best_score"], "trials": out["trials"]}
+    result.metadata.update(summary(out), task=rec.to_dict())

@@ -1,0 +1,161 @@
+"""Tune: search one algorithm's parameters by cross-validation on the training rows.
+
+Backends: `optuna` (local, in this task) and `katib` (an Experiment on the cluster). With
+`hyperparameter_tuning: false` it scores the configured params by cross-validation only, so the
+families can still be compared on the same footing.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.common.artifacts import atomic_dir, load_model, read_dataset
+from components.common.config import TrainingConfig
+from components.common.errors import StageError
+from components.tune.cv import cross_validate
+from components.tune.optuna_backend import run_optuna
+
+STAGE = "tune"
+RESULT_FILE = "result.json"
+TRIALS_FILE = "trials.csv"
+
+
+def _order(df: Any, keys: list[str]) -> np.ndarray | None:
+    """Row order for time-aware folds: by the key columns (time, then id)."""
+    if not keys:
+        return None
+    return np.lexsort([df[k].to_numpy() for k in reversed(keys)])
+
+
+def untuned(train, spec, transformer, algorithm, cfg: TrainingConfig, order) -> dict[str, Any]:
+    fixed = fixed_params(cfg, algorithm)
+    result = cross_validate(
+        train,
+        spec,
+        transformer,
+        algorithm,
+        fixed,
+        cfg.cv_folds,
+        cfg.cv_strategy,
+        cfg.seed,
+        order=order,
+    )
+    params = dict(fixed)
+    if result.rounds() is not None:
+        params["n_estimators"] = result.rounds()
+    return {
+        "backend": "none",
+        "algorithm": algorithm,
+        "best_params": params,
+        "best_score": result.mean,
+        "best_std": result.std,
+        "best_trial": 0,
+        "trials": 1,
+        "trials_complete": 1,
+        "trials_failed": 0,
+        "trials_pruned": 0,
+        "wall_s": round(result.seconds, 2),
+        "trials_per_min": None,
+        "history": [
+            {
+                "number": 0,
+                "state": "COMPLETE",
+                "value": result.mean,
+                "params": {},
+                "seconds": round(result.seconds, 2),
+                "error": None,
+            }
+        ],
+    }
+
+
+THREADED = {"lightgbm", "xgboost", "random_forest"}
+
+
+def fixed_params(cfg: TrainingConfig, algorithm: str) -> dict[str, Any]:
+    """The configured params plus the thread count: each ParallelFor iteration gets its share of
+    the cores (threads_per_trial), for the trials and for the refit alike."""
+    params = cfg.params_for(algorithm)
+    if algorithm in THREADED:
+        params["n_jobs"] = cfg.threads_per_trial
+    return params
+
+
+def run(
+    train_path: str,
+    transformer_dir: str,
+    algorithm: str,
+    training: dict[str, Any],
+    out_dir: str,
+    uris: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Tune `algorithm`; write result.json and trials.csv into `out_dir`; return the result."""
+    cfg = TrainingConfig.model_validate(training)
+    transformer, spec = load_model(transformer_dir)
+    train = read_dataset(train_path)
+    order = _order(train, spec.get("keys", [])) if cfg.cv_strategy == "time" else None
+    if not cfg.hyperparameter_tuning:
+        result = untuned(train, spec, transformer, algorithm, cfg, order)
+    elif cfg.tuning_backend == "optuna":
+        space = cfg.search_spaces.get(algorithm)
+        if not space:
+            raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
+        result = run_optuna(
+            train,
+            spec,
+            transformer,
+            algorithm,
+            space,
+            fixed_params(cfg, algorithm),
+            cfg.cv_folds,
+            cfg.cv_strategy,
+            cfg.seed,
+            cfg.max_trials,
+            cfg.time_budget_s,
+            order,
+        )
+    else:
+        from components.tune.katib import run_on_katib
+
+        # trial pods read the data themselves: give them the artifacts' remote URIs
+        result = run_on_katib(
+            uris[0] if uris else train_path,
+            uris[1] if uris else transformer_dir,
+            algorithm,
+            cfg,
+            cfg.katib,
+        )
+    result["cv_folds"], result["cv_strategy"] = cfg.cv_folds, cfg.cv_strategy
+    write_result(result, out_dir)
+    return result
+
+
+def write_result(result: dict[str, Any], out_dir: str) -> None:
+    from components.common.artifacts import write_json
+
+    with atomic_dir(out_dir) as tmp:
+        write_json(result, Path(tmp) / RESULT_FILE)
+        with open(Path(tmp) / TRIALS_FILE, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            names = sorted({k for t in result["history"] for k in t["params"]})
+            writer.writerow(["number", "state", "cv_roc_auc", "seconds", *names, "error"])
+            for t in result["history"]:
+                writer.writerow(
+                    [
+                        t["number"],
+                        t["state"],
+                        t["value"],
+                        t["seconds"],
+                        *[t["params"].get(n) for n in names],
+                        t.get("error") or "",
+                    ]
+                )
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The artifact metadata: the result without the per-trial history."""
+    return {k: v for k, v in result.items() if k != "history"}

@@ -1,0 +1,134 @@
+"""`mlpipe data`: the dataset versions and watermarks that ingest recorded in the state store.
+
+mlpipe data list [--state-dir D | --output-dir D] [--json]
+mlpipe data show VERSION
+mlpipe data watermarks
+mlpipe data reset-watermark STATE_KEY      (the next incremental run loads from the start again)
+
+The state store is `MLPIPE_STATE_DIR`, else `<output-dir>/state` (`mlpipe run` sets the variable
+for its tasks to that folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.config import REPO_ROOT
+
+
+def _store(args: argparse.Namespace):
+    from components.ingest.state import STATE_ENV, StateStore
+
+    root = args.state_dir or os.environ.get(STATE_ENV) or str(Path(args.output_dir) / "state")
+    return StateStore(root)
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
+
+
+def _window(entry: dict[str, Any]) -> str:
+    window = entry.get("window")
+    return f"{window['start']}-{window['end']}" if window else "all"
+
+
+def _watermark(entry: dict[str, Any]) -> str:
+    wm = entry.get("watermark")
+    if not wm:
+        return ""
+    low = wm.get("from")
+    return f"{wm['column']} {'>' + str(low) if low is not None else 'all'} .. {wm['to']['value']}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    entries = store.entries()
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    if not entries:
+        print(f"no dataset versions in {store.root} (run the pipeline first)")
+        return 0
+    print(
+        f"{'version':<13} {'created':<19} {'rows':>10} {'type':<5} {'status':<9} "
+        f"{'window':<9} {'watermark':<22} source"
+    )
+    for e in entries:
+        print(
+            f"{e['version']:<13} {_when(e.get('created_at')):<19} {e.get('rows', 0):>10,} "
+            f"{e.get('source_type', ''):<5} {e.get('status', ''):<9} {_window(e):<9} "
+            f"{_watermark(e):<22} {e.get('source', '')}"
+        )
+    print(
+        f"\n{len(entries)} version(s) in {store.root}; pin one with "
+        "--set data_ingestion.dataset_version=<version>"
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from components.common.errors import StageError
+
+    try:
+        entry = _store(args).resolve_version(args.version)
+    except StageError as exc:
+        print(f"mlpipe data: {exc}")
+        return 1
+    print(json.dumps(entry, indent=2, default=str))
+    return 0
+
+
+def cmd_watermarks(args: argparse.Namespace) -> int:
+    store = _store(args)
+    marks = store.watermarks()
+    if not marks:
+        print(f"no watermarks in {store.root}")
+    for key, mark in marks.items():
+        print(
+            f"{key:<24} {mark.get('column', '')}={mark.get('value')!r:<12} "
+            f"version {mark.get('version', '')}  committed {_when(mark.get('committed_at'))}  "
+            f"{mark.get('source', '')}"
+        )
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    store = _store(args)
+    path = store._path("watermarks", f"{args.state_key}.json")
+    if not store.fs.exists(path):
+        print(f"no watermark {args.state_key!r} in {store.root}")
+        return 1
+    store.fs.rm(path)
+    print(f"removed watermark {args.state_key}: the next incremental run loads from the start")
+    return 0
+
+
+def add_data_parser(sub: Any) -> None:
+    """Register `mlpipe data ...` on the CLI's subparsers."""
+    data = sub.add_parser("data", help="dataset versions and watermarks recorded by ingest")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=None, help="state store (default: MLPIPE_STATE_DIR)")
+        p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
+
+    p = data_sub.add_parser("list", help="the dataset versions in the catalogue")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print the catalogue entries as JSON")
+    p.set_defaults(func=cmd_list)
+    p = data_sub.add_parser("show", help="one version's catalogue entry")
+    common(p)
+    p.add_argument("version", help="a version id or a unique prefix")
+    p.set_defaults(func=cmd_show)
+    p = data_sub.add_parser("watermarks", help="the committed watermark of each source")
+    common(p)
+    p.set_defaults(func=cmd_watermarks)
+    p = data_sub.add_parser("reset-watermark", help="forget a source's watermark")
+    common(p)
+    p.add_argument("state_key")
+    p.set_defaults(func=cmd_reset)

@@ -1,0 +1,871 @@
+"""The Katib backend: the rendered Experiment passes the swagger and admission checks, broken ones
+are refused with the reason, the launcher's control flow against the stand-in (succeeded, failed,
+timed out, trial failures), and the trial entrypoint as Katib runs it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from components.common.config import REPO_ROOT, TrainingConfig, load_pipeline_config
+from components.common.errors import StageError
+from components.common.images import PIPELINE_IMAGE
+from components.common.k8s import KATIB_EXPERIMENT, KubernetesError
+from components.common.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
+from components.common.search_space import ParamSpec
+from components.tune import trial as trial_module
+from components.tune.cv import CVResult
+from components.tune.katib import (
+    apply_defaults,
+    render_experiment,
+    run_katib,
+    run_on_katib,
+    validate_experiment,
+)
+
+NS = "kubeflow"
+EXP = (KATIB_EXPERIMENT.group, KATIB_EXPERIMENT.version, NS, KATIB_EXPERIMENT.plural)
+TRAINING = load_pipeline_config().model_training
+SPACES = TRAINING.search_spaces or {
+    "lightgbm": {
+        "learning_rate": ParamSpec(type="float", low=0.01, high=0.2, log=True),
+        "num_leaves": ParamSpec(type="int", low=15, high=255, log=True),
+    },
+    "random_forest": {
+        "max_features": ParamSpec(type="categorical", choices=["sqrt", 0.5, 0.8]),
+    },
+}
+# the launcher and trial tests use a small space of their own (one parameter of each type)
+SPACE = {
+    "learning_rate": ParamSpec(type="float", low=0.01, high=0.2, log=True),
+    "num_leaves": ParamSpec(type="int", low=15, high=255, log=True),
+    "boosting_type": ParamSpec(type="categorical", choices=["gbdt", "dart"]),
+}
+# Katib's StdOut collector: default filter (pkg/metricscollector/v1beta1/common/const.go)
+KATIB_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+
+
+def rendered(**kw) -> dict:
+    args = {
+        "namespace": NS,
+        "algorithm": "lightgbm",
+        "space": SPACE,
+        "train_uri": "s3://mlpipeline/artifacts/train",
+        "transformer_uri": "s3://mlpipeline/artifacts/transformer",
+        "fixed_params": {"n_estimators": 2000, "subsample_freq": 1},
+        "max_trials": 6,
+        **kw,
+    }
+    return render_experiment(**args)
+
+
+def container(exp: dict) -> dict:
+    return exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+
+
+# ---------------------------------------------------------------- render + validate
+
+
+@pytest.mark.parametrize("algorithm", sorted(SPACES))
+def test_the_rendered_experiment_passes_every_check(algorithm):
+    exp = render_experiment(
+        namespace=NS,
+        algorithm=algorithm,
+        space=SPACES[algorithm],
+        train_uri="minio://mlpipeline/v2/artifacts/run/train",
+        transformer_uri="minio://mlpipeline/v2/artifacts/run/transformer",
+        fixed_params=TRAINING.params_for(algorithm),
+        max_trials=TRAINING.max_trials,
+        cv_folds=TRAINING.cv_folds,
+        seed=TRAINING.seed,
+    )
+    assert validate_experiment(exp) == []
+    spec = exp["spec"]
+    assert exp["metadata"]["name"].startswith(f"tune-{algorithm.replace('_', '-')}-")
+    assert len(exp["metadata"]["name"]) <= 40
+    assert spec["objective"]["type"] == "maximize"
+    assert spec["objective"]["objectiveMetricName"] == "cv_roc_auc"
+    assert {"name": "cv_roc_auc", "value": "latest"} in spec["objective"]["metricStrategies"]
+    assert spec["algorithm"]["algorithmName"] == "tpe"
+    assert spec["earlyStopping"]["algorithmName"] == "medianstop"
+    assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
+    assert [p["name"] for p in spec["parameters"]] == list(SPACES[algorithm])
+    assert spec["maxFailedTrialCount"] == spec["maxTrialCount"] == TRAINING.max_trials
+    template = spec["trialTemplate"]
+    refs = {p["reference"] for p in template["trialParameters"]}
+    assert refs >= set(SPACES[algorithm])
+    job = template["trialSpec"]
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    c = container(exp)
+    assert c["name"] == template["primaryContainerName"] and c["image"] == PIPELINE_IMAGE
+    assert ":latest" not in c["image"]
+    assert "python -m components.tune.trial" in c["command"][2]
+    # the same inputs give the same name (a retried task finds its experiment)
+    again = render_experiment(
+        namespace=NS,
+        algorithm=algorithm,
+        space=SPACES[algorithm],
+        train_uri="minio://mlpipeline/v2/artifacts/run/train",
+        transformer_uri="minio://mlpipeline/v2/artifacts/run/transformer",
+        fixed_params=TRAINING.params_for(algorithm),
+        max_trials=TRAINING.max_trials,
+        cv_folds=TRAINING.cv_folds,
+        seed=TRAINING.seed,
+    )
+    assert again["metadata"]["name"] == exp["metadata"]["name"]
+
+
+def _key(part: str):
+    return int(part) if part.lstrip("-").isdigit() else part
+
+
+def _set(path: str, value):
+    def mutate(exp):
+        node = exp
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[_key(part)]
+        if value is _DELETE:
+            del node[_key(leaf)]
+        else:
+            node[_key(leaf)] = value
+
+    return mutate
+
+
+_DELETE = object()
+TEMPLATE = "spec.trialTemplate"
+POD = f"{TEMPLATE}.trialSpec.spec.template.spec"
+
+
+def _command(fn):
+    def mutate(exp):
+        c = container(exp)
+        c["command"] = ["sh", "-c", fn(c["command"][2])]
+
+    return mutate
+
+
+BROKEN = {
+    "bad objective type": (
+        _set("spec.objective.type", "maximise"),
+        "spec.objective.type: 'maximise' must be minimize or maximize",
+    ),
+    "min > max": (
+        _set("spec.parameters.0.feasibleSpace.min", "0.5"),
+        "spec.parameters[0].feasibleSpace: min 0.5 must be less than max",
+    ),
+    "unknown algorithm": (
+        _set("spec.algorithm.algorithmName", "bayes"),
+        "spec.algorithm.algorithmName: unknown algorithm 'bayes'",
+    ),
+    "no objective metric": (
+        _set("spec.objective.objectiveMetricName", ""),
+        "objectiveMetricName: must be specified",
+    ),
+    "objective among the additional metrics": (
+        _set("spec.objective.additionalMetricNames", ["cv_roc_auc"]),
+        "should not contain spec.objective.objectiveMetricName",
+    ),
+    "unknown parameter type": (
+        _set("spec.parameters.0.parameterType", "float"),
+        "parameterType: 'float' is not supported",
+    ),
+    "unknown distribution": (
+        _set("spec.parameters.0.feasibleSpace.distribution", "loguniform"),
+        "distribution: 'loguniform' is not supported",
+    ),
+    "log scale from zero": (
+        _set("spec.parameters.0.feasibleSpace.min", "0"),
+        "logUniform needs min > 0",
+    ),
+    "missing max": (
+        _set("spec.parameters.0.feasibleSpace.max", _DELETE),
+        "min and max must be specified for double",
+    ),
+    "list on a double": (
+        _set("spec.parameters.0.feasibleSpace.list", ["0.1"]),
+        "feasibleSpace.list: not supported for double",
+    ),
+    "categorical without list": (
+        _set("spec.parameters.-1.feasibleSpace", {"distribution": "uniform"}),
+        "categorical needs a non-empty list",
+    ),
+    "min on a categorical": (
+        _set("spec.parameters.-1.feasibleSpace.min", "1"),
+        "min, max and step are not supported for categorical",
+    ),
+    "int with fractional bounds": (
+        _set("spec.parameters.1.feasibleSpace.max", "255.5"),
+        "min/max of an int must be integers",
+    ),
+    "no parameters": (_set("spec.parameters", []), "spec.parameters or spec.nasConfig"),
+    "more failures than trials": (
+        _set("spec.maxFailedTrialCount", 7),
+        "maxFailedTrialCount: 7 should be less than or equal to spec.maxTrialCount 6",
+    ),
+    "more parallel than trials": (
+        _set("spec.parallelTrialCount", 8),
+        "parallelTrialCount: 8 should be less than or equal to spec.maxTrialCount 6",
+    ),
+    "no trials": (_set("spec.maxTrialCount", 0), "maxTrialCount: 0 must be greater than 0"),
+    "negative failures": (
+        _set("spec.maxFailedTrialCount", -1),
+        "maxFailedTrialCount: -1 should not be less than 0",
+    ),
+    "name too long": (
+        _set("metadata.name", "tune-" + "x" * 40),
+        "at most 40 characters",
+    ),
+    "name not a DNS name": (_set("metadata.name", "Tune_LGBM"), "RFC 1123"),
+    "unknown early stopping": (
+        _set("spec.earlyStopping.algorithmName", "median"),
+        "unknown early stopping algorithm 'median'",
+    ),
+    "bad medianstop setting": (
+        _set("spec.earlyStopping.algorithmSettings", [{"name": "start_step", "value": "0"}]),
+        "start_step must be >= 1",
+    ),
+    "unknown medianstop setting": (
+        _set("spec.earlyStopping.algorithmSettings", [{"name": "patience", "value": "3"}]),
+        "unknown setting 'patience' for algorithm medianstop",
+    ),
+    "bad tpe setting": (
+        _set("spec.algorithm.algorithmSettings", [{"name": "gamma", "value": "2"}]),
+        "gamma should be in (0, 1)",
+    ),
+    "unknown tpe setting": (
+        _set("spec.algorithm.algorithmSettings", [{"name": "n_startup", "value": "2"}]),
+        "unknown setting 'n_startup' for algorithm tpe",
+    ),
+    "unknown collector": (
+        _set("spec.metricsCollectorSpec.collector.kind", "Stdout"),
+        "invalid metrics collector kind 'Stdout'",
+    ),
+    "file collector with a relative path": (
+        _set(
+            "spec.metricsCollectorSpec",
+            {
+                "collector": {"kind": "File"},
+                "source": {"fileSystemPath": {"path": "metrics.log", "kind": "File"}},
+            },
+        ),
+        "an absolute file path",
+    ),
+    "bad resume policy": (_set("spec.resumePolicy", "Always"), "not a ResumePolicyType"),
+    "no trial template": (_set("spec.trialTemplate", _DELETE), "trialTemplate: must be specified"),
+    "no primary container": (
+        _set(f"{TEMPLATE}.primaryContainerName", ""),
+        "primaryContainerName: must be specified",
+    ),
+    "primary container not in the Job": (
+        _set(f"{TEMPLATE}.primaryContainerName", "training"),
+        "'training' is not a container of the trial Job",
+    ),
+    "no trialParameters": (
+        _set(f"{TEMPLATE}.trialParameters", _DELETE),
+        "trialParameters: must be specified",
+    ),
+    "reference to an undefined parameter": (
+        _set(f"{TEMPLATE}.trialParameters.0.reference", "eta"),
+        "'eta' does not exist in spec.parameters",
+    ),
+    "duplicated trial parameter": (
+        lambda e: e["spec"]["trialTemplate"]["trialParameters"].append(
+            copy.deepcopy(e["spec"]["trialTemplate"]["trialParameters"][0])
+        ),
+        "trialParameters: duplicate entry (name='learning_rate')",  # the list is a map by name
+    ),
+    "searched parameter never passed": (
+        lambda e: e["spec"]["parameters"].append(
+            {
+                "name": "max_bin",
+                "parameterType": "int",
+                "feasibleSpace": {"min": "63", "max": "511"},
+            }
+        ),
+        "searched parameter(s) ['max_bin'] are never passed to the trial",
+    ),
+    "placeholder without a trial parameter": (
+        _command(lambda cmd: cmd + " --param 'max_bin=${trialParameters.max_bin}'"),
+        "['${trialParameters.max_bin}'] in the trialSpec are not in trialParameters",
+    ),
+    "trial parameter not used": (
+        _command(lambda cmd: cmd.replace("${trialParameters.num_leaves}", "63")),
+        "'num_leaves' is not used in spec.trialTemplate.trialSpec",
+    ),
+    "name in the trialSpec": (
+        _set(f"{TEMPLATE}.trialSpec.metadata", {"name": "fixed"}),
+        "metadata.name and metadata.namespace in the trialSpec must be omitted",
+    ),
+    "no kind in the trialSpec": (
+        _set(f"{TEMPLATE}.trialSpec.kind", _DELETE),
+        "apiVersion and kind in the trialSpec must be specified",
+    ),
+    "unknown Job field": (
+        _set(f"{POD}.containers.0.cmd", ["python"]),
+        "containers[0].cmd: unknown field of Container",
+    ),
+    "wrong Job field type": (
+        _set(f"{TEMPLATE}.trialSpec.spec.backoffLimit", "0"),
+        "spec.backoffLimit: '0' is not of type int",
+    ),
+    "Job that restarts always": (
+        _set(f"{POD}.restartPolicy", "Always"),
+        "restartPolicy must be Never or OnFailure",
+    ),
+    "unknown spec field (schema)": (
+        _set("spec.maxTrialCounts", 6),
+        "schema: spec: unknown field(s) ['maxTrialCounts']",
+    ),
+    "wrong type (schema)": (
+        _set("spec.maxTrialCount", "6"),
+        "schema: spec.maxTrialCount: '6' is not of type 'integer'",
+    ),
+    "bad metric strategy": (
+        _set("spec.objective.metricStrategies.0.value", "mean"),
+        "'mean' is not min, max or latest",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_experiment_is_refused_with_the_reason(case):
+    mutate, reason = BROKEN[case]
+    exp = rendered()
+    mutate(exp)
+    errors = validate_experiment(exp)
+    assert any(reason in e for e in errors), errors
+
+
+def test_validation_sees_katibs_defaults():
+    exp = rendered(max_trials=2)
+    del exp["spec"]["parallelTrialCount"]  # Katib's default is 3 ...
+    errors = validate_experiment(exp)
+    assert any("parallelTrialCount: 3 should be less than or equal" in e for e in errors), errors
+    defaulted = apply_defaults(rendered())
+    del defaulted["spec"]["trialTemplate"]["successCondition"]
+    assert validate_experiment(defaulted) == []  # ... and a Job gets its conditions by default
+    bare = rendered()
+    del bare["spec"]["objective"]["metricStrategies"]
+    strategies = apply_defaults(bare)["spec"]["objective"]["metricStrategies"]
+    assert {"name": "cv_roc_auc", "value": "max"} in strategies
+
+
+def test_render_refuses_what_cannot_work():
+    with pytest.raises(ValueError, match="both fixed and searched"):
+        rendered(fixed_params={"learning_rate": 0.1})
+    unsafe = {"objective": ParamSpec(type="categorical", choices=["binary", "cross entropy"])}
+    with pytest.raises(ValueError, match="cannot travel through Katib"):
+        rendered(space=unsafe)
+    with pytest.raises(ValueError, match="start_step 4 exceeds cv_folds 3"):
+        rendered(early_stopping={"start_step": 4})
+    with pytest.raises(ValueError, match="empty"):
+        rendered(space={})
+    exp = rendered(early_stopping=None, goal=0.91, katib_algorithm="random")
+    assert "earlyStopping" not in exp["spec"] and exp["spec"]["objective"]["goal"] == 0.91
+    assert validate_experiment(exp) == []
+
+
+def _katib_substitute(exp: dict, values: dict[str, str]) -> dict:
+    """What Katib's trial controller does: replace ${trialParameters.x} in the template's JSON."""
+    text = json.dumps(exp["spec"]["trialTemplate"]["trialSpec"])
+    for name, value in values.items():
+        text = text.replace(f"${{trialParameters.{name}}}", value)
+    return json.loads(text)
+
+
+def _wrap_like_the_stdout_collector(command: list[str], metrics_file: Path) -> list[str]:
+    """pkg/webhook/v1beta1/pod/utils.go wrapWorkerContainer: `sh -c` + args joined by spaces,
+    with the collector's redirection and completion marker appended."""
+    assert command[:2] == ["sh", "-c"]
+    args = [
+        *command[2:],
+        f"1>{metrics_file} 2>&1",
+        "&&",
+        f"echo completed > {metrics_file.parent}/$$$$.pid",
+    ]
+    return ["sh", "-c", " ".join(args)]
+
+
+def test_the_trial_command_survives_katibs_substitution_and_wrapping(tmp_path):
+    exp = rendered()
+    values = {
+        "learning_rate": "0.0512",
+        "num_leaves": "87.0",  # hyperopt's loguniform hands ints over as floats
+        "boosting_type": "dart",
+        "trialName": "tune-lightgbm-x-abc123",
+    }
+    job = _katib_substitute(exp, values)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "KATIB_TRIAL_NAME", "value": "tune-lightgbm-x-abc123"} in c["env"]
+    wrapped = _wrap_like_the_stdout_collector(c["command"], tmp_path / "metrics.log")
+    argv = shlex.split(wrapped[2])
+    end = argv.index(f"1>{tmp_path / 'metrics.log'}")
+    assert argv[:3] == ["python", "-m", "components.tune.trial"]
+    args = trial_module.parse_args(argv[3:end])
+    assert json.loads(args.fixed_params_json) == {"n_estimators": 2000, "subsample_freq": 1}
+    space = trial_module.parse_space(args.space_json)
+    assert space == SPACE
+    typed = trial_module.parse_params(space, args.param)
+    assert typed == {"learning_rate": 0.0512, "num_leaves": 87, "boosting_type": "dart"}
+    assert type(typed["num_leaves"]) is int
+    assert (args.train_data, args.cv_folds, args.seed) == ("s3://mlpipeline/artifacts/train", 3, 42)
+
+
+# ---------------------------------------------------------------- the launcher
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def clock(self):
+        return self.now
+
+
+@pytest.fixture
+def cluster():
+    return InMemoryCluster()
+
+
+def launch(cluster, exp, timeout_s=600, poll_s=10, **kw):
+    t = FakeTime()
+    lines: list[str] = []
+    result = run_katib(
+        cluster,
+        exp,
+        timeout_s,
+        poll_s,
+        SPACE,
+        sleep=t.sleep,
+        clock=t.clock,
+        log=lines.append,
+        **kw,
+    )
+    return result, lines, t
+
+
+BEST = {
+    "name": "trial-best",
+    "assignments": {"learning_rate": "0.0731", "num_leaves": "96.4", "boosting_type": "gbdt"},
+    "metrics": {"cv_roc_auc": 0.90412, "cv_roc_auc_std": 0.0021, "best_rounds": 371},
+}
+
+
+def test_a_succeeded_experiment_gives_the_typed_result(cluster):
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    cluster.script(
+        "experiments",
+        name,
+        [
+            katib_experiment_status("Created"),
+            katib_experiment_status("Running", running=2, pending=4),
+            katib_experiment_status("Running", succeeded=3, failed=1, running=2, best=BEST),
+            katib_experiment_status("Succeeded", succeeded=4, failed=1, early_stopped=1, best=BEST),
+        ],
+    )
+    cluster.add(
+        katib_trial("trial-a", name, NS, {"learning_rate": "0.02", "num_leaves": "31"}, "Failed")
+    )
+    cluster.add(
+        katib_trial("trial-best", name, NS, BEST["assignments"], "Succeeded", BEST["metrics"])
+    )
+    result, lines, t = launch(cluster, exp, fixed={"n_estimators": 2000, "subsample_freq": 1})
+    assert result["backend"] == "katib"
+    assert result["best_params"] == {
+        "n_estimators": 371,  # the rounds the best trial's early stopping chose
+        "subsample_freq": 1,
+        "learning_rate": 0.0731,
+        "num_leaves": 96,
+        "boosting_type": "gbdt",
+    }
+    assert type(result["best_params"]["num_leaves"]) is int
+    assert result["best_score"] == pytest.approx(0.90412)
+    assert result["best_std"] == pytest.approx(0.0021)
+    assert result["best_trial"] == "trial-best"
+    assert (result["trials"], result["trials_complete"]) == (6, 4)
+    assert (result["trials_failed"], result["trials_pruned"]) == (1, 1)
+    assert result["wall_s"] == 30 and t.now == 30  # four polls, 10 s apart
+    assert [h["state"] for h in result["history"]] == ["FAIL", "COMPLETE"]
+    assert result["history"][1]["params"]["num_leaves"] == 96
+    assert result["history"][1]["value"] == pytest.approx(0.90412)
+    assert cluster.verbs("create", "experiments") == [("create", "experiments", NS, name)]
+    assert cluster.verbs("delete") == []  # a finished experiment stays for inspection
+    assert any("4 succeeded, 1 failed, 1 early-stopped" in line for line in lines)
+
+
+def test_a_failed_experiment_raises_katibs_message(cluster):
+    exp = rendered()
+    cluster.script(
+        "experiments",
+        exp["metadata"]["name"],
+        [
+            katib_experiment_status("Running", running=2),
+            katib_experiment_status("Failed", failed=6),
+        ],
+    )
+    with pytest.raises(StageError, match="max failed count has reached") as info:
+        launch(cluster, exp)
+    assert info.value.stage == "tune" and "6 failed" in str(info.value)
+
+
+def test_a_timeout_deletes_the_experiment(cluster):
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    cluster.script("experiments", name, [katib_experiment_status("Running", running=2)])
+    t0 = time.perf_counter()
+    with pytest.raises(StageError, match="did not finish within 120s") as info:
+        launch(cluster, exp, timeout_s=120, poll_s=15)
+    assert "was deleted" in str(info.value) and "2 running" in str(info.value)
+    assert cluster.verbs("delete", "experiments") == [("delete", "experiments", NS, name)]
+    assert cluster.objects == {}
+    assert time.perf_counter() - t0 < 5  # the fake clock, not a real wait
+
+
+def test_every_trial_failed_is_an_error(cluster):
+    exp = rendered()
+    cluster.script(
+        "experiments",
+        exp["metadata"]["name"],
+        [katib_experiment_status("Succeeded", failed=4, metrics_unavailable=2)],
+    )
+    with pytest.raises(StageError, match="every trial failed") as info:
+        launch(cluster, exp)
+    assert "6 failed" in str(info.value)
+
+
+def test_some_trial_failures_are_tolerated(cluster):
+    exp = rendered()
+    cluster.script(
+        "experiments",
+        exp["metadata"]["name"],
+        [katib_experiment_status("Succeeded", succeeded=2, failed=4, best=BEST)],
+    )
+    result, _, _ = launch(cluster, exp)
+    assert (result["trials_failed"], result["trials_complete"]) == (4, 2)
+    assert result["best_params"]["learning_rate"] == 0.0731
+
+
+def test_api_hiccups_while_waiting_are_ridden_out(cluster):
+    exp = rendered()
+    cluster.script(
+        "experiments",
+        exp["metadata"]["name"],
+        [
+            katib_experiment_status("Running"),
+            KubernetesError("etcd leader changed"),
+            katib_experiment_status("Succeeded", succeeded=1, best=BEST),
+        ],
+    )
+    assert launch(cluster, exp)[0]["trials_complete"] == 1
+
+
+def test_an_invalid_experiment_is_never_submitted(cluster):
+    exp = rendered()
+    exp["spec"]["objective"]["type"] = "max"
+    with pytest.raises(StageError, match="would be refused") as info:
+        launch(cluster, exp)
+    assert "must be minimize or maximize" in str(info.value)
+    assert cluster.verbs("create") == []
+
+
+def test_rbac_refusal_names_what_is_missing(cluster):
+    cluster.deny("create", "experiments")
+    with pytest.raises(StageError, match="service account needs create/get/delete"):
+        launch(cluster, rendered())
+
+
+def test_a_retry_attaches_to_its_experiment(cluster):
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    cluster.create(*EXP, exp)  # left by the first attempt of the task
+    cluster.script(
+        "experiments", name, [katib_experiment_status("Succeeded", succeeded=1, best=BEST)]
+    )
+    assert launch(cluster, exp)[0]["trials_complete"] == 1
+    # created once (by the first attempt): the retry's create met AlreadyExists and it attached
+    assert len(cluster.verbs("create", "experiments")) == 1
+    assert cluster.verbs("delete") == []
+
+
+def test_a_retry_replaces_its_failed_experiment(cluster):
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    first = cluster.create(*EXP, exp)
+
+    def controller(obj, tick):
+        if obj["metadata"]["uid"] == first["metadata"]["uid"]:
+            return katib_experiment_status("Failed", failed=6)
+        return katib_experiment_status("Succeeded", succeeded=1, best=BEST)
+
+    cluster.script("experiments", name, controller)
+    assert launch(cluster, exp)[0]["trials_complete"] == 1
+    assert cluster.verbs("delete", "experiments") == [("delete", "experiments", NS, name)]
+
+
+def test_a_different_experiment_under_the_same_name_is_left_alone(cluster):
+    exp = rendered()
+    other = copy.deepcopy(exp)
+    other["spec"]["maxTrialCount"] = 5
+    other["metadata"]["annotations"]["mlpipe.dev/spec-hash"] = "0" * 16
+    cluster.create(*EXP, other)
+    with pytest.raises(StageError, match="a different Katib Experiment"):
+        launch(cluster, exp)
+    assert cluster.verbs("delete") == []
+
+
+def test_run_on_katib_wires_the_config(cluster):
+    training = TrainingConfig.model_validate(
+        {
+            "algorithms": ["lightgbm"],
+            "hyperparameter_tuning": True,
+            "tuning_backend": "katib",
+            "max_trials": 4,
+            "params": {"lightgbm": {"n_estimators": 500}},
+            "search_spaces": {"lightgbm": {k: v.model_dump() for k, v in SPACE.items()}},
+        }
+    )
+    created = []
+
+    def controller(obj, tick):
+        created.append(obj)
+        return katib_experiment_status("Succeeded", succeeded=4, best=BEST)
+
+    cluster.script("experiments", "*", controller)  # the name is derived from the spec
+    result = run_on_katib(
+        "s3://b/train",
+        "s3://b/transformer",
+        "lightgbm",
+        training,
+        {"namespace": NS, "poll_s": 0.01, "timeout_s": 5, "parallel_trials": 8},
+        adapter=cluster,
+    )
+    exp = created[0]
+    assert exp["spec"]["maxTrialCount"] == 4 and exp["spec"]["parallelTrialCount"] == 4
+    assert result["best_params"]["n_estimators"] == 371 and result["algorithm"] == "lightgbm"
+
+
+# ---------------------------------------------------------------- the trial entrypoint
+
+
+@pytest.fixture(scope="module")
+def trial_data(tmp_path_factory, sample_data, schema):
+    from components.features.features import run as build_features
+
+    root = tmp_path_factory.mktemp("trial")
+    src = root / "data.parquet"
+    sample_data.to_parquet(src)
+    feature_cfg = load_pipeline_config().feature_engineering.model_dump(mode="json")
+    build_features(
+        str(src),
+        schema.model_dump(mode="json"),
+        feature_cfg,
+        str(root / "train.parquet"),
+        str(root / "test.parquet"),
+        str(root / "transformer"),
+    )
+    return root
+
+
+def _trial_argv(exp: dict, values: dict[str, str], metrics: Path) -> list[str]:
+    job = _katib_substitute(exp, values)
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    return _wrap_like_the_stdout_collector(command, metrics)
+
+
+def _collect(text: str, names: list[str]) -> dict[str, list[float]]:
+    """Katib's text-format parsing: lines that mention a metric, the default filter's matches."""
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for line in text.splitlines():
+        if not any(n in line for n in names):
+            continue
+        for match in KATIB_FILTER.finditer(line):
+            if match.group(1).strip() in out:
+                out[match.group(1).strip()].append(float(match.group(2)))
+    return out
+
+
+def test_the_trial_runs_as_katib_runs_it(trial_data, tmp_path):
+    exp = rendered(
+        train_uri=str(trial_data / "train.parquet"),
+        transformer_uri=f"file://{trial_data / 'transformer'}",
+        fixed_params={"n_estimators": 80, "n_jobs": 1},
+    )
+    metrics = tmp_path / "metrics.log"
+    argv = _trial_argv(
+        exp,
+        {
+            "learning_rate": "0.1",
+            "num_leaves": "15",
+            "boosting_type": "gbdt",
+            "trialName": "t-1",
+        },
+        metrics,
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - started
+    log = metrics.read_text()
+    assert proc.returncode == 0, log
+    assert list(tmp_path.glob("*.pid"))  # the collector's completion marker was written
+    found = _collect(log, ["cv_roc_auc", "cv_roc_auc_std", "best_rounds"])
+    folds = found["cv_roc_auc"]
+    assert len(folds) == 3  # one running mean per fold: medianstop's steps
+    assert 0.75 < folds[-1] < 1.0  # `latest`: the mean over all folds
+    assert len(found["cv_roc_auc_std"]) == 1 and 0 <= found["cv_roc_auc_std"][0] < 0.1
+    assert len(found["best_rounds"]) == 1 and 1 <= found["best_rounds"][0] <= 80
+    metric_lines = [line for line in log.splitlines() if "cv_roc_auc=" in line]
+    for line in metric_lines:  # RFC 3339 timestamps: Katib orders the observations by them
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z cv_roc_auc=[\d.]+$", line), line
+    assert seconds < 60
+
+
+def _fake_cv(scores, rounds=None, error=None):
+    def cross_validate(train, spec, transformer, algorithm, params, folds, strategy, seed, **kw):
+        if error is not None:
+            raise error
+        for i in range(len(scores)):
+            kw["on_fold"](i, sum(scores[: i + 1]) / (i + 1))
+        cross_validate.params = params
+        mean = sum(scores) / len(scores)
+        return CVResult(mean, 0.01, list(scores), [rounds] * len(scores) if rounds else [])
+
+    return cross_validate
+
+
+def _argv(data: Path, *params: str, space: dict | None = None) -> list[str]:
+    space = space or {k: v.model_dump(mode="json") for k, v in SPACE.items()}
+    argv = [
+        "--algorithm",
+        "lightgbm",
+        "--train-data",
+        str(data / "train.parquet"),
+        "--transformer",
+        str(data / "transformer"),
+        "--fixed-params-json",
+        '{"n_estimators": 100}',
+        "--space-json",
+        json.dumps(space),
+    ]
+    for p in params:
+        argv += ["--param", p]
+    return argv
+
+
+PARAMS = ("learning_rate=0.05", "num_leaves=63", "boosting_type=gbdt")
+
+
+def test_trial_output_and_exit_codes(trial_data, monkeypatch, capsys):
+    import components.tune.cv as cv
+
+    fake = _fake_cv([0.90, 0.92, 0.91], rounds=120)
+    monkeypatch.setattr(cv, "cross_validate", fake)
+    assert trial_module.main(_argv(trial_data, *PARAMS)) == 0
+    out = capsys.readouterr().out
+    found = _collect(out, ["cv_roc_auc", "cv_roc_auc_std", "best_rounds"])
+    assert found["cv_roc_auc"] == pytest.approx([0.90, 0.91, 0.91])
+    assert found["best_rounds"] == [180.0]  # 120 rounds on 2/3 of the rows, scaled to all rows
+    assert fake.params == {
+        "n_estimators": 100,
+        "learning_rate": 0.05,
+        "num_leaves": 63,
+        "boosting_type": "gbdt",
+    }
+
+    monkeypatch.setattr(cv, "cross_validate", _fake_cv([], error=ValueError("num_leaves < 2")))
+    assert trial_module.main(_argv(trial_data, *PARAMS)) == 1
+    captured = capsys.readouterr()
+    assert "cv_roc_auc=" not in captured.out and "num_leaves < 2" in captured.err
+
+    monkeypatch.setattr(cv, "cross_validate", _fake_cv([float("nan")] * 3))
+    assert trial_module.main(_argv(trial_data, *PARAMS)) == 1
+    assert "cross-validation score is nan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (PARAMS[:2], "no value for searched parameter(s) ['boosting_type']"),
+        ((*PARAMS, "max_bin=63"), "unknown parameter 'max_bin'"),
+        ((*PARAMS[:2], "boosting_type=goss"), "not one of"),
+        ((*PARAMS, "learning_rate=0.1"), "given twice"),
+        ((*PARAMS[1:], "learning_rate=${trialParameters.learning_rate}"), "not substituted"),
+        ((*PARAMS[1:], "learning_rate"), "expected NAME=VALUE"),
+    ],
+)
+def test_bad_trial_arguments_exit_2(trial_data, capsys, params, reason):
+    assert trial_module.main(_argv(trial_data, *params)) == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_a_missing_input_fails_the_trial(tmp_path, capsys):
+    assert trial_module.main(_argv(tmp_path, *PARAMS)) == 1
+    assert "failed:" in capsys.readouterr().err
+
+
+def test_the_trial_logs_to_mlflow_when_configured(trial_data, tmp_path, monkeypatch, capsys):
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    import components.tune.cv as cv
+
+    # the trial sets MLflow's process-wide tracking URI: restore it after the test
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "katib-trials")
+    monkeypatch.setenv("KATIB_TRIAL_NAME", "tune-lightgbm-abc-x7k2")
+    monkeypatch.setattr(cv, "cross_validate", _fake_cv([0.90, 0.92, 0.91]))
+    assert trial_module.main(_argv(trial_data, *PARAMS)) == 0
+    runs = mlflow.search_runs(experiment_names=["katib-trials"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["katib.trial"] == "tune-lightgbm-abc-x7k2"
+    assert run.data.tags["mlpipe.backend"] == "katib"
+    assert run.data.metrics["cv_roc_auc"] == pytest.approx(0.91)
+    assert run.data.params["num_leaves"] == "63"
+    assert "cv_roc_auc=" in capsys.readouterr().out
+
+
+def test_the_trial_reads_remote_artifacts(trial_data, monkeypatch, capsys):
+    """On a cluster the trial gets the artifacts' URIs: it copies them with fsspec (here its
+    in-memory filesystem; s3://, gs:// and KFP's minio:// go the same way)."""
+    import fsspec
+
+    import components.tune.cv as cv
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/run-1/train.parquet", (trial_data / "train.parquet").read_bytes())
+    for file in (trial_data / "transformer").iterdir():
+        fs.pipe(f"/run-1/transformer/{file.name}", file.read_bytes())
+    fake = _fake_cv([0.9, 0.9, 0.9])
+    monkeypatch.setattr(cv, "cross_validate", fake)
+    argv = _argv(trial_data, *PARAMS)
+    argv[argv.index("--train-data") + 1] = "memory://run-1/train.parquet"
+    argv[argv.index("--transformer") + 1] = "memory://run-1/transformer"
+    assert trial_module.main(argv) == 0, capsys.readouterr().err
+    fs.rm("/run-1", recursive=True)
+
+    seen = []
+    monkeypatch.setattr(
+        fsspec.core, "url_to_fs", lambda url: seen.append(url) or (_ for _ in ()).throw(OSError)
+    )
+    with pytest.raises(OSError):
+        trial_module.localize("minio://mlpipeline/v2/artifacts/train", trial_data)
+    assert seen == ["s3://mlpipeline/v2/artifacts/train"]

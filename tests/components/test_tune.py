@@ -1,0 +1,198 @@
+"""The tune stage: cross-validation, the Optuna backend's limits and failure handling."""
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from components.common.artifacts import load_model, read_dataset
+from components.common.errors import StageError
+from components.common.search_space import ParamSpec
+from components.features.features import run as features
+from components.select.select_model import choose
+from components.select.select_model import run as select
+from components.tune.cv import cross_validate, split_indices
+from components.tune.optuna_backend import run_optuna
+from components.tune.tune import run
+
+SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
+FAST_LGBM = {"n_estimators": 200, "learning_rate": 0.1, "n_jobs": 1}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, sample_data, schema):
+    d = tmp_path_factory.mktemp("tune")
+    sample_data.to_parquet(d / "data.parquet")
+    features(
+        str(d / "data.parquet"),
+        schema.model_dump(mode="json"),
+        {"split": SPLIT, "categorical_encoding": "native"},
+        str(d / "train.parquet"),
+        str(d / "test.parquet"),
+        str(d / "transformer"),
+    )
+    transformer, spec = load_model(d / "transformer")
+    return d, read_dataset(d / "train.parquet"), transformer, spec
+
+
+def _space(**specs):
+    return {name: ParamSpec(**spec) for name, spec in specs.items()}
+
+
+def test_cross_validation_scores_each_fold(prepared):
+    _, train, transformer, spec = prepared
+    result = cross_validate(train, spec, transformer, "lightgbm", FAST_LGBM, 3, "stratified", 1)
+    assert len(result.fold_scores) == 3 and 0.8 < result.mean < 1
+    assert len(result.best_iterations) == 3 and all(0 < b <= 200 for b in result.best_iterations)
+    assert result.rounds() >= max(1, int(np.mean(result.best_iterations)))
+
+
+def test_time_aware_folds_validate_on_later_rows():
+    order = np.array([5, 1, 4, 2, 3, 0, 9, 8, 7, 6, 11, 10])
+    for fit, val in split_indices(np.zeros(12), 3, "time", 0, order):
+        assert order[fit].max() < order[val].min()
+
+
+def test_max_trials_is_respected(prepared):
+    _, train, transformer, spec = prepared
+    space = _space(C={"type": "float", "low": 0.01, "high": 10, "log": True})
+    out = run_optuna(
+        train,
+        spec,
+        transformer,
+        "logistic_regression",
+        space,
+        {"max_iter": 300},
+        3,
+        "stratified",
+        1,
+        max_trials=4,
+        time_budget_s=600,
+    )
+    assert out["trials"] == 4 and out["trials_complete"] >= 1
+    assert 0.01 <= out["best_params"]["C"] <= 10 and out["best_params"]["max_iter"] == 300
+    assert out["best_score"] == max(t["value"] for t in out["history"] if t["value"] is not None)
+
+
+def test_time_budget_is_respected(prepared):
+    _, train, transformer, spec = prepared
+    space = _space(num_leaves={"type": "int", "low": 8, "high": 64})
+    started = time.perf_counter()
+    out = run_optuna(
+        train,
+        spec,
+        transformer,
+        "lightgbm",
+        space,
+        FAST_LGBM,
+        3,
+        "stratified",
+        1,
+        max_trials=500,
+        time_budget_s=2.0,
+    )
+    elapsed = time.perf_counter() - started
+    assert out["trials"] < 500
+    longest = max(t["seconds"] or 0 for t in out["history"])
+    assert elapsed <= 2.0 + longest + 1.0  # the study stops after the trial running at the limit
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
+    _, train, transformer, spec = prepared
+    space = _space(solver={"type": "categorical", "choices": ["lbfgs", "not-a-solver"]})
+    out = run_optuna(
+        train,
+        spec,
+        transformer,
+        "logistic_regression",
+        space,
+        {"max_iter": 300},
+        3,
+        "stratified",
+        1,
+        max_trials=6,
+        time_budget_s=600,
+    )
+    states = [t["state"] for t in out["history"]]
+    assert "FAIL" in states and "COMPLETE" in states
+    assert out["trials_failed"] == states.count("FAIL")
+    assert out["best_params"]["solver"] == "lbfgs"
+    failed = next(t for t in out["history"] if t["state"] == "FAIL")
+    assert "not-a-solver" in failed["error"]
+
+
+def test_a_study_where_every_trial_fails_stops_with_a_clear_error(prepared):
+    _, train, transformer, spec = prepared
+    space = _space(penalty={"type": "categorical", "choices": ["bogus-1", "bogus-2"]})
+    with pytest.raises(StageError, match=r"logistic_regression: all 3 trials failed \(e\.g\."):
+        run_optuna(
+            train,
+            spec,
+            transformer,
+            "logistic_regression",
+            space,
+            {},
+            3,
+            "stratified",
+            1,
+            max_trials=3,
+            time_budget_s=600,
+        )
+
+
+def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, settings):
+    d, *_ = prepared
+    training = settings.pipeline.model_training.model_dump(mode="json")
+    training.update(hyperparameter_tuning=False, params={"lightgbm": FAST_LGBM}, search_spaces={})
+    out = run(
+        str(d / "train.parquet"),
+        str(d / "transformer"),
+        "lightgbm",
+        training,
+        str(tmp_path / "result"),
+    )
+    assert out["backend"] == "none" and out["trials"] == 1
+    # boosting rounds come from early stopping in cross-validation, capped by the config's 200
+    assert 0 < out["best_params"]["n_estimators"] <= 200 * 3 / 2
+    saved = json.loads((tmp_path / "result" / "result.json").read_text())
+    assert saved["best_score"] == pytest.approx(out["best_score"])
+
+
+def test_run_with_optuna_writes_result_and_trials(prepared, tmp_path, settings):
+    d, *_ = prepared
+    training = settings.pipeline.model_training.model_dump(mode="json")
+    training.update(max_trials=3, params={"lightgbm": {"n_estimators": 150}})
+    out = run(
+        str(d / "train.parquet"),
+        str(d / "transformer"),
+        "lightgbm",
+        training,
+        str(tmp_path / "result"),
+    )
+    assert out["backend"] == "optuna" and out["trials"] == 3
+    assert out["best_params"]["n_jobs"] == training["threads_per_trial"]
+    with open(tmp_path / "result" / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and "learning_rate" in rows[0]
+
+
+def test_select_takes_the_best_cross_validated_model(tmp_path):
+    dirs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.joblib").write_text(name)
+        dirs.append(str(tmp_path / name))
+    meta = [
+        {"algorithm": "lightgbm", "cv_roc_auc": 0.90},
+        {"algorithm": "xgboost", "cv_roc_auc": 0.91},
+        {"algorithm": "random_forest", "cv_roc_auc": 0.89},
+    ]
+    out = select(dirs, meta, str(tmp_path / "best"))
+    assert out["selected"] == "xgboost"
+    assert (tmp_path / "best" / "model.joblib").read_text() == "b"
+    assert [c["algorithm"] for c in out["candidates"]] == ["xgboost", "lightgbm", "random_forest"]
+    assert choose([{"cv_roc_auc": 0.5}, {"cv_roc_auc": 0.5}]) == 0
+    with pytest.raises(StageError, match="no candidate model has a cross-validation score"):
+        choose([{"algorithm": "x"}])

@@ -1,0 +1,346 @@
+"""Real servers on 127.0.0.1, started by the tests: S3 (moto in server mode), a REST JSON API and a
+plain HTTP file server (http.server), and a PostgreSQL cluster in a temporary folder.
+
+PostgreSQL tests skip with a visible reason when the server binaries are missing — except in CI
+(CI=true), where .ci/run installs them and a missing server fails the test instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from components.ingest.state import STATE_ENV
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (connection refused)."""
+    return free_port()
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh state store for the test, in the environment as the CLI would set it."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv(STATE_ENV, str(folder))
+    return folder
+
+
+# ---------------------------------------------------------------- S3 (moto server)
+
+
+@dataclass
+class S3:
+    endpoint: str
+    client: Any
+
+    def put(self, bucket: str, key: str, body: bytes) -> str:
+        existing = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            self.client.create_bucket(Bucket=bucket)
+        self.client.put_object(Bucket=bucket, Key=key, Body=body)
+        return f"s3://{bucket}/{key}"
+
+    def enforce_auth(self, on: bool) -> None:
+        """Make moto check credentials (IAM) from now on, or stop checking."""
+        import requests
+
+        count = "0" if on else "inf"
+        requests.post(f"{self.endpoint}/moto-api/reset-auth", data=count.encode(), timeout=5)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3]:
+    from moto.server import ThreadedMotoServer
+
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in creds}
+    os.environ.update(creds)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    import boto3
+
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    try:
+        yield S3(endpoint, client)
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# ---------------------------------------------------------------- a REST JSON API
+
+
+@dataclass
+class Api:
+    """A paginated JSON API over `records`; `faults` maps a page number to what goes wrong."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    token: str | None = "s3cret"
+    # page -> list of faults consumed one per request: "500", "429", "malformed", "kill",
+    # "wrong-shape", "slow"; the last one repeats forever if `sticky` holds that page
+    faults: dict[int, list[str]] = field(default_factory=dict)
+    sticky: set[int] = field(default_factory=set)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def page_of(self, query: dict[str, str]) -> tuple[int, list[dict], dict]:
+        since = query.get("since")
+        rows = [r for r in self.records if since is None or r["year"] > int(since)]
+        if "cursor" in query or query.get("mode") == "cursor":
+            start = int(query.get("cursor", 0))
+            size = int(query.get("limit", 100))
+            chunk = rows[start : start + size]
+            nxt = start + size if start + size < len(rows) else None
+            return start // size + 1, chunk, {"items": chunk, "next": nxt}
+        page = int(query.get("page", 1))
+        size = int(query.get("per_page", 100))
+        chunk = rows[(page - 1) * size : page * size]
+        return page, chunk, {"data": chunk, "page": page}
+
+
+def _api_handler(api: Api) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            api.requests.append({"query": query, "auth": self.headers.get("Authorization")})
+            if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
+                return self._send(401, b'{"error": "unauthorized"}')
+            page, _, body = api.page_of(query)
+            queue = api.faults.get(page, [])
+            fault = (queue[0] if page in api.sticky else queue.pop(0)) if queue else None
+            if fault in ("500", "429", "503"):
+                return self._send(int(fault), b'{"error": "try later"}', {"Retry-After": "0"})
+            if fault == "malformed":
+                return self._send(200, b"<html>oops, not json</html>")
+            if fault == "wrong-shape":
+                return self._send(200, json.dumps({"unexpected": 1}).encode())
+            data = json.dumps(body).encode()
+            if fault == "kill":  # promise the whole body, send half, drop the connection
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return None
+            return self._send(200, data)
+
+        def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
+    """Start HTTP servers on 127.0.0.1 for the test; returns their base URLs; stops them after."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(handler: type[BaseHTTPRequestHandler]) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def api_server(serve) -> Api:
+    api = Api()
+    api.url = serve(_api_handler(api)) + "/v1/people"
+    return api
+
+
+def file_handler(files: dict[str, bytes], kill: set[str] | None = None):
+    """Serve `files` by path; a path in `kill` sends half its body, then drops the connection."""
+    kill = kill if kill is not None else set()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self._reply(head=True)
+
+        def do_GET(self) -> None:
+            self._reply(head=False)
+
+        def _reply(self, head: bool) -> None:
+            path = urlsplit(self.path).path
+            body = files.get(path)
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{hash(body) & 0xFFFFFFFF:x}"')
+            self.end_headers()
+            if head:
+                return
+            if path in kill:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    return Handler
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def url(self, driver: str = "postgresql+psycopg") -> str:
+        """The SQLAlchemy URL without the password (it comes from the environment)."""
+        return f"{driver}://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def engine(self):
+        import sqlalchemy as sa
+
+        url = f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+        return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster on a free port in a temporary folder (as the postgres user when root:
+    initdb refuses root), password authentication on, stopped after the session."""
+    bindir = _pg_bin()
+    if bindir is None:
+        reason = "PostgreSQL server not installed (apt-get install postgresql; .ci/run does)"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    root = os.geteuid() == 0
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
+    data, pwfile = folder / "data", folder / "pw"
+    password = "pg-" + os.urandom(6).hex()
+    pwfile.write_text(password + "\n")
+    run_as: list[str] = []
+    if root:
+        shutil.chown(folder, "postgres")
+        shutil.chown(pwfile, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def pg(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*run_as, *cmd], capture_output=True, text=True, timeout=120)
+
+    init = pg(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "mlpipe",
+        "--pwfile",
+        str(pwfile),
+        "--auth=scram-sha-256",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = pg(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(folder / "log"),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )
+    assert start.returncode == 0, start.stdout + start.stderr + (folder / "log").read_text()
+    server = Postgres("127.0.0.1", port, "mlpipe", password, "postgres")
+    try:
+        yield server
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
