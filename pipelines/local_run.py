@@ -23,6 +23,7 @@ from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.ingest.ingest import source_digest
+from components.ingest.state import STATE_ENV
 from pipelines.progress import ProgressTee, original_stdout
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
@@ -44,6 +45,8 @@ class RunResult:
     paths: dict[str, str] = field(default_factory=dict)
     log_file: str = ""
     tracking_uri: str = ""
+    nothing_new: bool = False
+    failed_checks: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -52,6 +55,8 @@ def _task_environment(out: Path, tfdv_python: str | None):
     cache key); the previous environment comes back afterwards."""
     env = {
         RECORDS_ENV: str(out / "logs" / "tasks"),
+        # watermarks and the dataset catalogue (incremental loads, `mlpipe data list`)
+        STATE_ENV: os.environ.get(STATE_ENV) or str(out / "state"),
         TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(DEFAULT_TFDV_PYTHON),
         # the MLflow store lives beside the run's other outputs unless the user points elsewhere
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
@@ -122,6 +127,7 @@ STAGE_ORDER = [
     "evaluate",
     "track",
     "register",
+    "commit",
 ]
 
 
@@ -155,11 +161,11 @@ def _task_rows(
     return sorted(rows, key=order)
 
 
-def _failure(since: float, records_dir: Path) -> tuple[str | None, str | None]:
+def _failure(since: float, records_dir: Path) -> TaskRecord | None:
     for rec in reversed(read_records(records_dir, since=since)):
         if rec.status == "failed":
-            return rec.task, rec.error
-    return None, None
+            return rec
+    return None
 
 
 def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str, str]:
@@ -212,7 +218,7 @@ def _run(
     t0 = time.perf_counter()
     source = settings.resolve_source()
     try:
-        digest = source_digest(source)
+        digest = source_digest(source, settings.pipeline.data_ingestion)
     except DataError as exc:
         return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
 
@@ -240,13 +246,20 @@ def _run(
                 ).outputs
         except Exception as exc:  # kfp.local raises RuntimeError("Task ... FAILURE")
             result.ok = False
-            result.failed_stage, result.error = _failure(started, records_dir)
-            if result.error is None:
+            failed = _failure(started, records_dir)
+            if failed is not None:
+                result.failed_stage, result.error = failed.task, failed.error
+                # an incremental load with no new rows: nothing to do, not a failure
+                result.nothing_new = failed.error_type == "NoNewData"
+            else:
                 result.error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
                 result.failed_stage = next((t for t in STAGE_ORDER if t in str(exc)), None)
         result.wall_s = round(time.perf_counter() - t0, 2)
         result.tasks = _task_rows(started, records_dir, cache_root, tee.cache_hits)
 
+    if result.nothing_new:
+        result.ok = True
+        return result
     if not result.ok:
         result.mlflow_run_id = _record_failed_run(settings, run_name, result, digest)
         return result
@@ -260,6 +273,7 @@ def _run(
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
     result.gate_passed = bool(outputs["metrics"].metadata.get("passed", False))
+    result.failed_checks = list(outputs["metrics"].metadata.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
     return result
 
@@ -284,8 +298,11 @@ def format_summary(result: RunResult, settings: Settings) -> str:
         keys = ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss")
         shown = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in keys if k in result.metrics)
         lines.append(f"test metrics: {shown}")
-    if result.ok:
-        gate = "passed" if result.gate_passed else "FAILED (model not registered)"
+    if result.nothing_new:
+        lines.append(f"nothing new to ingest: {result.error}")
+    elif result.ok:
+        failed = "; ".join(result.failed_checks)
+        gate = "passed" if result.gate_passed else f"FAILED: {failed} (model not registered)"
         lines.append(f"quality gate: {gate}")
         if result.registration:
             lines.append(

@@ -15,7 +15,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 from components.common.config import Settings
 from components.evaluate.component import evaluate
 from components.features.component import features
-from components.ingest.component import ingest
+from components.ingest.component import commit_ingest, ingest
 from components.register.component import register
 from components.select.component import select_model
 from components.track.component import track
@@ -38,10 +38,12 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "evaluate": ("500m", "1", "1G", "2G"),
     "track": ("250m", "1", "1G", "2G"),
     "register": ("250m", "1", "512M", "1G"),
+    "commit": ("250m", "500m", "256M", "512M"),
 }
-# Pure tasks are cached; register (reads and moves the registry's aliases) never is. track is
+# Pure tasks are cached; register (reads and moves the registry's aliases) and commit (moves a
+# source's watermark) never are; neither is ingest from a live source (see below). track is
 # cached too: it logs a function of its inputs, the tracking URI among them (see its component).
-SIDE_EFFECTS = {"register"}
+SIDE_EFFECTS = {"register", "commit"}
 
 
 class TrainingOutputs(NamedTuple):
@@ -53,7 +55,10 @@ class TrainingOutputs(NamedTuple):
     logged_model: Artifact
 
 
-def _configure(task: dsl.PipelineTask, stage: str, display: str, retries: int) -> None:
+def _configure(
+    task: dsl.PipelineTask, stage: str, display: str, retries: int, code: str | None = None
+) -> None:
+    """`stage` names the task's resources and caching; `code` the folder its code lives in."""
     cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[stage]
     task.set_display_name(display)
     task.set_caching_options(enable_caching=stage not in SIDE_EFFECTS)
@@ -61,7 +66,7 @@ def _configure(task: dsl.PipelineTask, stage: str, display: str, retries: int) -
     task.set_memory_request(mem_req).set_memory_limit(mem_lim)
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
-    task.set_env_variable(ENV_NAME, stage_version(stage))
+    task.set_env_variable(ENV_NAME, stage_version(code or stage))
 
 
 def build_pipeline(settings: Settings, retries: int | None = None):
@@ -173,6 +178,12 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             evaluation_report=evaluate_task.outputs["report"],
         )
         _configure(track_task, "track", "Track in MLflow", retries)
+
+        # the batch was validated and consumed: advance its source's watermark, mark its version
+        # committed (a failed run before this point leaves both where they were)
+        commit_task = commit_ingest(data=ingest_task.outputs["data"])
+        commit_task.after(track_task)
+        _configure(commit_task, "commit", "Commit the ingested batch", retries, code="ingest")
 
         with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate"):  # noqa: E712
             register_task = register(

@@ -317,7 +317,7 @@ class IngestionConfig(_Strict):
     # sql: SQLAlchemy URL without password; api: the endpoint
     source_url: str = "data/acs_employment_ma_2015_2018.parquet"
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"  # file/url: auto = by extension
-    storage_options: dict[str, str | int | float | bool] = {}  # url: fsspec options, no secrets
+    storage_options: dict[str, Any] = {}  # url: fsspec options (nested allowed), no secrets
     sql: SqlSource | None = None
     api: ApiSource | None = None
     batch_size: Annotated[int, Field(ge=1)] = 100_000  # rows per chunk read and written
@@ -338,7 +338,14 @@ class IngestionConfig(_Strict):
     @field_validator("storage_options")
     @classmethod
     def _no_secret_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in value if _looks_secret(k)]
+        def keys(node: Any, prefix: str = "") -> list[str]:
+            if not isinstance(node, dict):
+                return []
+            return [f"{prefix}{k}" for k in node] + [
+                name for k, v in node.items() for name in keys(v, f"{prefix}{k}.")
+            ]
+
+        bad = [k for k in keys(value) if _looks_secret(k.rsplit(".", 1)[-1])]
         if bad:
             raise ValueError(f"{bad} look like credentials: use the environment (e.g. AWS_*)")
         return value
@@ -530,10 +537,8 @@ class Settings(_Strict):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def resolve_source(self) -> str:
-        """The source path with relative paths taken from the repository root."""
-        url = self.pipeline.data_ingestion.source_url
-        path = Path(url)
-        return str(path if path.is_absolute() else REPO_ROOT / path)
+        """The source: a relative file path is taken from the repository root."""
+        return self.pipeline.data_ingestion.resolve_source(REPO_ROOT)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def commit_ingest(data: Input[Dataset]) -> str:
     from components.common.recorder import record_task
     from components.ingest.ingest import commit
 
-    with record_task("ingest-commit") as rec:
+    with record_task("commit") as rec:
         out = commit(dict(data.metadata))
         rec.details = out
     return json.dumps(out, sort_keys=True, default=str)

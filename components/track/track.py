@@ -41,8 +41,23 @@ def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict
         for file in files:
             if file.is_dir():
                 mlflow.log_artifacts(str(file), artifact_path=file.name)
+                _log_trials(file / "result.json")
             elif file.exists():
                 mlflow.log_artifact(str(file))
+
+
+def _log_trials(result_file: Path) -> None:
+    """A tuning study's trials as one metric series (step = trial number) in the active run."""
+    import json
+
+    import mlflow
+
+    if not result_file.is_file():
+        return
+    history = json.loads(result_file.read_text()).get("history", [])
+    for trial in history:
+        if isinstance(trial.get("value"), (int, float)):
+            mlflow.log_metric("trial_cv_roc_auc", float(trial["value"]), step=int(trial["number"]))
 
 
 def model_requirements(algorithm: str) -> list[str]:
@@ -86,14 +101,28 @@ def run(
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tag("mlpipe.pipeline_run", pipeline_run)
         mlflow.log_params({k: str(v)[:500] for k, v in flatten("", config).items()})
+        ingested = stages.get("ingest", {}).get("meta", {})
+        # MLflow resolves a source string to a file or URL source: SQL and API sources are
+        # recorded as tags instead (their location is redacted by ingest)
+        location = (
+            ingested.get("source") if ingested.get("source_type") in ("file", "url") else None
+        )
         dataset = mlflow.data.from_pandas(
             data,
-            source=str(stages.get("ingest", {}).get("meta", {}).get("source", "unknown")),
+            source=str(location) if location else None,
             targets=spec["label"],
             name="training-data",
             digest=(train_meta.get("sha256") or "")[:36] or None,
         )
-        mlflow.log_input(dataset, context="training")
+        mlflow.log_input(
+            dataset,
+            context="training",
+            tags={
+                "mlpipe.source": str(ingested.get("source", ""))[:500],
+                "mlpipe.source_type": str(ingested.get("source_type", "")),
+                "mlpipe.dataset_version": str(ingested.get("version", "")),
+            },
+        )
         for name, stage in stages.items():
             _log_stage(
                 name,

@@ -249,3 +249,40 @@ def test_state_store_writes_are_atomic_json(tmp_path):
     store.set_watermark("k", {"value": 1, "type": "int", "committed_at": time.time()})
     assert store.watermark("k")["value"] == 1 and store.watermark("missing") is None
     assert [p.name for p in (tmp_path / "st" / "watermarks").iterdir()] == ["k.json"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "source_s3_csv",
+        "source_postgres_incremental",
+        "source_api_cursor",
+        "source_files_incremental",
+    ],
+)
+def test_example_source_configs_load(name):
+    from components.common.config import REPO_ROOT
+
+    cfg = load_pipeline_config(REPO_ROOT / "config" / "examples" / f"{name}.yaml").data_ingestion
+    assert cfg.source_type in ("file", "url", "sql", "api")
+    assert cfg.live == (cfg.incremental is not None or cfg.source_type in ("sql", "api"))
+
+
+def test_mlpipe_data_list_show_and_watermarks(tmp_path, sample_data, state, capsys):
+    from pipelines.cli import main
+
+    src = tmp_path / "s.parquet"
+    sample_data.to_parquet(src)
+    meta, _ = load(tmp_path, incremental(src), "a")
+    commit(meta)
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert meta["version"] in out and "committed" in out and "year all .. 2016" in out
+    assert main(["data", "show", meta["version"][:6]]) == 0
+    assert f'"content_sha256": "{meta["content_sha256"]}"' in capsys.readouterr().out
+    assert main(["data", "watermarks"]) == 0
+    assert "year=2016" in capsys.readouterr().out
+    key = meta["watermark"]["state_key"]
+    assert main(["data", "reset-watermark", key]) == 0
+    assert state.watermarks() == {}
+    assert main(["data", "show", "zzzz"]) == 1

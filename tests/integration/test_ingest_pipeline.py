@@ -1,12 +1,12 @@
-"""The whole training pipeline (kfp.local) from a SQL source by config alone, and an incremental
-file source run twice (the second run finds nothing new until the source grows).
+"""The whole training pipeline (kfp.local) from a REST API and from a SQL database, by config alone.
 
-The local runner must pass the config to `source_digest` (a SQL URL is no file to hash) and set
-MLPIPE_STATE_DIR for the tasks; until pipelines/local_run.py does both, this test supplies them.
+The local runner hashes a live source by its identity (no file to hash), sets MLPIPE_STATE_DIR for
+the tasks, and the commit task records the batch once the run has consumed it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 
@@ -14,33 +14,29 @@ import pandas as pd
 import pytest
 
 from components.common.config import load_settings
-from components.ingest import ingest as ingest_module
-from components.ingest.state import STATE_ENV, StateStore
+from components.ingest.state import StateStore
+from pipelines.local_run import run_local
 from tests.conftest import needs_tfdv
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
 
+# small tuning: the sources are under test here, not the models
+FAST = {
+    "model_training.algorithms": ["lightgbm"],
+    "model_training.max_trials": 2,
+    "model_training.params.lightgbm.n_estimators": 200,
+}
+
 
 @pytest.fixture
 def local(tmp_path, monkeypatch):
-    import pipelines.local_run as local_run
-
-    settings_box = {}
-
-    def digest(source, ingestion=None):  # what local_run will pass once wired
-        return ingest_module.source_digest(
-            source, ingestion or settings_box["s"].pipeline.data_ingestion
-        )
-
-    monkeypatch.setattr(local_run, "source_digest", digest)
-    monkeypatch.setenv(STATE_ENV, str(tmp_path / "out" / "state"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLPIPE_STATE_DIR", raising=False)
 
     def run(overrides: dict):
-        settings = load_settings(overrides=overrides)
-        settings_box["s"] = settings
+        settings = load_settings(overrides={**FAST, **overrides})
         with open(os.devnull, "w") as screen:
-            return local_run.run_local(settings, tmp_path / "out", screen=screen)
+            return run_local(settings, tmp_path / "out", screen=screen)
 
     return run
 
@@ -49,41 +45,48 @@ def _sample(full_data: pd.DataFrame, years, n: int = 2500) -> pd.DataFrame:
     return pd.concat([full_data[full_data.year == y].sample(n, random_state=y) for y in years])
 
 
-def test_pipeline_runs_from_a_sql_source_by_config_alone(tmp_path, local, full_data):
-    db = tmp_path / "census.db"
-    with sqlite3.connect(db) as conn:
-        _sample(full_data, (2015, 2016)).to_sql("people", conn, index=False)
+def _committed(tmp_path) -> list[dict]:
+    return StateStore(tmp_path / "out" / "state").entries()
+
+
+def test_pipeline_runs_from_an_api_source_by_config_alone(
+    tmp_path, local, full_data, api_server, monkeypatch
+):
+    """A paginated REST API with a token from the environment feeds the whole pipeline."""
+    data = _sample(full_data, (2015, 2016)).sort_values("id")
+    api_server.records = json.loads(data.to_json(orient="records"))
+    monkeypatch.setenv("MLPIPE_TEST_API_TOKEN", api_server.token)
     result = local(
         {
-            "data_ingestion.source_type": "sql",
-            "data_ingestion.source_url": f"sqlite:///{db}",
-            "data_ingestion.sql": {"query": "SELECT * FROM people ORDER BY id"},
+            "data_ingestion.source_type": "api",
+            "data_ingestion.source_url": api_server.url,
+            "data_ingestion.api": {"page_size": 500, "auth_env": "MLPIPE_TEST_API_TOKEN"},
         }
     )
     assert result.ok, result.error
     ingest_row = next(t for t in result.tasks if t["task"] == "ingest")
     assert ingest_row["rows"] == 5000 and not ingest_row["cached"]
+    assert len(api_server.requests) == 11  # 10 full pages and an empty one
     assert result.metrics["roc_auc"] > 0.8
-    (entry,) = StateStore(tmp_path / "out" / "state").entries()
-    assert entry["source"] == f"sqlite:///{db}" and entry["rows"] == 5000
+    (entry,) = _committed(tmp_path)
+    assert entry["source"] == api_server.url and entry["rows"] == 5000
+    assert entry["status"] == "committed"
 
 
-def test_incremental_file_source_through_the_pipeline(tmp_path, local, full_data):
-    src = tmp_path / "growing.parquet"
-    _sample(full_data, (2015, 2016)).to_parquet(src)
-    overrides = {
-        "data_ingestion.source_url": str(src),
-        "data_ingestion.incremental": {"watermark_column": "id"},
-    }
-    first = local(overrides)
-    assert first.ok, first.error
-    second = local(overrides)  # caching is off for an incremental ingest: it runs again
-    ingest_row = next(t for t in second.tasks if t["task"] == "ingest")
-    assert not ingest_row.get("cached")
-    store = StateStore(tmp_path / "out" / "state")
-    if store.watermarks():  # the pipeline commits (commit_ingest wired): nothing new now
-        assert not second.ok and second.failed_stage == "ingest"
-        assert "nothing new" in second.error
-    else:  # not committed: the same batch again, the same dataset version
-        assert second.ok, second.error
-        assert len(store.entries()) == 1 and store.entries()[0]["ingest_count"] == 2
+def test_pipeline_runs_from_a_sql_table_by_config_alone(tmp_path, local, full_data):
+    """A SQLite table feeds the whole pipeline; MLflow records the dataset with its version."""
+    db = tmp_path / "census.db"
+    with sqlite3.connect(db) as conn:
+        _sample(full_data, (2015, 2016)).to_sql("acs", conn, index=False)
+    result = local(
+        {
+            "data_ingestion.source_type": "sql",
+            "data_ingestion.source_url": f"sqlite:///{db}",
+            "data_ingestion.sql": {"table": "acs"},
+        }
+    )
+    assert result.ok, result.error
+    assert next(t for t in result.tasks if t["task"] == "ingest")["rows"] == 5000
+    assert result.registration and result.registration["created"]
+    (entry,) = _committed(tmp_path)
+    assert entry["status"] == "committed" and entry["source_type"] == "sql"
