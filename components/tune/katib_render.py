@@ -1,0 +1,245 @@
+"""The Katib v1beta1 Experiment of one tuning run, rendered as plain data (a dict: kubeflow-katib
+0.14's model classes lack `FeasibleSpace.distribution`).
+
+Its trials are batch/v1 Jobs running `python -m components.tune.trial` in the project's image; the
+trial prints `cv_roc_auc=<running mean>` after each fold (medianstop judges trials on these) and
+the objective is the *latest* value, i.e. the mean over all folds.
+
+- `experiment_name` / `spec_hash`: a stable name and fingerprint for a spec.
+- `trial_command`: the trial container's shell-safe command.
+- `render_experiment`: the Experiment itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from components.common.images import PIPELINE_IMAGE
+from components.common.k8s import KATIB_EXPERIMENT
+from components.common.search_space import SearchSpace, to_katib
+from components.tune.katib_admission import JOB_FAILURE, JOB_SUCCESS
+
+OBJECTIVE = "cv_roc_auc"
+ADDITIONAL_METRICS = ("cv_roc_auc_std", "best_rounds")
+CONTAINER = "trial"
+TRIAL_NAME_PARAM = "trialName"
+SPEC_HASH = "mlpipe.dev/spec-hash"
+_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+DEFAULT_EARLY_STOPPING = {"min_trials_required": 5, "start_step": 1}
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "1", "memory": "2Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+
+
+def experiment_name(algorithm: str, spec: Mapping[str, Any], prefix: str = "tune") -> str:
+    """`tune-<algorithm>-<hash of the spec>`: at most 40 characters (W), and the same inputs give
+    the same name, so a retried task finds its experiment instead of starting a second one."""
+    digest = spec_hash(spec)[:8]
+    stem = f"{prefix}-{algorithm}".lower().replace("_", "-")[: 40 - 9]
+    return f"{stem.rstrip('-')}-{digest}"
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _space_json(space: SearchSpace) -> dict[str, Any]:
+    return {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in space.items()}
+
+
+def trial_command(
+    algorithm: str,
+    space: SearchSpace,
+    train_uri: str,
+    transformer_uri: str,
+    fixed_params: Mapping[str, Any],
+    cv_folds: int,
+    cv_strategy: str,
+    seed: int,
+) -> list[str]:
+    """The trial container's command: `sh -c '<one shell-quoted command>'`. Katib's StdOut
+    collector joins the command with spaces and appends its own redirection, so every argument
+    must survive a shell; a single `sh -c` string quoted here does, with or without the wrapper."""
+    args = [
+        "python",
+        "-m",
+        "components.tune.trial",
+        "--algorithm",
+        algorithm,
+        "--train-data",
+        train_uri,
+        "--transformer",
+        transformer_uri,
+        "--cv-folds",
+        str(cv_folds),
+        "--cv-strategy",
+        cv_strategy,
+        "--seed",
+        str(seed),
+        "--fixed-params-json",
+        json.dumps(dict(fixed_params), sort_keys=True, separators=(",", ":")),
+        "--space-json",
+        json.dumps(_space_json(space), sort_keys=True, separators=(",", ":")),
+    ]
+    for name in space:
+        args += ["--param", f"{name}=${{trialParameters.{name}}}"]
+    return ["sh", "-c", shlex.join(args)]
+
+
+def _settings(values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """`[{name, value}]` with string values: Katib's settings lists and a container's env."""
+    return [{"name": k, "value": str(v)} for k, v in values.items()]
+
+
+def render_experiment(
+    *,
+    name: str | None = None,
+    namespace: str,
+    algorithm: str,
+    space: SearchSpace,
+    train_uri: str,
+    transformer_uri: str,
+    fixed_params: Mapping[str, Any] | None = None,
+    cv_folds: int = 3,
+    cv_strategy: str = "stratified",
+    seed: int = 42,
+    max_trials: int = 20,
+    parallel_trials: int = 2,
+    max_failed_trials: int | None = None,
+    katib_algorithm: str = "tpe",
+    algorithm_settings: Mapping[str, Any] | None = None,
+    goal: float | None = None,
+    early_stopping: Mapping[str, Any] | None = DEFAULT_EARLY_STOPPING,
+    image: str = PIPELINE_IMAGE,
+    resources: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    env_from_secrets: tuple[str, ...] | list[str] = (),
+    service_account: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Katib v1beta1 Experiment tuning `algorithm` over `space` by `cv_folds`-fold CV.
+
+    `max_failed_trials` defaults to `max_trials`: like the local study, failed trials are tolerated
+    and the experiment fails only when every trial has failed. `early_stopping` is medianstop's
+    settings (None: off); `start_step` counts folds, so it must not exceed `cv_folds`.
+    """
+    if not space:
+        raise ValueError(f"{algorithm}: the search space is empty")
+    fixed = dict(fixed_params or {})
+    clash = sorted(set(fixed) & set(space))
+    if clash:
+        raise ValueError(f"{algorithm}: {clash} both fixed and searched")
+    for pname, spec in space.items():
+        if not _SHELL_SAFE.match(pname):
+            raise ValueError(f"parameter name {pname!r}: use letters, digits, '_', '.', '-'")
+        for choice in spec.choices or []:
+            if not _SHELL_SAFE.match(str(choice)):
+                raise ValueError(
+                    f"{pname}: choice {choice!r} cannot travel through Katib's trial template "
+                    "(letters, digits, '_', '.', '+', '-' only)"
+                )
+    if early_stopping is not None and int(early_stopping.get("start_step", 1)) > cv_folds:
+        raise ValueError(
+            f"medianstop start_step {early_stopping['start_step']} exceeds cv_folds {cv_folds}: "
+            "a trial reports one value per fold, so the rule would never apply"
+        )
+    settings = dict(algorithm_settings or {})
+    if katib_algorithm in ("tpe", "random", "multivariate-tpe") and seed >= 0:
+        settings.setdefault("random_state", seed)  # a seeded suggestion service (S)
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "command": trial_command(
+            algorithm, space, train_uri, transformer_uri, fixed, cv_folds, cv_strategy, seed
+        ),
+        "env": [
+            {"name": "KATIB_TRIAL_NAME", "value": f"${{trialParameters.{TRIAL_NAME_PARAM}}}"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *_settings(env or {}),
+        ],
+        "resources": copy.deepcopy(dict(resources or DEFAULT_RESOURCES)),
+    }
+    if env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in env_from_secrets]
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "backoffLimit": 0,  # a failed trial is a result, not something to retry
+            "template": {
+                # Katib's metrics collector is a sidecar: keep Istio's out of the trial pod
+                "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                "spec": pod_spec,
+            },
+        },
+    }
+    metric_names = [OBJECTIVE, *ADDITIONAL_METRICS]
+    objective: dict[str, Any] = {
+        "type": "maximize",
+        "objectiveMetricName": OBJECTIVE,
+        "additionalMetricNames": list(ADDITIONAL_METRICS),
+        # the trial reports a running mean per fold: the last value is the CV mean (the default
+        # strategy for maximize, `max`, would pick the best partial mean instead)
+        "metricStrategies": [{"name": m, "value": "latest"} for m in metric_names],
+    }
+    if goal is not None:
+        objective["goal"] = float(goal)
+    spec: dict[str, Any] = {
+        "objective": objective,
+        "algorithm": {"algorithmName": katib_algorithm},
+        "parameters": to_katib(space),
+        "maxTrialCount": int(max_trials),
+        "parallelTrialCount": int(min(parallel_trials, max_trials)),
+        "maxFailedTrialCount": int(max_trials if max_failed_trials is None else max_failed_trials),
+        "resumePolicy": "Never",
+        "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+        "trialTemplate": {
+            "primaryContainerName": CONTAINER,
+            "successCondition": JOB_SUCCESS,
+            "failureCondition": JOB_FAILURE,
+            "trialParameters": [
+                *({"name": p, "reference": p, "description": f"{algorithm} {p}"} for p in space),
+                {
+                    "name": TRIAL_NAME_PARAM,
+                    "reference": "${trialSpec.Name}",
+                    "description": "the trial's name (MLflow tag)",
+                },
+            ],
+            "trialSpec": job,
+        },
+    }
+    if settings:
+        spec["algorithm"]["algorithmSettings"] = _settings(settings)
+    if early_stopping is not None:
+        spec["earlyStopping"] = {
+            "algorithmName": "medianstop",
+            "algorithmSettings": _settings(early_stopping),
+        }
+    digest = spec_hash(spec)
+    return {
+        "apiVersion": KATIB_EXPERIMENT.api_version,
+        "kind": KATIB_EXPERIMENT.kind,
+        "metadata": {
+            "name": name or experiment_name(algorithm, spec),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": "mlpipe",
+                "mlpipe.dev/algorithm": algorithm.replace("_", "-"),
+                **(labels or {}),
+            },
+            "annotations": {SPEC_HASH: digest[:16]},
+        },
+        "spec": spec,
+    }
