@@ -14,4 +14,3 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 REGISTRY = os.environ.get("MLPIPE_IMAGE_REGISTRY", "ghcr.io/mlpipe")
 PIPELINE_IMAGE = f"{REGISTRY}/pipeline:{VERSION}"
 TFDV_IMAGE = f"{REGISTRY}/tfdv:{VERSION}"
-SERVING_IMAGE = f"{REGISTRY}/serving:{VERSION}"
