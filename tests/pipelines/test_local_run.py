@@ -106,6 +106,13 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     assert float(champion.tags["metric.roc_auc"]) >= 0.85
     for tag in ("pipeline_run", "data_digest", "config_hash", "code_version"):
         assert champion.tags[f"mlpipe.{tag}"], tag
+    # the version carries training statistics, schema, feature spec and evaluation metrics
+    carried = mlflow.artifacts.download_artifacts(
+        artifact_uri="models:/acs-employment@champion", dst_path=str(work["root"] / "champion")
+    )
+    assert {"train_stats.json", "schema.json", "feature_spec.json", "metrics.json"} <= {
+        p.name for p in (Path(carried) / "extra_files").iterdir()
+    }
     # outputs on disk: model (+ feature spec), both reports, the data; the log
     model_dirs = list((work["out"] / "models").iterdir())
     assert (model_dirs[0] / "feature_spec.json").exists()
