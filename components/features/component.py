@@ -39,6 +39,6 @@ def features(
             transformer.path,
         )
         rec.rows = meta["rows"]
-    train_data.metadata.update(meta["train"])
+    train_data.metadata.update(meta["train"], degraded=meta["degraded"])
     test_data.metadata.update(meta["test"])
     transformer.metadata.update(meta["transformer"], task=rec.to_dict())

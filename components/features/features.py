@@ -87,6 +87,18 @@ def build_transformer(
     return ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
 
 
+def flip_labels(train: pd.DataFrame, label: str, share: float, seed: int) -> pd.DataFrame:
+    """`train` with `share` of its 0/1 labels flipped (rows drawn at random): a deliberately
+    degraded training set for rehearsing the quality gate."""
+    if share <= 0:
+        return train
+    rng = np.random.default_rng(seed)
+    flip = rng.random(len(train)) < share
+    train = train.copy()
+    train.loc[flip, label] = 1 - train.loc[flip, label]
+    return train
+
+
 def run(
     data_path: str,
     data_schema: dict[str, Any],
@@ -106,6 +118,8 @@ def run(
     split_cfg = feature_cfg["split"]
     train, test = split(df, split_cfg, label, schema.time_column, STAGE)
 
+    degrade = feature_cfg["degrade"]
+    train = flip_labels(train, label, degrade["label_noise"], degrade["seed"])
     features = select_features(
         train,
         schema,
@@ -113,6 +127,9 @@ def run(
         feature_cfg["max_features"],
         split_cfg["seed"],
     )
+    features = [f for f in features if f not in degrade["drop_features"]]
+    if not features:
+        raise DataError(STAGE, "degrade.drop_features leaves no feature to train on")
     numeric = [f for f in features if schema.features[f].kind == "numeric"]
     categorical = [f for f in features if schema.features[f].kind == "categorical"]
     encoding = feature_cfg["categorical_encoding"]
@@ -138,13 +155,18 @@ def run(
         "native_categorical_indices": native_idx,
         "transformed_width": n_out,
     }
+    if degrade["label_noise"] or degrade["drop_features"]:
+        spec["degraded"] = degrade
     columns = [*keys, *features, label]
     train_meta = write_dataset(train[columns], train_out)
-    test_meta = write_dataset(test[columns], test_out)
+    # the test rows keep every schema feature: the champion (maybe trained on other features) is
+    # scored on them, and slices may cut by features the model does not use
+    test_meta = write_dataset(test[[*keys, *schema.feature_names, label]], test_out)
     transformer_meta = save_model(transformer, transformer_out, spec)
     return {
         "train": {**train_meta, "positive_rate": float(train[label].mean())},
         "test": {**test_meta, "positive_rate": float(test[label].mean())},
         "transformer": {**transformer_meta, "features": features, "width": n_out},
         "rows": len(train) + len(test),
+        "degraded": spec.get("degraded", {}),
     }

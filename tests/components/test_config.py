@@ -57,7 +57,6 @@ def test_bad_choice_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        (("deployment", "approval_required"), True),
         (("deployment", "environment"), "kserve"),
         (("data_ingestion", "schedule"), "0 * * * *"),
     ],
@@ -136,3 +135,29 @@ def test_settings_digest_changes_with_config():
     b = load_settings(overrides={"model_training.seed": 7})
     assert a.digest() != b.digest()
     assert a.digest() == load_settings().digest()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("evaluation.slices.features", ["SEX", "GENDER"], "unknown feature(s) ['GENDER']"),
+        ("evaluation.slices.buckets", {"AGE": [30]}, "unknown feature(s) ['AGE']"),
+        ("evaluation.slices.buckets", {"SEX": [2]}, "SEX is not numeric"),
+        ("feature_engineering.degrade.drop_features", ["SCHOOL"], "unknown feature(s)"),
+    ],
+)
+def test_feature_references_must_name_schema_features(key, value, message):
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides={key: value})
+    assert key.rsplit(".", 1)[0] in str(info.value) and message in str(info.value)
+
+
+def test_approval_and_degrade_are_accepted():
+    settings = load_settings(
+        overrides={
+            "deployment.approval_required": True,
+            "feature_engineering.degrade.label_noise": 0.3,
+        }
+    )
+    assert settings.pipeline.deployment.approval_required
+    assert settings.pipeline.feature_engineering.degrade.active
