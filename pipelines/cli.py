@@ -3,6 +3,7 @@
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
+mlpipe approve VERSION | reject VERSION [--reason R] | models
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.data_cli import add_data_parser
 
     add_data_parser(sub)  # mlpipe data list | show | watermarks | reset-watermark
+
+    from pipelines.registry_cli import add_registry_parser
+
+    add_registry_parser(sub)  # mlpipe approve | reject | models
     return parser
 
 

@@ -40,6 +40,7 @@ class RunResult:
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     gate_passed: bool | None = None
+    gate: dict[str, Any] = field(default_factory=dict)  # the blessing's metadata
     registration: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
     paths: dict[str, str] = field(default_factory=dict)
@@ -126,6 +127,7 @@ STAGE_ORDER = [
     "select",
     "evaluate",
     "track",
+    "gate",
     "register",
     "commit",
 ]
@@ -272,10 +274,21 @@ def _run(
         for k, v in outputs["metrics"].metadata.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
-    result.gate_passed = bool(outputs["metrics"].metadata.get("passed", False))
-    result.failed_checks = list(outputs["metrics"].metadata.get("failed_checks") or [])
+    result.gate = {k: v for k, v in outputs["blessing"].metadata.items() if k != "task"}
+    result.gate_passed = bool(result.gate.get("blessed", False))
+    result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
     return result
+
+
+def _gate_line(result: RunResult) -> str:
+    mode = result.gate.get("mode", "")
+    champion = result.gate.get("champion_version")
+    against = f"; champion v{champion}" if champion else ""
+    if result.gate_passed:
+        return f"quality gate: passed ({mode}{against})"
+    failed = "; ".join(result.failed_checks)
+    return f"quality gate: BLOCKED ({mode}{against}): {failed} (model not registered)"
 
 
 def format_summary(result: RunResult, settings: Settings) -> str:
@@ -295,21 +308,36 @@ def format_summary(result: RunResult, settings: Settings) -> str:
         )
     lines.append(f"pipeline wall time: {result.wall_s:.1f}s (log: {result.log_file})")
     if result.metrics:
-        keys = ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss")
+        keys = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
         shown = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in keys if k in result.metrics)
         lines.append(f"test metrics: {shown}")
+        if "decision_threshold" in result.metrics:
+            lines.append(
+                f"business threshold: {result.metrics['decision_threshold']:.4f} "
+                f"(expected cost {result.metrics['expected_cost']:.4f} per row)"
+            )
     if result.nothing_new:
         lines.append(f"nothing new to ingest: {result.error}")
     elif result.ok:
-        failed = "; ".join(result.failed_checks)
-        gate = "passed" if result.gate_passed else f"FAILED: {failed} (model not registered)"
-        lines.append(f"quality gate: {gate}")
+        lines.append(_gate_line(result))
         if result.registration:
+            reg = result.registration
             lines.append(
-                f"registered: {settings.pipeline.project.registered_model} "
-                f"version {result.registration['version']} (alias champion"
-                + (", already registered)" if not result.registration.get("created") else ")")
+                f"registered: {reg['registered_model']} version {reg['version']} "
+                f"(alias {reg['alias']}"
+                + (", already registered" if not reg.get("created") else "")
+                + (
+                    f"; version {reg['previous_champion']} is now previous"
+                    if reg.get("previous_champion")
+                    else ""
+                )
+                + ")"
             )
+            if reg.get("awaiting_approval"):
+                lines.append(
+                    f"awaiting approval: mlpipe approve {reg['version']}  |  "
+                    f"mlpipe reject {reg['version']} --reason ..."
+                )
         for name, path in result.paths.items():
             lines.append(f"{name}: {path}")
         uri = result.tracking_uri

@@ -1,5 +1,5 @@
 """The training pipeline: ingest → validate → features → [tune → train] per algorithm → select →
-evaluate → track → (quality gate) register.
+evaluate → track → gate (vs the champion) → (blessed) register.
 
 `build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
 so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
@@ -13,7 +13,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
 from components.common.config import Settings
-from components.evaluate.component import evaluate
+from components.evaluate.component import evaluate, gate
 from components.features.component import features
 from components.ingest.component import commit_ingest, ingest
 from components.register.component import register
@@ -36,14 +36,15 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "train": ("1", "2", "2G", "4G"),
     "select": ("250m", "500m", "512M", "1G"),
     "evaluate": ("500m", "1", "1G", "2G"),
+    "gate": ("500m", "1", "1G", "2G"),
     "track": ("250m", "1", "1G", "2G"),
     "register": ("250m", "1", "512M", "1G"),
     "commit": ("250m", "500m", "256M", "512M"),
 }
-# Pure tasks are cached; register (reads and moves the registry's aliases) and commit (moves a
-# source's watermark) never are; neither is ingest from a live source (see below). track is
-# cached too: it logs a function of its inputs, the tracking URI among them (see its component).
-SIDE_EFFECTS = {"register", "commit"}
+# Pure tasks are cached; gate (reads the registry's champion), register (moves its aliases) and
+# commit (moves a source's watermark) never are; neither is ingest from a live source (see
+# below). track is cached too: it logs a function of its inputs, the tracking URI among them.
+SIDE_EFFECTS = {"gate", "register", "commit"}
 
 
 class TrainingOutputs(NamedTuple):
@@ -52,6 +53,7 @@ class TrainingOutputs(NamedTuple):
     model: Model
     metrics: Metrics
     evaluation_report: HTML
+    blessing: Artifact
     logged_model: Artifact
 
 
@@ -106,6 +108,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         experiment: str = cfg.project.experiment,
         tracking_uri: str = "",
         registered_model: str = cfg.project.registered_model,
+        approval_required: bool = cfg.deployment.approval_required,
     ) -> TrainingOutputs:
         ingest_task = ingest(
             source=source,
@@ -175,9 +178,20 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             tuning=dsl.Collected(tune_task.outputs["result"]),
             model=model,
             metrics=evaluate_task.outputs["metrics"],
-            evaluation_report=evaluate_task.outputs["report"],
+            evaluation=evaluate_task.outputs["summary"],
         )
         _configure(track_task, "track", "Track in MLflow", retries)
+
+        gate_task = gate(
+            test_data=features_task.outputs["test_data"],
+            summary=evaluate_task.outputs["summary"],
+            evaluation=evaluation_cfg,
+            registered_model=registered_model,
+            experiment=experiment,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        gate_task.after(track_task)  # it records its verdict on the run track created
+        _configure(gate_task, "gate", "Quality gate vs champion", retries, code="evaluate")
 
         # the batch was validated and consumed: advance its source's watermark, mark its version
         # committed (a failed run before this point leaves both where they were)
@@ -185,12 +199,13 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         commit_task.after(track_task)
         _configure(commit_task, "commit", "Commit the ingested batch", retries, code="ingest")
 
-        with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate"):  # noqa: E712
+        with dsl.If(gate_task.outputs["Output"] == True, name="blessed"):  # noqa: E712
             register_task = register(
                 registered_model=registered_model,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 data_digest=source_digest,
                 lineage={"config_hash": config_hash, "code_version": package_version()},
+                approval_required=approval_required,
                 logged_model=track_task.outputs["logged_model"],
                 model=model,
                 metrics=evaluate_task.outputs["metrics"],
@@ -202,7 +217,8 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             validation_report=validate_task.outputs["report"],
             model=model,
             metrics=evaluate_task.outputs["metrics"],
-            evaluation_report=evaluate_task.outputs["report"],
+            evaluation_report=gate_task.outputs["report"],
+            blessing=gate_task.outputs["blessing"],
             logged_model=track_task.outputs["logged_model"],
         )
 

@@ -7,6 +7,7 @@ Keys whose feature is not built yet accept only their default and fail with "not
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -400,12 +401,26 @@ class SplitConfig(_Strict):
         return self
 
 
+class DegradeConfig(_Strict):
+    """Deliberately worsen the training rows (the test rows stay intact): rehearses the quality
+    gate with a model that must be blocked. Off by default."""
+
+    label_noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # share of train labels flipped
+    drop_features: list[str] = []  # e.g. the strongest ones: [SCHL, AGEP]
+    seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.label_noise > 0 or bool(self.drop_features)
+
+
 class FeatureConfig(_Strict):
     split: SplitConfig = SplitConfig()
     scaling_method: Literal["standard", "minmax", "robust", "none"] = "standard"
     categorical_encoding: Literal["native", "onehot", "ordinal"] = "native"
     feature_selection: Literal["none", "rfe", "mutual_info", "importance"] = "none"
     max_features: Annotated[int, Field(ge=1)] | None = None
+    degrade: DegradeConfig = DegradeConfig()
 
     @model_validator(mode="after")
     def _selection_needs_count(self) -> FeatureConfig:
@@ -486,21 +501,101 @@ class TrainingConfig(_Strict):
         return dict(self.params.get(algorithm, {}))
 
 
+# gate metrics and which way is better (+1 higher, -1 lower)
+METRIC_DIRECTIONS: dict[str, int] = {
+    "roc_auc": 1,
+    "pr_auc": 1,
+    "accuracy": 1,
+    "precision": 1,
+    "recall": 1,
+    "f1": 1,
+    "log_loss": -1,
+    "brier": -1,
+    "expected_cost": -1,
+}
+GateMetric = Literal[
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "brier",
+    "expected_cost",
+]
+SliceMetric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "positive_rate_gap"]
+
+
+class CostMatrix(_Strict):
+    """What a wrong decision costs (any unit; per row). The business threshold minimises
+    `false_positive * FP + false_negative * FN` over the test rows."""
+
+    false_positive: Annotated[float, Field(ge=0)] = 1.0
+    false_negative: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _some_cost(self) -> CostMatrix:
+        if self.false_positive == 0 and self.false_negative == 0:
+            raise ValueError("at least one of false_positive / false_negative must cost > 0")
+        return self
+
+
+class SliceConfig(_Strict):
+    """Per-slice metrics: one slice per value of each categorical feature, one per bucket of
+    each bucketed numeric feature."""
+
+    features: list[str] = ["SEX", "RAC1P"]
+    buckets: dict[str, Annotated[list[float], Field(min_length=1)]] = {"AGEP": [25, 35, 45, 55, 65]}
+    min_rows: Annotated[int, Field(ge=1)] = 200  # smaller slices are shown, never gated
+    thresholds: dict[Literal["roc_auc", "accuracy", "precision", "recall", "f1"], float] = {}
+    max_gap: dict[Literal["roc_auc", "accuracy", "precision", "recall", "f1"], float] = {}
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, edges in value.items():
+            if any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"{name}: bucket edges must increase, got {edges}")
+        return value
+
+
+class ExplainConfig(_Strict):
+    enabled: bool = True
+    sample_rows: Annotated[int, Field(ge=100)] = 5000  # rows permuted / averaged over
+    repeats: Annotated[int, Field(ge=1, le=20)] = 3  # shuffles per feature
+    top_features: Annotated[int, Field(ge=1)] = 4  # partial dependence for the top N
+    grid_points: Annotated[int, Field(ge=3, le=100)] = 20
+    seed: int = 0
+
+
 class EvaluationConfig(_Strict):
-    decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    thresholds: dict[
-        Literal["roc_auc", "accuracy", "precision", "recall", "f1"],
-        Annotated[float, Field(ge=0, le=1)],
-    ] = {"roc_auc": 0.85}
+    # "min_cost": the threshold that minimises the expected cost on the test rows
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)] | Literal["min_cost"] = "min_cost"
+    cost: CostMatrix = CostMatrix()
+    # absolute gate: a minimum for higher-is-better metrics, a maximum for the others
+    thresholds: dict[GateMetric, float] = {"roc_auc": 0.85}
+    # change gate against the champion: how much worse than the champion a metric may be
+    max_regression: dict[GateMetric, Annotated[float, Field(ge=0)]] = {"roc_auc": 0.005}
+    slices: SliceConfig = SliceConfig()
+    explain: ExplainConfig = ExplainConfig()
+
+    @field_validator("thresholds")
+    @classmethod
+    def _bounded(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, limit in value.items():
+            if metric not in ("log_loss", "expected_cost") and not 0 <= limit <= 1:
+                raise ValueError(f"{metric}: {limit} is outside [0, 1]")
+        return value
 
 
 class DeploymentConfig(_Strict):
     environment: str = "local"
+    # True: a version that passes the gate waits as `challenger` until `mlpipe approve`
     approval_required: bool = False
     rollback_enabled: bool = True
 
     _env = field_validator("environment")(_only_default("local"))
-    _approval = field_validator("approval_required")(_only_default(False))
     _rollback = field_validator("rollback_enabled")(_only_default(True))
 
 
@@ -599,12 +694,38 @@ def load_settings(
 ) -> Settings:
     pipeline = load_pipeline_config(config_path, overrides)
     schema = load_data_schema(schema_path)
+    _check_feature_references(pipeline, schema, Path(config_path))
     return Settings(
         pipeline=pipeline,
         schema=schema,
         pipeline_path=str(Path(config_path).resolve()),
         schema_path=str(Path(schema_path).resolve()),
     )
+
+
+def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path: Path) -> None:
+    """Keys of the pipeline config that name features must name the schema's features."""
+    known = set(schema.feature_names)
+    slices = pipeline.evaluation.slices
+    degrade = pipeline.feature_engineering.degrade
+    references = {
+        "evaluation.slices.features": slices.features,
+        "evaluation.slices.buckets": list(slices.buckets),
+        "feature_engineering.degrade.drop_features": degrade.drop_features,
+    }
+    problems = [
+        f"{path}: {key}: unknown feature(s) {sorted(set(names) - known)}"
+        for key, names in references.items()
+        if set(names) - known
+    ]
+    numeric = {n for n, f in schema.features.items() if f.kind == "numeric"}
+    problems += [
+        f"{path}: evaluation.slices.buckets: {name} is not numeric (slice it by value instead)"
+        for name in slices.buckets
+        if name in known and name not in numeric
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,7 +1,8 @@
-"""KFP wrapper of the evaluate stage (logic: evaluate.py, report: report.py)."""
+"""KFP wrappers of the evaluate stage: `evaluate` (pure, cached: logic in evaluate.py) and `gate`
+(reads the registry's champion, never cached: logic in compare.py, gate.py, report.py)."""
 
 from kfp import dsl
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.common.images import PIPELINE_IMAGE
 
@@ -13,53 +14,97 @@ def evaluate(
     evaluation: dict,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
-    report: Output[HTML],
-) -> bool:
-    """Score the test set, apply the quality gate and write the evaluation report.
+    summary: Output[Artifact],
+):
+    """Score the test rows with the challenger: metrics, business threshold, curves, slices and
+    explanations.
 
     Args:
         model: Model artifact written by train (a directory: model.joblib + feature_spec.json).
         test_data: Test Dataset (Parquet) with the model's feature columns and the label.
-        evaluation: The `evaluation` config section (decision_threshold, thresholds).
-        metrics: Output Metrics: one scalar per metric (roc_auc, accuracy, precision, recall, f1,
-            log_loss, positive_rate, predicted_positive_rate, rows); metadata also holds `passed`,
-            `failed_checks` and `task` (no other numbers: consumers take every numeric non-bool
-            entry as a metric). Its file is the full summary as JSON.
+        evaluation: The `evaluation` config section.
+        metrics: Output Metrics: one scalar per metric (roc_auc, pr_auc, accuracy, precision,
+            recall, f1, log_loss, brier, expected_cost, decision_threshold, positive_rate,
+            predicted_positive_rate, rows); metadata also holds `task` (consumers take every
+            numeric non-bool entry as a metric).
         classification_metrics: Output ClassificationMetrics: ROC curve (<= 200 points) and the
             confusion matrix at the decision threshold.
-        report: Output HTML: self-contained report (metrics, gate, ROC, confusion matrix,
-            score histogram by class). Metadata: passed, failed_checks, decision_threshold.
-
-    Returns:
-        True when every configured threshold is met; branch on it with
-        `dsl.If(task.outputs["Output"] == True)`.
+        summary: Output Artifact: the whole evaluation as JSON (see evaluate.py), read by gate.
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task
     from components.evaluate.evaluate import run
 
     with record_task("evaluate") as rec:
-        result = run(model.path, test_data.path, evaluation, metrics.path, report.path)
-        rec.rows = result.rows
-        rec.metrics = dict(result.metrics)
-    for name, value in result.metrics.items():
+        result = run(model.path, test_data.path, evaluation, summary.path)
+        rec.rows = int(result["metrics"]["rows"])
+        rec.metrics = dict(result["metrics"])
+    for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
-    metrics.metadata.update(
-        passed=result.passed,
-        failed_checks=result.failed_checks,
-        task=rec.to_dict(),
-    )
-    classification_metrics.log_roc_curve(**result.roc)
-    classification_metrics.log_confusion_matrix(**result.confusion_matrix)
+    metrics.metadata.update(task=rec.to_dict())
+    summary.metadata.update(threshold=result["threshold"])
+    classification_metrics.log_roc_curve(**result["curves"]["roc"])
+    classification_metrics.log_confusion_matrix(**result["confusion_matrix"])
     # KFP keeps these in metadata only; the file must exist too, or kfp.local's cache treats the
     # artifact as missing and never serves this task from it
     write_json(
-        {"roc": result.roc, "confusion_matrix": result.confusion_matrix},
+        {"roc": result["curves"]["roc"], "confusion_matrix": result["confusion_matrix"]},
         classification_metrics.path,
     )
-    report.metadata.update(
-        passed=result.passed,
-        failed_checks=result.failed_checks,
-        decision_threshold=result.decision_threshold,
-    )
-    return result.passed
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def gate(
+    test_data: Input[Dataset],
+    summary: Input[Artifact],
+    evaluation: dict,
+    registered_model: str,
+    experiment: str,
+    pipeline_run: str,
+    blessing: Output[Artifact],
+    report: Output[HTML],
+) -> bool:
+    """The quality gate: the challenger against absolute, slice and champion thresholds.
+
+    Args:
+        test_data: The test rows the challenger was evaluated on (the champion is scored on them).
+        summary: The challenger's evaluation (evaluate's `summary`).
+        evaluation: The `evaluation` config section (thresholds, max_regression, slices).
+        registered_model: Registered model whose `champion` is the baseline (none yet: absolute
+            and slice checks only).
+        experiment: MLflow experiment of the pipeline run (the verdict is recorded there).
+        pipeline_run: The KFP run's name (finds the pipeline run's MLflow run).
+        blessing: Output Artifact: the verdict as JSON (blessed, mode, checks, failed_checks,
+            champion_version, champion_metrics, decision_threshold, expected_cost); the same
+            fields, but for checks, in its metadata.
+        report: Output HTML: the evaluation report with champion vs challenger.
+
+    Returns:
+        True when the challenger is blessed; branch on it with
+        `dsl.If(task.outputs["Output"] == True)`.
+    """
+    from components.common.recorder import record_task
+    from components.evaluate.compare import log_to_mlflow, run
+
+    with record_task("gate") as rec:
+        verdict, challenger, champion = run(
+            test_data.path, summary.path, evaluation, registered_model, blessing.path, report.path
+        )
+        rec.rows = int(challenger["metrics"]["rows"])
+        rec.details = {
+            "blessed": verdict.blessed,
+            "mode": verdict.mode,
+            "failed_checks": verdict.failed_checks,
+            "champion_version": verdict.champion_version,
+        }
+        log_to_mlflow(
+            experiment,
+            pipeline_run,
+            verdict,
+            champion,
+            {"blessing.json": blessing.path, "evaluation_report.html": report.path},
+        )
+    fields = {k: v for k, v in verdict.to_dict().items() if k != "checks"}
+    blessing.metadata.update(fields, task=rec.to_dict())
+    report.metadata.update(blessed=verdict.blessed, failed_checks=verdict.failed_checks)
+    return verdict.blessed

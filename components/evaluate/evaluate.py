@@ -1,98 +1,40 @@
-"""Evaluate: score the test set with the trained model, apply the quality gate, write a report.
+"""Evaluate: score the test rows with a model and summarise everything the gate and the report
+need, as one JSON-ready dict (see `evaluate_model`).
 
-Computes ROC AUC, accuracy, precision, recall, F1 (at `decision_threshold`), log loss and the
-positive rates; the ROC curve (at most MAX_ROC_POINTS points) and the confusion matrix in the
-shapes KFP's `ClassificationMetrics.log_roc_curve` / `log_confusion_matrix` take; and the gate:
-every metric in `evaluation.thresholds` must reach its minimum. Refuses, with the reason, a model
-artifact it cannot read and a test set it cannot score: no rows, a missing feature or label column,
-a label that is not 0/1, a single class (ROC AUC is undefined).
+- the business threshold: `decision_threshold: min_cost` picks the threshold minimising the
+  expected cost of the configured cost matrix on these rows (or a fixed number);
+- metrics: ROC AUC, PR AUC, log loss, Brier score; accuracy, precision, recall, F1, expected cost
+  and the confusion matrix at that threshold;
+- curves: ROC, precision-recall, calibration, cost by threshold, score histogram by class;
+- slices: metrics per value of the configured features / per bucket, and the largest gaps;
+- explanations: permutation importance and partial dependence of the top features.
+
+Refuses, with the reason, a model artifact it cannot read and a test set it cannot score: no
+rows, a missing feature or label column, a label that is not 0/1, a single class.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from components.common.artifacts import load_model, read_dataset, write_json, write_text
+from components.common.artifacts import load_model, read_dataset, write_json
 from components.common.errors import DataError, StageError
+from components.evaluate import explain, metrics, slices
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 STAGE = "evaluate"
-MAX_ROC_POINTS = 200
-GATE_METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")  # higher is better
-
-
-@dataclass(frozen=True)
-class Check:
-    """One gate check: `metric` must be >= `minimum`."""
-
-    metric: str
-    value: float
-    minimum: float
-
-    @property
-    def passed(self) -> bool:
-        return self.value >= self.minimum
-
-    def describe(self) -> str:
-        """E.g. "roc_auc 0.712 < 0.85"; enough decimals that the figures agree with the verdict."""
-        op = ">=" if self.passed else "<"
-        return (
-            f"{self.metric} {_figure(self.value, self.minimum, self.passed)} {op} {self.minimum:g}"
-        )
-
-
-@dataclass
-class Evaluation:
-    """What `run` found. `roc` and `confusion_matrix` are keyword arguments of the KFP loggers."""
-
-    label: str
-    decision_threshold: float
-    metrics: dict[str, float]
-    checks: list[Check]
-    roc: dict[str, list[float]]  # fpr, tpr, threshold
-    confusion_matrix: dict[str, list]  # categories, matrix (rows: actual, columns: predicted)
-    model_info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def failed_checks(self) -> list[str]:
-        return [c.describe() for c in self.checks if not c.passed]
-
-    @property
-    def rows(self) -> int:
-        return int(self.metrics["rows"])
-
-    def summary(self) -> dict[str, Any]:
-        """Everything as JSON-ready values."""
-        return {
-            "passed": self.passed,
-            "failed_checks": self.failed_checks,
-            "checks": [
-                {"metric": c.metric, "value": c.value, "minimum": c.minimum, "passed": c.passed}
-                for c in self.checks
-            ],
-            "metrics": self.metrics,
-            "decision_threshold": self.decision_threshold,
-            "label": self.label,
-            "roc": self.roc,
-            "confusion_matrix": self.confusion_matrix,
-            "model": self.model_info,
-        }
 
 
 # ---------------------------------------------------------------- inputs
 
 
-def parse_config(evaluation: dict[str, Any]) -> tuple[float, dict[str, float]]:
-    """(decision_threshold, thresholds) of the `evaluation` section, checked by the config model."""
+def parse_config(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The `evaluation` section checked by the config model (KFP hands dict parameters over as
+    JSON: ints arrive as floats), as plain JSON values."""
     from pydantic import ValidationError
 
     from components.common.config import EvaluationConfig
@@ -106,7 +48,7 @@ def parse_config(evaluation: dict[str, Any]) -> tuple[float, dict[str, float]]:
         raise StageError(
             STAGE, f"invalid evaluation config: {problems}", subject="evaluation"
         ) from None
-    return cfg.decision_threshold, dict(cfg.thresholds)
+    return cfg.model_dump(mode="json")
 
 
 def load(model_dir: str) -> tuple[Any, dict[str, Any]]:
@@ -206,122 +148,91 @@ def score(model: Any, X: pd.DataFrame) -> np.ndarray:
     return p
 
 
-# ---------------------------------------------------------------- metrics
+# ---------------------------------------------------------------- the evaluation
 
 
-def compute_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    from sklearn import metrics as skm
-
-    pred = (p >= threshold).astype(int)
-    return {
-        "roc_auc": float(skm.roc_auc_score(y, p)),
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
-        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
-        "positive_rate": float(y.mean()),
-        "predicted_positive_rate": float(pred.mean()),
-        "rows": len(y),
-    }
-
-
-def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = MAX_ROC_POINTS) -> dict[str, list]:
-    """The ROC curve, at most `max_points` points spread evenly along the curve's length.
-
-    sklearn's first threshold is +inf (no row predicted positive); it is reported as 1.0 so the
-    curve survives JSON.
-    """
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    thr = np.minimum(thr, 1.0)
-    if len(fpr) > max_points:
-        length = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))])
-        targets = np.linspace(0.0, length[-1], max_points)
-        idx = np.unique(np.clip(np.searchsorted(length, targets), 0, len(fpr) - 1))
-        idx = np.unique(np.concatenate([[0], idx, [len(fpr) - 1]]))[:max_points]
-        idx[-1] = len(fpr) - 1
-        fpr, tpr, thr = fpr[idx], tpr[idx], thr[idx]
-    return {
-        "fpr": [float(v) for v in fpr],
-        "tpr": [float(v) for v in tpr],
-        "threshold": [float(v) for v in thr],
-    }
-
-
-def confusion(y: np.ndarray, p: np.ndarray, threshold: float, label: str) -> dict[str, list]:
-    from sklearn.metrics import confusion_matrix
-
-    matrix = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1])
-    return {"categories": [f"not {label}", label], "matrix": matrix.tolist()}
-
-
-def gate(metrics: dict[str, float], thresholds: dict[str, float]) -> list[Check]:
-    checks = []
-    for metric, minimum in thresholds.items():
-        if metric not in GATE_METRICS:
-            raise StageError(
-                STAGE,
-                f"cannot gate on {metric!r}: choose from {list(GATE_METRICS)}",
-                subject=metric,
-            )
-        checks.append(Check(metric, float(metrics[metric]), float(minimum)))
-    return checks
-
-
-def _figure(value: float, minimum: float, passed: bool) -> str:
-    """`value` with 3 decimals, or more when 3 would make it look on the wrong side of `minimum`."""
-    for decimals in range(3, 10):
-        shown = round(value, decimals)
-        if (shown >= minimum) == passed:
-            return f"{value:.{decimals}f}"
-    return repr(value)
-
-
-# ---------------------------------------------------------------- the stage
-
-
-def run(
-    model_dir: str,
-    test_path: str,
-    evaluation: dict[str, Any],
-    metrics_path: str | None = None,
-    report_path: str | None = None,
-) -> Evaluation:
-    """Evaluate the model at `model_dir` on the test set at `test_path`.
-
-    Writes the summary as JSON to `metrics_path` and the HTML report to `report_path` (each if
-    given) and returns the Evaluation; a failed gate is a result (`passed` False), not an error.
-    """
-    threshold, thresholds = parse_config(evaluation)
-    model, spec = load(model_dir)
+def evaluate_model(
+    model: Any,
+    spec: dict[str, Any],
+    df: pd.DataFrame,
+    cfg: dict[str, Any],
+    test_path: str = "",
+    with_explanations: bool = True,
+) -> dict[str, Any]:
+    """Score `df` with `model` and summarise it (see the module docstring). `cfg` is the parsed
+    `evaluation` section."""
     features = [f["name"] for f in spec["features"]]
     label = spec["label"]
-
-    df = read_test_set(test_path)
     y = check_test_set(df, features, label, test_path)
     p = score(model, df[features])
 
-    metrics = compute_metrics(y, p, threshold)
-    result = Evaluation(
-        label=label,
-        decision_threshold=threshold,
-        metrics=metrics,
-        checks=gate(metrics, thresholds),
-        roc=roc_points(y, p),
-        confusion_matrix=confusion(y, p, threshold, label),
-        model_info={
+    cost_fp, cost_fn = cfg["cost"]["false_positive"], cfg["cost"]["false_negative"]
+    if cfg["decision_threshold"] == "min_cost":
+        threshold, _ = metrics.min_cost_threshold(y, p, cost_fp, cost_fn)
+        how = f"minimises the expected cost (FP {cost_fp:g}, FN {cost_fn:g})"
+    else:
+        threshold = float(cfg["decision_threshold"])
+        how = "fixed in the config"
+    slices_cfg = cfg["slices"]
+    missing = [f for f in [*slices_cfg["features"], *slices_cfg["buckets"]] if f not in df]
+    if missing:
+        raise DataError(
+            STAGE,
+            f"test set lacks the slice feature(s) {missing} (evaluation.slices)",
+            subject=", ".join(missing),
+        )
+    summary: dict[str, Any] = {
+        "label": label,
+        "model": {
             "algorithm": spec.get("algorithm"),
             "features": len(features),
-            "model_dir": str(model_dir),
-            "test_path": str(test_path),
+            "degraded": spec.get("degraded") or {},
         },
-    )
-    if metrics_path:
-        write_json(result.summary(), metrics_path)
-    if report_path:
-        from components.evaluate.report import render
+        "threshold": {
+            "value": threshold,
+            "how": how,
+            "cost": {"false_positive": cost_fp, "false_negative": cost_fn},
+        },
+        "metrics": metrics.compute_metrics(y, p, threshold, cost_fp, cost_fn),
+        "confusion_matrix": metrics.confusion(y, p, threshold, label),
+        "curves": metrics.curves(y, p, cost_fp, cost_fn),
+        "slices": slices.compute_slices(
+            df,
+            y,
+            p,
+            threshold,
+            slices_cfg["features"],
+            slices_cfg["buckets"],
+            slices_cfg["min_rows"],
+        ),
+    }
+    summary["threshold"]["expected_cost"] = summary["metrics"]["expected_cost"]
+    ex = cfg["explain"]
+    if with_explanations and ex["enabled"]:
+        categorical = {f["name"] for f in spec["features"] if f.get("kind") == "categorical"}
+        summary["explain"] = explain.explain(
+            lambda X: score(model, X),
+            df[features],
+            y,
+            categorical,
+            sample_rows_n=ex["sample_rows"],
+            repeats=ex["repeats"],
+            top_features=ex["top_features"],
+            grid_points=ex["grid_points"],
+            seed=ex["seed"],
+        )
+    return summary
 
-        write_text(render(result, y, p), report_path)
-    return result
+
+def run(
+    model_dir: str, test_path: str, evaluation: dict[str, Any], summary_path: str | None = None
+) -> dict[str, Any]:
+    """Evaluate the model at `model_dir` on the test rows at `test_path`; write the summary as
+    JSON to `summary_path` (if given) and return it."""
+    cfg = parse_config(evaluation)
+    model, spec = load(model_dir)
+    summary = evaluate_model(model, spec, read_test_set(test_path), cfg, test_path)
+    summary["model"].update(model_dir=str(model_dir), test_path=str(test_path))
+    if summary_path:
+        write_json(summary, summary_path)
+    return summary

@@ -12,22 +12,26 @@ def register(
     pipeline_run: str,
     data_digest: str,
     lineage: dict,
+    approval_required: bool,
     logged_model: Input[Artifact],
     model: Input[Model],
     metrics: Input[Metrics],
     registration: Output[Artifact],
 ):
-    """Register the model in MLflow and point alias `champion` at it (idempotent by digest).
+    """Register the blessed model in MLflow as `challenger` and, unless approval is required,
+    promote it to `champion` (the old champion becomes `previous`). Idempotent by digest.
 
     Args:
         registered_model: Registered model name.
         pipeline_run: The KFP run's name (lineage tag).
         data_digest: Content digest of the source data (lineage tag).
         lineage: More lineage tags: config hash, code version.
+        approval_required: Leave the version as `challenger` for `mlpipe approve` / `reject`.
         logged_model: From track: MLflow run id and logged model URI.
         model: The model artifact (its content digest makes registering idempotent).
         metrics: Evaluation metrics, copied onto the version as tags.
-        registration: Metadata only: name, version, alias, whether it was created.
+        registration: Metadata only: name, version, alias, whether it was created, the
+            replaced champion, whether it awaits approval.
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task
@@ -46,6 +50,7 @@ def register(
             model.metadata["sha256"],
             scalars,
             {**lineage, "pipeline_run": pipeline_run, "data_digest": data_digest},
+            approval_required=approval_required,
         )
         rec.details = out
     registration.metadata.update(out, task=rec.to_dict())

@@ -1,43 +1,27 @@
-"""Register: make the logged model a version of the registered model and point `champion` at it.
+"""Register: make the logged model a version of the registered model and move its aliases.
+
+The version passed the quality gate (this step runs only then), so it becomes `challenger`; then,
+unless `deployment.approval_required` is set, it is promoted: `champion` moves to it and the old
+champion becomes `previous` (components/common/registry.py holds the state machine).
 
 Idempotent: a model whose content digest is already registered is not registered again; its
-version keeps (or gets) the alias. The champion it replaces becomes `previous`.
+version keeps (or gets) the aliases.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.common.mlflow_utils import configure
+from components.common import registry
 
 STAGE = "register"
-CHAMPION, PREVIOUS = "champion", "previous"
-DIGEST_TAG = "mlpipe.model_digest"
 
 
 def find_version(client: Any, name: str, digest: str) -> Any | None:
-    versions = client.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
+    versions = client.search_model_versions(
+        f"name = '{name}' and tags.`{registry.DIGEST_TAG}` = '{digest}'"
+    )
     return min(versions, key=lambda v: int(v.version)) if versions else None
-
-
-def current_alias(client: Any, name: str, alias: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-def promote(client: Any, name: str, version: str) -> str | None:
-    """Point `champion` at `version`; the old champion becomes `previous`. Returns the old one."""
-    old = current_alias(client, name, CHAMPION)
-    if old is not None and str(old.version) == version:
-        return None
-    if old is not None:
-        client.set_registered_model_alias(name, PREVIOUS, old.version)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return str(old.version) if old is not None else None
 
 
 def run(
@@ -47,11 +31,11 @@ def run(
     model_digest: str,
     metrics: dict[str, float],
     lineage: dict[str, str],
+    approval_required: bool = False,
 ) -> dict[str, Any]:
     import mlflow
 
-    configure()
-    client = mlflow.MlflowClient()
+    client = registry.client()
     try:
         client.get_registered_model(registered_model)
     except mlflow.exceptions.MlflowException:
@@ -61,17 +45,31 @@ def run(
     if existing is not None:
         version, created = str(existing.version), False
     else:
-        tags = {DIGEST_TAG: model_digest, **{f"mlpipe.{k}": str(v) for k, v in lineage.items()}}
-        tags.update({f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()})
+        tags = {
+            registry.DIGEST_TAG: model_digest,
+            **{f"mlpipe.{k}": str(v) for k, v in lineage.items()},
+            **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
+        }
         mv = client.create_model_version(
             registered_model, source=model_uri, run_id=run_id, tags=tags
         )
         version, created = str(mv.version), True
-    replaced = promote(client, registered_model, version)
+
+    champion = registry.alias_version(client, registered_model, registry.CHAMPION)
+    if champion is not None and str(champion.version) == version:
+        alias, replaced = registry.CHAMPION, None  # already serving: nothing to move
+    elif approval_required:
+        registry.set_challenger(client, registered_model, version)
+        alias, replaced = registry.CHALLENGER, None
+    else:
+        registry.set_challenger(client, registered_model, version)
+        replaced = registry.promote(client, registered_model, version)
+        alias = registry.CHAMPION
     return {
         "registered_model": registered_model,
         "version": version,
         "created": created,
-        "alias": CHAMPION,
+        "alias": alias,
         "previous_champion": replaced,
+        "awaiting_approval": alias == registry.CHALLENGER,
     }

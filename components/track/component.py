@@ -28,7 +28,7 @@ def track(
     tuning: Input[List[Artifact]],  # noqa: UP006
     model: Input[Model],
     metrics: Input[Metrics],
-    evaluation_report: Input[HTML],
+    evaluation: Input[Artifact],
     logged_model: Output[Artifact],
 ):
     """Log every stage's params, metrics and reports, and the model, to MLflow.
@@ -40,11 +40,12 @@ def track(
             locally the CLI's run id comes through MLPIPE_MLFLOW_RUN_ID).
         config: The whole pipeline config, logged as params.
         data, statistics, anomalies, validation_report, train_data, transformer, tuning, model,
-        metrics, evaluation_report: The outputs of ingest, validate, features, tune (one per
-        algorithm), select and evaluate.
+        metrics, evaluation: The outputs of ingest, validate, features, tune (one per
+        algorithm), select and evaluate (its summary JSON: threshold, curves, slices, ...).
         logged_model: Metadata only: MLflow run id, logged model URI and id.
     """
     import os
+    import shutil
     import tempfile
 
     from components.common.artifacts import write_json
@@ -54,6 +55,8 @@ def track(
     with record_task("track") as rec, tempfile.TemporaryDirectory() as tmp:
         metrics_file = os.path.join(tmp, "metrics.json")
         write_json({k: v for k, v in metrics.metadata.items() if k != "task"}, metrics_file)
+        evaluation_file = os.path.join(tmp, "evaluation.json")
+        shutil.copyfile(evaluation.path, evaluation_file)
         out = run(
             experiment,
             pipeline_run,
@@ -71,7 +74,7 @@ def track(
                     for i, t in enumerate(tuning)
                 },
                 "train": stage(model.metadata),
-                "evaluate": stage(metrics.metadata, evaluation_report.path, with_metrics=True),
+                "evaluate": stage(metrics.metadata, evaluation_file, with_metrics=True),
             },
             model_dir=model.path,
             data_path=train_data.path,

@@ -9,7 +9,8 @@ import yaml
 from pipelines.cli import main
 
 # tasks that move state (the registry's aliases, a source's watermark): never cached
-SIDE_EFFECT_TASKS = {"register", "commit-ingest"}
+# the gate reads the registry's champion, register moves aliases, commit moves a watermark
+SIDE_EFFECT_TASKS = {"gate", "register", "commit-ingest"}
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +84,18 @@ def test_no_string_parameter_carries_a_path_between_tasks(spec):
 def test_register_only_under_the_quality_gate(spec):
     root_tasks = spec["root"]["dag"]["tasks"]
     assert "register" not in root_tasks
-    gate = next(t for t in root_tasks.values() if "triggerPolicy" in t)
-    assert "Output" in gate["triggerPolicy"]["condition"]
+    branch = next(t for t in root_tasks.values() if "triggerPolicy" in t)
+    # the branch follows the gate task's verdict, not evaluate's
+    condition = branch["triggerPolicy"]["condition"]
+    assert "pipelinechannel--gate-Output" in condition, condition
+    assert "gate" in branch["dependentTasks"]
+    body = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(body) == {"register"}
+    # the gate compares against the champion after track recorded the run, on evaluate's summary
+    gate = root_tasks["gate"]
+    assert "track" in gate["dependentTasks"]
+    summary = gate["inputs"]["artifacts"]["summary"]["taskOutputArtifact"]
+    assert summary == {"outputArtifactKey": "summary", "producerTask": "evaluate"}
 
 
 def test_tuning_fans_out_over_algorithms_and_gathers(spec):

@@ -1,0 +1,142 @@
+"""The model registry's alias state machine (MLflow aliases and tags), one function per move.
+
+    registered version (candidate) --gate passed--> challenger --promote--> champion
+                                                        |                      | (replaced)
+                                                        +--reject--> rejected  +--> previous
+
+- `set_challenger`: the gate passed (the register step; MLflow keeps one version per alias, so a
+  newer challenger replaces an older one, which stays a candidate).
+- `promote`: `champion` moves to the version and the old champion becomes `previous`; the
+  version stops being `challenger`. Owned by the register step, or `mlpipe approve` when
+  `deployment.approval_required` is set.
+- `reject`: the version is tagged rejected (with the reason) and loses `challenger`; a rejected
+  version is never promoted. The champion is never rejected: promote another version first.
+
+Every move also sets the version's `mlpipe.status` tag, so the state reads at a glance in the UI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from components.common.artifacts import FEATURE_SPEC_FILE
+from components.common.mlflow_utils import configure
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+STATUS_TAG = "mlpipe.status"
+GATE_TAG = "mlpipe.gate"  # "passed" on versions the quality gate blessed
+REJECTED_TAG = "mlpipe.rejected_reason"
+DIGEST_TAG = "mlpipe.model_digest"
+
+
+class RegistryError(RuntimeError):
+    """A registry move that is not allowed, or a version/alias that does not exist."""
+
+
+def client(tracking_uri: str = "") -> Any:
+    import mlflow
+
+    configure(tracking_uri)
+    return mlflow.MlflowClient()
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The version holding `alias`, or None (also when the model does not exist yet). Other
+    errors (an unreachable store) propagate: "no champion" must never be a guess."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def get_version(client: Any, name: str, version: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        raise RegistryError(f"registered model {name!r} has no version {version}") from None
+
+
+def _status(client: Any, name: str, version: str, status: str) -> None:
+    client.set_model_version_tag(name, str(version), STATUS_TAG, status)
+
+
+def set_challenger(client: Any, name: str, version: str) -> None:
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    client.set_model_version_tag(name, str(version), GATE_TAG, "passed")
+    _status(client, name, version, CHALLENGER)
+
+
+def promote(client: Any, name: str, version: str) -> str | None:
+    """Point `champion` at `version`; the old champion becomes `previous`. Returns the old
+    champion's version (None if there was none or it already was `version`)."""
+    version = str(version)
+    mv = get_version(client, name, version)
+    if REJECTED_TAG in (mv.tags or {}):
+        raise RegistryError(f"{name} version {version} was rejected: {mv.tags[REJECTED_TAG]}")
+    old = alias_version(client, name, CHAMPION)
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    if old is not None and str(old.version) == version:
+        return None
+    if old is not None:
+        client.set_registered_model_alias(name, PREVIOUS, old.version)
+        _status(client, name, old.version, PREVIOUS)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    _status(client, name, version, CHAMPION)
+    return str(old.version) if old is not None else None
+
+
+def approve(client: Any, name: str, version: str) -> str | None:
+    """`mlpipe approve`: promote a version the gate blessed. Returns the replaced champion."""
+    mv = get_version(client, name, version)
+    if (mv.tags or {}).get(GATE_TAG) != "passed":
+        raise RegistryError(
+            f"{name} version {version} has not passed the quality gate: only a version that did "
+            "(alias challenger) can be approved"
+        )
+    return promote(client, name, version)
+
+
+def reject(client: Any, name: str, version: str, reason: str) -> None:
+    """`mlpipe reject`: tag the version rejected; the champion stays where it is."""
+    version = str(version)
+    get_version(client, name, version)
+    champion = alias_version(client, name, CHAMPION)
+    if champion is not None and str(champion.version) == version:
+        raise RegistryError(
+            f"{name} version {version} is the champion: promote another version before rejecting it"
+        )
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    client.set_model_version_tag(name, version, REJECTED_TAG, reason or "rejected by hand")
+    _status(client, name, version, "rejected")
+
+
+def load_version(
+    name: str, ref: str, dst: str | Path, tracking_uri: str = ""
+) -> tuple[Any, dict[str, Any], str]:
+    """Download a registered version (`ref`: an alias or a version number) and load it:
+    (the sklearn model, its feature spec, the version number)."""
+    import mlflow
+
+    c = client(tracking_uri)
+    mv = get_version(c, name, ref) if str(ref).isdigit() else alias_version(c, name, ref)
+    if mv is None:
+        raise RegistryError(f"registered model {name!r} has no version with alias {ref!r}")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dst)
+    )
+    model = mlflow.sklearn.load_model(local)
+    spec_file = Path(local) / "extra_files" / FEATURE_SPEC_FILE
+    spec = json.loads(spec_file.read_text())
+    return model, spec, str(mv.version)

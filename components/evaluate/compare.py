@@ -1,0 +1,104 @@
+"""The gate task: evaluate the registry's current champion on the challenger's test rows, decide
+(gate.py), write the blessing and the HTML report, and record the verdict in MLflow.
+
+It reads the registry, so its task is never cached; the challenger's own evaluation (the slow
+part: explanations) comes from the cached evaluate task.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.common import registry
+from components.common.artifacts import read_json, write_json, write_text
+from components.common.errors import DataError, StageError
+from components.evaluate.evaluate import evaluate_model, parse_config, read_test_set
+from components.evaluate.gate import Blessing, decide
+
+STAGE = "gate"
+
+
+def champion_evaluation(
+    registered_model: str, test_path: str, cfg: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(the champion's evaluation on these rows, its version, why it could not be scored).
+    (None, None, None) when there is no champion yet."""
+    client = registry.client()
+    current = registry.alias_version(client, registered_model, registry.CHAMPION)
+    if current is None:
+        return None, None, None
+    version = str(current.version)
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        try:
+            model, spec, _ = registry.load_version(registered_model, version, tmp)
+        except Exception as exc:  # a download or unpickling problem: report, fail closed
+            return None, version, f"cannot load it: {exc}"
+    try:
+        summary = evaluate_model(
+            model, spec, read_test_set(test_path), cfg, test_path, with_explanations=False
+        )
+    except (StageError, DataError) as exc:
+        return None, version, str(exc)
+    summary["model"]["version"] = version
+    return summary, version, None
+
+
+def run(
+    test_path: str,
+    summary_path: str,
+    evaluation: dict[str, Any],
+    registered_model: str,
+    blessing_path: str,
+    report_path: str,
+) -> tuple[Blessing, dict[str, Any], dict[str, Any] | None]:
+    """Decide on the challenger summarised at `summary_path`; write blessing and report."""
+    from components.evaluate.report import render
+
+    cfg = parse_config(evaluation)
+    challenger = read_json(summary_path)
+    champion, version, error = champion_evaluation(registered_model, test_path, cfg)
+    blessing = decide(challenger, champion, cfg, version, error)
+    write_json(
+        {**blessing.to_dict(), "champion_metrics": (champion or {}).get("metrics")},
+        blessing_path,
+    )
+    write_text(render(challenger, champion, blessing), report_path)
+    return blessing, challenger, champion
+
+
+def log_to_mlflow(
+    experiment: str,
+    pipeline_run: str,
+    blessing: Blessing,
+    champion: dict[str, Any] | None,
+    files: dict[str, str],
+) -> str:
+    """The verdict on the pipeline run's MLflow run: tags, the champion's metrics on the same
+    rows (`champion.<metric>`), and `files` ({file name: path}) under `gate/`. Returns the run
+    id."""
+    import mlflow
+
+    from components.common.mlflow_utils import parent_run_id
+
+    run_id = parent_run_id(experiment, pipeline_run)
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "mlpipe.gate", "passed" if blessing.blessed else "blocked")
+    client.set_tag(run_id, "mlpipe.gate.mode", blessing.mode)
+    if blessing.failed_checks:
+        client.set_tag(
+            run_id, "mlpipe.gate.failed_checks", "; ".join(blessing.failed_checks)[:5000]
+        )
+    if blessing.champion_version:
+        client.set_tag(run_id, "mlpipe.gate.champion_version", blessing.champion_version)
+    for name, value in ((champion or {}).get("metrics") or {}).items():
+        client.log_metric(run_id, f"champion.{name}", float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in files.items():  # KFP's artifact files have no extension: name them
+            if Path(path).is_file():
+                target = Path(tmp) / name
+                shutil.copyfile(path, target)
+                client.log_artifact(run_id, str(target), artifact_path="gate")
+    return run_id

@@ -1,0 +1,58 @@
+"""`mlpipe approve | reject | models` against a real MLflow store."""
+
+import mlflow
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from components.common import registry
+from components.register.register import run as register_run
+from pipelines.cli import main
+
+LINEAGE = {"pipeline_run": "r", "data_digest": "d", "config_hash": "c", "code_version": "v"}
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("t")
+    client = mlflow.MlflowClient()
+    for seed, approval in ((1, False), (2, True)):
+        model = LogisticRegression().fit([[0.0], [1.0], [float(seed)]], [0, 1, 1])
+        with mlflow.start_run() as active:
+            info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+        register_run(
+            "m", info.model_uri, active.info.run_id, f"d{seed}", {"roc_auc": 0.9}, LINEAGE, approval
+        )
+    return client
+
+
+def test_approve_promotes_the_challenger(store, capsys):
+    assert main(["approve", "2", "--model", "m"]) == 0
+    assert "m version 2 is now champion; version 1 is now previous" in capsys.readouterr().out
+    assert registry.alias_version(store, "m", "champion").version == 2
+    assert registry.alias_version(store, "m", "previous").version == 1
+    assert registry.alias_version(store, "m", "challenger") is None
+
+
+def test_reject_leaves_the_champion(store, capsys):
+    assert main(["reject", "2", "--model", "m", "--reason", "bias review"]) == 0
+    assert "champion stays version 1" in capsys.readouterr().out
+    assert registry.alias_version(store, "m", "champion").version == 1
+    assert store.get_model_version("m", "2").tags[registry.REJECTED_TAG] == "bias review"
+    # and a rejected version cannot be approved afterwards
+    assert main(["approve", "2", "--model", "m"]) == 1
+    assert "was rejected" in capsys.readouterr().err
+
+
+def test_models_lists_aliases_and_status(store, capsys):
+    assert main(["models", "--model", "m"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:3] == ["1", "champion", "champion"]
+    assert out[2].split()[:3] == ["2", "challenger", "challenger"]
+
+
+def test_unknown_version_is_an_error(store, capsys):
+    assert main(["approve", "9", "--model", "m"]) == 1
+    assert "no version 9" in capsys.readouterr().err
