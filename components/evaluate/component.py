@@ -26,7 +26,7 @@ def evaluate(
         metrics: Output Metrics: one scalar per metric (roc_auc, pr_auc, accuracy, precision,
             recall, f1, log_loss, brier, expected_cost, decision_threshold, positive_rate,
             predicted_positive_rate, rows); metadata also holds `task` (consumers take every
-            numeric non-bool entry as a metric).
+            numeric non-bool entry as a metric). Its file: the same metrics as JSON.
         classification_metrics: Output ClassificationMetrics: ROC curve (<= 200 points) and the
             confusion matrix at the decision threshold.
         summary: Output Artifact: the whole evaluation as JSON (see evaluate.py), read by gate.
@@ -45,8 +45,9 @@ def evaluate(
     summary.metadata.update(threshold=result["threshold"])
     classification_metrics.log_roc_curve(**result["curves"]["roc"])
     classification_metrics.log_confusion_matrix(**result["confusion_matrix"])
-    # KFP keeps these in metadata only; the file must exist too, or kfp.local's cache treats the
-    # artifact as missing and never serves this task from it
+    # KFP keeps these in metadata only; the files must exist too, or kfp.local's cache treats
+    # the artifacts as missing and never serves this task from it
+    write_json(result["metrics"], metrics.path)
     write_json(
         {"roc": result["curves"]["roc"], "confusion_matrix": result["confusion_matrix"]},
         classification_metrics.path,

@@ -390,6 +390,10 @@ def test_evaluate_component_runs_under_kfp_local(model_dir, test_path, tmp_path)
     (summary_file,) = (tmp_path / "root").rglob("evaluate/summary")
     summary = json.loads(summary_file.read_text())
     assert 0.75 < summary["metrics"]["roc_auc"] < 0.97
+    # every output has a file: kfp.local's cache treats an artifact without one as missing
+    for name in ("metrics", "classification_metrics", "summary"):
+        (found,) = (tmp_path / "root").rglob(f"evaluate/{name}")
+        assert found.is_file(), name
     (executor_output,) = (tmp_path / "root").rglob("evaluate/executor_output.json")
     out = json.loads(executor_output.read_text())
     meta = out["artifacts"]["metrics"]["artifacts"][0]["metadata"]

@@ -1,7 +1,8 @@
 """The whole training pipeline under kfp.local, through the `mlpipe` CLI, on a sample of the data.
 
 One output folder for the module: the tests build on each other in order (first run, cached
-re-run, bad data against an existing registry, changed data, changed code, a second config).
+re-run, a degraded model against the champion, approval, bad data against an existing registry,
+changed data, changed code, a second config).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ FAST = [
     "--set",
     "model_training.params.lightgbm.n_estimators=300",
 ]
+ALIASES = ("champion", "challenger", "previous")
 PURE = [
     "ingest",
     "validate",
@@ -76,7 +78,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
         parts = line.split()
         if (
             len(parts) >= 2
-            and parts[0] in [*PURE, "register"]
+            and parts[0] in [*PURE, "gate", "register"]
             and parts[1]
             in (
                 "cached",
@@ -97,11 +99,32 @@ def versions(work) -> int:
     return len(registry(work).search_model_versions("name = 'acs-employment'"))
 
 
+def aliases(work) -> dict[str, str]:
+    from components.common.registry import alias_version
+
+    client = registry(work)
+    found = {a: alias_version(client, "acs-employment", a) for a in ALIASES}
+    return {a: str(mv.version) for a, mv in found.items() if mv is not None}
+
+
+def line(proc: subprocess.CompletedProcess, prefix: str) -> str:
+    return next(x for x in proc.stdout.splitlines() if x.startswith(prefix))
+
+
+def cli(work, *args: str) -> subprocess.CompletedProcess:
+    uri = default_tracking_uri(work["out"] / "mlflow")
+    cmd = [sys.executable, "-m", "pipelines.cli", *args, "--tracking-uri", uri]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+
+
 def test_first_run_trains_evaluates_and_registers_champion(work):
     proc = mlpipe(work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert all(status == "succeeded" for status in summary(proc).values())
-    assert set(summary(proc)) == {*PURE, "register"}
+    assert set(summary(proc)) == {*PURE, "gate", "register"}
+    # an empty registry: the gate applies the absolute thresholds alone
+    assert line(proc, "quality gate:") == "quality gate: passed (absolute only (no champion yet))"
+    assert aliases(work) == {"champion": "1"}
     champion = registry(work).get_model_version_by_alias("acs-employment", "champion")
     assert float(champion.tags["metric.roc_auc"]) >= 0.85
     for tag in ("pipeline_run", "data_digest", "config_hash", "code_version"):
@@ -123,6 +146,13 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     # the MLflow run holds the stages' params and metrics and the logged model
     run = mlflow.get_run(champion.run_id)
     assert run.data.metrics["roc_auc"] >= 0.85
+    # the business threshold and its expected cost: in MLflow and in the summary
+    threshold, cost = run.data.metrics["decision_threshold"], run.data.metrics["expected_cost"]
+    assert 0 < threshold < 1 and 0 < cost < 0.5
+    assert line(proc, "business threshold:") == (
+        f"business threshold: {threshold:.4f} (expected cost {cost:.4f} per row)"
+    )
+    assert run.data.tags["mlpipe.gate"] == "passed"
     assert run.data.params["model_training.algorithms"] == "['lightgbm', 'logistic_regression']"
     nested = mlflow.search_runs(
         [run.info.experiment_id],
@@ -142,11 +172,66 @@ def test_unchanged_rerun_is_served_from_cache(work):
     rows = summary(proc)
     assert [rows[t] for t in PURE] == ["cached"] * len(PURE)
     assert rows["register"] == "succeeded"  # side effects never come from the cache
+    assert rows["gate"] == "succeeded"  # it reads the registry's champion: never cached
+    assert line(proc, "quality gate:").startswith("quality gate: passed (absolute + vs champion;")
     assert "already registered" in proc.stdout
     assert versions(work) == 1
     wall = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
     print(f"first run {work['first_wall']:.1f}s, cached re-run {wall:.1f}s")
     assert wall < work["first_wall"] / 3
+
+
+def test_degraded_model_is_blocked_and_nothing_moves(work):
+    before = versions(work), aliases(work)
+    # without its three strongest features the model clears the absolute bar on this sample
+    # but falls well behind the champion
+    proc = mlpipe(
+        work,
+        "--set",
+        "feature_engineering.degrade.drop_features=[MIL, AGEP, RELP]",
+        "--set",
+        "evaluation.thresholds={roc_auc: 0.6}",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    gate_line = line(proc, "quality gate:")
+    assert gate_line.startswith("quality gate: BLOCKED (absolute + vs champion; champion v1): ")
+    assert "roc_auc " in gate_line and "champion v1" in gate_line and "tolerance 0.005" in gate_line
+    assert "register" not in summary(proc)
+    assert (versions(work), aliases(work)) == before
+    # the drop is real: at least 0.02 below the champion on the same rows
+    run = mlflow.get_run(
+        mlflow.search_runs(
+            experiment_names=["acs-employment"],
+            filter_string="tags.`mlpipe.gate` = 'blocked'",
+            output_format="list",
+        )[0].info.run_id
+    )
+    assert run.data.metrics["champion.roc_auc"] - run.data.metrics["roc_auc"] >= 0.02
+
+
+def test_approval_required_waits_for_approve_or_reject(work):
+    loose = ["--set", "evaluation.max_regression={roc_auc: 0.03}"]
+    waiting = ["--set", "deployment.approval_required=true", *loose]
+    proc = mlpipe(work, *waiting, "--set", "model_training.seed=7")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert line(proc, "registered:").startswith("registered: acs-employment version 2 (alias ")
+    assert "awaiting approval: mlpipe approve 2" in proc.stdout
+    assert aliases(work) == {"champion": "1", "challenger": "2"}
+
+    rejected = cli(work, "reject", "2", "--reason", "review")
+    assert rejected.returncode == 0, rejected.stderr
+    assert aliases(work) == {"champion": "1"}
+
+    proc = mlpipe(work, *waiting, "--set", "model_training.seed=8")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert aliases(work) == {"champion": "1", "challenger": "3"}
+    approved = cli(work, "approve", "3")
+    assert approved.returncode == 0, approved.stderr
+    assert "version 3 is now champion; version 1 is now previous" in approved.stdout
+    assert aliases(work) == {"champion": "3", "previous": "1"}
+    champion = registry(work).get_model_version_by_alias("acs-employment", "champion")
+    for tag in ("pipeline_run", "data_digest", "config_hash", "code_version"):
+        assert champion.tags[f"mlpipe.{tag}"], tag
 
 
 @pytest.mark.parametrize(
@@ -171,12 +256,17 @@ def test_bad_data_stops_before_training(work, case):
     assert versions(work) == before
 
 
-def test_changed_data_reexecutes_everything(work):
+def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
     work["sample"].iloc[:-50].to_parquet(work["source"])  # same file, 50 rows fewer
-    proc = mlpipe(work)
+    champion = aliases(work)["champion"]
+    proc = mlpipe(work, "--set", "evaluation.max_regression={roc_auc: 0.03}")
     assert proc.returncode == 0, proc.stdout[-3000:]
     rows = summary(proc)
     assert [rows[t] for t in PURE] == ["succeeded"] * len(PURE)
+    # a model as good as the champion (within the tolerance) replaces it automatically
+    new = str(versions(work))
+    assert aliases(work) == {"champion": new, "previous": champion}
+    assert f"version {champion} is now previous" in line(proc, "registered:")
 
 
 def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeypatch):
