@@ -59,7 +59,6 @@ def test_bad_choice_is_rejected(tmp_path):
     [
         (("deployment", "approval_required"), True),
         (("deployment", "environment"), "kserve"),
-        (("data_ingestion", "schedule"), "0 * * * *"),
     ],
 )
 def test_unbuilt_features_accept_only_default(tmp_path, key, value):
