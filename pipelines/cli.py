@@ -3,6 +3,7 @@
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
+mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.data_cli import add_data_parser
 
     add_data_parser(sub)  # mlpipe data list | show | watermarks | reset-watermark
+    from pipelines.submit_cli import add_submit_parser
+
+    add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)
     return parser
 
 
