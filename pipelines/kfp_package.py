@@ -47,7 +47,10 @@ class Package:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.yaml_bytes).hexdigest()
+        """sha256 of the spec's canonical JSON. Not of the YAML: kfp's header comment lists
+        dict defaults in an order that changes from one process to the next."""
+        canonical = json.dumps(self.spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def version_name(self) -> str:

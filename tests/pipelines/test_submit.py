@@ -9,7 +9,7 @@ import pipelines.submit_cli as submit_cli
 from components.common.config import ConfigError
 from components.common.kfp_standin import KfpStandin
 from pipelines.cli import main
-from pipelines.kfp_package import PIPELINES, compile_package, parse_params
+from pipelines.kfp_package import PIPELINES, Package, compile_package, parse_params
 
 _compiled: dict[tuple[str, str], object] = {}
 
@@ -182,6 +182,17 @@ def test_params_take_the_types_the_pipeline_declares(package):
     }
     with pytest.raises(ConfigError, match="expected number_integer"):
         parse_params(package, ["seed=true"])
+
+
+def test_the_version_name_ignores_the_yaml_comment_header(package):
+    # kfp writes dict defaults into a header comment in a per-process order (measured: two
+    # `mlpipe compile` runs differ only there); the version must name the spec, not the bytes
+    shuffled = Package(
+        b"# config: dict [Default: {'b': 1, 'a': 2}]\n" + package.yaml_bytes, package.spec
+    )
+    assert shuffled.version_name == package.version_name
+    changed = {**package.spec, "pipelineInfo": {**package.spec["pipelineInfo"], "name": "x"}}
+    assert Package(package.yaml_bytes, changed).digest != package.digest
 
 
 def test_the_pipeline_registry_names_the_training_pipeline(package):
