@@ -5,8 +5,9 @@ swagger (`schemas/kfp-api-v2beta1.swagger.json`), strictly:
 
 - query parameters must be declared for the operation and have the declared type;
 - a JSON body must match the operation's body schema with `$ref`s resolved, **unknown fields
-  refused** (KFP's proto JSON parser refuses them too), `readOnly` fields refused, formats checked
-  (an int64 is a decimal string, date-times are RFC 3339); an operation without a body takes none;
+  refused** (stricter than a server that may drop them silently: a misspelt field must not pass
+  unnoticed), `readOnly` fields refused, formats checked (an int64 is a decimal string, as proto3
+  JSON writes it; date-times are RFC 3339); an operation without a body takes none;
 - a multipart upload (swagger 2.0 `formData`) must carry exactly the declared form fields, the
   required ones present, a `file` field as a file part;
 - the bearer token, when the stand-in is given one (`Authorization: Bearer ...`; else 401).
