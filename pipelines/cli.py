@@ -4,6 +4,7 @@ mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | models
+mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.registry_cli import add_registry_parser
 
     add_registry_parser(sub)  # mlpipe approve | reject | models
+    from pipelines.submit_cli import add_submit_parser
+
+    add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)
     return parser
 
 

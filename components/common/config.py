@@ -322,13 +322,19 @@ class IngestionConfig(_Strict):
     sql: SqlSource | None = None
     api: ApiSource | None = None
     batch_size: Annotated[int, Field(ge=1)] = 100_000  # rows per chunk read and written
+    # cron for `mlpipe schedule` (UTC): 5 fields (standard) or 6 (KFP's, seconds first)
     schedule: str | None = None
     window: Window | None = None
     incremental: IncrementalConfig | None = None
     checks: IngestChecks = IngestChecks()
     dataset_version: str | None = None  # pin: reuse this catalogued version (id or prefix)
 
-    _schedule = field_validator("schedule")(_only_default(None))
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from components.common.cron import validate_cron
+
+        return None if value is None else validate_cron(value)
 
     @field_validator("source_url")
     @classmethod

@@ -58,7 +58,6 @@ def test_bad_choice_is_rejected(tmp_path):
     ("key", "value"),
     [
         (("deployment", "environment"), "kserve"),
-        (("data_ingestion", "schedule"), "0 * * * *"),
     ],
 )
 def test_unbuilt_features_accept_only_default(tmp_path, key, value):
