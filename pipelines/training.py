@@ -77,7 +77,10 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     schema = settings.schema_
     retries = cfg.runtime.cluster_retries if retries is None else retries
     # parameter defaults: the config's values (computed here: KFP reads the signature's defaults)
-    d_ingestion = cfg.data_ingestion.model_dump(mode="json", exclude_none=True)
+    # the schedule says when to run, not what: keep it out of ingest's cache key
+    d_ingestion = cfg.data_ingestion.model_dump(
+        mode="json", exclude_none=True, exclude={"schedule"}
+    )
     d_schema = schema.model_dump(mode="json", exclude_none=True)
     d_features = cfg.feature_engineering.model_dump(mode="json", exclude_none=True)
     # JSON, not a dict parameter: KFP structs hold only floats (400 -> 400.0) and estimators tell
