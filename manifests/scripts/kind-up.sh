@@ -123,6 +123,8 @@ else
 fi
 
 step "7/8 mlpipe manifests (manifests/overlays/kind)"
+# a Job's pod template is immutable: drop the finished bucket Job so a new image can re-run it
+"${KUBECTL[@]}" -n mlpipe delete job minio-buckets --ignore-not-found
 # the KServe webhook validates the ServingRuntime: it may refuse for a few seconds after startup
 retry 5 15 "${KUBECTL[@]}" apply -k manifests/overlays/kind
 "${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/minio --timeout="$WAIT"
