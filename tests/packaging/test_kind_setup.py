@@ -67,3 +67,14 @@ def test_make_targets_drive_the_scripts():
     assert re.search(r"^kind-down:.*\n(\t.*\n)*\t.*manifests/scripts/kind-down\.sh", makefile, re.M)
     for target in ("lock-images:", "images:", "kind-load:"):
         assert re.search(rf"^{target}", makefile, re.MULTILINE), target
+
+
+def test_kind_config_is_a_pinned_two_node_cluster():
+    import yaml
+
+    from tests.packaging.render import kind_kubernetes_version
+
+    config = yaml.safe_load((REPO_ROOT / "kind-config.yaml").read_text())
+    assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker"]
+    assert _version(kind_kubernetes_version()) >= (1, 32, 0)  # KServe 0.20's minimum
