@@ -34,6 +34,7 @@ KFP_VERSION="${KFP_VERSION:-2.17.0}"
 KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
 KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Standard}"
+# keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"
 WAIT="${WAIT:-900s}"
 
@@ -134,7 +135,7 @@ retry 5 15 "${KUBECTL[@]}" apply -k manifests/overlays/kind
 "${KUBECTL[@]}" -n mlpipe get servingruntime mlpipe >/dev/null
 
 step "8/8 compile and upload the training pipeline"
-uv run --frozen mlpipe compile --output outputs/training_pipeline.yaml
+MLPIPE_IMAGE_REGISTRY="$IMAGE_REGISTRY" uv run --frozen mlpipe compile --output outputs/training_pipeline.yaml
 if uv run --frozen mlpipe submit --help >/dev/null 2>&1; then
     "${KUBECTL[@]}" -n kubeflow port-forward svc/ml-pipeline 8888:8888 >/dev/null 2>&1 &
     PF_PID=$!
