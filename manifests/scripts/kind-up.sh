@@ -24,8 +24,9 @@
 #      and loaded into the nodes (`make images kind-load`; SKIP_IMAGES=1 skips it).
 #   7. manifests/overlays/kind (namespace mlpipe: MinIO, PostgreSQL, MLflow, the ServingRuntime,
 #      RBAC, NetworkPolicies); waits for MinIO, PostgreSQL, the bucket Job and MLflow.
-#   8. `mlpipe compile` -> outputs/training_pipeline.yaml, then `mlpipe submit --host` through a
-#      port-forward to the KFP API when that command exists (else it prints how to upload).
+#   8. `mlpipe compile` -> outputs/training_pipeline.yaml, then `mlpipe submit --host
+#      --service-account mlpipe-pipeline` (upload + one run) through a port-forward to the KFP API
+#      when that command exists (else it prints how to upload).
 set -euo pipefail
 
 KIND_CLUSTER="${KIND_CLUSTER:-mlpipe}"
@@ -140,7 +141,8 @@ if uv run --frozen mlpipe submit --help >/dev/null 2>&1; then
     "${KUBECTL[@]}" -n kubeflow port-forward svc/ml-pipeline 8888:8888 >/dev/null 2>&1 &
     PF_PID=$!
     sleep 5
-    uv run --frozen mlpipe submit --host http://127.0.0.1:8888
+    # uploads a content-named pipeline version and starts a run as the pipeline's account
+    uv run --frozen mlpipe submit --host http://127.0.0.1:8888 --service-account mlpipe-pipeline
 else
     info "'mlpipe submit' is not available in this version: upload outputs/training_pipeline.yaml"
     info "in the KFP UI (Pipelines > Upload pipeline) and start a run with service account"
