@@ -38,6 +38,7 @@ KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Standard}"
 # keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"
 WAIT="${WAIT:-900s}"
+MLFLOW_URI="http://mlflow.mlpipe.svc.cluster.local:5000"  # the in-cluster MLflow, for runs
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -142,7 +143,8 @@ if uv run --frozen mlpipe submit --help >/dev/null 2>&1; then
     PF_PID=$!
     sleep 5
     # uploads a content-named pipeline version and starts a run as the pipeline's account
-    uv run --frozen mlpipe submit --host http://127.0.0.1:8888 --service-account mlpipe-pipeline
+    uv run --frozen mlpipe submit --host http://127.0.0.1:8888 --service-account mlpipe-pipeline \
+        --param tracking_uri="$MLFLOW_URI"
 else
     info "'mlpipe submit' is not available in this version: upload outputs/training_pipeline.yaml"
     info "in the KFP UI (Pipelines > Upload pipeline) and start a run with service account"
