@@ -272,3 +272,27 @@ def test_network_policies_allow_exactly_the_intended_paths(kind_objects):
         assert ingress_allowed(policies, source, target, port), (source.labels, target.labels)
     for source, target, port in DENIED:
         assert not ingress_allowed(policies, source, target, port), (source.labels, target.labels)
+
+
+def test_the_example_inference_service_fits_the_runtime_and_the_crd(kind_objects):
+    import yaml
+
+    example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice.yaml").read_text())
+    assert validation_errors(example, kind_kubernetes_version()) == []
+    runtime = _one(kind_objects, "ServingRuntime", "mlpipe")
+    formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    accounts = {o["metadata"]["name"] for o in kind_objects if o["kind"] == "ServiceAccount"}
+    predictors = [
+        example["spec"]["predictor"],
+        *(c["predictor"] for c in example["spec"]["canary"]),
+    ]
+    for predictor in predictors:
+        assert predictor["model"]["runtime"] == runtime["metadata"]["name"]
+        assert predictor["model"]["modelFormat"]["name"] in formats
+        assert predictor["model"]["protocolVersion"] in runtime["spec"]["protocolVersions"]
+        assert predictor["serviceAccountName"] in accounts
+    # the CRD wants a container name on a canary's model: without it the object is refused
+    del example["spec"]["canary"][0]["predictor"]["model"]["name"]
+    assert validation_errors(example, kind_kubernetes_version()) == [
+        "spec.canary[0].predictor.model: 'name' is a required property"
+    ]
