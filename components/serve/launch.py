@@ -86,6 +86,7 @@ def start_server(
     request_log: str | Path | None = None,
     timeout: float = 60,
     kserve_routes: bool = False,
+    max_batch: int | None = None,
     env: dict[str, str] | None = None,
 ) -> RunningServer:
     """Start `python -m components.serve` for `model_dir` (a model dir or a models:/ URI) on
@@ -115,6 +116,8 @@ def start_server(
         cmd += ["--request-log", str(request_log)]
     if kserve_routes:
         cmd.append("--kserve-routes")
+    if max_batch:
+        cmd += ["--max-batch", str(max_batch)]
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("PYTHONPATH", str(REPO_ROOT))
     if not faults:
