@@ -156,8 +156,10 @@ class ServingApp:
                     parsed = orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
                     raise RequestError(f"malformed JSON: {exc}") from None
-                infer = self.model.infer_v1 if protocol == "v1" else self.model.infer_v2
-                response, raw, scores = infer(parsed)
+                if protocol == "v1":
+                    response, raw, scores = self.model.infer_v1(parsed)
+                else:
+                    response, raw, scores = self.model.infer_v2(parsed, request_id)
                 status, payload = 200, orjson.dumps(response)
         except RequestError as exc:
             status, payload, error = exc.status, orjson.dumps(exc.to_json()), str(exc)

@@ -5,6 +5,7 @@ no access log, one worker, gRPC off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import tempfile
@@ -44,6 +45,26 @@ def _loop_and_http() -> tuple[str, str]:
     except ImportError:
         http = "h11"
     return loop, http
+
+
+class _Server:
+    """uvicorn.Server that runs `on_exit` after a graceful shutdown, before uvicorn re-raises the
+    SIGTERM/SIGINT it caught (which ends the process: a `finally` after run() never runs)."""
+
+    def __new__(cls, config, on_exit=None):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                with super().capture_signals():
+                    try:
+                        yield
+                    finally:
+                        if on_exit is not None:
+                            on_exit()
+
+        return Server(config)
 
 
 def load(options: ServeOptions, download_dir: str | None = None):
@@ -86,7 +107,7 @@ def serve(options: ServeOptions) -> None:
         workers=1,
         timeout_keep_alive=65,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_exit=request_log.close if request_log else None)
     log.warning(
         "serving %s (version %s, %s scorer%s, faults %s) on http://%s:%d [%s, %s]",
         options.name,

@@ -9,6 +9,7 @@ paths share validation (validation.py), scoring (fast_path.py) and the `invert` 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import numpy as np
@@ -58,10 +59,15 @@ class TabularModel(kserve.Model):
         scores = self.score(raw)
         return {"predictions": scores.tolist()}, raw, scores
 
-    def infer_v2(self, body: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    def infer_v2(
+        self, body: Any, request_id: str = ""
+    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """(response, raw matrix, scores) for an Open Inference Protocol body; the response id
+        is the request's `id`, else the HTTP request id."""
         raw = self.validator.v2(body)
         scores = self.score(raw)
         response = {
+            "id": body["id"] if isinstance(body.get("id"), str) else request_id,
             "model_name": self.name,
             "model_version": self.version,
             "outputs": [
@@ -73,8 +79,6 @@ class TabularModel(kserve.Model):
                 }
             ],
         }
-        if isinstance(body.get("id"), str):
-            response["id"] = body["id"]
         return response, raw, scores
 
     # ---------------------------------------------------------------- KServe's interface
@@ -97,7 +101,8 @@ class TabularModel(kserve.Model):
                 }
                 _, _, scores = self.infer_v2(body)
                 output = InferOutput("predictions", [len(scores)], "FP64", scores.tolist())
-                return InferResponse(payload.id, self.name, [output], model_version=self.version)
+                response_id = payload.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+                return InferResponse(response_id, self.name, [output], model_version=self.version)
             response, _, _ = self.infer_v1(payload)
             return response
         except RequestError as exc:
