@@ -3,6 +3,7 @@
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
+mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.data_cli import add_data_parser
 
     add_data_parser(sub)  # mlpipe data list | show | watermarks | reset-watermark
+    from pipelines.serve_cli import add_serve_parser
+
+    add_serve_parser(sub)  # mlpipe serve: the champion (or a model dir) in the foreground
     return parser
 
 

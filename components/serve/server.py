@@ -9,11 +9,16 @@ import contextlib
 import logging
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.serve.faults import Faults
 from components.serve.model_source import LoadedModel, load_model_uri
+
+if TYPE_CHECKING:  # pragma: no cover
+    from components.serve.tabular_model import TabularModel
 
 log = logging.getLogger("mlpipe.serve")
 
@@ -29,6 +34,7 @@ class ServeOptions:
     fast_routes: bool = True
     max_batch: int = 10_000
     port_file: str | None = None  # written once the socket is bound (launch.py waits on it)
+    on_bound: Callable[[TabularModel, int], None] | None = None  # e.g. print the URLs
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -67,8 +73,8 @@ class _Server:
         return Server(config)
 
 
-def load(options: ServeOptions, download_dir: str | None = None):
-    """(model, loaded) — the TabularModel, loaded and ready."""
+def load(options: ServeOptions, download_dir: str | None = None) -> TabularModel:
+    """The TabularModel, loaded and ready."""
     from components.serve.tabular_model import TabularModel
 
     loaded: LoadedModel = load_model_uri(
@@ -79,14 +85,15 @@ def load(options: ServeOptions, download_dir: str | None = None):
     return model
 
 
-def serve(options: ServeOptions) -> None:
-    """Load the model, bind, serve until SIGINT/SIGTERM; flush the request log at the end."""
+def serve(options: ServeOptions, model: TabularModel | None = None) -> None:
+    """Load the model (unless given), bind, serve until SIGINT/SIGTERM; flush the request log at
+    the end."""
     import uvicorn
 
     from components.serve.app import ServingApp
     from components.serve.request_log import RequestLog
 
-    model = load(options)
+    model = model or load(options)
     request_log = RequestLog(options.request_log, model.features) if options.request_log else None
     app = ServingApp(
         model, fast_routes=options.fast_routes, request_log=request_log, faults=options.faults
@@ -94,6 +101,7 @@ def serve(options: ServeOptions) -> None:
     sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))
+    sock.listen(2048)  # connections queue from now on (readiness probes are not refused)
     port = sock.getsockname()[1]
     loop, http = _loop_and_http()
     config = uvicorn.Config(
@@ -120,6 +128,8 @@ def serve(options: ServeOptions) -> None:
         loop,
         http,
     )
+    if options.on_bound is not None:
+        options.on_bound(model, port)
     if options.port_file:
         tmp = Path(options.port_file + ".tmp")
         tmp.write_text(str(port))

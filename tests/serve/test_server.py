@@ -138,6 +138,7 @@ def test_request_log_lines(server, offline):
     assert rejected and "inputs" not in rejected[-1] and "missing field" in rejected[-1]["error"]
 
 
+@pytest.mark.integration  # starts its own server(s)
 def test_request_log_flushed_at_shutdown(lgbm_model_dir, offline, tmp_path):
     log = tmp_path / "log.jsonl"
     with start_server(lgbm_model_dir, NAME, request_log=log) as srv:
@@ -147,6 +148,7 @@ def test_request_log_flushed_at_shutdown(lgbm_model_dir, offline, tmp_path):
     assert len(read_request_log(log)) == 20
 
 
+@pytest.mark.integration  # starts its own server(s)
 def test_faults(lgbm_model_dir, offline):
     _, rows, want = offline
     with start_server(lgbm_model_dir, NAME, fault=["invert", "latency:30"]) as srv:
@@ -165,6 +167,7 @@ def test_faults(lgbm_model_dir, offline):
         assert requests.get(srv.url + "/v2/health/ready", timeout=10).ok
 
 
+@pytest.mark.integration  # starts its own server(s)
 def test_kserve_routes_serve_the_same_model(lgbm_model_dir, offline):
     """Without the lean hot routes, KServe's own V1/V2 routes call TabularModel.predict."""
     names, rows, want = offline
