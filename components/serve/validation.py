@@ -16,6 +16,7 @@ import numpy as np
 
 DEFAULT_MAX_BATCH = 10_000
 V2_DATATYPES = {"int": "INT64", "float": "FP64"}
+_TENSOR_KEYS = frozenset(("name", "shape", "datatype", "data", "parameters"))
 # Below this many rows a Python loop beats building numpy arrays for the domain checks
 _VECTOR_MIN_ROWS = 32
 
@@ -184,11 +185,9 @@ class SpecValidator:
         columns = []
         for rule in self.rules:
             tensor = by_name[rule.name]
-            extra = [
-                k for k in tensor if k not in ("name", "shape", "datatype", "data", "parameters")
-            ]
+            extra = tensor.keys() - _TENSOR_KEYS
             if extra:
-                raise RequestError(f"tensor {rule.name!r}: unknown field {extra[0]!r}", rule.name)
+                raise RequestError(f"tensor {rule.name!r}: unknown field {min(extra)!r}", rule.name)
             if tensor.get("datatype") != rule.datatype:
                 raise RequestError(
                     f"tensor {rule.name!r}: datatype must be {rule.datatype}, "
@@ -222,6 +221,10 @@ class SpecValidator:
                     rule.name,
                 )
             columns.append(data)
+        if n == 1:  # the common one-row request: the scalar checks
+            row = {name: column[0] for name, column in zip(self.names, columns, strict=True)}
+            if (raw := self._one_row(row)) is not None:
+                return raw
         return self._matrix(columns, n or 0)
 
     # ------------------------------------------------------------------ shared
