@@ -75,11 +75,11 @@ class _Server:
 
 def load(options: ServeOptions, download_dir: str | None = None) -> TabularModel:
     """The TabularModel, loaded and ready."""
-    from components.serve.tabular_model import TabularModel
-
     loaded: LoadedModel = load_model_uri(
         options.model, download_dir or tempfile.mkdtemp(prefix="mlpipe-model-")
     )
+    from components.serve.tabular_model import TabularModel  # KServe: after a bad source failed
+
     model = TabularModel(options.name, loaded, options.faults, options.max_batch)
     model.load()
     return model
