@@ -88,12 +88,12 @@ def load(options: ServeOptions, download_dir: str | None = None) -> TabularModel
 def serve(options: ServeOptions, model: TabularModel | None = None) -> None:
     """Load the model (unless given), bind, serve until SIGINT/SIGTERM; flush the request log at
     the end."""
+    model = model or load(options)  # first: a bad model source fails before KServe's import
     import uvicorn
 
     from components.serve.app import ServingApp
     from components.serve.request_log import RequestLog
 
-    model = model or load(options)
     request_log = RequestLog(options.request_log, model.features) if options.request_log else None
     app = ServingApp(
         model, fast_routes=options.fast_routes, request_log=request_log, faults=options.faults
