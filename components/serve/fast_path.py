@@ -266,9 +266,13 @@ def _estimator_predict(est: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray
             raise Unsupported(f"XGBoost objective {est.objective!r}")
         best = getattr(est, "best_iteration", None) if _has_best_iteration(est) else None
         rounds = (0, best + 1) if best is not None else (0, 0)
+        single = _XGBoostSingleRow.create(booster, rounds)
 
         def xgboost(x: np.ndarray) -> np.ndarray:
-            p = booster.inplace_predict(x, iteration_range=rounds, validate_features=False)
+            if single is not None and len(x) == 1:
+                p = single(x)
+            else:
+                p = booster.inplace_predict(x, iteration_range=rounds, validate_features=False)
             return p if positive == 1 else 1.0 - p
 
         return "xgboost", xgboost
@@ -350,6 +354,59 @@ class _LightGBMSingleRow:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._lib.LGBM_FastConfigFree(self._handle)
+
+
+class _XGBoostSingleRow:
+    """XGBoosterPredictFromDense for one row with its arguments prepared once, on a one-thread
+    copy of the booster: `inplace_predict` re-derives the input type, arguments and output view
+    on every call (~100 µs of Python for one row). Same call, same iterations, same result."""
+
+    def __init__(self, lib: Any, booster: Any, args: bytes) -> None:
+        self._lib, self._booster, self._args = lib, booster, args
+        self._null = ctypes.c_void_p()
+
+    @classmethod
+    def create(cls, booster: Any, rounds: tuple[int, int]) -> _XGBoostSingleRow | None:
+        try:
+            from xgboost.core import _LIB, make_jcargs
+
+            copy = booster.copy()
+            copy.set_param({"nthread": 1})
+            args = make_jcargs(
+                type=0,  # probabilities, as inplace_predict(predict_type="value")
+                training=False,
+                iteration_begin=int(rounds[0]),
+                iteration_end=int(rounds[1]),
+                missing=float("nan"),
+                strict_shape=False,
+                cache_id=0,
+            )
+            lib = _LIB
+        except (ImportError, AttributeError) as exc:  # another XGBoost: use inplace_predict
+            log.info("XGBoost single-row call unavailable (%s)", exc)
+            return None
+        return cls(lib, copy, args)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import json
+
+        from xgboost.core import XGBoostError, c_bst_ulong
+
+        row = np.ascontiguousarray(x, dtype=np.float64)
+        shape, dims = ctypes.POINTER(c_bst_ulong)(), c_bst_ulong()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        ret = self._lib.XGBoosterPredictFromDense(
+            self._booster.handle,
+            json.dumps(row.__array_interface__).encode(),
+            self._args,
+            self._null,
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(preds),
+        )
+        if ret != 0:
+            raise XGBoostError(self._lib.XGBGetLastError().decode())
+        return np.array([preds[0]], dtype=np.float32)
 
 
 def _has_best_iteration(est: Any) -> bool:
