@@ -80,7 +80,16 @@ def train_reference(root: Path) -> Path:
     return root / "model"
 
 
-def wrk(url: str, body_file: Path, connections: int, duration: int, workdir: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): the server's cost per request does not
+    depend on how busy the other core is, unlike wall-clock figures."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, body_file: Path, connections: int, duration: int, workdir: Path, pid: int = 0
+) -> dict:
     script = workdir / f"post-{body_file.stem}.lua"
     script.write_text(LUA.format(body=body_file))
     cmd = [
@@ -93,7 +102,9 @@ def wrk(url: str, body_file: Path, connections: int, duration: int, workdir: Pat
         str(script),
         url,
     ]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu_used = cpu_seconds(pid) - cpu_before if pid else 0.0
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
 
@@ -101,12 +112,15 @@ def wrk(url: str, body_file: Path, connections: int, duration: int, workdir: Pat
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
+    requests = int(re.search(r"(\d+) requests in", out)[1])
     return {
         "connections": connections,
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
         "p50_ms": latency_ms("50"),
         "p99_ms": latency_ms("99"),
-        "requests": int(re.search(r"(\d+) requests in", out)[1]),
+        "requests": requests,
+        # server CPU per request; 1e6 / this = requests/s one free core could serve
+        "server_cpu_us_per_request": cpu_used / max(requests, 1) * 1e6 if pid else None,
     }
 
 
@@ -196,13 +210,17 @@ def run(model_dir: Path | None, duration: int, output: Path) -> dict[str, Any]:
             result[mode] = {"v1_one_row": []}
             for c in points:
                 print(f"{mode}: one-row V1, {c} connection(s) ...", flush=True)
-                result[mode]["v1_one_row"].append(wrk(v1, files["v1_one"], c, duration, workdir))
+                result[mode]["v1_one_row"].append(
+                    wrk(v1, files["v1_one"], c, duration, workdir, server.pid)
+                )
             if mode == "lean":
                 v2 = f"{server.url}/v2/models/{name}/infer"
                 print("lean: one-row V2, 1 connection ...", flush=True)
-                result[mode]["v2_one_row"] = wrk(v2, files["v2_one"], 1, duration, workdir)
+                result[mode]["v2_one_row"] = wrk(
+                    v2, files["v2_one"], 1, duration, workdir, server.pid
+                )
                 print(f"lean: {BATCH_ROWS}-row V1 batches ...", flush=True)
-                batch = wrk(v1, files["v1_batch"], 1, duration, workdir)
+                batch = wrk(v1, files["v1_batch"], 1, duration, workdir, server.pid)
                 batch["rows_per_s"] = batch["requests_per_s"] * BATCH_ROWS
                 result[mode]["v1_batch"] = batch
     result["load_avg_after"] = os.getloadavg()
@@ -223,22 +241,24 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"\nload average before/after: {r['load_avg_before'][0]:.2f} / {r['load_avg_after'][0]:.2f}"
         " (other processes share these cores: figures are noisy)",
-        f"{'path':<14} {'request':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}",
+        f"{'path':<14} {'request':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server CPU µs/req':>18}",
     ]
     for mode in ("lean", "kserve_routes"):
         for p in r[mode]["v1_one_row"]:
             lines.append(
                 f"{mode:<14} {'V1 one row':<12} {p['connections']:>5} {p['requests_per_s']:>9,.0f} "
-                f"{p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f}"
+                f"{p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['server_cpu_us_per_request']:>18.0f}"
             )
     v2, batch = r["lean"]["v2_one_row"], r["lean"]["v1_batch"]
     lines.append(
         f"{'lean':<14} {'V2 one row':<12} {1:>5} {v2['requests_per_s']:>9,.0f} "
-        f"{v2['p50_ms']:>8.2f} {v2['p99_ms']:>8.2f}"
+        f"{v2['p50_ms']:>8.2f} {v2['p99_ms']:>8.2f} {v2['server_cpu_us_per_request']:>18.0f}"
     )
     lines.append(
         f"{'lean':<14} {f'V1 {BATCH_ROWS} rows':<12} {1:>5} {batch['requests_per_s']:>9,.1f} "
-        f"{batch['p50_ms']:>8.2f} {batch['p99_ms']:>8.2f}"
+        f"{batch['p50_ms']:>8.2f} {batch['p99_ms']:>8.2f} "
+        f"{batch['server_cpu_us_per_request']:>18.0f}"
     )
     raw = r["raw_model"]
     lines += [
