@@ -8,7 +8,8 @@ body):
   - 1,000-row V1 requests: rows/s, against the raw model's rows/s in-process (the sklearn
     Pipeline's predict_proba on a DataFrame, and the numpy fast path) on the same rows;
   - for comparison, the same one-row V1 load through KServe's own FastAPI routes
-    (`--kserve-routes`, same uvicorn): what the lean hot routes save.
+    (`--kserve-routes`, same uvicorn) and through stock `kserve.ModelServer` serving the same
+    TabularModel (benchmarks/stock_kserve_server.py): what the lean hot routes save.
 Also in-process one-row latency of the numpy fast path and of the pandas path.
 
 The default model is the DESIGN.md reference LightGBM (400 trees, learning rate 0.05, 63 leaves,
@@ -20,14 +21,18 @@ native categoricals) trained on 2015; `--model-dir` benchmarks another one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +127,38 @@ def wrk(
         # server CPU per request; 1e6 / this = requests/s one free core could serve
         "server_cpu_us_per_request": cpu_used / max(requests, 1) * 1e6 if pid else None,
     }
+
+
+@contextlib.contextmanager
+def stock_server(model_dir: Path, name: str, timeout: float = 120):
+    """benchmarks/stock_kserve_server.py in a subprocess: (url, pid) once the model is ready."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).with_name("stock_kserve_server.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(model_dir), name, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the stock KServe ModelServer did not start")
+            time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def raw_model_rows_per_s(model_dir: Path, frame: pd.DataFrame, seconds: float = 3.0) -> dict:
@@ -223,6 +260,13 @@ def run(model_dir: Path | None, duration: int, output: Path) -> dict[str, Any]:
                 batch = wrk(v1, files["v1_batch"], 1, duration, workdir, server.pid)
                 batch["rows_per_s"] = batch["requests_per_s"] * BATCH_ROWS
                 result[mode]["v1_batch"] = batch
+    print("stock kserve.ModelServer: one-row V1, 1 and 8 connections ...", flush=True)
+    with stock_server(model_dir, name) as (url, pid):
+        v1 = f"{url}/v1/models/{name}:predict"
+        wrk(v1, files["v1_one"], 1, 2, workdir)  # warm-up
+        result["stock_modelserver"] = {
+            "v1_one_row": [wrk(v1, files["v1_one"], c, duration, workdir, pid) for c in (1, 8)]
+        }
     result["load_avg_after"] = os.getloadavg()
     raw = result["raw_model"]
     result["batch_vs_raw"] = {
@@ -241,22 +285,22 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"\nload average before/after: {r['load_avg_before'][0]:.2f} / {r['load_avg_after'][0]:.2f}"
         " (other processes share these cores: figures are noisy)",
-        f"{'path':<14} {'request':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'path':<17} {'request':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'server CPU µs/req':>18}",
     ]
-    for mode in ("lean", "kserve_routes"):
+    for mode in ("lean", "kserve_routes", "stock_modelserver"):
         for p in r[mode]["v1_one_row"]:
             lines.append(
-                f"{mode:<14} {'V1 one row':<12} {p['connections']:>5} {p['requests_per_s']:>9,.0f} "
+                f"{mode:<17} {'V1 one row':<12} {p['connections']:>5} {p['requests_per_s']:>9,.0f} "
                 f"{p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['server_cpu_us_per_request']:>18.0f}"
             )
     v2, batch = r["lean"]["v2_one_row"], r["lean"]["v1_batch"]
     lines.append(
-        f"{'lean':<14} {'V2 one row':<12} {1:>5} {v2['requests_per_s']:>9,.0f} "
+        f"{'lean':<17} {'V2 one row':<12} {1:>5} {v2['requests_per_s']:>9,.0f} "
         f"{v2['p50_ms']:>8.2f} {v2['p99_ms']:>8.2f} {v2['server_cpu_us_per_request']:>18.0f}"
     )
     lines.append(
-        f"{'lean':<14} {f'V1 {BATCH_ROWS} rows':<12} {1:>5} {batch['requests_per_s']:>9,.1f} "
+        f"{'lean':<17} {f'V1 {BATCH_ROWS} rows':<12} {1:>5} {batch['requests_per_s']:>9,.1f} "
         f"{batch['p50_ms']:>8.2f} {batch['p99_ms']:>8.2f} "
         f"{batch['server_cpu_us_per_request']:>18.0f}"
     )
