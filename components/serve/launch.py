@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class RunningServer:
         self.name = name
         self.log_path = log_path
         self._workdir = workdir
+        self._final_log: str | None = None
 
     @property
     def pid(self) -> int:
@@ -54,10 +56,14 @@ class RunningServer:
         return self.process.poll() is None
 
     def log(self) -> str:
+        """The server's output so far (kept after stop())."""
+        if self._final_log is not None:
+            return self._final_log
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (uvicorn drains and the request log flushes), SIGKILL after `timeout`."""
+        """SIGTERM (uvicorn drains and the request log flushes), SIGKILL after `timeout`; then
+        the temporary folder (port file, log) is removed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -65,6 +71,9 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self._final_log is None:
+            self._final_log = self.log()
+            shutil.rmtree(self._workdir, ignore_errors=True)
         return self.process.returncode
 
     def __enter__(self) -> RunningServer:
@@ -141,6 +150,7 @@ def start_server(
         if process.poll() is None:
             process.kill()
             process.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
         raise
 
 

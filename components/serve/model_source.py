@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,11 @@ def fetch_registered_model(uri: str, dest: str | Path, tracking_uri: str = "") -
     return Path(local), str(version)
 
 
-def load_model_uri(uri: str, dest: str | Path, tracking_uri: str = "") -> LoadedModel:
-    """A model dir path, or a models:/ URI downloaded into `dest` first."""
+def load_model_uri(uri: str, dest: str | Path | None = None, tracking_uri: str = "") -> LoadedModel:
+    """A model dir path, or a models:/ URI downloaded into `dest` (default: a new temporary
+    folder) first."""
     if uri.startswith("models:/"):
+        dest = dest or tempfile.mkdtemp(prefix="mlpipe-model-")
         local, version = fetch_registered_model(uri, dest, tracking_uri)
         loaded = load_model_source(local, version)
         loaded.source = uri

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +74,7 @@ class _Server:
 
 def load(options: ServeOptions, download_dir: str | None = None) -> TabularModel:
     """The TabularModel, loaded and ready."""
-    loaded: LoadedModel = load_model_uri(
-        options.model, download_dir or tempfile.mkdtemp(prefix="mlpipe-model-")
-    )
+    loaded: LoadedModel = load_model_uri(options.model, download_dir)
     from components.serve.tabular_model import TabularModel  # KServe: after a bad source failed
 
     model = TabularModel(options.name, loaded, options.faults, options.max_batch)
