@@ -5,6 +5,7 @@ mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
+mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.submit_cli import add_submit_parser
 
     add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)
+    from pipelines.serve_cli import add_serve_parser
+
+    add_serve_parser(sub)  # mlpipe serve: the champion (or a model dir) in the foreground
     return parser
 
 
