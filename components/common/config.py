@@ -500,7 +500,7 @@ class RolloutPolicy(_Strict):
 
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01  # 5xx + connection errors
     max_p99_ms: Annotated[float, Field(gt=0)] = 10.0  # the upstream's p99 latency ...
-    p99_stable_ratio: Annotated[float, Field(ge=1)] = 1.5  # ... and this times stable's p99
+    latency_stable_ratio: Annotated[float, Field(ge=1)] = 1.5  # ... if slower than stable
     max_psi: Annotated[float, Field(gt=0)] = 0.2  # score distribution vs stable
     max_ks: Annotated[float, Field(gt=0, le=1)] = 0.1  # and above what sampling noise explains
     min_canary_requests: Annotated[int, Field(ge=1)] = 200  # no decision before

@@ -2,8 +2,10 @@
 
 Checks (each a value against a limit, reported either way):
 - error rate: 5xx and connection errors over requests;
-- p99 latency of the canary upstream: above `max_p99_ms` and above `p99_stable_ratio` times
-  stable's p99 in the same period (a canary is not blamed for a slow node both share);
+- p99 latency of the canary upstream above `max_p99_ms` — when the canary is also slower than
+  stable in the same period (its p50 or p99 above `latency_stable_ratio` times stable's): a
+  canary is not blamed for a slow node both share, and the median catches added latency that a
+  loaded node's tail would hide;
 - PSI of the canary's score distribution against stable's (10 bins at stable's deciles);
 - KS statistic of the same two samples.
 The PSI and KS limits are the larger of the configured one and what sampling noise reaches with
@@ -39,7 +41,7 @@ class Policy:
     max_psi: float = 0.2
     max_ks: float = 0.1
     min_canary_requests: int = 200
-    p99_stable_ratio: float = 1.5
+    latency_stable_ratio: float = 1.5
     alpha: float = 0.01  # significance of the PSI and KS noise floors
     psi_bins: int = 10
 
@@ -52,7 +54,7 @@ class Policy:
             max_psi=cfg.max_psi,
             max_ks=cfg.max_ks,
             min_canary_requests=cfg.min_canary_requests,
-            p99_stable_ratio=cfg.p99_stable_ratio,
+            latency_stable_ratio=cfg.latency_stable_ratio,
         )
 
 
@@ -62,10 +64,12 @@ class Check:
     value: float
     limit: float
     passed: bool
+    detail: str = ""
 
     def __str__(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
-        return f"{self.name} {self.value:.4g} (limit {self.limit:.4g}): {verdict}"
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.name} {self.value:.4g} (limit {self.limit:.4g}): {verdict}{detail}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,20 @@ def psi_critical(n: int, m: int, bins: int = 10, alpha: float = 0.01) -> float:
     return chi2 * (1 / n + 1 / m)
 
 
+def _latency_check(stable: Window, canary: Window, policy: Policy) -> Check:
+    ratio = policy.latency_stable_ratio
+    c50, s50 = canary.percentile_ms(50), stable.percentile_ms(50)
+    slower = not stable.latencies_ms or canary.p99_ms > ratio * stable.p99_ms or c50 > ratio * s50
+    passed = canary.p99_ms <= policy.max_p99_ms or not slower
+    if canary.p99_ms <= policy.max_p99_ms:
+        detail = ""
+    elif slower:
+        detail = f"p50 {c50:.3g} ms vs stable {s50:.3g}, p99 vs stable {stable.p99_ms:.3g}"
+    else:
+        detail = f"stable is as slow: p99 {stable.p99_ms:.3g} ms, p50 {s50:.3g}"
+    return Check("p99_ms", canary.p99_ms, policy.max_p99_ms, passed, detail)
+
+
 def analyze(
     stable: Window, canary: Window, policy: Policy, *, window_complete: bool = True
 ) -> Analysis:
@@ -137,6 +155,8 @@ def analyze(
         "stable_requests": stable.requests,
         "canary_error_rate": canary.error_rate,
         "stable_error_rate": stable.error_rate,
+        "canary_p50_ms": canary.percentile_ms(50),
+        "stable_p50_ms": stable.percentile_ms(50),
         "canary_p99_ms": canary.p99_ms,
         "stable_p99_ms": stable.p99_ms,
     }
@@ -155,8 +175,7 @@ def analyze(
         Check("error_rate", canary.error_rate, policy.max_error_rate,
               canary.error_rate <= policy.max_error_rate),
     ]  # fmt: skip
-    p99_limit = max(policy.max_p99_ms, policy.p99_stable_ratio * stable.p99_ms)
-    checks.append(Check("p99_ms", canary.p99_ms, p99_limit, canary.p99_ms <= p99_limit))
+    checks.append(_latency_check(stable, canary, policy))
     notes: list[str] = []
     if canary.scores and stable.scores:
         n, m = len(stable.scores), len(canary.scores)

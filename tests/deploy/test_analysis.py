@@ -66,10 +66,23 @@ def test_error_rate_over_the_limit_rolls_back_with_value_and_limit():
 
 def test_added_latency_rolls_back_but_a_slow_node_is_not_the_canary_fault():
     slow_canary = window(1000, 2, latency_ms=22)
-    assert [c.name for c in analyze(window(5000, 1), slow_canary, POLICY).failed] == ["p99_ms"]
-    # everything is slow (stable too): the canary is no worse than 1.5 x stable's p99
+    result = analyze(window(5000, 1), slow_canary, POLICY)
+    assert [c.name for c in result.failed] == ["p99_ms"]
+    assert "limit 10" in result.reasons[0] and "vs stable" in result.reasons[0]
+    # everything is slow (stable too): the canary is no worse than 1.5 x stable's p50 and p99
     slow_stable = window(5000, 1, latency_ms=22)
-    assert analyze(slow_stable, window(1000, 2, latency_ms=22), POLICY).decision == "promote-step"
+    result = analyze(slow_stable, window(1000, 2, latency_ms=22), POLICY)
+    assert result.decision == "promote-step"
+    assert "stable is as slow" in str(result.checks[1])
+
+
+def test_added_latency_is_caught_by_the_median_when_a_loaded_node_has_a_long_tail():
+    # stable's tail is long (load spikes) so the canary's p99 is not 1.5x it; its median is
+    stable = Window(2000, 0, [5.0] * 1960 + [60.0] * 40, [])
+    canary = Window(200, 0, [25.0] * 196 + [70.0] * 4, [])
+    assert stable.p99_ms == 60.0 and canary.p99_ms == 70.0
+    result = analyze(stable, canary, POLICY)
+    assert result.decision == "rollback" and "p50 25 ms vs stable 5" in result.reasons[0]
 
 
 def test_small_windows_are_judged_against_the_noise_floor():
