@@ -326,3 +326,21 @@ def test_prometheus_errors_are_reported(prometheus):
         source.window("acs-v2", 0, 60)
     with pytest.raises(MetricsError, match="127.0.0.1:9"):
         PrometheusMetrics("http://127.0.0.1:9", NS).window("acs-v2", 0, 60)
+
+
+def test_settings_and_rollout_from_the_default_config(clock):
+    from components.common.config import load_pipeline_config
+
+    rollout_cfg = load_pipeline_config(
+        overrides={"deployment.environment": "kserve", "deployment.rollout.strategy": "blue_green"}
+    ).deployment.rollout
+    settings = KServeSettings.from_config(rollout_cfg.kserve)
+    obj = render_inference_service("acs-employment", V1, settings, V2, 10)
+    assert schema_errors(obj) == [] and obj["metadata"]["namespace"] == "mlpipe"
+    assert obj["spec"]["predictor"]["model"]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    target = KServeTarget(InMemoryCluster(), "acs-employment", settings, FakeMetrics({}))
+    rollout = Rollout.from_config(target, rollout_cfg, clock=clock, sleep=clock.sleep)
+    assert (rollout.strategy, rollout.steps) == ("blue_green", [10, 50, 100])
+    assert rollout.window.seconds == 60 and rollout.policy.min_canary_requests == 200
+    with pytest.raises(ValueError, match="unknown strategy"):
+        Rollout(target, strategy="linear")
