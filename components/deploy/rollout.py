@@ -151,6 +151,7 @@ class Rollout:
 
     def run(self, candidate: Candidate) -> RolloutResult:
         started = self.clock()
+        self._baseline = Window()  # stable's history: this rollout's only
         result = RolloutResult(self.strategy, "rolled_back", "")
         try:
             self.target.start_candidate(candidate)
