@@ -1,7 +1,11 @@
 """The local target: model servers started through a `Backend`, behind the weighted `Router`.
 
 Every switch happens in the router first; a replaced server is stopped only after the router has
-drained it (nothing in flight), so no client request fails because of a switch."""
+drained it (nothing in flight), so no client request fails because of a switch.
+
+Mirroring serves two windows: the blue-green shadow window (the candidate gets copies) and the
+100 % step (stable gets copies, so the canary's latency and scores are compared with stable's in
+the same period; stable's answers are discarded and cost no client anything)."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class LocalTarget:
         self.drain_timeout_s = drain_timeout_s
         self._candidate: Candidate | None = None
         self._candidate_url: str | None = None
-        self._shadow = False
+        self._mirror: str | None = None  # who gets copies: the candidate (shadow) or stable
 
     @classmethod
     def serve(
@@ -79,21 +83,32 @@ class LocalTarget:
             )
         else:
             self.router.set_weight(percent)
+        if percent == 100 and self._mirror is None:
+            # stable gets no traffic now, so nothing to compare the canary's latency with in the
+            # same period (load drifts within seconds): mirror the requests to stable instead
+            stable = self.router.routes.stable
+            self.router.set_mirror(stable.url, label=f"{stable.label}-reference")
+            self._mirror = "stable"
 
     def set_shadow(self, on: bool) -> None:
         if on:
             if self._candidate_url is None:
                 raise CandidateFailed("no candidate started")
             self.router.set_mirror(self._candidate_url, label=f"{self._candidate.version}-shadow")
+            self._mirror = "candidate"
         else:
-            old = self.router.set_mirror(None)
-            if old is not None:
-                self.router.drain(old, self.drain_timeout_s)
-        self._shadow = on
+            self._stop_mirror()
+
+    def _stop_mirror(self) -> None:
+        old = self.router.set_mirror(None)
+        if old is not None:
+            self.router.drain(old, self.drain_timeout_s)
+        self._mirror = None
 
     def promote(self) -> None:
         if self.router.routes.canary is None:
             self.set_canary_traffic(100)
+        self._stop_mirror()
         old = self.router.promote()
         self.router.drain(old, self.drain_timeout_s)
         self.backend.stop(old.url)
@@ -102,7 +117,7 @@ class LocalTarget:
     def rollback(self) -> None:
         routes = self.router.routes
         if routes.mirror is not None:
-            self.set_shadow(False)
+            self._stop_mirror()
         if routes.canary is not None:
             old = self.router.rollback()
             self.router.drain(old, self.drain_timeout_s)
@@ -115,5 +130,8 @@ class LocalTarget:
 
     def read_window(self) -> tuple[Window, Window]:
         windows = self.router.take_windows(reset=False)
-        candidate = windows.get("mirror" if self._shadow else "canary", Window())
-        return windows["stable"], candidate
+        if self._mirror == "candidate":  # shadow window: clients only see stable
+            return windows["stable"], windows.get("mirror", Window())
+        if self._mirror == "stable":  # 100 % step: stable answers copies, in the same period
+            return windows.get("mirror", Window()), windows.get("canary", Window())
+        return windows["stable"], windows.get("canary", Window())

@@ -12,8 +12,10 @@
   (KServe) skips the shadow window.
 - `direct`: start the candidate, switch all traffic, stop the old one. No analysis.
 
-The stable reference of a window is every stable request seen since the rollout began, so the
-100 % step (stable answers nothing) is still compared with stable's distribution.
+The canary's scores are compared with every stable score since the rollout began, so the 100 %
+step (stable answers nothing) is still compared with stable's distribution; latencies are compared
+with stable's in the same window (load changes over time) — or, when stable answered too few
+requests in it (the 100 % step), with stable's latest window that had enough.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Literal, Protocol
 
 from components.deploy.analysis import Analysis, Policy, analyze
 from components.deploy.windows import Window
+
+MIN_LATENCY_SAMPLES = 50  # fewer stable latencies in a window: compare with stable's history
 
 
 class CandidateFailed(RuntimeError):
@@ -136,6 +140,7 @@ class Rollout:
         self.sleep = sleep
         self.log = log
         self._baseline = Window()
+        self._recent_latencies: list[float] = []
 
     @classmethod
     def from_config(cls, target: Target, rollout_cfg, **kwargs) -> Rollout:
@@ -152,6 +157,7 @@ class Rollout:
     def run(self, candidate: Candidate) -> RolloutResult:
         started = self.clock()
         self._baseline = Window()  # stable's history: this rollout's only
+        self._recent_latencies: list[float] = []
         result = RolloutResult(self.strategy, "rolled_back", "")
         try:
             self.target.start_candidate(candidate)
@@ -217,7 +223,7 @@ class Rollout:
             elapsed = self.clock() - start
             complete = elapsed >= spec.seconds and canary.requests >= spec.min_requests
             analysis = analyze(
-                self._baseline.merged(stable), canary, self.policy, window_complete=complete
+                self._reference(stable), canary, self.policy, window_complete=complete
             )
             if analysis.decision == "continue" and elapsed >= spec.max_seconds:
                 analysis = Analysis(
@@ -233,6 +239,8 @@ class Rollout:
             if analysis.decision != "continue":
                 break
         self._baseline = self._baseline.merged(stable)
+        if len(stable.latencies_ms) >= MIN_LATENCY_SAMPLES:
+            self._recent_latencies = list(stable.latencies_ms)
         if phase == "shadow":
             result.shadow_requests += canary.requests
         else:
@@ -253,6 +261,23 @@ class Rollout:
             f"{phase} {percent}%: {analysis.decision} after {elapsed:.1f}s: {analysis.reasons}"
         )
         return report
+
+    def _reference(self, stable: Window) -> Window:
+        """What the canary is compared with: stable's scores since the rollout began (the 100 %
+        step has no stable traffic of its own), but stable's latencies of this window only —
+        load changes over minutes, and latency must be compared in the same period. When stable
+        answered too few requests in this window for percentiles (the 100 % step), its latest
+        window that had enough stands in (the closest in time)."""
+        latencies = stable.latencies_ms
+        if len(latencies) < MIN_LATENCY_SAMPLES:
+            latencies = [*self._recent_latencies, *latencies]
+        return Window(
+            stable.requests,
+            stable.errors,
+            list(latencies),
+            [*self._baseline.scores, *stable.scores],
+            stable.seconds,
+        )
 
     def _promote(self, result: RolloutResult, reason: str) -> None:
         self.target.promote()

@@ -69,7 +69,7 @@ def test_added_latency_rolls_back_but_a_slow_node_is_not_the_canary_fault():
     result = analyze(window(5000, 1), slow_canary, POLICY)
     assert [c.name for c in result.failed] == ["p99_ms"]
     assert "limit 10" in result.reasons[0] and "vs stable" in result.reasons[0]
-    # everything is slow (stable too): the canary is no worse than 1.5 x stable's p50 and p99
+    # everything is slow (stable too): the canary is no worse than 1.5 x stable's p50 and p90
     slow_stable = window(5000, 1, latency_ms=22)
     result = analyze(slow_stable, window(1000, 2, latency_ms=22), POLICY)
     assert result.decision == "promote-step"
@@ -83,6 +83,14 @@ def test_added_latency_is_caught_by_the_median_when_a_loaded_node_has_a_long_tai
     assert stable.p99_ms == 60.0 and canary.p99_ms == 70.0
     result = analyze(stable, canary, POLICY)
     assert result.decision == "rollback" and "p50 25 ms vs stable 5" in result.reasons[0]
+
+
+def test_one_slow_request_of_a_good_canary_is_not_a_regression():
+    # a loaded node: two hiccups make the canary's p99 (of 100), its body matches stable's
+    stable = Window(1000, 0, [8.0] * 980 + [30.0] * 20, [])
+    canary = Window(100, 0, [8.0] * 98 + [100.0] * 2, [])
+    assert canary.p99_ms == 100.0 > 1.5 * stable.p99_ms
+    assert analyze(stable, canary, Policy(min_canary_requests=100)).decision == "promote-step"
 
 
 def test_small_windows_are_judged_against_the_noise_floor():
