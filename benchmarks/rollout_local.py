@@ -4,8 +4,8 @@ Until the model server (components/serve) is merged, the upstreams are the deplo
 server (tests/deploy/upstream_server.py: its own process, deterministic scores, the real server's
 fault switches). For each canary — good, `invert`, `error:0.3`, `latency:20` — it prints the
 outcome, the reason, how long the rollout took, how many client requests the canary answered and
-how many client requests failed. Then it times one keep-alive client posting sequentially straight
-to a server and through the router.
+how many client requests failed. Then it times one keep-alive client (its own process) posting
+sequentially straight to a server and through the router.
 
     uv run python benchmarks/rollout_local.py [--min-requests 100] [--seconds 2] [--threads 2]
 """
@@ -13,11 +13,11 @@ to a server and through the router.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,21 +49,35 @@ def rollouts(args: argparse.Namespace) -> None:
         )
 
 
+_CLIENT = """
+import json, sys, time, httpx
+base, seconds, model = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+lat = []
+with httpx.Client(base_url=base) as client:
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        client.post(f"/v1/models/{model}:predict", json={"instances": [{"i": i}]})
+        lat.append((time.perf_counter() - t) * 1000)
+        i += 1
+print(json.dumps(lat))
+"""
+
+
 def overhead(seconds: float = 3.0) -> None:
+    """One sequential keep-alive client in its own process (not sharing the router's GIL)."""
     backend = ProcessBackend()
     url = backend.start("v1", MODEL)
     with Router(url).start() as router:
         for label, base in (("direct", url), ("via router", router.url)):
-            lat: list[float] = []
-            with httpx.Client(base_url=base) as client:
-                end = time.perf_counter() + seconds
-                i = 0
-                while time.perf_counter() < end:
-                    t = time.perf_counter()
-                    client.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"i": i}]})
-                    lat.append((time.perf_counter() - t) * 1000)
-                    i += 1
-            lat.sort()
+            out = subprocess.run(
+                [sys.executable, "-c", _CLIENT, base, str(seconds), MODEL],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            lat = sorted(json.loads(out))
             print(
                 f"{label:<11} {len(lat) / seconds:7.0f} requests/s  p50 {lat[len(lat) // 2]:.2f} ms"
                 f"  p99 {lat[int(len(lat) * 0.99)]:.2f} ms"
