@@ -3,7 +3,7 @@
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
-mlpipe approve VERSION | reject VERSION [--reason R] | models
+mlpipe approve VERSION | reject VERSION [--reason R] | rollback | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
 """
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pipelines.registry_cli import add_registry_parser
 
-    add_registry_parser(sub)  # mlpipe approve | reject | models
+    add_registry_parser(sub)  # mlpipe approve | reject | rollback | models
     from pipelines.submit_cli import add_submit_parser
 
     add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)

@@ -42,6 +42,7 @@ class RunResult:
     gate_passed: bool | None = None
     gate: dict[str, Any] = field(default_factory=dict)  # the blessing's metadata
     registration: dict[str, Any] | None = None
+    deployment: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
     paths: dict[str, str] = field(default_factory=dict)
     log_file: str = ""
@@ -129,6 +130,7 @@ STAGE_ORDER = [
     "track",
     "gate",
     "register",
+    "deploy",
     "commit",
 ]
 
@@ -269,6 +271,7 @@ def _run(
     details = {row["task"]: row.get("details") or {} for row in result.tasks}
     result.mlflow_run_id = details.get("track", {}).get("run_id")
     result.registration = details.get("register") or None
+    result.deployment = details.get("deploy") or None
     result.metrics = {
         k: float(v)
         for k, v in outputs["metrics"].metadata.items()
@@ -279,6 +282,22 @@ def _run(
     result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
     return result
+
+
+def _deploy_line(dep: dict[str, Any]) -> str:
+    version = dep.get("version")
+    if dep.get("outcome") == "promoted":
+        before = dep.get("previous_champion")
+        moved = f"; version {before} is now previous" if before else ""
+        return f"deployed: version {version} is champion ({dep.get('reason')}{moved})"
+    if dep.get("outcome") == "unchanged":
+        return f"deployed: version {version} is already the champion"
+    if dep.get("outcome") == "awaiting_approval":
+        return (
+            f"awaiting approval: mlpipe approve {version}  |  mlpipe reject {version} --reason ..."
+        )
+    champion = dep.get("champion")
+    return f"rolled back: version {version} ({dep.get('reason')}); champion stays {champion}"
 
 
 def _gate_line(result: RunResult) -> str:
@@ -325,19 +344,10 @@ def format_summary(result: RunResult, settings: Settings) -> str:
             lines.append(
                 f"registered: {reg['registered_model']} version {reg['version']} "
                 f"(alias {reg['alias']}"
-                + (", already registered" if not reg.get("created") else "")
-                + (
-                    f"; version {reg['previous_champion']} is now previous"
-                    if reg.get("previous_champion")
-                    else ""
-                )
-                + ")"
+                + (", already registered)" if not reg.get("created") else ")")
             )
-            if reg.get("awaiting_approval"):
-                lines.append(
-                    f"awaiting approval: mlpipe approve {reg['version']}  |  "
-                    f"mlpipe reject {reg['version']} --reason ..."
-                )
+        if result.deployment:
+            lines.append(_deploy_line(result.deployment))
         for name, path in result.paths.items():
             lines.append(f"{name}: {path}")
         uri = result.tracking_uri

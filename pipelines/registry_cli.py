@@ -1,7 +1,8 @@
-"""`mlpipe approve | reject | models`: decide on a challenger by hand, list the registry.
+"""`mlpipe approve | reject | rollback | models`: decide by hand, list the registry.
 
-mlpipe approve VERSION              promote a version the gate blessed to `champion`
+mlpipe approve VERSION              deploy a version the gate blessed (rollout → `champion`)
 mlpipe reject VERSION --reason R    tag it rejected; `champion` stays where it is
+mlpipe rollback [--reason R]        `champion` back to `previous`; the demoted one is rejected
 mlpipe models                       every version: aliases, status, ROC AUC, lineage
 
 The registered model comes from the config (project.registered_model) unless --model names it;
@@ -14,7 +15,13 @@ import argparse
 import sys
 from typing import Any
 
-from components.common.config import DEFAULT_PIPELINE_CONFIG, load_pipeline_config
+from components.common.config import DEFAULT_PIPELINE_CONFIG, load_pipeline_config, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pipelines.cli import _parse_overrides
+
+    return load_settings(args.config, overrides=_parse_overrides(args.set or []))
 
 
 def _target(args: argparse.Namespace) -> tuple[Any, str]:
@@ -25,16 +32,51 @@ def _target(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    """Deploy a challenger that waited for approval (the deploy stage's rollout, then champion)."""
+    import tempfile
+
+    from components.common import registry
+    from components.common.errors import StageError
+    from components.deploy.deploy import fetch_for_approval
+    from components.deploy.deploy import run as deploy
+
+    client, name = _target(args)
+    settings = _settings(args)
+    try:
+        registry.check_approvable(client, name, args.version)
+        with tempfile.TemporaryDirectory(prefix="mlpipe-approve-") as tmp:
+            model_dir, rows = fetch_for_approval(name, args.version, tmp)
+            out = deploy(
+                name,
+                args.version,
+                model_dir,
+                rows,
+                settings.pipeline.deployment.model_dump(mode="json"),
+                log=lambda msg: print(msg, flush=True),
+            )
+    except (registry.RegistryError, StageError) as exc:
+        print(f"mlpipe approve: {exc}", file=sys.stderr)
+        return 1
+    if out["outcome"] != "promoted":
+        print(f"{name} version {args.version} rolled back: {out['reason']}")
+        return 1
+    moved = (
+        f"; version {out['previous_champion']} is now previous" if out["previous_champion"] else ""
+    )
+    print(f"{name} version {args.version} is now champion{moved}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
     from components.common import registry
 
     client, name = _target(args)
     try:
-        old = registry.approve(client, name, args.version)
+        demoted, now = registry.rollback(client, name, args.reason)
     except registry.RegistryError as exc:
-        print(f"mlpipe approve: {exc}", file=sys.stderr)
+        print(f"mlpipe rollback: {exc}", file=sys.stderr)
         return 1
-    moved = f"; version {old} is now previous" if old else ""
-    print(f"{name} version {args.version} is now champion{moved}")
+    print(f"{name}: champion is version {now} again; version {demoted} is rolled back")
     return 0
 
 
@@ -87,10 +129,20 @@ def add_registry_parser(sub: Any) -> None:
         p.add_argument("--model", help="registered model (default: project.registered_model)")
         p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI)")
 
-    approve = sub.add_parser("approve", help="promote a blessed challenger to champion")
+    approve = sub.add_parser(
+        "approve", help="deploy a challenger that waits for approval (rollout, then champion)"
+    )
     approve.add_argument("version")
     common(approve)
+    approve.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
+    )
     approve.set_defaults(func=cmd_approve)
+
+    back = sub.add_parser("rollback", help="put the previous champion back; reject the current")
+    back.add_argument("--reason", default="by hand", help="recorded on the demoted version")
+    common(back)
+    back.set_defaults(func=cmd_rollback)
 
     reject = sub.add_parser("reject", help="reject a challenger; the champion stays")
     reject.add_argument("version")

@@ -1,5 +1,5 @@
 """The training pipeline: ingest → validate → features → [tune → train] per algorithm → select →
-evaluate → track → gate (vs the champion) → (blessed) register.
+evaluate → track → gate (vs the champion) → (blessed) register → deploy (rollout, then champion).
 
 `build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
 so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
@@ -13,6 +13,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
 from components.common.config import Settings
+from components.deploy.component import deploy
 from components.evaluate.component import evaluate, gate
 from components.features.component import features
 from components.ingest.component import commit_ingest, ingest
@@ -39,12 +40,14 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "gate": ("500m", "1", "1G", "2G"),
     "track": ("250m", "1", "1G", "2G"),
     "register": ("250m", "1", "512M", "1G"),
+    "deploy": ("1", "2", "1G", "2G"),
     "commit": ("250m", "500m", "256M", "512M"),
 }
-# Pure tasks are cached; gate (reads the registry's champion), register (moves its aliases) and
-# commit (moves a source's watermark) never are; neither is ingest from a live source (see
-# below). track is cached too: it logs a function of its inputs, the tracking URI among them.
-SIDE_EFFECTS = {"gate", "register", "commit"}
+# Pure tasks are cached; gate (reads the registry's champion), register and deploy (move its
+# aliases, start servers) and commit (moves a source's watermark) never are; neither is ingest
+# from a live source (see below). track is cached too: it logs a function of its inputs, the
+# tracking URI among them.
+SIDE_EFFECTS = {"gate", "register", "deploy", "commit"}
 
 
 class TrainingOutputs(NamedTuple):
@@ -88,6 +91,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     d_training = json.dumps(cfg.model_training.model_dump(mode="json"), sort_keys=True)
     d_algorithms = list(cfg.model_training.algorithms)
     d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
+    d_deployment = cfg.deployment.model_dump(mode="json", exclude_none=True)
     d_config = cfg.model_dump(mode="json", exclude_none=True)
     d_config_hash = settings.digest()
 
@@ -112,6 +116,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         tracking_uri: str = "",
         registered_model: str = cfg.project.registered_model,
         approval_required: bool = cfg.deployment.approval_required,
+        deployment: dict = d_deployment,
     ) -> TrainingOutputs:
         ingest_task = ingest(
             source=source,
@@ -214,6 +219,13 @@ def build_pipeline(settings: Settings, retries: int | None = None):
                 metrics=evaluate_task.outputs["metrics"],
             )
             _configure(register_task, "register", "Register model", retries)
+            deploy_task = deploy(
+                registration=register_task.outputs["registration"],
+                model=model,
+                test_data=features_task.outputs["test_data"],
+                deployment=deployment,
+            )
+            _configure(deploy_task, "deploy", "Deploy (canary vs champion)", retries)
 
         return TrainingOutputs(
             data=ingest_task.outputs["data"],

@@ -7,8 +7,10 @@
 - `set_challenger`: the gate passed (the register step; MLflow keeps one version per alias, so a
   newer challenger replaces an older one, which stays a candidate).
 - `promote`: `champion` moves to the version and the old champion becomes `previous`; the
-  version stops being `challenger`. Owned by the register step, or `mlpipe approve` when
-  `deployment.approval_required` is set.
+  version stops being `challenger`. Owned by the deploy stage, after a successful rollout (also
+  when `mlpipe approve` deploys a version that waited for approval).
+- `rollback` (`mlpipe rollback`): `champion` goes back to `previous`; the demoted version is
+  tagged rejected.
 - `reject`: the version is tagged rejected (with the reason) and loses `challenger`; a rejected
   version is never promoted. The champion is never rejected: promote another version first.
 
@@ -95,15 +97,35 @@ def promote(client: Any, name: str, version: str) -> str | None:
     return str(old.version) if old is not None else None
 
 
-def approve(client: Any, name: str, version: str) -> str | None:
-    """`mlpipe approve`: promote a version the gate blessed. Returns the replaced champion."""
+def check_approvable(client: Any, name: str, version: str) -> Any:
+    """The version, if `mlpipe approve` may deploy it: the gate blessed it, nobody rejected it."""
     mv = get_version(client, name, version)
-    if (mv.tags or {}).get(GATE_TAG) != "passed":
+    tags = mv.tags or {}
+    if tags.get(GATE_TAG) != "passed":
         raise RegistryError(
             f"{name} version {version} has not passed the quality gate: only a version that did "
             "(alias challenger) can be approved"
         )
-    return promote(client, name, version)
+    if REJECTED_TAG in tags:
+        raise RegistryError(f"{name} version {version} was rejected: {tags[REJECTED_TAG]}")
+    return mv
+
+
+def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
+    """`mlpipe rollback`: `champion` goes back to `previous`; the demoted version is tagged
+    rejected. Returns (demoted version, champion now)."""
+    current = alias_version(client, name, CHAMPION)
+    previous = alias_version(client, name, PREVIOUS)
+    if current is None or previous is None:
+        raise RegistryError(f"{name} has no champion and previous pair to roll back between")
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    _status(client, name, previous.version, CHAMPION)
+    client.set_model_version_tag(
+        name, str(current.version), REJECTED_TAG, f"rolled back: {reason or 'by hand'}"
+    )
+    _status(client, name, current.version, "rolled_back")
+    return str(current.version), str(previous.version)
 
 
 def reject(client: Any, name: str, version: str, reason: str) -> None:

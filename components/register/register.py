@@ -1,8 +1,8 @@
-"""Register: make the logged model a version of the registered model and move its aliases.
+"""Register: make the logged model a version of the registered model, alias `challenger`.
 
-The version passed the quality gate (this step runs only then), so it becomes `challenger`; then,
-unless `deployment.approval_required` is set, it is promoted: `champion` moves to it and the old
-champion becomes `previous` (components/common/registry.py holds the state machine).
+The version passed the quality gate (this step runs only then). Promotion to `champion` is the
+deploy stage's move, after a successful rollout (or `mlpipe approve` when
+`deployment.approval_required` is set); components/common/registry.py holds the state machine.
 
 Idempotent: a model whose content digest is already registered is not registered again; its
 version keeps (or gets) the aliases.
@@ -57,19 +57,14 @@ def run(
 
     champion = registry.alias_version(client, registered_model, registry.CHAMPION)
     if champion is not None and str(champion.version) == version:
-        alias, replaced = registry.CHAMPION, None  # already serving: nothing to move
-    elif approval_required:
-        registry.set_challenger(client, registered_model, version)
-        alias, replaced = registry.CHALLENGER, None
+        alias = registry.CHAMPION  # already serving: nothing to move
     else:
         registry.set_challenger(client, registered_model, version)
-        replaced = registry.promote(client, registered_model, version)
-        alias = registry.CHAMPION
+        alias = registry.CHALLENGER
     return {
         "registered_model": registered_model,
         "version": version,
         "created": created,
         "alias": alias,
-        "previous_champion": replaced,
-        "awaiting_approval": alias == registry.CHALLENGER,
+        "awaiting_approval": approval_required and alias == registry.CHALLENGER,
     }

@@ -43,42 +43,49 @@ def aliases(store) -> dict[str, str]:
     return out
 
 
-def test_register_promote_and_idempotence(store):
+def test_register_sets_challenger_and_is_idempotent(store):
     first = register(2, "digest-a")
-    assert first["created"] and first["version"] == "1" and first["previous_champion"] is None
-    assert first["alias"] == CHAMPION and not first["awaiting_approval"]
-    mv = store.get_model_version_by_alias("m", CHAMPION)
+    assert first["created"] and first["version"] == "1"
+    assert first["alias"] == CHALLENGER and not first["awaiting_approval"]
+    mv = store.get_model_version_by_alias("m", CHALLENGER)
     assert str(mv.version) == "1"
     assert mv.tags["mlpipe.data_digest"] == "d1" and mv.tags["metric.roc_auc"] == "0.900000"
     assert mv.tags["mlpipe.config_hash"] == "c1" and mv.tags["mlpipe.code_version"] == "v1"
     assert mv.tags["mlpipe.pipeline_run"] == "r1"
-    assert mv.tags[registry.GATE_TAG] == "passed" and mv.tags[registry.STATUS_TAG] == CHAMPION
+    assert mv.tags[registry.GATE_TAG] == "passed" and mv.tags[registry.STATUS_TAG] == CHALLENGER
+    # register never moves champion: that is the deploy stage's move
+    assert aliases(store) == {CHALLENGER: "1"}
 
-    # the same model again (same digest): no new version, nothing moves
+    # the same model again (same digest): no new version
     again = register(2, "digest-a")
-    assert not again["created"] and again["version"] == "1" and again["alias"] == CHAMPION
+    assert not again["created"] and again["version"] == "1"
     assert len(store.search_model_versions("name = 'm'")) == 1
 
-    # a new model takes champion; the old one becomes previous; challenger is cleared
-    second = register(3, "digest-b")
-    assert second["version"] == "2" and second["previous_champion"] == "1"
+    # once it is champion, registering it again moves nothing
+    registry.promote(store, "m", "1")
+    assert register(2, "digest-a")["alias"] == CHAMPION
+    assert aliases(store) == {CHAMPION: "1"}
+
+
+def test_promote_moves_champion_to_previous(store):
+    register(2, "digest-a")
+    assert registry.promote(store, "m", "1") is None
+    register(3, "digest-b")
+    assert aliases(store) == {CHAMPION: "1", CHALLENGER: "2"}
+    assert registry.promote(store, "m", "2") == "1"
     assert aliases(store) == {CHAMPION: "2", PREVIOUS: "1"}
     assert store.get_model_version("m", "1").tags[registry.STATUS_TAG] == PREVIOUS
 
 
-def test_approval_required_leaves_a_challenger(store):
-    register(2, "digest-a")
+def test_approval_required_is_recorded(store):
     waiting = register(3, "digest-b", approval_required=True)
     assert waiting["alias"] == CHALLENGER and waiting["awaiting_approval"]
-    assert waiting["previous_champion"] is None
-    assert aliases(store) == {CHAMPION: "1", CHALLENGER: "2"}
-
-    assert registry.approve(store, "m", "2") == "1"
-    assert aliases(store) == {CHAMPION: "2", PREVIOUS: "1"}
+    assert registry.check_approvable(store, "m", "1").version == 1
 
 
 def test_reject_keeps_the_champion(store):
     register(2, "digest-a")
+    registry.promote(store, "m", "1")
     register(3, "digest-b", approval_required=True)
     registry.reject(store, "m", "2", "fails the fairness review")
     assert aliases(store) == {CHAMPION: "1"}
@@ -86,20 +93,37 @@ def test_reject_keeps_the_champion(store):
     assert tags[registry.REJECTED_TAG] == "fails the fairness review"
     assert tags[registry.STATUS_TAG] == "rejected"
     with pytest.raises(RegistryError, match="was rejected"):
-        registry.approve(store, "m", "2")
+        registry.check_approvable(store, "m", "2")
+    with pytest.raises(RegistryError, match="was rejected"):
+        registry.promote(store, "m", "2")
+
+
+def test_rollback_puts_previous_back(store):
+    register(2, "digest-a")
+    registry.promote(store, "m", "1")
+    register(3, "digest-b")
+    registry.promote(store, "m", "2")
+    assert registry.rollback(store, "m", "p99 too high") == ("2", "1")
+    assert aliases(store) == {CHAMPION: "1"}
+    assert (
+        store.get_model_version("m", "2").tags[registry.REJECTED_TAG] == "rolled back: p99 too high"
+    )
+    with pytest.raises(RegistryError, match="no champion and previous"):
+        registry.rollback(store, "m", "again")
 
 
 def test_moves_that_are_not_allowed(store):
     register(2, "digest-a")
+    registry.promote(store, "m", "1")
     with pytest.raises(RegistryError, match="is the champion"):
         registry.reject(store, "m", "1", "no")
     with pytest.raises(RegistryError, match="no version 7"):
-        registry.approve(store, "m", "7")
+        registry.check_approvable(store, "m", "7")
     # a version the gate never blessed (registered by hand) cannot be approved
     uri, run_id = _logged_model(5)
     mv = store.create_model_version("m", uri, run_id=run_id)
     with pytest.raises(RegistryError, match="has not passed the quality gate"):
-        registry.approve(store, "m", mv.version)
+        registry.check_approvable(store, "m", mv.version)
     assert aliases(store) == {CHAMPION: "1"}
 
 

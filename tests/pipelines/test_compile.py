@@ -9,8 +9,8 @@ import yaml
 from pipelines.cli import main
 
 # tasks that move state (the registry's aliases, a source's watermark): never cached
-# the gate reads the registry's champion, register moves aliases, commit moves a watermark
-SIDE_EFFECT_TASKS = {"gate", "register", "commit-ingest"}
+# the gate reads the registry's champion, register/deploy move aliases, commit moves a watermark
+SIDE_EFFECT_TASKS = {"gate", "register", "deploy", "commit-ingest"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,8 @@ def test_register_only_under_the_quality_gate(spec):
     assert "pipelinechannel--gate-Output" in condition, condition
     assert "gate" in branch["dependentTasks"]
     body = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(body) == {"register"}
+    assert set(body) == {"register", "deploy"}
+    assert body["deploy"]["dependentTasks"] == ["register"]
     # the gate compares against the champion after track recorded the run, on evaluate's summary
     gate = root_tasks["gate"]
     assert "track" in gate["dependentTasks"]

@@ -33,6 +33,10 @@ FAST = [
     "model_training.max_trials=2",
     "--set",
     "model_training.params.lightgbm.n_estimators=300",
+    # swap servers without analysis windows (the canary is exercised once, below, and in
+    # tests/deploy with the real servers)
+    "--set",
+    "deployment.rollout.strategy=direct",
 ]
 ALIASES = ("champion", "challenger", "previous")
 PURE = [
@@ -78,7 +82,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
         parts = line.split()
         if (
             len(parts) >= 2
-            and parts[0] in [*PURE, "gate", "register"]
+            and parts[0] in [*PURE, "gate", "register", "deploy"]
             and parts[1]
             in (
                 "cached",
@@ -121,7 +125,8 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     proc = mlpipe(work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert all(status == "succeeded" for status in summary(proc).values())
-    assert set(summary(proc)) == {*PURE, "gate", "register"}
+    assert set(summary(proc)) == {*PURE, "gate", "register", "deploy"}
+    assert line(proc, "deployed:").startswith("deployed: version 1 is champion (first champion")
     # an empty registry: the gate applies the absolute thresholds alone
     assert line(proc, "quality gate:") == "quality gate: passed (absolute only (no champion yet))"
     assert aliases(work) == {"champion": "1"}
@@ -173,6 +178,7 @@ def test_unchanged_rerun_is_served_from_cache(work):
     assert [rows[t] for t in PURE] == ["cached"] * len(PURE)
     assert rows["register"] == "succeeded"  # side effects never come from the cache
     assert rows["gate"] == "succeeded"  # it reads the registry's champion: never cached
+    assert line(proc, "deployed:") == "deployed: version 1 is already the champion"
     assert line(proc, "quality gate:").startswith("quality gate: passed (absolute + vs champion;")
     assert "already registered" in proc.stdout
     assert versions(work) == 1
@@ -196,7 +202,7 @@ def test_degraded_model_is_blocked_and_nothing_moves(work):
     gate_line = line(proc, "quality gate:")
     assert gate_line.startswith("quality gate: BLOCKED (absolute + vs champion; champion v1): ")
     assert "roc_auc " in gate_line and "champion v1" in gate_line and "tolerance 0.005" in gate_line
-    assert "register" not in summary(proc)
+    assert "register" not in summary(proc) and "deploy" not in summary(proc)
     assert (versions(work), aliases(work)) == before
     # the drop is real: at least 0.02 below the champion on the same rows
     run = mlflow.get_run(
@@ -225,7 +231,7 @@ def test_approval_required_waits_for_approve_or_reject(work):
     proc = mlpipe(work, *waiting, "--set", "model_training.seed=8")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert aliases(work) == {"champion": "1", "challenger": "3"}
-    approved = cli(work, "approve", "3")
+    approved = cli(work, "approve", "3", "--set", "deployment.rollout.strategy=direct")
     assert approved.returncode == 0, approved.stderr
     assert "version 3 is now champion; version 1 is now previous" in approved.stdout
     assert aliases(work) == {"champion": "3", "previous": "1"}
@@ -259,14 +265,24 @@ def test_bad_data_stops_before_training(work, case):
 def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
     work["sample"].iloc[:-50].to_parquet(work["source"])  # same file, 50 rows fewer
     champion = aliases(work)["champion"]
-    proc = mlpipe(work, "--set", "evaluation.max_regression={roc_auc: 0.03}")
+    proc = mlpipe(
+        work,
+        "--set",
+        "evaluation.max_regression={roc_auc: 0.03}",
+        # a real canary rehearsal: steps 50 -> 100 with short windows of replayed test rows
+        *("--set", "deployment.rollout.strategy=canary"),
+        *("--set", "deployment.rollout.steps=[50, 100]"),
+        *("--set", "deployment.rollout.window={seconds: 1, min_requests: 60, max_seconds: 120}"),
+        *("--set", "deployment.rollout.policy.min_canary_requests=60"),
+        *("--set", "deployment.rollout.policy.max_p99_ms=250"),  # a loaded 2-core machine
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     rows = summary(proc)
     assert [rows[t] for t in PURE] == ["succeeded"] * len(PURE)
     # a model as good as the champion (within the tolerance) replaces it automatically
     new = str(versions(work))
     assert aliases(work) == {"champion": new, "previous": champion}
-    assert f"version {champion} is now previous" in line(proc, "registered:")
+    assert f"version {champion} is now previous" in line(proc, "deployed:")
 
 
 def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeypatch):
@@ -281,6 +297,7 @@ def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeyp
             "model_training.algorithms": ["lightgbm", "logistic_regression"],
             "model_training.max_trials": 2,
             "model_training.params.lightgbm.n_estimators": 300,
+            "deployment.rollout.strategy": "direct",
         }
     )
     result = run_local(settings, work["out"], screen=open(os.devnull, "w"))  # noqa: SIM115

@@ -22,18 +22,28 @@ def store(tmp_path, monkeypatch):
         model = LogisticRegression().fit([[0.0], [1.0], [float(seed)]], [0, 1, 1])
         with mlflow.start_run() as active:
             info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
-        register_run(
+        out = register_run(
             "m", info.model_uri, active.info.run_id, f"d{seed}", {"roc_auc": 0.9}, LINEAGE, approval
         )
+        if seed == 1:  # the deploy stage's move
+            registry.promote(client, "m", out["version"])
     return client
 
 
-def test_approve_promotes_the_challenger(store, capsys):
-    assert main(["approve", "2", "--model", "m"]) == 0
-    assert "m version 2 is now champion; version 1 is now previous" in capsys.readouterr().out
-    assert registry.alias_version(store, "m", "champion").version == 2
-    assert registry.alias_version(store, "m", "previous").version == 1
-    assert registry.alias_version(store, "m", "challenger") is None
+def test_approve_needs_what_the_deploy_stage_left(store, capsys):
+    # version 2 was registered by hand here, not left awaiting approval by the pipeline's deploy
+    # stage (no replay rows): approve refuses before touching the registry
+    assert main(["approve", "2", "--model", "m"]) == 1
+    assert "has no replay rows" in capsys.readouterr().err
+    assert registry.alias_version(store, "m", "champion").version == 1
+
+
+def test_rollback_by_hand(store, capsys):
+    registry.promote(store, "m", "2")
+    assert main(["rollback", "--model", "m", "--reason", "p99"]) == 0
+    assert "champion is version 1 again; version 2 is rolled back" in capsys.readouterr().out
+    assert registry.alias_version(store, "m", "champion").version == 1
+    assert main(["rollback", "--model", "m"]) == 1  # no previous left
 
 
 def test_reject_leaves_the_champion(store, capsys):

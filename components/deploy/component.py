@@ -1,0 +1,46 @@
+"""KFP wrapper of the deploy stage (logic: deploy.py). Side effects: never cached."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.common.images import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def deploy(
+    registration: Input[Artifact],
+    model: Input[Model],
+    test_data: Input[Dataset],
+    deployment: dict,
+    deployed: Output[Artifact],
+):
+    """Infra-validate the registered challenger, roll it out against the champion and move
+    `champion` (promoted) or tag it rejected (rolled back).
+
+    Args:
+        registration: From register: registered model name, version, whether it awaits approval.
+        model: The model artifact (the candidate's server loads it).
+        test_data: Test rows: infra validation's reference answers and the replayed traffic.
+        deployment: The `deployment` config section (environment, rollout strategy and policy).
+        deployed: Metadata (and JSON file): outcome (promoted | rolled_back | awaiting_approval),
+            reason, steps, windows, requests the candidate answered, the champion afterwards.
+    """
+    from components.common.artifacts import write_json
+    from components.common.recorder import record_task
+    from components.deploy.deploy import run
+
+    reg = registration.metadata
+    with record_task("deploy") as rec:
+        out = run(
+            reg["registered_model"],
+            str(reg["version"]),
+            model.path,
+            test_data.path,
+            deployment,
+            awaiting_approval=bool(reg.get("awaiting_approval")),
+        )
+        rec.details = {
+            k: out.get(k) for k in ("version", "outcome", "reason", "champion", "previous_champion")
+        }
+    deployed.metadata.update(rec.details, task=rec.to_dict())
+    write_json(out, deployed.path)

@@ -1,0 +1,236 @@
+"""The deploy stage: infra validation, then a rollout of the blessed `challenger` against the
+serving `champion`, then the registry move. From here on only this stage (or `mlpipe approve` /
+`mlpipe rollback`, which call it) moves `champion` (DESIGN: the alias state machine).
+
+- infra validation (components/serve/infra_validation.py): the candidate's real model server must
+  answer test rows exactly like the model offline, within the latency budget; otherwise the
+  version is tagged rejected and the stage fails.
+- `environment: local`: a rehearsal on this machine — the champion's server behind the weighted
+  router, the candidate started as canary, real test rows replayed as traffic, the configured
+  strategy and analysis windows decide. With no champion yet (or the same version) there is
+  nothing to compare with: the candidate is promoted after infra validation.
+- `environment: kserve`: the InferenceService is rolled out for real through the Kubernetes
+  adapter (RawDeployment `spec.canary`); windows come from Prometheus.
+- promoted → `champion` moves, the old one becomes `previous`; rolled back → the version is
+  tagged rejected with the reason and `champion` stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from components.common import registry
+from components.common.errors import StageError
+
+STAGE = "deploy"
+REPLAY_ROWS = 2000
+
+
+def _config(deployment: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from components.common.config import DeploymentConfig
+
+    try:
+        return DeploymentConfig.model_validate(deployment or {})
+    except ValidationError as exc:
+        raise StageError(STAGE, f"invalid deployment config: {exc}", subject="deployment") from None
+
+
+def replay_rows(test_path: str, model_dir: str, n: int) -> list[dict[str, Any]]:
+    """The first `n` test rows as JSON-ready dicts of the model's features (replayed traffic)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.common.artifacts import FEATURE_SPEC_FILE
+
+    # a model dir, or a downloaded MLflow model (the spec rides in extra_files/)
+    found = [
+        Path(model_dir) / FEATURE_SPEC_FILE,
+        Path(model_dir) / "extra_files" / FEATURE_SPEC_FILE,
+    ]
+    spec = json.loads(next((f for f in found if f.is_file()), found[0]).read_text())
+    names = [f["name"] for f in spec["features"]]
+    rows = pd.read_parquet(test_path, columns=names).head(n).to_dict("records")
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in rows]
+
+
+def local_rollout(
+    name: str,
+    stable_ref: str,
+    stable_version: str,
+    candidate_dir: str,
+    candidate_version: str,
+    rows: list[dict[str, Any]],
+    rollout_cfg: Any,
+    log: Callable[[str], None],
+    fault: str | None = None,
+) -> dict[str, Any]:
+    """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic."""
+    from components.deploy.backend import ServeBackend
+    from components.deploy.local_target import LocalTarget
+    from components.deploy.replay import Replay
+    from components.deploy.rollout import Candidate, Rollout
+
+    with (
+        LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version) as target,
+        Replay(target.url, name, rows) as replay,
+    ):
+        result = Rollout.from_config(target, rollout_cfg, log=log).run(
+            Candidate(candidate_dir, candidate_version, fault)
+        )
+    out = result.to_dict()
+    out["client_requests"] = {"ok": replay.ok, "failed": dict(replay.failures)}
+    return out
+
+
+def run(
+    registered_model: str,
+    version: str,
+    model_dir: str,
+    test_path: str,
+    deployment: dict[str, Any],
+    log: Callable[[str], None] = print,
+    fault: str | None = None,
+    awaiting_approval: bool = False,
+) -> dict[str, Any]:
+    """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
+    happened; raises StageError when infra validation fails (after tagging the version
+    rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`."""
+    from components.serve.infra_validation import InfraValidationError, validate_infra
+
+    cfg = _config(deployment)
+    client = registry.client()
+    registry.get_version(client, registered_model, version)
+    champion = registry.alias_version(client, registered_model, registry.CHAMPION)
+    out: dict[str, Any] = {"registered_model": registered_model, "version": str(version)}
+    if champion is not None and str(champion.version) == str(version):
+        out.update(outcome="unchanged", reason="already the champion", champion=str(version))
+        out["previous_champion"] = None
+        return out
+
+    log(f"deploy: infra validation of version {version}")
+    try:
+        out["infra_validation"] = validate_infra(
+            model_dir, test_path, registered_model, fault=fault
+        )
+    except InfraValidationError as exc:
+        registry.reject(client, registered_model, version, f"infra validation: {exc}")
+        raise StageError(STAGE, f"infra validation failed: {exc}", subject=str(version)) from exc
+
+    if awaiting_approval:
+        # keep the rows the rollout will replay with the version: `mlpipe approve` needs them
+        keep_replay_rows(client, registered_model, version, test_path)
+        out.update(outcome="awaiting_approval", reason="deployment.approval_required")
+        return out
+    if champion is None:
+        out.update(outcome="promoted", reason="first champion: nothing serving to compare with")
+    elif cfg.environment == "kserve":
+        out.update(kserve_rollout(registered_model, version, model_dir, cfg, log))
+    else:
+        rows = replay_rows(test_path, model_dir, REPLAY_ROWS)
+        stable_ref = f"models:/{registered_model}/{champion.version}"
+        out.update(
+            local_rollout(
+                registered_model,
+                stable_ref,
+                str(champion.version),
+                model_dir,
+                str(version),
+                rows,
+                cfg.rollout,
+                log,
+                fault,
+            )
+        )
+
+    if out["outcome"] == "promoted":
+        out["previous_champion"] = registry.promote(client, registered_model, version)
+    else:
+        registry.reject(client, registered_model, version, f"rolled back: {out['reason']}")
+        out["previous_champion"] = None
+    out["champion"] = str(
+        registry.alias_version(client, registered_model, registry.CHAMPION).version
+    )
+    return out
+
+
+REPLAY_ARTIFACT = "deploy/replay_rows.parquet"
+
+
+def keep_replay_rows(client: Any, name: str, version: str, test_path: str) -> None:
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    run_id = registry.get_version(client, name, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(REPLAY_ARTIFACT).name
+        pd.read_parquet(test_path).head(REPLAY_ROWS).to_parquet(target)
+        client.log_artifact(run_id, str(target), artifact_path=str(Path(REPLAY_ARTIFACT).parent))
+
+
+def fetch_for_approval(name: str, version: str, dst: str) -> tuple[str, str]:
+    """(model dir, replay rows file) of a version the pipeline left awaiting approval."""
+    import mlflow
+
+    client = registry.client()
+    mv = registry.get_version(client, name, version)
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{mv.version}", dst_path=f"{dst}/model"
+    )
+    try:
+        rows = mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=REPLAY_ARTIFACT, dst_path=f"{dst}/rows"
+        )
+    except Exception as exc:
+        raise registry.RegistryError(
+            f"{name} version {version} has no replay rows ({REPLAY_ARTIFACT} on its run): it was "
+            "not left awaiting approval by the pipeline's deploy stage"
+        ) from exc
+    return model_dir, rows
+
+
+def kserve_rollout(
+    registered_model: str,
+    version: str,
+    storage_uri: str,
+    cfg: Any,
+    log: Callable[[str], None],
+    adapter: Any = None,
+    metrics: Any = None,
+) -> dict[str, Any]:
+    """Roll the InferenceService `registered_model` out to `version` (model at `storage_uri`)."""
+    from components.deploy.kserve_target import KServeSettings, KServeTarget, Revision
+    from components.deploy.kserve_target import revision_name as rev_name
+    from components.deploy.rollout import Candidate, Rollout
+
+    k = cfg.rollout.kserve
+    if adapter is None:
+        from components.common.k8s import CustomObjectsAdapter
+
+        adapter = CustomObjectsAdapter()
+    if metrics is None:
+        from components.deploy.metrics import PrometheusMetrics
+
+        if not k.prometheus_url:
+            raise StageError(
+                STAGE,
+                "deployment.rollout.kserve.prometheus_url is needed to judge canary windows",
+                subject="deployment",
+            )
+        metrics = PrometheusMetrics(k.prometheus_url, k.namespace)
+    target = KServeTarget(adapter, registered_model, KServeSettings.from_config(k), metrics)
+    try:
+        target.adopt()
+    except Exception:  # no InferenceService yet: serve the candidate directly
+        target.deploy(Revision(rev_name(registered_model, str(version)), storage_uri))
+        return {"outcome": "promoted", "reason": "first InferenceService created"}
+    result = Rollout.from_config(target, cfg.rollout, log=log).run(
+        Candidate(storage_uri, str(version))
+    )
+    return result.to_dict()
