@@ -656,12 +656,22 @@ class RolloutConfig(_Strict):
         return value
 
 
+class InfraValidationConfig(_Strict):
+    """Before any rollout the candidate's own server must answer real test rows like the model
+    does offline (`tolerance`) and fast enough (one-row p99)."""
+
+    rows: Annotated[int, Field(ge=10)] = 200
+    p99_budget_ms: Annotated[float, Field(gt=0)] = 50.0
+    tolerance: Annotated[float, Field(gt=0)] = 1e-6
+
+
 class DeploymentConfig(_Strict):
     environment: Literal["local", "kserve"] = "local"
     # True: a version that passes the gate waits as `challenger` until `mlpipe approve`
     approval_required: bool = False
     rollback_enabled: bool = True
     rollout: RolloutConfig = RolloutConfig()
+    infra_validation: InfraValidationConfig = InfraValidationConfig()
 
     _rollback = field_validator("rollback_enabled")(_only_default(True))
 

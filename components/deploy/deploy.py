@@ -114,8 +114,15 @@ def run(
 
     log(f"deploy: infra validation of version {version}")
     try:
+        iv = cfg.infra_validation
         out["infra_validation"] = validate_infra(
-            model_dir, test_path, registered_model, fault=fault
+            model_dir,
+            test_path,
+            registered_model,
+            n_rows=iv.rows,
+            p99_budget_ms=iv.p99_budget_ms,
+            tolerance=iv.tolerance,
+            fault=fault,
         )
     except InfraValidationError as exc:
         registry.reject(client, registered_model, version, f"infra validation: {exc}")
