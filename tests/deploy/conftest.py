@@ -58,10 +58,15 @@ class ProcessBackend:
 
 class LoadClient:
     """Continuous load on `url` from a separate process (load_client.py) while the block runs.
-    After it: `ok` and `failures` (non-200 answers and transport errors, by reason)."""
+    After it: `ok` and `failures` (non-200 answers and transport errors, by reason). `rows`: a
+    JSON file of V1 instances to send (else the stand-in server's synthetic pool)."""
 
-    def __init__(self, url: str, threads: int = 2) -> None:
-        self.cmd = [sys.executable, str(LOAD), url, MODEL, str(threads)]
+    def __init__(
+        self, url: str, threads: int = 2, *, model: str = MODEL, rows: Path | None = None
+    ) -> None:
+        self.cmd = [sys.executable, str(LOAD), url, model, str(threads)]
+        if rows is not None:
+            self.cmd.append(str(rows))
         self.ok = 0
         self.failures: dict[str, int] = {}
 

@@ -1,8 +1,11 @@
 """Continuous client load for the deploy tests, in its own process (so it does not share the
 test process's GIL with the router): `threads` keep-alive clients send V1 predict requests of one
 instance from a fixed pool until stdin closes, then print one JSON line: ok, failures by reason.
+The pool is synthetic (for the stand-in server) unless ROWS names a JSON file holding a list of
+instances (real rows for the real model server, which rejects anything its feature spec does not
+declare).
 
-    python load_client.py URL MODEL [threads]
+    python load_client.py URL MODEL [threads] [ROWS]
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import httpx
 def main() -> None:
     url, model = sys.argv[1], sys.argv[2]
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    rng = random.Random(0)
-    pool = [{"AGEP": rng.randint(17, 90), "SCHL": rng.randint(1, 24)} for _ in range(500)]
+    if len(sys.argv) > 4:
+        with open(sys.argv[4]) as f:
+            pool = json.load(f)
+    else:
+        rng = random.Random(0)
+        pool = [{"AGEP": rng.randint(17, 90), "SCHL": rng.randint(1, 24)} for _ in range(500)]
     target = f"{url}/v1/models/{model}:predict"
     stop = threading.Event()
     lock = threading.Lock()
