@@ -96,7 +96,9 @@ def test_time_budget_is_respected(prepared):
     elapsed = time.perf_counter() - started
     assert out["trials"] < 500
     longest = max(t["seconds"] or 0 for t in out["history"])
-    assert elapsed <= 2.0 + longest + 1.0  # the study stops after the trial running at the limit
+    # the study stops after the trial running at the limit; the slack covers the study's setup
+    # and a busy machine (500 trials would take minutes)
+    assert elapsed <= 2.0 + longest + 4.0
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
