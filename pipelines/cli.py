@@ -1,10 +1,11 @@
 """`mlpipe`: run the pipeline locally, compile it for a cluster.
 
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
-mlpipe compile [--output F]
+mlpipe compile [--output F] [--pipeline training|monitoring]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
+mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
 """
 
 from __future__ import annotations
@@ -57,14 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kfp import compiler
-
-    from pipelines.training import build_pipeline
+    from pipelines.kfp_package import compile_package
 
     settings = _settings(args)
-    output = Path(args.output)
+    output = Path(args.output or REPO_ROOT / "outputs" / f"{args.pipeline}_pipeline.yaml")
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(settings), str(output))
+    output.write_bytes(compile_package(settings, args.pipeline).yaml_bytes)
     print(f"wrote {output}")
     return 0
 
@@ -90,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="write the pipeline spec YAML for KFP")
     common(comp)
-    comp.add_argument("--output", default=str(REPO_ROOT / "outputs" / "training_pipeline.yaml"))
+    comp.add_argument("--output", default=None, help="default outputs/<pipeline>_pipeline.yaml")
+    comp.add_argument("--pipeline", default="training", choices=["training", "monitoring"])
     comp.set_defaults(func=cmd_compile)
 
     from pipelines.data_cli import add_data_parser
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.submit_cli import add_submit_parser
 
     add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)
+    from pipelines.monitor_cli import add_monitor_parser
+
+    add_monitor_parser(sub)  # mlpipe monitor
     return parser
 
 

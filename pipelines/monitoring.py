@@ -9,7 +9,7 @@ parameter defaults; `mlpipe compile --pipeline monitoring` writes its spec, `mlp
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Metrics
+from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from components.common.config import Settings
 from components.monitor.component import (
@@ -37,6 +37,7 @@ SIDE_EFFECTS = {"champion_reference", "assess", "act"}
 
 
 class MonitoringOutputs(NamedTuple):
+    batch: Dataset
     result: Artifact
     report: HTML
     metrics: Metrics
@@ -107,6 +108,7 @@ def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
         )
         _configure(act_task, "act", "Alert and trigger retraining", retries)
         return MonitoringOutputs(
+            batch=batch_task.outputs["batch"],
             result=assess_task.outputs["result"],
             report=assess_task.outputs["report"],
             metrics=assess_task.outputs["metrics"],
