@@ -130,6 +130,12 @@ STAGE_ORDER = [
     "gate",
     "register",
     "commit",
+    # the monitoring pipeline (pipelines/monitoring.py)
+    "load_batch",
+    "champion_reference",
+    "batch_statistics",
+    "assess",
+    "act",
 ]
 
 

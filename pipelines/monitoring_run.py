@@ -141,6 +141,7 @@ def run_monitoring_local(
     try:
         with _task_environment(out, tfdv_python) as env:
             run = _run(
+                retrain,
                 settings,
                 out,
                 run_name,
@@ -167,6 +168,7 @@ def run_monitoring_local(
 
 
 def _run(
+    retrain: bool,
     settings: Settings,
     out: Path,
     run_name: str,
@@ -210,7 +212,7 @@ def _run(
                     labels=str(Path(labels).resolve()) if labels else "",
                     source_digest=digest,
                     tracking_uri=tracking_uri,
-                    retrain_mode="local",
+                    retrain_mode="local" if retrain else "none",
                 ).outputs
         except Exception as exc:  # kfp.local raises RuntimeError("Task ... FAILURE")
             run.ok = False

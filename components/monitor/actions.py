@@ -108,16 +108,22 @@ def build_alert(result: dict[str, Any]) -> Alert | None:
 
 
 def act(
-    result: dict[str, Any], sink: AlertSink, triggers: TriggerStore | None = None
+    result: dict[str, Any],
+    sink: AlertSink,
+    triggers: TriggerStore | None = None,
+    retrain_enabled: bool = True,
 ) -> dict[str, Any]:
-    """Send the incident's alert; claim the retraining trigger on `retrain`. Never raises for a
-    failing webhook (the sink records it)."""
+    """Send the incident's alert; claim the retraining trigger on `retrain` (unless retraining
+    is disabled: then nothing is claimed, so a later run may still retrain). Never raises for
+    a failing webhook (the sink records it)."""
     out: dict[str, Any] = {"decision": result["decision"]["decision"], "alert": None}
     alert = build_alert(result)
     if alert is not None:
         out["alert"] = sink.send(alert)
     retrain = {"status": "not needed"}
-    if result["decision"]["decision"] == "retrain":
+    if result["decision"]["decision"] == "retrain" and not retrain_enabled:
+        retrain = {"status": "disabled"}
+    elif result["decision"]["decision"] == "retrain":
         triggers = triggers or TriggerStore()
         key = result["batch_digest"]
         claimed = triggers.claim(

@@ -150,8 +150,9 @@ def act(result: Input[Artifact], monitoring: dict, retrain_mode: str, actions: O
     Args:
         result: assess' result.
         monitoring: The `monitoring` config section (webhook, retries).
-        retrain_mode: `local` (the CLI runs the training pipeline after this run) or `kfp`
-            (create a KFP run of the training pipeline from here; KFP_HOST etc. from the pod).
+        retrain_mode: `local` (the CLI runs the training pipeline after this run), `kfp`
+            (create a KFP run of the training pipeline from here; KFP_HOST etc. from the pod)
+            or `none` (decide and alert only).
         actions: Output JSON: alert status, webhook delivery, retraining trigger status.
     """
     from components.common.alerts import AlertSink
@@ -164,7 +165,7 @@ def act(result: Input[Artifact], monitoring: dict, retrain_mode: str, actions: O
     with record_task("act") as rec:
         out = read_json(result.path)
         sink = AlertSink.from_config(MonitoringConfig.model_validate(monitoring), logs_dir())
-        done = run_act(out, sink)
+        done = run_act(out, sink, retrain_enabled=retrain_mode != "none")
         if retrain_mode == "kfp" and done["retrain"]["status"] == "claimed":
             from components.monitor.actions import start_retraining_on_kfp
 
