@@ -93,7 +93,9 @@ def test_the_receiver_gets_one_payload_per_incident(tmp_path):
 def test_500s_are_retried_with_backoff_until_delivered(tmp_path):
     waits: list[float] = []
     with Receiver([500, 503]) as receiver:
-        out = post_webhook(receiver.url, {"text": "x"}, retries=3, backoff_s=0.5, sleep=waits.append)
+        out = post_webhook(
+            receiver.url, {"text": "x"}, retries=3, backoff_s=0.5, sleep=waits.append
+        )
     assert out == {"status": "delivered", "attempts": 3, "error": None}
     assert waits == [0.5, 1.0] and len(receiver.bodies) == 3
 

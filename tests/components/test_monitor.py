@@ -147,9 +147,10 @@ def test_decision_policy():
     assert decision.decide(CALM, None, [], 1000, POLICY)["decision"] == "none"
     d = decision.decide(DRIFTED, None, [], 1000, POLICY)
     assert d["decision"] == "retrain" and d["drifted"] == ["AGEP"] and d["kinds"] == ["drift"]
-    assert decision.decide(DRIFTED, None, [], 1000, {**POLICY, "on_drift": "alert"})[
-        "decision"
-    ] == "alert"
+    assert (
+        decision.decide(DRIFTED, None, [], 1000, {**POLICY, "on_drift": "alert"})["decision"]
+        == "alert"
+    )
     decayed = {"decayed": True, "reasons": ["roc_auc 0.8 < 0.9"]}
     d = decision.decide(CALM, decayed, [], 1000, {**POLICY, "on_drift": "alert"})
     assert d["decision"] == "retrain" and d["kinds"] == ["performance_decay"]
