@@ -6,6 +6,7 @@ mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
+mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
 """
 
 from __future__ import annotations

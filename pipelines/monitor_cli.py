@@ -2,6 +2,7 @@
 
 mlpipe monitor --batch FILE|GLOB [--every 1h] [--no-retrain] [--webhook URL]
 mlpipe monitor --request-log FILE [--labels FILE] [--every 1h]
+mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years 2016 2017 2018]
 
 Each run compares the batch (or the logged traffic) with the registry champion's training
 statistics, alerts once per incident and, when it decides `retrain`, runs the training pipeline
@@ -67,8 +68,28 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         time.sleep(every)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipelines.cli import _settings
+    from pipelines.simulate import format_timeline, simulate
+
+    settings = _settings(args)
+    started = time.perf_counter()
+    timeline = simulate(
+        settings,
+        Path(args.output_dir),
+        years=tuple(args.years),
+        shift_years=tuple(args.shift or [2017]) if args.shift is not None else (),
+        sample=args.sample,
+        fast_training=not args.full_training,
+    )
+    print()
+    print(format_timeline(timeline))
+    print(f"simulated {len(timeline)} batches in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def add_monitor_parser(sub: Any) -> None:
-    """Register `mlpipe monitor` on the CLI's subparsers."""
+    """Register `mlpipe monitor` and `mlpipe simulate` on the CLI's subparsers."""
     from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
 
     p = sub.add_parser("monitor", help="drift and decay of a batch or the request log; alerts")
@@ -87,6 +108,23 @@ def add_monitor_parser(sub: Any) -> None:
     p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
     p.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
     p.set_defaults(func=cmd_monitor)
+
+    sim = sub.add_parser("simulate", help="replay 2016-2018: serve, monitor, retrain, canary")
+    sim.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+    sim.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+    sim.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    sim.add_argument("--years", type=int, nargs="+", default=[2016, 2017, 2018])
+    sim.add_argument(
+        "--shift",
+        type=int,
+        nargs="*",
+        metavar="YEAR",
+        help="replace these years' batches by shifted ones (no year given: 2017)",
+    )
+    sim.add_argument("--sample", type=int, default=None, help="rows per year (default: all)")
+    sim.add_argument("--full-training", action="store_true", help="the config's tuning too")
+    sim.add_argument("--output-dir", default=str(REPO_ROOT / "outputs" / "simulate"))
+    sim.set_defaults(func=cmd_simulate)
 
 
 def main() -> int:  # pragma: no cover - `python -m pipelines.monitor_cli` for quick use

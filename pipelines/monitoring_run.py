@@ -126,9 +126,12 @@ def run_monitoring_local(
     screen: Any = None,
     use_cache: bool = True,
     sink: AlertSink | None = None,
+    retrain_batch: str | None = None,
 ) -> MonitoringRun:
     """Monitor one batch (or request log) locally; retrain if decided. Never raises for a failed
-    task: see MonitoringRun."""
+    task: see MonitoringRun. `retrain_batch`: the labelled batch (with its time column) that a
+    retraining run trains on — by default the monitored rows themselves (a request log has no
+    time column, so pass the batch its traffic came from)."""
     screen = screen or original_stdout()
     out = Path(output_dir).resolve()
     for sub in ("data", "reports", "logs"):
@@ -136,12 +139,26 @@ def run_monitoring_local(
     run_name = f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
     mon = settings.pipeline.monitoring
     sink = sink or AlertSink.from_config(mon, out / "logs")
-    saved = os.environ.get(LOGS_ENV)
+    # the act task alerts through the same sink: its log folder and webhook (the URL through
+    # the environment, never as a parameter), its retry settings as the task's config
+    url_env = mon.webhook_url_env
+    saved = {k: os.environ.get(k) for k in (LOGS_ENV, url_env)}
     os.environ[LOGS_ENV] = str(sink.log_path.parent)
+    if sink.webhook_url:
+        os.environ[url_env] = sink.webhook_url
+    else:
+        os.environ.pop(url_env, None)
+    task_monitoring = mon.model_dump(mode="json") | {
+        "webhook_url": None,
+        "webhook_retries": sink.retries,
+        "webhook_backoff_s": sink.backoff_s,
+        "webhook_timeout_s": sink.timeout_s,
+    }
     try:
         with _task_environment(out, tfdv_python) as env:
             run = _run(
                 retrain,
+                task_monitoring,
                 settings,
                 out,
                 run_name,
@@ -156,19 +173,21 @@ def run_monitoring_local(
             retrain_key = (run.actions.get("retrain") or {}).get("key")
             if run.ok and retrain and (run.actions.get("retrain") or {}).get("status") == "claimed":
                 run.retrain = _retrain(
-                    settings, run, out, tfdv_python, verbose, screen, retrain_key
+                    settings, run, out, tfdv_python, verbose, screen, retrain_key, retrain_batch
                 )
     finally:
-        if saved is None:
-            os.environ.pop(LOGS_ENV, None)
-        else:
-            os.environ[LOGS_ENV] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     _post_run_alerts(run, mon, sink, source)
     return run
 
 
 def _run(
     retrain: bool,
+    monitoring: dict[str, Any],
     settings: Settings,
     out: Path,
     run_name: str,
@@ -211,6 +230,7 @@ def _run(
                     source_kind=source_kind,
                     labels=str(Path(labels).resolve()) if labels else "",
                     source_digest=digest,
+                    monitoring=monitoring,
                     tracking_uri=tracking_uri,
                     retrain_mode="local" if retrain else "none",
                 ).outputs
@@ -243,9 +263,16 @@ def _retrain(
     verbose: bool,
     screen: Any,
     key: str,
+    retrain_batch: str | None = None,
 ) -> RunResult:
-    batch_path = run.batch_path
+    batch_path = retrain_batch or run.batch_path
     newest = run.result.get("newest")
+    if retrain_batch:
+        from components.monitor.batch import read_table
+
+        col = settings.schema_.time_column
+        times = read_table(retrain_batch).get(col) if col else None
+        newest = int(times.max()) if times is not None and len(times) else newest
     source = retrain_source(settings, batch_path, newest, out, key) if batch_path else None
     overrides = retrain_overrides(settings, newest, source)
     shown = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as configured"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,12 @@ def compute(data_path: str, schema_json: dict[str, Any], features: list[str], ou
         (tmp / "batch_stats.pb").write_bytes(stats.SerializeToString())
         write_json(summarize_stats(stats), tmp / "batch_stats.json")
         write_json(
-            {"findings": found, "rows": len(df), "stats_seconds": round(seconds, 3)},
+            {
+                "findings": found,
+                "rows": len(df),
+                "stats_seconds": round(seconds, 3),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            },
             tmp / "anomalies.json",
         )
 
