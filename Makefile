@@ -8,7 +8,8 @@ TFDV_VENV := .venvs/tfdv
 TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean
+.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
+	lock-images images kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
 
@@ -58,11 +59,53 @@ test-integration: setup
 benchmark: setup
 	$(UV) run --frozen python benchmarks/pipeline_overhead.py
 
-# re-resolve both locks (needs the package index)
+# re-resolve both locks (needs the package index), then the image locks derived from them
 lock: setup-uv
 	$(UV) lock
 	$(UV) pip compile images/tfdv/requirements.in -o $(TFDV_LOCK) --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --no-header --quiet
+	$(MAKE) lock-images
+
+# ---------------------------------------------------------------- images and kind
+# Images are tagged with the project version (never :latest: kind would always pull, and fail).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+IMAGE_REGISTRY ?= ghcr.io/mlpipe
+IMAGES := pipeline serving tfdv
+KIND_CLUSTER ?= mlpipe
+DOCKER ?= docker
+
+# pipeline and serving: the main set from uv.lock (no dev tools, no project), with hashes;
+# the wheel builder's hatchling pin, with hashes. tfdv's lock is compiled by `make lock`.
+lock-images: setup-uv
+	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt --quiet \
+		-o images/pipeline/requirements.lock
+	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt --quiet \
+		-o images/serving/requirements.lock
+	$(UV) pip compile images/build-requirements.in -o images/build-requirements.lock \
+		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--no-header --quiet
+
+images:
+	@for image in $(IMAGES); do \
+		echo "building $(IMAGE_REGISTRY)/$$image:$(VERSION)"; \
+		$(DOCKER) build -f images/$$image/Dockerfile --build-arg VERSION=$(VERSION) \
+			-t $(IMAGE_REGISTRY)/$$image:$(VERSION) . || exit 1; \
+	done
+
+kind-load:
+	@for image in $(IMAGES); do \
+		echo "loading $(IMAGE_REGISTRY)/$$image:$(VERSION) into kind cluster $(KIND_CLUSTER)"; \
+		kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$image:$(VERSION) || exit 1; \
+	done
+
+# a kind cluster with cert-manager, KFP, Katib, KServe (RawDeployment), the project's images and
+# manifests, and the compiled pipeline (see manifests/README.md); idempotent
+kind-up: setup-main
+	KIND_CLUSTER=$(KIND_CLUSTER) VERSION=$(VERSION) IMAGE_REGISTRY=$(IMAGE_REGISTRY) \
+		manifests/scripts/kind-up.sh
+
+kind-down:
+	KIND_CLUSTER=$(KIND_CLUSTER) manifests/scripts/kind-down.sh
 
 clean:
 	rm -rf outputs

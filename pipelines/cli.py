@@ -5,6 +5,7 @@ mlpipe compile [--output F] [--pipeline training|monitoring]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
+mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
 mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
 """
@@ -104,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.submit_cli import add_submit_parser
 
     add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)
+    from pipelines.serve_cli import add_serve_parser
+
+    add_serve_parser(sub)  # mlpipe serve: the champion (or a model dir) in the foreground
     from pipelines.monitor_cli import add_monitor_parser
 
-    add_monitor_parser(sub)  # mlpipe monitor
+    add_monitor_parser(sub)  # mlpipe monitor | simulate
     return parser
 
 

@@ -7,8 +7,8 @@ Keys whose feature is not built yet accept only their default and fail with "not
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -530,7 +530,6 @@ GateMetric = Literal[
     "brier",
     "expected_cost",
 ]
-SliceMetric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "positive_rate_gap"]
 
 
 class CostMatrix(_Strict):
@@ -561,7 +560,7 @@ class SliceConfig(_Strict):
     @classmethod
     def _increasing(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
         for name, edges in value.items():
-            if any(b <= a for a, b in itertools.pairwise(edges)):
+            if any(b <= a for a, b in pairwise(edges)):
                 raise ValueError(f"{name}: bucket edges must increase, got {edges}")
         return value
 
@@ -595,13 +594,75 @@ class EvaluationConfig(_Strict):
         return value
 
 
+class RolloutPolicy(_Strict):
+    """When a canary window fails: any limit exceeded once the canary answered enough requests."""
+
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01  # 5xx + connection errors
+    max_p99_ms: Annotated[float, Field(gt=0)] = 10.0  # the upstream's p99 latency ...
+    latency_stable_ratio: Annotated[float, Field(ge=1)] = 1.5  # ... if slower than stable
+    max_psi: Annotated[float, Field(gt=0)] = 0.2  # score distribution vs stable
+    max_ks: Annotated[float, Field(gt=0, le=1)] = 0.1  # and above what sampling noise explains
+    min_canary_requests: Annotated[int, Field(ge=1)] = 200  # no decision before
+
+
+class AnalysisWindow(_Strict):
+    """One window per step: done after `seconds` and `min_requests` canary requests; a window
+    that cannot gather its requests within `max_seconds` fails."""
+
+    seconds: Annotated[float, Field(gt=0)] = 60.0
+    min_requests: Annotated[int, Field(ge=1)] = 200
+    max_seconds: Annotated[float, Field(gt=0)] = 600.0
+    check_interval_s: Annotated[float, Field(gt=0)] = 1.0  # a failing window ends at once
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnalysisWindow:
+        if self.max_seconds < self.seconds:
+            raise ValueError(f"max_seconds {self.max_seconds} is below seconds {self.seconds}")
+        return self
+
+
+class KServeRollout(_Strict):
+    """Where and how the InferenceService runs (`environment: kserve`)."""
+
+    namespace: str = "mlpipe"
+    service_account: str | None = "mlpipe-serving"  # reads the model store
+    runtime: str = "mlpipe"  # the ServingRuntime (model format `mlpipe`)
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    ready_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    poll_s: Annotated[float, Field(gt=0)] = 5.0
+    prometheus_url: str | None = None  # analysis metrics on the cluster
+
+
+class RolloutConfig(_Strict):
+    strategy: Literal["canary", "blue_green", "direct"] = "canary"
+    steps: Annotated[list[int], Field(min_length=1)] = [10, 50, 100]  # canary traffic percent
+    window: AnalysisWindow = AnalysisWindow()
+    policy: RolloutPolicy = RolloutPolicy()
+    kserve: KServeRollout = KServeRollout()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, value: list[int]) -> list[int]:
+        if any(not 0 < s <= 100 for s in value):
+            raise ValueError(f"each step is a traffic percent in 1..100, got {value}")
+        if any(a >= b for a, b in pairwise(value)):
+            raise ValueError(f"steps must increase, got {value}")
+        if value[-1] != 100:
+            raise ValueError(f"the last step must be 100 (all traffic), got {value}")
+        return value
+
+
 class DeploymentConfig(_Strict):
-    environment: str = "local"
+    environment: Literal["local", "kserve"] = "local"
     # True: a version that passes the gate waits as `challenger` until `mlpipe approve`
     approval_required: bool = False
     rollback_enabled: bool = True
+    rollout: RolloutConfig = RolloutConfig()
 
-    _env = field_validator("environment")(_only_default("local"))
     _rollback = field_validator("rollback_enabled")(_only_default(True))
 
 

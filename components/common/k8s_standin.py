@@ -427,3 +427,93 @@ def katib_trial(
         },
         "status": status,
     }
+
+
+# ---------------------------------------------------------------- what KServe's controller writes
+
+
+def kserve_condition(type_: str, status: str = "True", reason: str = "", message: str = "") -> dict:
+    cond = {"type": type_, "status": status, "lastTransitionTime": _now()}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def kserve_status(
+    obj: dict,
+    *,
+    failed: Sequence[str] = (),
+    message: str = "failed to load the model",
+) -> dict:
+    """The status KServe's controller writes for `obj`'s current spec in RawDeployment mode: every
+    predictor revision named in `failed` (the main predictor or a `spec.canary` entry) failed to
+    load, the others are ready. The main predictor failing makes the service not Ready; a failing
+    canary shows in its `status.canaryStatuses` entry."""
+    spec = obj.get("spec") or {}
+    name = obj["metadata"]["name"]
+    namespace = obj["metadata"].get("namespace", "default")
+    predictor = (spec.get("predictor") or {}).get("name", "predictor")
+    url = f"http://{name}-predictor.{namespace}.svc.cluster.local"
+
+    def model_status(ok: bool) -> dict:
+        if ok:
+            return {"transitionStatus": "UpToDate", "states": {"activeModelState": "Loaded"}}
+        return {
+            "transitionStatus": "BlockedByFailedLoad",
+            "states": {"activeModelState": "FailedToLoad"},
+            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": message},
+        }
+
+    main_ok = predictor not in failed
+    ready = "True" if main_ok else "False"
+    reason = "" if main_ok else "ModelLoadFailed"
+    status: dict[str, Any] = {
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "deploymentMode": "RawDeployment",
+        "url": url,
+        "address": {"url": url},
+        "conditions": [
+            kserve_condition("PredictorReady", ready, reason, "" if main_ok else message),
+            kserve_condition("Ready", ready, reason, "" if main_ok else message),
+        ],
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": predictor,
+                **({"latestReadyRevision": predictor} if main_ok else {}),
+                "url": url,
+            }
+        },
+        "modelStatus": model_status(main_ok),
+    }
+    canaries = [
+        {
+            "name": entry["predictor"].get("name", f"canary-{i}"),
+            "ready": entry["predictor"].get("name") not in failed,
+            "trafficPercent": entry.get("trafficPercent", 0),
+            "modelStatus": model_status(entry["predictor"].get("name") not in failed),
+        }
+        for i, entry in enumerate(spec.get("canary") or [])
+    ]
+    if canaries:
+        status["canaryStatuses"] = canaries
+    return status
+
+
+def kserve_controller(
+    *, failed: Sequence[str] = (), delay_ticks: int = 1
+) -> Callable[[dict, int], Step]:
+    """A script for `InMemoryCluster.script`: each new generation of the InferenceService is
+    reported (`kserve_status`) `delay_ticks` ticks after it was first seen — until then the status
+    still describes the previous generation. `failed` names revisions that never load."""
+    first_seen: dict[int, int] = {}
+
+    def step(obj: dict, tick: int) -> Step:
+        generation = obj["metadata"].get("generation", 1)
+        seen = first_seen.setdefault(generation, tick)
+        if tick - seen < delay_ticks:
+            return None
+        return kserve_status(obj, failed=failed)
+
+    return step

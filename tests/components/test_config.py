@@ -57,7 +57,7 @@ def test_bad_choice_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        (("deployment", "environment"), "kserve"),
+        (("deployment", "rollback_enabled"), False),
     ],
 )
 def test_unbuilt_features_accept_only_default(tmp_path, key, value):
@@ -160,3 +160,28 @@ def test_approval_and_degrade_are_accepted():
     )
     assert settings.pipeline.deployment.approval_required
     assert settings.pipeline.feature_engineering.degrade.active
+
+
+def test_deployment_environment_kserve_allowed_and_unknown_rejected(tmp_path):
+    cfg = load_pipeline_config(overrides={"deployment.environment": "kserve"})
+    assert cfg.deployment.environment == "kserve"
+    with pytest.raises(ConfigError, match="deployment.environment"):
+        load_pipeline_config(overrides={"deployment.environment": "knative"})
+
+
+def test_rollout_defaults_and_bad_values():
+    rollout = load_pipeline_config().deployment.rollout
+    assert rollout.strategy == "canary" and rollout.steps[-1] == 100
+    assert rollout.policy.min_canary_requests >= 1
+    bad = {
+        "deployment.rollout.steps": [50, 10, 100],
+        "deployment.rollout.strategy": "linear",
+        "deployment.rollout.policy.max_error_rate": 2,
+        "deployment.rollout.window.max_seconds": 1,
+        "deployment.rollout.kserve.replicas": 3,
+    }
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=key.rsplit(".", 1)[0]):
+            load_pipeline_config(overrides={key: value})
+    with pytest.raises(ConfigError, match="last step must be 100"):
+        load_pipeline_config(overrides={"deployment.rollout.steps": [10, 50]})

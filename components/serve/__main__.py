@@ -1,0 +1,72 @@
+"""`python -m components.serve`: the model server (the serving image runs this).
+
+python -m components.serve --model-dir D | --model-uri models:/<name>@<alias> --model-name N
+    [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault invert|error:0.3|latency:20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from components.serve.faults import faults_from_env
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m components.serve", description=__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", help="a model dir (model.joblib + feature_spec.json)")
+    source.add_argument("--model-uri", help="models:/<name>@<alias> or models:/<name>/<version>")
+    parser.add_argument("--model-name", required=True, help="the name in the endpoint paths")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 = any free port")
+    parser.add_argument("--request-log", default=None, help="JSON-lines request/response log")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=None,
+        help="inject a fault: invert | error:<rate> | latency:<ms> (repeatable)",
+    )
+    parser.add_argument("--max-batch", type=int, default=10_000, help="rows per request")
+    parser.add_argument(
+        "--kserve-routes",
+        action="store_true",
+        help="answer predict/infer through KServe's own routes (no lean hot path)",
+    )
+    parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        faults = faults_from_env(args.fault)
+    except ValueError as exc:
+        print(f"mlpipe serve: {exc}", file=sys.stderr)
+        return 2
+    from components.serve.model_source import ModelSourceError
+    from components.serve.server import ServeOptions, serve
+
+    options = ServeOptions(
+        model=args.model_dir or args.model_uri,
+        name=args.model_name,
+        host=args.host,
+        port=args.port,
+        request_log=args.request_log,
+        faults=faults,
+        fast_routes=not args.kserve_routes,
+        max_batch=args.max_batch,
+        port_file=args.port_file,
+    )
+    try:
+        serve(options)
+    except ModelSourceError as exc:
+        print(f"mlpipe serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

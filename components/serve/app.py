@@ -1,0 +1,218 @@
+"""The model server's ASGI application: lean hot routes in front of KServe's FastAPI app.
+
+KServe's app (its own V1/V2 routers, health, metadata and /metrics handlers, registered around a
+`TabularModel` in a KServe `ModelRepository`) serves every route. In front of it sits a small ASGI
+callable that answers the two hot paths for this model itself —
+`POST /v1/models/<name>:predict` and `POST /v2/models/<name>/infer` — with one orjson decode, the
+spec validation, the numpy scorer and one orjson encode: no FastAPI routing, dependency
+injection, pydantic request models or KServe's per-request preprocess/postprocess machinery.
+Everything else (and both hot paths with `fast_routes=False`) goes to KServe's app unchanged.
+The front also times every request for Prometheus, applies the error/latency faults and writes
+the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+import orjson
+
+from components.serve._kserve import kserve  # noqa: F401  (argv-safe import first)
+from components.serve.faults import Faults
+from components.serve.metrics import ServerMetrics, endpoint_of
+from components.serve.request_log import RequestLog
+from components.serve.tabular_model import TabularModel
+from components.serve.validation import RequestError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def build_kserve_app(model: TabularModel):
+    """KServe's FastAPI app for `model`: V1 + V2 routes, health, metadata, /metrics."""
+    from fastapi import APIRouter, FastAPI
+    from fastapi.responses import ORJSONResponse
+    from kserve import errors
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import metrics_handler
+    from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
+    from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+
+    repository = ModelRepository()
+    repository.update(model)
+    dataplane = DataPlane(model_registry=repository)
+    extension = ModelRepositoryExtension(model_registry=repository)
+    app = FastAPI(
+        title="mlpipe model server (KServe)",
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=ORJSONResponse,
+    )
+    root = APIRouter()
+    root.add_api_route("/", dataplane.live)
+    root.add_api_route("/metrics", metrics_handler, methods=["GET"])
+    app.include_router(root)
+    register_v1_endpoints(app, dataplane, extension)
+    register_v2_endpoints(app, dataplane, extension)
+    # KServe's own exception → status mapping (InvalidInput → 400, ModelNotFound → 404, ...)
+    for exc, handler in [
+        (errors.InvalidInput, errors.invalid_input_handler),
+        (errors.InferenceError, errors.inference_error_handler),
+        (errors.ModelNotFound, errors.model_not_found_handler),
+        (errors.ModelNotReady, errors.model_not_ready_handler),
+        (NotImplementedError, errors.not_implemented_error_handler),
+        (errors.UnsupportedProtocol, errors.unsupported_protocol_error_handler),
+        (errors.ServerNotLive, errors.server_not_live_handler),
+        (errors.ServerNotReady, errors.server_not_ready_handler),
+        (Exception, errors.generic_exception_handler),
+    ]:
+        app.add_exception_handler(exc, handler)
+    return app
+
+
+class ServingApp:
+    """The ASGI app uvicorn runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: TabularModel,
+        *,
+        fast_routes: bool = True,
+        request_log: RequestLog | None = None,
+        faults: Faults | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.model = model
+        self.kserve_app = build_kserve_app(model)
+        self.fast_routes = fast_routes
+        self.request_log = request_log
+        self.faults = faults or model.faults
+        self._rng = self.faults.rng()
+        self.max_body_bytes = max_body_bytes
+        self.metrics = ServerMetrics(model.name)
+        self.v1_path = f"/v1/models/{model.name}:predict"
+        self.v2_path = f"/v2/models/{model.name}/infer"
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}-"
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":  # lifespan
+            await self.kserve_app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"]
+        hot = scope["method"] == "POST" and (path == self.v1_path or path == self.v2_path)
+        if hot and self.fast_routes:
+            endpoint = "v1_predict" if path == self.v1_path else "v2_infer"
+            status, rows = await self._predict(scope, receive, send, endpoint, start)
+        else:
+            endpoint = endpoint_of(path)
+            if hot and (fault := await self._fault()) is not None:
+                await _respond(send, 500, fault)
+                status, rows = 500, 0
+            else:
+                status, rows = await self._delegate(scope, receive, send)
+        self.metrics.observe(endpoint, status, time.perf_counter() - start, rows)
+
+    async def _delegate(self, scope: dict, receive, send) -> tuple[int, int]:
+        seen = [500]
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen[0] = message["status"]
+            await send(message)
+
+        await self.kserve_app(scope, receive, capture)
+        return seen[0], 0
+
+    async def _fault(self) -> bytes | None:
+        """The error/latency faults of one predict request: an error body, or None."""
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        if self.faults.error_rate and self._rng.random() < self.faults.error_rate:
+            return b'{"error":"injected fault: error"}'
+        return None
+
+    async def _predict(self, scope, receive, send, endpoint: str, start: float) -> tuple[int, int]:
+        request_id = _header(scope, b"x-request-id") or f"{self._id_prefix}{next(self._ids)}"
+        protocol = endpoint[:2]
+        raw = scores = None
+        error = None
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+            if self.faults.active and (fault := await self._fault()) is not None:
+                status, payload, error = 500, fault, "injected fault: error"
+            else:
+                try:
+                    parsed = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise RequestError(f"malformed JSON: {exc}") from None
+                if protocol == "v1":
+                    response, raw, scores = self.model.infer_v1(parsed)
+                else:
+                    response, raw, scores = self.model.infer_v2(parsed, request_id)
+                status, payload = 200, orjson.dumps(response)
+        except RequestError as exc:
+            status, payload, error = exc.status, orjson.dumps(exc.to_json()), str(exc)
+        except Exception as exc:  # a bug, not the client's fault: 500 with a message, keep serving
+            log.exception("predict failed")
+            status = 500
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            payload = orjson.dumps({"error": error})
+        await _respond(send, status, payload, request_id)
+        if self.request_log is not None:
+            self.request_log.write(
+                model=self.model.name,
+                model_version=self.model.version,
+                request_id=request_id,
+                protocol=protocol,
+                status=status,
+                latency_ms=(time.perf_counter() - start) * 1000,
+                raw=raw,
+                scores=scores,
+                error=error,
+            )
+        return status, 0 if scores is None else len(scores)
+
+
+class _BodyTooLarge(RequestError):
+    pass
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError("client disconnected", status=499)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge(f"request body exceeds {limit} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _respond(send, status: int, payload: bytes, request_id: str | None = None) -> None:
+    headers: list[Any] = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

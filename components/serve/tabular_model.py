@@ -1,0 +1,118 @@
+"""The KServe model: a tabular classifier served from a model dir with its feature spec.
+
+`TabularModel` is a `kserve.Model`: registered in KServe's model repository it answers KServe's
+own V1 and V2 routes (`predict` receives a dict or an `InferRequest`). The server's lean hot
+routes (app.py) call `infer_v1` / `infer_v2` directly, skipping KServe's request decoding; both
+paths share validation (validation.py), scoring (fast_path.py) and the `invert` fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import numpy as np
+
+from components.serve._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
+from components.serve.fast_path import Scorer, build_scorer
+from components.serve.faults import Faults
+from components.serve.model_source import LoadedModel
+from components.serve.validation import DEFAULT_MAX_BATCH, RequestError, SpecValidator
+
+log = logging.getLogger(__name__)
+
+
+class TabularModel(kserve.Model):
+    def __init__(
+        self,
+        name: str,
+        loaded: LoadedModel,
+        faults: Faults | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        super().__init__(name)
+        self.loaded = loaded
+        self.version = loaded.version
+        self.faults = faults or Faults()
+        self.max_batch = max_batch
+        self.validator: SpecValidator | None = None
+        self.scorer: Scorer | None = None
+
+    def load(self) -> bool:
+        spec = self.loaded.spec
+        self.validator = SpecValidator(spec, self.max_batch)
+        self.scorer = build_scorer(self.loaded.pipeline, spec)
+        self.features = [(f["name"], f["dtype"] == "int") for f in spec["features"]]
+        self.ready = True
+        return self.ready
+
+    # ---------------------------------------------------------------- shared core
+
+    def score(self, raw: np.ndarray) -> np.ndarray:
+        p = self.scorer(raw)
+        return 1.0 - p if self.faults.invert else p
+
+    def infer_v1(self, body: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """(response, raw matrix, scores) for a V1 body; RequestError if it is invalid."""
+        raw = self.validator.v1(body)
+        scores = self.score(raw)
+        return {"predictions": scores.tolist()}, raw, scores
+
+    def infer_v2(
+        self, body: Any, request_id: str = ""
+    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """(response, raw matrix, scores) for an Open Inference Protocol body; the response id
+        is the request's `id`, else the HTTP request id."""
+        raw = self.validator.v2(body)
+        scores = self.score(raw)
+        response = {
+            "id": body["id"] if isinstance(body.get("id"), str) else request_id,
+            "model_name": self.name,
+            "model_version": self.version,
+            "outputs": [
+                {
+                    "name": "predictions",
+                    "shape": [len(scores)],
+                    "datatype": "FP64",
+                    "data": scores.tolist(),
+                }
+            ],
+        }
+        return response, raw, scores
+
+    # ---------------------------------------------------------------- KServe's interface
+
+    async def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        try:
+            if isinstance(payload, InferRequest):
+                body = {
+                    "inputs": [
+                        {
+                            "name": i.name,
+                            "shape": list(i.shape),
+                            "datatype": i.datatype,
+                            "data": list(i.data) if i.data is not None else None,
+                        }
+                        for i in payload.inputs
+                    ]
+                }
+                _, _, scores = self.infer_v2(body)
+                output = InferOutput("predictions", [len(scores)], "FP64", scores.tolist())
+                response_id = payload.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+                return InferResponse(response_id, self.name, [output], model_version=self.version)
+            response, _, _ = self.infer_v1(payload)
+            return response
+        except RequestError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": rule.name, "datatype": rule.datatype, "shape": [-1]}
+            for rule in self.validator.rules
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]

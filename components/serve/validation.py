@@ -1,0 +1,310 @@
+"""Request validation from the model's feature spec: V1 rows and V2 tensors → one float64 matrix.
+
+Every rejection is a `RequestError` naming the field (and the row for batches); the server turns
+it into HTTP 400 with a JSON message. Rules (see README): every feature present, nothing else;
+integer features take JSON integers only (no floats, no booleans); float features take finite
+numbers; categorical codes must be in the declared domain; numeric values inside min/max.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_BATCH = 10_000
+V2_DATATYPES = {"int": "INT64", "float": "FP64"}
+_TENSOR_KEYS = frozenset(("name", "shape", "datatype", "data", "parameters"))
+# Below this many rows a Python loop beats building numpy arrays for the domain checks
+_VECTOR_MIN_ROWS = 32
+
+
+class RequestError(ValueError):
+    """A request the model cannot answer: HTTP 400 (or `status`) with this message."""
+
+    def __init__(
+        self, message: str, field: str | None = None, row: int | None = None, status: int = 400
+    ) -> None:
+        self.field = field
+        self.row = row
+        self.status = status
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": str(self)}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.row is not None:
+            body["row"] = self.row
+        return body
+
+
+@dataclass(frozen=True)
+class FeatureRule:
+    """What one feature accepts, compiled from its feature-spec entry."""
+
+    name: str
+    integer: bool
+    low: float | None
+    high: float | None
+    codes: frozenset[int] | None  # categorical codes given as a list (a range uses low/high)
+    categorical: bool
+
+    @classmethod
+    def from_spec(cls, entry: dict[str, Any]) -> FeatureRule:
+        categorical = entry["kind"] == "categorical"
+        low, high, codes = entry.get("min"), entry.get("max"), None
+        values = entry.get("values")
+        if isinstance(values, dict):
+            low, high = values["min"], values["max"]
+        elif isinstance(values, list):
+            codes = frozenset(int(v) for v in values)
+            low, high = min(codes), max(codes)
+        return cls(entry["name"], entry["dtype"] == "int", low, high, codes, categorical)
+
+    @property
+    def datatype(self) -> str:
+        return V2_DATATYPES["int" if self.integer else "float"]
+
+    def describe_domain(self) -> str:
+        if self.codes is not None:
+            return f"one of {sorted(self.codes)}"
+        if self.categorical:
+            return f"a code in [{self.low:g}, {self.high:g}]"
+        return f"[{_num(self.low, '-inf')}, {_num(self.high, 'inf')}]"
+
+
+def _num(value: float | None, unbounded: str = "") -> str:
+    return unbounded if value is None else f"{value:g}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class SpecValidator:
+    """Validates requests against a feature spec; returns the raw feature matrix (spec order)."""
+
+    def __init__(self, spec: dict[str, Any], max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self.rules = [FeatureRule.from_spec(f) for f in spec["features"]]
+        self.names = [r.name for r in self.rules]
+        self.name_set = frozenset(self.names)
+        self.max_batch = max_batch
+
+    # ------------------------------------------------------------------ V1
+
+    def v1(self, body: Any) -> np.ndarray:
+        """`{"instances": [{feature: value, ...}, ...]}` → matrix (n, features)."""
+        if not isinstance(body, dict):
+            raise RequestError(f"the body must be a JSON object, not {_type_name(body)}")
+        if "instances" not in body:
+            raise RequestError('the body must hold "instances": a list of rows', "instances")
+        extra = [k for k in body if k != "instances"]
+        if extra:
+            raise RequestError(f"unknown top-level field {extra[0]!r}", extra[0])
+        rows = body["instances"]
+        if not isinstance(rows, list):
+            raise RequestError(f'"instances" must be a list, not {_type_name(rows)}', "instances")
+        self._check_size(len(rows), "instances")
+        if len(rows) == 1 and (raw := self._one_row(rows[0])) is not None:
+            return raw
+        names, name_set, width = self.names, self.name_set, len(self.names)
+        for i, row in enumerate(rows):
+            if type(row) is not dict:
+                raise RequestError(
+                    f"row {i}: expected an object {{feature: value}}, not {_type_name(row)}",
+                    row=i,
+                )
+            if len(row) != width or row.keys() != name_set:
+                self._row_fields(row, i)
+        columns = [[row[name] for row in rows] for name in names]
+        return self._matrix(columns, len(rows))
+
+    def _one_row(self, row: Any) -> np.ndarray | None:
+        """The common case, a single valid row, without per-column lists; None → the general
+        path (which also words the error)."""
+        if type(row) is not dict or len(row) != len(self.names):
+            return None
+        values = []
+        for rule in self.rules:
+            value = row.get(rule.name)
+            kind = type(value)
+            if kind is int or (kind is float and not rule.integer and math.isfinite(value)):
+                if (rule.low is not None and value < rule.low) or (
+                    rule.high is not None and value > rule.high
+                ):
+                    return None
+                if rule.codes is not None and value not in rule.codes:
+                    return None
+                values.append(value)
+            else:
+                return None
+        return np.array([values], dtype=np.float64)
+
+    def _row_fields(self, row: dict[str, Any], i: int) -> None:
+        missing = [n for n in self.names if n not in row]
+        if missing:
+            raise RequestError(f"row {i}: missing field {missing[0]!r}", missing[0], i)
+        extra = [k for k in row if k not in self.name_set]
+        raise RequestError(f"row {i}: unknown field {extra[0]!r}", extra[0], i)
+
+    # ------------------------------------------------------------------ V2
+
+    def v2(self, body: Any) -> np.ndarray:
+        """Open Inference Protocol: one tensor per feature, shape [n] → matrix (n, features)."""
+        if not isinstance(body, dict):
+            raise RequestError(f"the body must be a JSON object, not {_type_name(body)}")
+        unknown = [k for k in body if k not in ("id", "parameters", "inputs", "outputs")]
+        if unknown:
+            raise RequestError(f"unknown top-level field {unknown[0]!r}", unknown[0])
+        if "id" in body and not isinstance(body["id"], str):
+            raise RequestError('"id" must be a string', "id")
+        tensors = body.get("inputs")
+        if not isinstance(tensors, list) or not tensors:
+            raise RequestError('"inputs" must be a non-empty list of tensors', "inputs")
+        by_name: dict[str, dict[str, Any]] = {}
+        for k, tensor in enumerate(tensors):
+            if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+                raise RequestError(f"inputs[{k}]: expected a tensor object with a name", "inputs")
+            name = tensor["name"]
+            if name not in self.name_set:
+                raise RequestError(f"unknown input tensor {name!r}", name)
+            if name in by_name:
+                raise RequestError(f"input tensor {name!r} given twice", name)
+            by_name[name] = tensor
+        missing = [n for n in self.names if n not in by_name]
+        if missing:
+            raise RequestError(f"missing input tensor {missing[0]!r}", missing[0])
+        n: int | None = None
+        columns = []
+        for rule in self.rules:
+            tensor = by_name[rule.name]
+            extra = tensor.keys() - _TENSOR_KEYS
+            if extra:
+                raise RequestError(f"tensor {rule.name!r}: unknown field {min(extra)!r}", rule.name)
+            if tensor.get("datatype") != rule.datatype:
+                raise RequestError(
+                    f"tensor {rule.name!r}: datatype must be {rule.datatype}, "
+                    f"not {tensor.get('datatype')!r}",
+                    rule.name,
+                )
+            shape, data = tensor.get("shape"), tensor.get("data")
+            if (
+                not isinstance(shape, list)
+                or len(shape) != 1
+                or type(shape[0]) is not int
+                or shape[0] < 0
+            ):
+                raise RequestError(
+                    f"tensor {rule.name!r}: shape must be [n] (one dimension), not {shape!r}",
+                    rule.name,
+                )
+            if not isinstance(data, list) or len(data) != shape[0]:
+                raise RequestError(
+                    f"tensor {rule.name!r}: data must be a flat list of {shape[0]} values "
+                    f"(its shape)",
+                    rule.name,
+                )
+            if n is None:
+                n = shape[0]
+                self._check_size(n, rule.name)
+            elif shape[0] != n:
+                raise RequestError(
+                    f"tensor {rule.name!r}: shape [{shape[0]}] differs from the other "
+                    f"tensors' [{n}]",
+                    rule.name,
+                )
+            columns.append(data)
+        if n == 1:  # the common one-row request: the scalar checks
+            row = {name: column[0] for name, column in zip(self.names, columns, strict=True)}
+            if (raw := self._one_row(row)) is not None:
+                return raw
+        return self._matrix(columns, n or 0)
+
+    # ------------------------------------------------------------------ shared
+
+    def _check_size(self, n: int, field: str) -> None:
+        if n == 0:
+            raise RequestError("empty batch: send at least one row", field)
+        if n > self.max_batch:
+            raise RequestError(
+                f"batch of {n} rows exceeds the limit of {self.max_batch}", field, status=413
+            )
+
+    def _matrix(self, columns: list[list[Any]], n: int) -> np.ndarray:
+        out = np.empty((n, len(self.rules)), dtype=np.float64)
+        for j, (rule, values) in enumerate(zip(self.rules, columns, strict=True)):
+            out[:, j] = _check_column(rule, values, n)
+        return out
+
+
+def _check_column(rule: FeatureRule, values: list[Any], n: int) -> np.ndarray | list[Any]:
+    types = set(map(type, values))
+    allowed = {int} if rule.integer else {int, float}
+    if not types <= allowed:
+        i, value = next((i, v) for i, v in enumerate(values) if type(v) not in allowed)
+        want = "an integer" if rule.integer else "a number"
+        raise RequestError(
+            f"{_where(i, n)}field {rule.name!r}: expected {want}, got {_type_name(value)} "
+            f"{_short(value)}",
+            rule.name,
+            i,
+        )
+    if n < _VECTOR_MIN_ROWS:
+        for i, value in enumerate(values):
+            if not _in_domain(rule, value):
+                _domain_error(rule, values, i, n)
+        return values
+    try:
+        column = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        i = next(i for i, v in enumerate(values) if not _in_domain(rule, v))
+        _domain_error(rule, values, i, n)
+    bad = ~np.isfinite(column)
+    if rule.low is not None:
+        bad |= column < rule.low
+    if rule.high is not None:
+        bad |= column > rule.high
+    if rule.codes is not None:
+        bad |= ~np.isin(column, list(rule.codes))
+    if bad.any():
+        _domain_error(rule, values, int(np.flatnonzero(bad)[0]), n)
+    return column
+
+
+def _in_domain(rule: FeatureRule, value: int | float) -> bool:
+    if type(value) is float and not math.isfinite(value):
+        return False
+    if rule.low is not None and value < rule.low:
+        return False
+    if rule.high is not None and value > rule.high:
+        return False
+    return rule.codes is None or value in rule.codes
+
+
+def _domain_error(rule: FeatureRule, values: list[Any], i: int, n: int) -> None:
+    value = values[i]
+    if type(value) is float and not math.isfinite(value):
+        problem = "is not a finite number"
+    elif rule.categorical:
+        problem = f"is an unseen category code (allowed: {rule.describe_domain()})"
+    else:
+        problem = f"is outside the declared domain {rule.describe_domain()}"
+    raise RequestError(
+        f"{_where(i, n)}field {rule.name!r}: value {_short(value)} {problem}", rule.name, i
+    )
+
+
+def _where(i: int, n: int) -> str:
+    return f"row {i}: " if n > 1 else ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Bring up mlpipe on a local kind cluster: `make kind-up` (tear down: `make kind-down`).
+# Idempotent: every step checks or re-applies, so re-running it after a failure (or to pick up
+# changed manifests or code) continues where it stopped.
+#
+# Needs on the host: docker (a running engine), kind v0.33.x, kubectl >= 1.34 (its built-in
+# kustomize renders our overlays; `git` for the remote KFP/Katib kustomizations), helm >= 3.16
+# (OCI charts, for KServe), uv, and internet access for the release manifests and images.
+# Memory: KFP + Katib + KServe + mlpipe want ~8 GB for Docker.
+#
+# Steps, and what each expects:
+#   1. kind cluster `$KIND_CLUSTER` from kind-config.yaml (pinned node image, 1 control plane +
+#      1 worker); kept if it exists. Every kubectl/helm call below uses its context explicitly.
+#   2. cert-manager $CERT_MANAGER_VERSION (release manifest): KServe's webhook certificates.
+#   3. Kubeflow Pipelines $KFP_VERSION standalone, platform-agnostic manifests (MySQL + SeaweedFS
+#      in namespace kubeflow): cluster-scoped resources, wait for the Application CRD, then the env.
+#   4. Katib $KATIB_VERSION standalone (namespace kubeflow; >= 0.18 for log-scale search spaces).
+#   5. KServe $KSERVE_VERSION from its Helm charts (kserve-crd + kserve-resources only) in
+#      RawDeployment mode: defaultDeploymentMode "Standard" (KServe 0.20's name for RawDeployment;
+#      "RawDeployment" is still accepted) and no Ingress creation. That is all RawDeployment needs:
+#      no Knative, no Istio, no Gateway API; canaries (spec.canary) are Deployments behind the
+#      predictor Service. Model servers are reached inside the cluster or by port-forward.
+#   6. The project's images (ghcr.io/mlpipe/{pipeline,serving,tfdv}:$VERSION) built with docker
+#      and loaded into the nodes (`make images kind-load`; SKIP_IMAGES=1 skips it).
+#   7. manifests/overlays/kind (namespace mlpipe: MinIO, PostgreSQL, MLflow, the ServingRuntime,
+#      RBAC, NetworkPolicies); waits for MinIO, PostgreSQL, the bucket Job and MLflow.
+#   8. `mlpipe compile` -> outputs/training_pipeline.yaml, then `mlpipe submit --host
+#      --service-account mlpipe-pipeline` (upload + one run) through a port-forward to the KFP API
+#      when that command exists (else it prints how to upload).
+set -euo pipefail
+
+KIND_CLUSTER="${KIND_CLUSTER:-mlpipe}"
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.17.0}"
+KFP_VERSION="${KFP_VERSION:-2.17.0}"
+KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
+KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
+KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Standard}"
+# keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
+IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"
+WAIT="${WAIT:-900s}"
+MLFLOW_URI="http://mlflow.mlpipe.svc.cluster.local:5000"  # the in-cluster MLflow, for runs
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+VERSION="${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)}"
+CONTEXT="kind-${KIND_CLUSTER}"
+KUBECTL=(kubectl --context "$CONTEXT")
+HELM=(helm --kube-context "$CONTEXT")
+PF_PID=""
+
+step() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf 'kind-up: %s\n' "$*" >&2; exit 1; }
+cleanup() { if [[ -n "$PF_PID" ]]; then kill "$PF_PID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+# retry N DELAY CMD...: for applies that race a webhook that has just become Ready
+retry() {
+    local attempts=$1 delay=$2 n=1
+    shift 2
+    until "$@"; do
+        if (( n >= attempts )); then return 1; fi
+        info "attempt $n failed; retrying in ${delay}s"
+        sleep "$delay"
+        n=$((n + 1))
+    done
+}
+
+step "checking tools"
+for tool in docker kind kubectl helm uv git; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found on PATH (see README: Run on kind)"
+done
+docker info >/dev/null 2>&1 || die "the docker engine is not reachable (is Docker running?)"
+info "kind $(kind version | awk '{print $2}'), $(kubectl version --client | head -n 1)"
+info "helm $(helm version --short), $(uv --version)"
+
+step "1/8 kind cluster '$KIND_CLUSTER'"
+if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    info "exists: keeping it"
+else
+    kind create cluster --name "$KIND_CLUSTER" --config kind-config.yaml --wait 180s
+fi
+"${KUBECTL[@]}" wait --for=condition=Ready node --all --timeout="$WAIT"
+
+step "2/8 cert-manager $CERT_MANAGER_VERSION"
+"${KUBECTL[@]}" apply -f \
+    "https://github.com/cert-manager/cert-manager/releases/download/${CERT_MANAGER_VERSION}/cert-manager.yaml"
+"${KUBECTL[@]}" -n cert-manager wait --for=condition=Available deployment --all --timeout="$WAIT"
+
+step "3/8 Kubeflow Pipelines $KFP_VERSION (standalone, platform-agnostic)"
+"${KUBECTL[@]}" apply -k \
+    "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${KFP_VERSION}"
+"${KUBECTL[@]}" wait --for condition=established --timeout=60s crd/applications.app.k8s.io
+retry 3 20 "${KUBECTL[@]}" apply -k \
+    "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${KFP_VERSION}"
+info "waiting for the KFP deployments (first time: image pulls take several minutes)"
+"${KUBECTL[@]}" -n kubeflow wait --for=condition=Available deployment --all --timeout="$WAIT"
+
+step "4/8 Katib $KATIB_VERSION (standalone)"
+retry 3 20 "${KUBECTL[@]}" apply --server-side --force-conflicts -k \
+    "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}"
+for deployment in katib-controller katib-db-manager katib-mysql katib-ui; do
+    "${KUBECTL[@]}" -n kubeflow wait --for=condition=Available "deployment/$deployment" \
+        --timeout="$WAIT"
+done
+
+step "5/8 KServe $KSERVE_VERSION (RawDeployment: defaultDeploymentMode=$KSERVE_DEPLOYMENT_MODE)"
+"${HELM[@]}" upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
+    --version "$KSERVE_VERSION" --namespace kserve --create-namespace --wait
+"${HELM[@]}" upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources \
+    --version "$KSERVE_VERSION" --namespace kserve --wait --timeout 15m \
+    --set kserve.controller.deploymentMode="$KSERVE_DEPLOYMENT_MODE" \
+    --set kserve.controller.gateway.disableIngressCreation=true
+"${KUBECTL[@]}" -n kserve wait --for=condition=Available deployment/kserve-controller-manager \
+    --timeout="$WAIT"
+mode="$("${KUBECTL[@]}" -n kserve get configmap inferenceservice-config -o jsonpath='{.data.deploy}')"
+[[ "$mode" == *"$KSERVE_DEPLOYMENT_MODE"* ]] || die "KServe's deploy config is not $KSERVE_DEPLOYMENT_MODE: $mode"
+info "inferenceservice-config deploy: $(echo "$mode" | tr -d '\n ')"
+
+step "6/8 images ${IMAGE_REGISTRY}/{pipeline,serving,tfdv}:${VERSION}"
+if [[ "${SKIP_IMAGES:-0}" == "1" ]]; then
+    info "SKIP_IMAGES=1: not building or loading"
+else
+    make --no-print-directory images kind-load \
+        VERSION="$VERSION" IMAGE_REGISTRY="$IMAGE_REGISTRY" KIND_CLUSTER="$KIND_CLUSTER"
+fi
+
+step "7/8 mlpipe manifests (manifests/overlays/kind)"
+# a Job's pod template is immutable: drop the finished bucket Job so a new image can re-run it
+"${KUBECTL[@]}" -n mlpipe delete job minio-buckets --ignore-not-found
+# the KServe webhook validates the ServingRuntime: it may refuse for a few seconds after startup
+retry 5 15 "${KUBECTL[@]}" apply -k manifests/overlays/kind
+"${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/minio --timeout="$WAIT"
+"${KUBECTL[@]}" -n mlpipe rollout status statefulset/mlflow-postgres --timeout="$WAIT"
+"${KUBECTL[@]}" -n mlpipe wait --for=condition=Complete job/minio-buckets --timeout="$WAIT"
+"${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/mlflow --timeout="$WAIT"
+"${KUBECTL[@]}" -n mlpipe get servingruntime mlpipe >/dev/null
+
+step "8/8 compile and upload the training pipeline"
+MLPIPE_IMAGE_REGISTRY="$IMAGE_REGISTRY" uv run --frozen mlpipe compile --output outputs/training_pipeline.yaml
+if uv run --frozen mlpipe submit --help >/dev/null 2>&1; then
+    "${KUBECTL[@]}" -n kubeflow port-forward svc/ml-pipeline 8888:8888 >/dev/null 2>&1 &
+    PF_PID=$!
+    sleep 5
+    # uploads a content-named pipeline version and starts a run as the pipeline's account
+    uv run --frozen mlpipe submit --host http://127.0.0.1:8888 --service-account mlpipe-pipeline \
+        --param tracking_uri="$MLFLOW_URI"
+else
+    info "'mlpipe submit' is not available in this version: upload outputs/training_pipeline.yaml"
+    info "in the KFP UI (Pipelines > Upload pipeline) and start a run with service account"
+    info "'mlpipe-pipeline', or with the KFP SDK:"
+    info "  kfp.Client(host='http://127.0.0.1:8888').create_run_from_pipeline_package("
+    info "      'outputs/training_pipeline.yaml', service_account='mlpipe-pipeline')"
+fi
+
+step "ready"
+cat <<EOF
+    KFP UI:     kubectl --context $CONTEXT -n kubeflow port-forward svc/ml-pipeline-ui 8080:80
+                then http://localhost:8080
+    KFP API:    kubectl --context $CONTEXT -n kubeflow port-forward svc/ml-pipeline 8888:8888
+    MLflow:     kubectl --context $CONTEXT -n mlpipe port-forward svc/mlflow 5000:5000
+                then http://localhost:5000
+    Katib UI:   kubectl --context $CONTEXT -n kubeflow port-forward svc/katib-ui 8081:80
+                then http://localhost:8081/katib/
+    tear down:  make kind-down
+EOF

@@ -1,0 +1,121 @@
+"""`mlpipe serve`: run the model server in the foreground.
+
+mlpipe serve [--model models:/<registered_model>@champion | --model DIR] [--name N]
+             [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault SPEC ...]
+
+By default it serves the registry's current champion (`project.registered_model` of the config,
+alias `champion`) from the MLflow store in MLFLOW_TRACKING_URI (else outputs/mlflow). It prints
+the URLs and an example request, then runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
+
+
+def registered_model(config: str, schema: str) -> str:
+    from components.common.config import load_settings
+
+    return load_settings(config, schema).pipeline.project.registered_model
+
+
+def example_row(spec: dict[str, Any]) -> dict[str, Any]:
+    """A valid row from the feature spec (the low end of each domain), for the curl example."""
+    from components.serve.validation import FeatureRule
+
+    row = {}
+    for entry in spec["features"]:
+        rule = FeatureRule.from_spec(entry)
+        value = min(rule.codes) if rule.codes else (rule.low if rule.low is not None else 0)
+        row[rule.name] = int(value) if rule.integer else float(value)
+    return row
+
+
+def banner(name: str, url: str, spec: dict[str, Any], version: str, source: str) -> str:
+    body = json.dumps({"instances": [example_row(spec)]})
+    return "\n".join(
+        [
+            f"mlpipe serve: {name} (version {version}) from {source}",
+            f"  V1 predict : POST {url}/v1/models/{name}:predict",
+            f"  V2 infer   : POST {url}/v2/models/{name}/infer",
+            f"  metadata   : GET  {url}/v2/models/{name}",
+            f"  ready      : GET  {url}/v2/models/{name}/ready",
+            f"  metrics    : GET  {url}/metrics",
+            "example:",
+            f"  curl -s -X POST {url}/v1/models/{name}:predict \\",
+            f"       -H 'Content-Type: application/json' -d '{body}'",
+            "Ctrl-C stops the server.",
+        ]
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from components.serve.faults import parse_faults
+    from components.serve.model_source import ModelSourceError
+    from components.serve.server import ServeOptions, load, serve
+
+    try:
+        faults = parse_faults(args.fault)
+    except ValueError as exc:
+        print(f"mlpipe serve: {exc}", file=sys.stderr)
+        return 2
+    registered = registered_model(args.config, args.schema)  # ConfigError → exit 2 in main()
+    model_uri = args.model or f"models:/{registered}@champion"
+    name = args.name or registered
+
+    def on_bound(model, port: int) -> None:
+        url = f"http://{args.host}:{port}"
+        print(banner(name, url, model.loaded.spec, model.version, model_uri), flush=True)
+
+    options = ServeOptions(
+        model=model_uri,
+        name=name,
+        host=args.host,
+        port=args.port,
+        request_log=args.request_log,
+        faults=faults,
+        on_bound=on_bound,
+    )
+    try:
+        model = load(options)  # fails here, with a clear message, before binding
+    except ModelSourceError as exc:
+        hint = ""
+        if model_uri.startswith("models:/"):
+            store = os.environ.get("MLFLOW_TRACKING_URI", "outputs/mlflow")
+            hint = (
+                "\n(no champion yet? run `mlpipe run` first, or pass --model <model dir>; "
+                f"MLflow store: {store})"
+            )
+        print(f"mlpipe serve: {exc}{hint}", file=sys.stderr)
+        return 1
+    serve(options, model)
+    return 0
+
+
+def add_serve_parser(sub: Any) -> None:
+    """Register `mlpipe serve` on the CLI's subparsers."""
+    p = sub.add_parser("serve", help="serve the champion model (KServe V1/V2 REST) locally")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="models:/<name>@<alias>, models:/<name>/<version> or a model dir "
+        "(default: models:/<project.registered_model>@champion)",
+    )
+    p.add_argument(
+        "--name", default=None, help="model name in the URLs (default: project.registered_model)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 = any free port")
+    p.add_argument("--request-log", default=None, help="JSON-lines request/response log file")
+    p.add_argument(
+        "--fault", action="append", default=None, help="invert | error:<rate> | latency:<ms>"
+    )
+    p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+    p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,89 @@
+"""Real parts for the deploy tests: model servers as their own processes (upstream_server.py)
+behind the `Backend` seam, and continuous client load from another process (load_client.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SERVER = Path(__file__).with_name("upstream_server.py")
+LOAD = Path(__file__).with_name("load_client.py")
+MODEL = "acs"
+
+
+class ProcessBackend:
+    """`Backend` over upstream_server.py processes (the real server's interface, not a mock)."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started: list[tuple[str, str | None]] = []
+        self.stopped: list[str] = []
+
+    def start(self, model_dir: str, name: str, fault: str | None = None) -> str:
+        cmd = [sys.executable, str(SERVER), "--name", name]
+        if fault:
+            cmd += ["--fault", fault]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            proc.kill()
+            raise RuntimeError(f"upstream server did not start: {line!r}")
+        url = f"http://127.0.0.1:{int(line.split()[1])}"
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/v2/health/ready").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} never became ready")
+            time.sleep(0.02)
+        self.procs[url] = proc
+        self.started.append((model_dir, fault))
+        return url
+
+    def stop(self, url: str) -> None:
+        proc = self.procs.pop(url, None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(5)
+            self.stopped.append(url)
+
+    def close(self) -> None:
+        for url in list(self.procs):
+            self.stop(url)
+
+
+class LoadClient:
+    """Continuous load on `url` from a separate process (load_client.py) while the block runs.
+    After it: `ok` and `failures` (non-200 answers and transport errors, by reason)."""
+
+    def __init__(self, url: str, threads: int = 2) -> None:
+        self.cmd = [sys.executable, str(LOAD), url, MODEL, str(threads)]
+        self.ok = 0
+        self.failures: dict[str, int] = {}
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def __enter__(self) -> LoadClient:
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout.readline().strip() == "STARTED"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        out, _ = self.proc.communicate("", timeout=30)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.ok, self.failures = result["ok"], result["failures"]
+
+
+@pytest.fixture
+def backend():
+    b = ProcessBackend()
+    yield b
+    b.close()

@@ -1,0 +1,188 @@
+"""Each image's Dockerfile installs from its lock only and runs as a non-root user; the locks
+derived from uv.lock are exactly the main environment (so a dependency change without
+`make lock-images` fails here), and the compiled pipeline uses exactly the images we build."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.packaging.dockerfile import dockerfile_errors, parse
+from tests.packaging.render import REPO_ROOT
+
+IMAGES = ("pipeline", "serving", "tfdv")
+FROM_UV_LOCK = ("pipeline", "serving")
+FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    """name -> version of every `name==version` requirement line."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)(\[[^\]]*\])?==([^\s;\\]+)", line)
+        if match:
+            pins[_norm(match.group(1))] = match.group(3)
+    return pins
+
+
+def _requirement_lines(lock: Path) -> list[str]:
+    return [
+        line
+        for line in lock.read_text().splitlines()
+        if line and not line.startswith((" ", "#", "\t"))
+    ]
+
+
+def _uv_lock() -> dict[str, dict]:
+    data = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    return {_norm(p["name"]): p for p in data["package"]}
+
+
+def _main_closure(packages: dict[str, dict]) -> dict[str, str]:
+    """Everything the project's runtime dependencies pull in (extras followed, no dev group)."""
+    seen: dict[str, str] = {}
+    todo = [(d["name"], tuple(d.get("extra", []))) for d in packages["mlpipe"]["dependencies"]]
+    while todo:
+        name, extras = todo.pop()
+        package = packages[_norm(name)]
+        first = _norm(name) not in seen
+        seen[_norm(name)] = package["version"]
+        deps = list(package.get("dependencies", [])) if first else []
+        for extra in extras:
+            deps += package.get("optional-dependencies", {}).get(extra, [])
+        todo += [(d["name"], tuple(d.get("extra", []))) for d in deps]
+    return seen
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_installs_from_its_lock_and_runs_as_non_root(image):
+    path = REPO_ROOT / "images" / image / "Dockerfile"
+    assert dockerfile_errors(path, image, REPO_ROOT) == []
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_facts(image):
+    stages = parse((REPO_ROOT / "images" / image / "Dockerfile").read_text())
+    final = stages[-1]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", final.base)
+    (user,) = {u.args for u in final.all("USER")}
+    assert user == "10001:10001"
+    title = f'org.opencontainers.image.title="mlpipe-{image}"'
+    assert any(title in label.args for label in final.all("LABEL"))
+
+
+def test_the_serving_image_starts_the_model_server():
+    final = parse((REPO_ROOT / "images" / "serving" / "Dockerfile").read_text())[-1]
+    (entrypoint,) = final.all("ENTRYPOINT")
+    assert entrypoint.args == '["python", "-m", "components.serve"]'
+    (cmd,) = final.all("CMD")
+    assert "--model-dir" in cmd.args and "/mnt/models" in cmd.args and "8080" in cmd.args
+
+
+def test_a_broken_dockerfile_is_rejected():
+    errors = " | ".join(dockerfile_errors(FIXTURES / "Dockerfile.broken", "pipeline", REPO_ROOT))
+    for expected in (
+        "mentions :latest",
+        "not pinned by version",
+        "installs 'pandas' outside its lock",
+        "--require-hashes is missing",
+        "copied before the lock is installed",
+        "must be a numeric non-root uid",
+        "missing LABEL org.opencontainers.image.version",
+    ):
+        assert expected in errors
+
+
+@pytest.mark.parametrize("image", FROM_UV_LOCK)
+def test_lock_is_exactly_the_main_environment_of_uv_lock(image):
+    lock = REPO_ROOT / "images" / image / "requirements.lock"
+    pins = _pins(lock)
+    packages = _uv_lock()
+    wrong = {
+        name: (version, packages.get(name, {}).get("version"))
+        for name, version in pins.items()
+        if packages.get(name, {}).get("version") != version
+    }
+    assert wrong == {}, f"{lock}: versions differ from uv.lock (run `make lock-images`)"
+    expected = _main_closure(packages)
+    assert set(pins) == set(expected), (
+        f"{lock} is stale (run `make lock-images`): missing {sorted(set(expected) - set(pins))}, "
+        f"extra {sorted(set(pins) - set(expected))}"
+    )
+    assert "mlpipe" not in pins
+    assert not {"pytest", "ruff", "moto"} & set(pins)  # no dev tools in an image
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        "images/pipeline/requirements.lock",
+        "images/serving/requirements.lock",
+        "images/build-requirements.lock",
+    ],
+)
+def test_hashed_locks_pin_and_hash_every_requirement(lock):
+    text = (REPO_ROOT / lock).read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", body)
+    for block in blocks:
+        if not block.strip() or block.startswith("#"):
+            continue
+        assert "==" in block.splitlines()[0], block.splitlines()[0]
+        assert "--hash=sha256:" in block, block.splitlines()[0]
+
+
+def test_tfdv_lock_pins_every_package_and_tfdv_itself():
+    lock = REPO_ROOT / "images" / "tfdv" / "requirements.lock"
+    lines = _requirement_lines(lock)
+    assert lines and all("==" in line for line in lines)
+    pins = _pins(lock)
+    assert pins["tensorflow-data-validation"] == "1.16.1"
+    assert pins["kfp"].startswith("2.13.")
+    # the tfdv set cannot share versions with uv.lock (protobuf < 6, pandas < 2 by design):
+    assert pins["protobuf"].split(".")[0] < "6"
+
+
+def test_build_lock_pins_the_wheel_backend_the_project_declares():
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["build-system"]
+    assert declared["build-backend"] == "hatchling.build"
+    assert "hatchling" in _pins(REPO_ROOT / "images" / "build-requirements.lock")
+
+
+def _makefile_images() -> tuple[str, ...]:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    match = re.search(r"^IMAGES := (.+)$", makefile, re.MULTILINE)
+    assert match, "Makefile: no IMAGES := line"
+    return tuple(match.group(1).split())
+
+
+def test_make_images_builds_one_image_per_folder():
+    folders = {p.parent.name for p in (REPO_ROOT / "images").glob("*/Dockerfile")}
+    assert set(_makefile_images()) == folders == set(IMAGES)
+
+
+def test_compiled_pipeline_uses_exactly_the_images_make_images_builds(tmp_path, monkeypatch):
+    from components.common import images
+    from pipelines.cli import main
+
+    assert images.VERSION == PROJECT_VERSION  # the installed package is this source tree
+    out = tmp_path / "pipeline.yaml"
+    assert main(["compile", "--output", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    used = {
+        executor["container"]["image"]
+        for executor in spec["deploymentSpec"]["executors"].values()
+        if "container" in executor
+    }
+    built = {f"{images.REGISTRY}/{name}:{PROJECT_VERSION}" for name in _makefile_images()}
+    assert used, "no task images in the compiled spec"
+    assert used <= built, used - built
+    # every image a task needs except serving (KServe runs that one) is used by some task
+    assert built - used <= {f"{images.REGISTRY}/serving:{PROJECT_VERSION}"}

@@ -1,0 +1,80 @@
+"""The kind setup script cannot run here (no Docker, no kind): check what can be checked offline —
+it parses, fails fast, pins every release it installs (to versions the project needs), and wires
+the pieces the rest of the repository defines."""
+
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+
+import pytest
+
+from tests.packaging.render import MANIFESTS, REPO_ROOT
+
+SCRIPTS = MANIFESTS / "scripts"
+UP = SCRIPTS / "kind-up.sh"
+
+
+def _defaults() -> dict[str, str]:
+    """NAME -> default of every `NAME="${NAME:-default}"` line."""
+    return dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"$', UP.read_text(), re.MULTILINE))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.lstrip("v").split("."))
+
+
+@pytest.mark.parametrize("script", ["kind-up.sh", "kind-down.sh"])
+def test_scripts_parse_fail_fast_and_are_executable(script):
+    path = SCRIPTS / script
+    if shutil.which("bash") is None:  # pragma: no cover - bash is everywhere the project runs
+        pytest.skip("bash not found")
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    assert "set -euo pipefail" in path.read_text()
+    assert os.access(path, os.X_OK)
+
+
+def test_every_release_is_pinned_to_what_the_project_needs():
+    defaults = _defaults()
+    for name in ("CERT_MANAGER_VERSION", "KFP_VERSION", "KATIB_VERSION", "KSERVE_VERSION"):
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", defaults[name]), (name, defaults[name])
+    assert _version(defaults["KATIB_VERSION"]) >= (0, 18, 0)  # log-scale search spaces
+    assert _version(defaults["KSERVE_VERSION"]) >= (0, 20, 0)  # spec.canary in RawDeployment
+    # the backend the SDK compiles for: same minor release
+    assert _version(defaults["KFP_VERSION"])[:2] == _version(version("kfp"))[:2]
+    # RawDeployment ("Standard" is KServe 0.20's name for it); never Knative/Serverless
+    assert defaults["KSERVE_DEPLOYMENT_MODE"] in ("Standard", "RawDeployment")
+    text = UP.read_text()
+    assert "knative" not in text.lower().replace("no knative", "")
+    assert "istio" not in text.lower().replace("no istio", "")
+    assert "?ref=master" not in text and ":latest" not in text
+
+
+def test_the_script_waits_for_each_step_and_applies_the_kind_overlay():
+    text = UP.read_text()
+    assert text.count("wait --for=condition=Available") >= 4
+    assert "wait --for condition=established" in text
+    assert "apply -k manifests/overlays/kind" in text
+    assert "wait --for=condition=Complete job/minio-buckets" in text
+    assert "mlpipe compile" in text and "mlpipe submit --host" in text
+    assert "kind create cluster" in text and "--config kind-config.yaml" in text
+
+
+def test_make_targets_drive_the_scripts():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^kind-up:.*\n(\t.*\n)*\t.*manifests/scripts/kind-up\.sh", makefile, re.M)
+    assert re.search(r"^kind-down:.*\n(\t.*\n)*\t.*manifests/scripts/kind-down\.sh", makefile, re.M)
+    for target in ("lock-images:", "images:", "kind-load:"):
+        assert re.search(rf"^{target}", makefile, re.MULTILINE), target
+
+
+def test_kind_config_is_a_pinned_two_node_cluster():
+    import yaml
+
+    from tests.packaging.render import kind_kubernetes_version
+
+    config = yaml.safe_load((REPO_ROOT / "kind-config.yaml").read_text())
+    assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker"]
+    assert _version(kind_kubernetes_version()) >= (1, 32, 0)  # KServe 0.20's minimum

@@ -1,0 +1,298 @@
+"""Both overlays render, and everything they render would be accepted by the cluster it is meant
+for: built-in kinds against Kubernetes' strict schemas for the kind node's version, KServe kinds
+against KServe's CRDs. Plus the project's own rules: resources and a locked-down securityContext
+on every container, pinned images, no literal credentials, and the network rules that matter."""
+
+import tomllib
+
+import pytest
+
+from tests.packaging.checks import Pod, container_errors, image_errors, ingress_allowed
+from tests.packaging.render import (
+    MANIFESTS,
+    OVERLAYS,
+    REPO_ROOT,
+    kind_kubernetes_version,
+    name_of,
+    render,
+    validation_errors,
+)
+
+PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request):
+    return request.param, render(MANIFESTS / "overlays" / request.param)
+
+
+@pytest.fixture(scope="module")
+def kind_objects():
+    return render(MANIFESTS / "overlays" / "kind")
+
+
+@pytest.fixture(scope="module")
+def cloud_objects():
+    return render(MANIFESTS / "overlays" / "cloud")
+
+
+def _by_kind(objects, kind):
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def _one(objects, kind, name, namespace="mlpipe"):
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and o["metadata"]["name"] == name
+        and o["metadata"].get("namespace") == namespace
+    ]
+    assert len(found) == 1, f"{kind} {namespace}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def test_overlay_renders_the_expected_objects(overlay):
+    name, objects = overlay
+    kinds = {o["kind"] for o in objects}
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "NetworkPolicy",
+        "ServingRuntime",
+    } <= kinds, name
+    assert _one(objects, "Deployment", "mlflow")
+    assert _one(objects, "StatefulSet", "mlflow-postgres")
+    assert _one(objects, "ServingRuntime", "mlpipe")
+    names = [name_of(o) for o in objects]
+    assert len(names) == len(set(names)), f"{name}: duplicate objects"
+
+
+def test_every_rendered_object_passes_its_schema(overlay):
+    name, objects = overlay
+    version = kind_kubernetes_version()
+    problems = {name_of(o): validation_errors(o, version) for o in objects}
+    assert {k: v for k, v in problems.items() if v} == {}, name
+
+
+def test_the_kind_node_is_a_version_the_validator_knows():
+    from kubernetes_validate.utils import all_versions
+
+    major_minor = ".".join(kind_kubernetes_version().split(".")[:2])
+    assert any(v.startswith(major_minor + ".") for v in all_versions())
+
+
+def test_every_container_has_resources_and_a_locked_down_security_context(overlay):
+    name, objects = overlay
+    problems = [e for o in objects for e in container_errors(o)]
+    assert problems == [], name
+
+
+def test_every_image_is_pinned_and_ours_carry_the_project_version(overlay):
+    name, objects = overlay
+    problems = [e for o in objects for e in image_errors(o, PROJECT_VERSION)]
+    assert problems == [], name
+    images = {c["image"] for o in objects for c in _containers(o)}
+    assert f"ghcr.io/mlpipe/pipeline:{PROJECT_VERSION}" in images
+    assert f"ghcr.io/mlpipe/serving:{PROJECT_VERSION}" in images
+
+
+def _containers(obj):
+    from tests.packaging.render import containers
+
+    return [c for _pod, c in containers(obj)]
+
+
+def test_base_has_no_secrets_and_credentials_come_from_secret_refs():
+    objects = render(MANIFESTS / "base")
+    assert not [o for o in objects if o["kind"] == "Secret"], "base must not carry Secrets"
+    for obj in objects:
+        for container in _containers(obj):
+            for env in container.get("env", []):
+                looks_secret = any(
+                    w in env["name"].upper() for w in ("PASSWORD", "SECRET", "TOKEN", "KEY_ID")
+                )
+                if looks_secret:
+                    assert "secretKeyRef" in env.get("valueFrom", {}), (name_of(obj), env)
+
+
+def test_every_secret_reference_resolves_on_kind(kind_objects):
+    secrets = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in kind_objects
+        if o["kind"] == "Secret"
+    }
+    refs = _secret_refs(kind_objects)
+    assert refs, "nothing references a Secret?"
+    assert refs - secrets == set()
+
+
+def _secret_refs(objects):
+    refs = set()
+    for obj in objects:
+        ns = obj["metadata"].get("namespace")
+        for container in _containers(obj):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.add((ns, ref["name"]))
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    refs.add((ns, source["secretRef"]["name"]))
+        if obj["kind"] == "ServiceAccount":
+            refs |= {(ns, s["name"]) for s in obj.get("secrets", [])}
+    return refs
+
+
+def test_kind_secrets_are_generated_and_marked_dev_only(kind_objects):
+    secrets = [o for o in kind_objects if o["kind"] == "Secret"]
+    assert {s["metadata"]["name"] for s in secrets} == {
+        "mlpipe-postgres",
+        "mlpipe-minio",
+        "mlpipe-s3",
+    }
+    for secret in secrets:
+        assert secret["metadata"]["labels"]["mlpipe.dev/dev-only-credentials"] == "true"
+    s3 = _one(kind_objects, "Secret", "mlpipe-s3")
+    annotations = s3["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"] == "minio.mlpipe.svc.cluster.local:9000"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+
+
+def test_cloud_overlay_expects_its_secrets_and_documents_them(cloud_objects):
+    assert not [o for o in cloud_objects if o["kind"] == "Secret"]
+    readme = (MANIFESTS / "README.md").read_text()
+    for namespace, name in sorted(_secret_refs(cloud_objects)):
+        assert f"-n {namespace} create secret generic {name}" in readme, (namespace, name)
+
+
+def test_kind_overlay_runs_minio_and_never_pulls(kind_objects):
+    _one(kind_objects, "Deployment", "minio")
+    _one(kind_objects, "Job", "minio-buckets")
+    for obj in kind_objects:
+        for container in _containers(obj):
+            assert container.get("imagePullPolicy") == "IfNotPresent", name_of(obj)
+    storage = _one(kind_objects, "ConfigMap", "mlpipe-storage")["data"]
+    assert storage["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.mlpipe.svc.cluster.local:9000"
+
+
+def test_cloud_overlay_has_no_minio_larger_mlflow_and_a_pdb(cloud_objects, kind_objects):
+    assert not [o for o in cloud_objects if "minio" in o["metadata"]["name"]]
+    storage = _one(cloud_objects, "ConfigMap", "mlpipe-storage")["data"]
+    assert storage["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://")
+    assert "MLFLOW_S3_ENDPOINT_URL" not in storage  # AWS S3 itself
+    mlflow = _one(cloud_objects, "Deployment", "mlflow")
+    assert mlflow["spec"]["replicas"] >= 2
+    pdb = _one(cloud_objects, "PodDisruptionBudget", "mlflow")
+    labels = mlflow["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    def memory_mi(objects):
+        limit = _one(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+        value = limit["resources"]["limits"]["memory"]
+        return int(value[:-2]) * (1024 if value.endswith("Gi") else 1)
+
+    assert memory_mi(cloud_objects) > memory_mi(kind_objects)
+
+
+def test_namespace_lets_katib_collect_trial_metrics(overlay):
+    _name, objects = overlay
+    namespace = _one(objects, "Namespace", "mlpipe", namespace=None)
+    labels = namespace["metadata"]["labels"]
+    assert labels["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+
+
+def test_serving_runtime_runs_the_serving_image_for_the_mlpipe_format(overlay):
+    _name, objects = overlay
+    runtime = _one(objects, "ServingRuntime", "mlpipe")["spec"]
+    assert {f["name"] for f in runtime["supportedModelFormats"]} == {"mlpipe"}
+    assert set(runtime["protocolVersions"]) == {"v1", "v2"}
+    (container,) = runtime["containers"]
+    assert container["image"] == f"ghcr.io/mlpipe/serving:{PROJECT_VERSION}"
+    assert container["command"] == ["python", "-m", "components.serve"]
+    assert container["args"] == [
+        "--model-dir=/mnt/models",
+        "--model-name={{.Name}}",
+        "--port=8080",
+    ]
+
+
+# pods as the NetworkPolicies see them
+PIPELINE = Pod("kubeflow", {"pipelines.kubeflow.org/v2_component": "true"})
+KFP_OTHER = Pod("kubeflow", {"app": "ml-pipeline-ui"})
+STRANGER = Pod("default", {"app": "anything"})
+TRIAL = Pod("mlpipe", {"katib.kubeflow.org/trial": "t-1", "katib.kubeflow.org/experiment": "e"})
+MODEL = Pod("mlpipe", {"serving.kserve.io/inferenceservice": "acs", "component": "predictor"})
+MLFLOW = Pod("mlpipe", {"app.kubernetes.io/name": "mlflow"})
+POSTGRES = Pod("mlpipe", {"app.kubernetes.io/name": "mlflow-postgres"})
+MINIO = Pod("mlpipe", {"app.kubernetes.io/name": "minio"})
+SUGGESTION = Pod(
+    "mlpipe", {"katib.kubeflow.org/suggestion": "e", "katib.kubeflow.org/experiment": "e"}
+)
+KATIB_CONTROLLER = Pod("kubeflow", {"katib.kubeflow.org/component": "controller"})
+
+ALLOWED = [
+    (PIPELINE, MLFLOW, 5000),
+    (TRIAL, MLFLOW, 5000),
+    (MODEL, MLFLOW, 5000),
+    (MLFLOW, POSTGRES, 5432),
+    (MLFLOW, MINIO, 9000),
+    (PIPELINE, MINIO, 9000),
+    (MODEL, MINIO, 9000),  # KServe's storage initializer runs in the model's pod
+    (TRIAL, MINIO, 9000),
+    (KATIB_CONTROLLER, SUGGESTION, 6789),
+    (TRIAL, SUGGESTION, 6788),
+    (PIPELINE, MODEL, 8080),
+]
+DENIED = [
+    (STRANGER, MLFLOW, 5000),
+    (KFP_OTHER, MLFLOW, 5000),
+    (PIPELINE, POSTGRES, 5432),
+    (MODEL, POSTGRES, 5432),
+    (TRIAL, POSTGRES, 5432),
+    (STRANGER, MINIO, 9000),
+    (STRANGER, POSTGRES, 5432),
+    (MLFLOW, POSTGRES, 5433),
+    (STRANGER, MODEL, 8080),
+    (STRANGER, SUGGESTION, 6789),
+]
+
+
+def test_network_policies_allow_exactly_the_intended_paths(kind_objects):
+    policies = [o for o in kind_objects if o["kind"] == "NetworkPolicy"]
+    deny = _one(kind_objects, "NetworkPolicy", "default-deny-ingress")
+    assert deny["spec"]["podSelector"] == {} and "ingress" not in deny["spec"]
+    for source, target, port in ALLOWED:
+        assert ingress_allowed(policies, source, target, port), (source.labels, target.labels)
+    for source, target, port in DENIED:
+        assert not ingress_allowed(policies, source, target, port), (source.labels, target.labels)
+
+
+def test_the_example_inference_service_fits_the_runtime_and_the_crd(kind_objects):
+    import yaml
+
+    example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice.yaml").read_text())
+    assert validation_errors(example, kind_kubernetes_version()) == []
+    runtime = _one(kind_objects, "ServingRuntime", "mlpipe")
+    formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    accounts = {o["metadata"]["name"] for o in kind_objects if o["kind"] == "ServiceAccount"}
+    predictors = [
+        example["spec"]["predictor"],
+        *(c["predictor"] for c in example["spec"]["canary"]),
+    ]
+    for predictor in predictors:
+        assert predictor["model"]["runtime"] == runtime["metadata"]["name"]
+        assert predictor["model"]["modelFormat"]["name"] in formats
+        assert predictor["model"]["protocolVersion"] in runtime["spec"]["protocolVersions"]
+        assert predictor["serviceAccountName"] in accounts
+    # the CRD wants a container name on a canary's model: without it the object is refused
+    del example["spec"]["canary"][0]["predictor"]["model"]["name"]
+    assert validation_errors(example, kind_kubernetes_version()) == [
+        "spec.canary[0].predictor.model: 'name' is a required property"
+    ]

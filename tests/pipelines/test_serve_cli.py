@@ -1,0 +1,73 @@
+"""`mlpipe serve` in the foreground: prints the URLs and a curl example that works."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from components.common.config import REPO_ROOT
+from pipelines.cli import build_parser, main
+from pipelines.serve_cli import banner
+from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["serve"])
+    assert args.model is None and args.port == 8080 and args.host == "127.0.0.1"
+
+
+def test_bad_fault_is_a_usage_error(capsys):
+    assert main(["serve", "--fault", "explode"]) == 2
+    assert "bad fault 'explode'" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # creates an MLflow store (~10-20 s)
+def test_missing_champion_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "models:/acs-employment@champion" in err and "mlpipe run" in err
+
+
+def test_banner_example_is_a_valid_row(schema):
+    spec = {"features": [{"name": n, **schema.features[n].model_dump()} for n in ["AGEP", "ANC"]]}
+    text = banner("m", "http://127.0.0.1:1", spec, "3", "models:/m@champion")
+    assert '{"instances": [{"AGEP": 0, "ANC": 1}]}' in text
+    assert "POST http://127.0.0.1:1/v2/models/m/infer" in text
+
+
+@pytest.mark.integration
+def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(lgbm_model_dir)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", "0", "--name", "acs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/acs:predict)", text)[1]
+        body = re.search(r"-d '(.*)'", text)[1]
+        r = requests.post(url, json=json.loads(body), timeout=10)
+        assert r.status_code == 200 and 0 <= r.json()["predictions"][0] <= 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
