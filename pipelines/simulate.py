@@ -42,7 +42,7 @@ YEARS = (2016, 2017, 2018)
 FAST_TRAINING = {
     "model_training.algorithms": ["lightgbm"],
     "model_training.hyperparameter_tuning": False,
-    "model_training.params.lightgbm": {"n_estimators": 300, "learning_rate": 0.05},
+    "model_training.params.lightgbm": {"n_estimators": 300},
     "evaluation.explain.enabled": False,
 }
 # small analysis windows: the simulation's traffic is a replay, not hours of production

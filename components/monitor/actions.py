@@ -72,7 +72,9 @@ class TriggerStore:
 
 
 def incident_key(result: dict[str, Any]) -> str:
-    return f"monitor:{result['batch_digest'][:16]}:v{result['champion_version']}"
+    """One incident per batch: re-running it (even after a retrained champion took over, which
+    still sees the same drift against its training window) does not alert again."""
+    return f"monitor:{result['batch_digest'][:16]}"
 
 
 def build_alert(result: dict[str, Any]) -> Alert | None:
