@@ -110,3 +110,20 @@ def test_schedule_refuses_an_unknown_monitoring_param(capsys):
         code = main([*args, "--cron", "0 6 * * *", "--param", "seed=7"])
         assert code == 2 and not standin.requests
     assert "has no parameter 'seed'" in capsys.readouterr().err
+
+
+def test_cluster_retraining_creates_a_kfp_run_with_the_new_window(settings):
+    from components.common.kfp_client import KfpClient
+    from components.monitor.actions import retrain_overrides, start_kfp_run
+
+    overrides = retrain_overrides(settings, 2017)
+    with KfpStandin() as standin:
+        client = KfpClient.from_env(host=standin.url)
+        run = start_kfp_run(client, settings, overrides, "ab" * 32, "acs-employment")
+        (call,) = standin.calls("RunService_CreateRun")
+        assert call.status == 200  # valid against the swagger
+    assert run["run_id"] and call.body["display_name"] == "mlpipe-retrain-abababababab"
+    params = call.body["runtime_config"]["parameters"]
+    assert params["ingestion"]["window"] == {"start": 2015, "end": 2017}
+    split = params["feature_engineering"]["split"]
+    assert (split["train_window"], split["test_window"]) == ([2015, 2016], [2017, 2017])
