@@ -1,11 +1,13 @@
 """`mlpipe`: run the pipeline locally, compile it for a cluster.
 
 mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
-mlpipe compile [--output F]
+mlpipe compile [--output F] [--pipeline training|monitoring]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | rollback | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
+mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
+mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
 """
 
 from __future__ import annotations
@@ -58,14 +60,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kfp import compiler
-
-    from pipelines.training import build_pipeline
+    from pipelines.kfp_package import compile_package
 
     settings = _settings(args)
-    output = Path(args.output)
+    output = Path(args.output or REPO_ROOT / "outputs" / f"{args.pipeline}_pipeline.yaml")
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(settings), str(output))
+    output.write_bytes(compile_package(settings, args.pipeline).yaml_bytes)
     print(f"wrote {output}")
     return 0
 
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="write the pipeline spec YAML for KFP")
     common(comp)
-    comp.add_argument("--output", default=str(REPO_ROOT / "outputs" / "training_pipeline.yaml"))
+    comp.add_argument("--output", default=None, help="default outputs/<pipeline>_pipeline.yaml")
+    comp.add_argument("--pipeline", default="training", choices=["training", "monitoring"])
     comp.set_defaults(func=cmd_compile)
 
     from pipelines.data_cli import add_data_parser
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.serve_cli import add_serve_parser
 
     add_serve_parser(sub)  # mlpipe serve: the champion (or a model dir) in the foreground
+    from pipelines.monitor_cli import add_monitor_parser
+
+    add_monitor_parser(sub)  # mlpipe monitor | simulate
     return parser
 
 

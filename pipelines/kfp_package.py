@@ -1,7 +1,7 @@
 """Compiled pipeline packages for KFP: which pipelines exist, their spec, their parameters.
 
-`PIPELINES` maps a CLI name to the function that builds the pipeline from the settings (the
-monitoring pipeline adds its entry here). `compile_package` compiles one to the YAML KFP uploads;
+`PIPELINES` maps a CLI name (training, monitoring) to the function that builds the pipeline
+from the settings. `compile_package` compiles one to the YAML KFP uploads;
 `parse_params` turns `--param key=value` pairs into values of the types the spec declares, and
 refuses an unknown name or a wrong type before anything is sent to a server.
 """
@@ -27,7 +27,16 @@ def _training(settings: Settings) -> Any:
     return build_pipeline(settings)
 
 
-PIPELINES: dict[str, Callable[[Settings], Any]] = {"training": _training}
+def _monitoring(settings: Settings) -> Any:
+    from pipelines.monitoring import build_monitoring_pipeline
+
+    return build_monitoring_pipeline(settings)
+
+
+PIPELINES: dict[str, Callable[[Settings], Any]] = {
+    "training": _training,
+    "monitoring": _monitoring,
+}
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,12 @@ STAGE_ORDER = [
     "register",
     "deploy",
     "commit",
+    # the monitoring pipeline (pipelines/monitoring.py)
+    "load_batch",
+    "champion_reference",
+    "batch_statistics",
+    "assess",
+    "act",
 ]
 
 

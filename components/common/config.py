@@ -682,6 +682,59 @@ class RuntimeConfig(_Strict):
     cluster_retries: Annotated[int, Field(ge=0, le=5)] = 2
 
 
+class DecayTolerance(_Strict):
+    """How much worse than its own evaluation the champion may score on a labelled batch."""
+
+    roc_auc: Annotated[float, Field(ge=0, le=1)] = 0.02  # AUC drop allowed
+    expected_cost: Annotated[float, Field(ge=0)] = 0.02  # expected cost per row increase allowed
+
+
+class DecisionPolicy(_Strict):
+    """How monitoring findings become a decision (none | alert | retrain)."""
+
+    on_drift: Literal["alert", "retrain"] = "retrain"
+    min_drifted_features: Annotated[int, Field(ge=1)] = 1  # fewer: no drift incident
+    on_decay: Literal["alert", "retrain"] = "retrain"
+    # a batch with blocking anomalies (bad data) is never trained on: it only alerts
+    min_rows: Annotated[int, Field(ge=1)] = 200  # smaller batches: statistics too noisy to act
+
+
+class ResourceThresholds(_Strict):
+    """A task above these (wall time, peak memory) raises a resource alert."""
+
+    max_task_wall_s: Annotated[float, Field(gt=0)] = 1800.0
+    max_task_peak_mb: Annotated[float, Field(gt=0)] = 8000.0
+    max_run_wall_s: Annotated[float, Field(gt=0)] = 3600.0  # the run's timeout alert
+
+
+class MonitoringConfig(_Strict):
+    """The monitoring pipeline: drift and decay checks, alerts, automatic retraining."""
+
+    every: str = "1h"  # `mlpipe monitor --every` default interval
+    webhook_url: str | None = None  # Slack-compatible incoming webhook; prefer webhook_url_env
+    webhook_url_env: str = "MLPIPE_ALERT_WEBHOOK"  # or: the URL from this environment variable
+    webhook_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    webhook_backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first wait; doubles each retry
+    webhook_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    decay_tolerance: DecayTolerance = DecayTolerance()
+    decision: DecisionPolicy = DecisionPolicy()
+    resources: ResourceThresholds = ResourceThresholds()
+    retrain_window_years: Annotated[int, Field(ge=1)] | None = None  # null: keep the start
+
+    @field_validator("every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _no_inline_secret(cls, value: str | None) -> str | None:
+        if value:
+            _check_no_inline_secret(value)
+        return value
+
+
 class PipelineConfig(_Strict):
     project: ProjectConfig = ProjectConfig()
     data_ingestion: IngestionConfig = IngestionConfig()
@@ -690,6 +743,7 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 class Settings(_Strict):

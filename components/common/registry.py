@@ -162,3 +162,38 @@ def load_version(
     spec_file = Path(local) / "extra_files" / FEATURE_SPEC_FILE
     spec = json.loads(spec_file.read_text())
     return model, spec, str(mv.version)
+
+
+def resolve(c: Any, name: str, ref: str) -> Any:
+    """The version a ref names (an alias or a version number); RegistryError if none."""
+    mv = get_version(c, name, ref) if str(ref).isdigit() else alias_version(c, name, ref)
+    if mv is None:
+        raise RegistryError(f"registered model {name!r} has no version with alias {ref!r}")
+    return mv
+
+
+def version_metrics(mv: Any) -> dict[str, float]:
+    """The evaluation metrics the register step tagged on a version (`metric.<name>`)."""
+    out = {}
+    for key, value in (mv.tags or {}).items():
+        if key.startswith("metric."):
+            try:
+                out[key.removeprefix("metric.")] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def download_extra_files(
+    name: str, ref: str, dst: str | Path, tracking_uri: str = ""
+) -> tuple[Path, Any]:
+    """Download only a version's companions (`extra_files/`: feature spec, training statistics,
+    schema), not the model: (the local extra_files folder, the model version)."""
+    import mlflow
+
+    c = client(tracking_uri)
+    mv = resolve(c, name, ref)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{mv.version}/extra_files", dst_path=str(dst)
+    )
+    return Path(local), mv

@@ -22,20 +22,16 @@ data schema, 1 for anything unexpected. The main environment reads only the JSON
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
-import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from components.common.artifacts import atomic_dir, write_json, write_text
+from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
 from components.validate.checks import BLOCKING, DATASET, DRIFT, Contract, finding
 from components.validate.report import render_report
@@ -49,19 +45,6 @@ METRIC_LABELS = {"linf": "L-infinity distance", "jensen_shannon": "Jensen-Shanno
 
 def log(message: str) -> None:
     print(f"validate: {message}", flush=True)
-
-
-def import_tfdv():
-    """Import TFDV quietly: TensorFlow, Beam and google-api-core log pages of notices on import."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger().setLevel(logging.ERROR)
-    # display_util writes "Unable to import IPython" straight to stderr: not our concern
-    with contextlib.redirect_stderr(io.StringIO()):
-        import tensorflow_data_validation as tfdv
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    return tfdv
 
 
 # ---------------------------------------------------------------- schema
@@ -181,73 +164,6 @@ def infer_schema(tfdv: Any, train_stats: Any, contract: Contract) -> Any:
 
 
 # ---------------------------------------------------------------- statistics
-
-
-def for_tfdv(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy TFDV can read: it rejects dictionary (category) and datetime columns and object
-    columns that mix numbers with text. Such columns were already reported by the project checks;
-    TFDV sees them as text."""
-    out = {}
-    for col in df.columns:
-        s = df[col]
-        if isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_datetime64_any_dtype(s):
-            s = s.astype(object)
-        if pd.api.types.is_object_dtype(s) and not s.dropna().map(type).eq(str).all():
-            s = s.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
-        out[str(col)] = s
-    return pd.DataFrame(out)
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
-
-
-def summarize_stats(stats: Any) -> dict[str, Any]:
-    """A compact, JSON-able summary of one window's statistics (readable without TFDV)."""
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    fns = statistics_pb2.FeatureNameStatistics
-    standard = statistics_pb2.Histogram.STANDARD
-    dataset = stats.datasets[0]
-    features: dict[str, Any] = {}
-    for f in dataset.features:
-        name = ".".join(f.path.step) or f.name
-        entry: dict[str, Any] = {"type": fns.Type.Name(f.type)}
-        which = f.WhichOneof("stats")
-        if which == "num_stats":
-            ns = f.num_stats
-            entry.update(
-                kind="numeric",
-                count=int(ns.common_stats.num_non_missing),
-                missing=int(ns.common_stats.num_missing),
-                mean=ns.mean,
-                std=ns.std_dev,
-                min=ns.min,
-                max=ns.max,
-                median=ns.median,
-                zeros=int(ns.num_zeros),
-                histogram=[
-                    [_round(b.low_value), _round(b.high_value), round(b.sample_count, 2)]
-                    for h in ns.histograms
-                    if h.type == standard
-                    for b in h.buckets
-                ],
-            )
-        elif which == "string_stats":
-            ss = f.string_stats
-            buckets = ss.rank_histogram.buckets or [
-                statistics_pb2.RankHistogram.Bucket(label=t.value, sample_count=t.frequency)
-                for t in ss.top_values
-            ]
-            entry.update(
-                kind="categorical",
-                count=int(ss.common_stats.num_non_missing),
-                missing=int(ss.common_stats.num_missing),
-                unique=int(ss.unique),
-                top_values=[[b.label, int(b.sample_count)] for b in buckets],
-            )
-        features[name] = entry
-    return {"rows": int(dataset.num_examples), "features": features}
 
 
 # ---------------------------------------------------------------- anomalies

@@ -10,59 +10,30 @@ Importable in both environments: only the standard library and components.common
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from components.common import tfdv_env
 from components.common.artifacts import atomic_dir, atomic_path, read_json
 from components.common.errors import DataError, StageError
 
 STAGE = "validate"
-TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
+TFDV_PYTHON_ENV = tfdv_env.TFDV_PYTHON_ENV
 JOB_MODULE = "components.validate.tfdv_job"
-# the source tree this module belongs to; its `components` package is what the job must run
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-LOCAL_TFDV_PYTHON = PACKAGE_DIR.parent / ".venvs" / "tfdv" / "bin" / "python"
+PACKAGE_DIR = tfdv_env.PACKAGE_DIR
+LOCAL_TFDV_PYTHON = tfdv_env.LOCAL_TFDV_PYTHON
 MESSAGE_CLAUSES = 3
 ARTIFACT_DIRS = ("statistics", "schema", "anomalies")
 
 
 def tfdv_python() -> str:
-    """The Python that runs the TFDV job.
-
-    $MLPIPE_TFDV_PYTHON if set (the CLI sets it); else this interpreter if it has TFDV (the tfdv
-    image); else the checkout's .venvs/tfdv (built by `make setup`).
-    """
-    configured = os.environ.get(TFDV_PYTHON_ENV)
-    if configured:
-        if not os.access(configured, os.X_OK) or not Path(configured).is_file():
-            raise StageError(
-                STAGE,
-                f"{TFDV_PYTHON_ENV}={configured} is not a Python executable: run `make setup` to "
-                "build the tfdv environment, or point the variable at its bin/python",
-                subject=TFDV_PYTHON_ENV,
-            )
-        return configured
-    if importlib.util.find_spec("tensorflow_data_validation") is not None:
-        return sys.executable
-    if LOCAL_TFDV_PYTHON.is_file():
-        return str(LOCAL_TFDV_PYTHON)
-    raise StageError(
-        STAGE,
-        "validate needs the tfdv environment (TensorFlow Data Validation), which is not installed:"
-        f" run `make setup`, or set {TFDV_PYTHON_ENV} to the Python of an environment with "
-        "tensorflow-data-validation",
-        subject=TFDV_PYTHON_ENV,
-    )
+    """The Python that runs the TFDV job (see components.common.tfdv_env.tfdv_python)."""
+    return tfdv_env.tfdv_python(STAGE, LOCAL_TFDV_PYTHON)
 
 
 def job_command(
@@ -83,21 +54,9 @@ def job_command(
     ]
 
 
-@contextmanager
-def job_environment() -> Iterator[dict[str, str]]:
-    """The environment of a TFDV job process.
-
-    Its PYTHONPATH starts with a folder holding only a link to this module's `components`
-    package, so the job runs the same code as the caller whichever checkout installed the tfdv
-    environment, and nothing else of the caller's environment leaks into it.
-    """
-    with tempfile.TemporaryDirectory(prefix="mlpipe-validate-path-") as path_dir:
-        os.symlink(PACKAGE_DIR, Path(path_dir) / "components")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (path_dir, env.get("PYTHONPATH")) if p)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        env["PYTHONUNBUFFERED"] = "1"
-        yield env
+def job_environment() -> AbstractContextManager[dict[str, str]]:
+    """The environment of a TFDV job process (components.common.tfdv_env.job_environment)."""
+    return tfdv_env.job_environment(prefix="mlpipe-validate-path-")
 
 
 def run_job(
@@ -111,24 +70,12 @@ def run_job(
     """Run the TFDV job in the tfdv environment, relaying its output; raise if it crashed."""
     python = python or tfdv_python()
     cmd = job_command(python, data_path, data_schema, split, out_dir)
-    tail: deque[str] = deque(maxlen=30)
-    with (
-        job_environment() as env,
-        subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
-        ) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            log(line if line.startswith("validate:") else f"[tfdv] {line}")
-    if proc.returncode:
-        last = next((t.strip() for t in reversed(tail) if t.strip()), "no output")
-        if proc.returncode == 2:
+    returncode, last = tfdv_env.run_module(python, JOB_MODULE, cmd[3:], log, "validate:")
+    if returncode:
+        if returncode == 2:
             raise StageError(STAGE, last.removeprefix("validate: "), subject="data_schema")
         raise RuntimeError(
-            f"the TFDV job failed (exit code {proc.returncode}): {last} "
+            f"the TFDV job failed (exit code {returncode}): {last} "
             f"(command: {python} -m {JOB_MODULE})"
         )
 

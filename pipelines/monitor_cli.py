@@ -1,0 +1,133 @@
+"""`mlpipe monitor`: run the monitoring pipeline locally, once or in a foreground loop.
+
+mlpipe monitor --batch FILE|GLOB [--every 1h] [--no-retrain] [--webhook URL]
+mlpipe monitor --request-log FILE [--labels FILE] [--every 1h]
+mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years 2016 2017 2018]
+
+Each run compares the batch (or the logged traffic) with the registry champion's training
+statistics, alerts once per incident and, when it decides `retrain`, runs the training pipeline
+with the window extended to the batch (the gate still decides promotion). `--every` repeats it in
+the foreground; a batch already monitored stays quiet (same incident, same trigger). Instead of
+the loop, a cron line or a systemd timer can run `mlpipe monitor` once per interval (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.config import REPO_ROOT, ConfigError, parse_duration
+
+
+def _files(args: argparse.Namespace) -> list[str]:
+    if args.request_log:
+        return [args.request_log]
+    found = sorted(glob.glob(args.batch)) if glob.has_magic(args.batch) else [args.batch]
+    if not found:
+        raise ConfigError(f"--batch {args.batch}: no file matches")
+    return found
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from components.common.alerts import AlertSink
+    from pipelines.cli import _settings
+    from pipelines.monitoring_run import format_monitoring_summary, run_monitoring_local
+
+    settings = _settings(args)
+    mon = settings.pipeline.monitoring
+    every = parse_duration(args.every) if args.every else None
+    sink = AlertSink.from_config(mon, Path(args.output_dir) / "logs")
+    if args.webhook:
+        sink.webhook_url = args.webhook
+    kind = "request_log" if args.request_log else "batch"
+    iteration, worst = 0, 0
+    while True:
+        iteration += 1
+        for file in _files(args):
+            print(f"mlpipe: monitoring {file} ({kind})", flush=True)
+            run = run_monitoring_local(
+                settings,
+                file,
+                kind,
+                args.labels or "",
+                args.output_dir,
+                args.tfdv_python,
+                retrain=not args.no_retrain,
+                verbose=args.verbose,
+                sink=sink,
+            )
+            print(format_monitoring_summary(run), flush=True)
+            worst = max(worst, 0 if run.ok else 1)
+        if every is None or (args.iterations and iteration >= args.iterations):
+            return worst
+        print(f"mlpipe: next check in {args.every} (Ctrl-C stops)", flush=True)
+        time.sleep(every)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipelines.cli import _settings
+    from pipelines.simulate import format_timeline, simulate
+
+    settings = _settings(args)
+    started = time.perf_counter()
+    timeline = simulate(
+        settings,
+        Path(args.output_dir),
+        years=tuple(args.years),
+        shift_years=tuple(args.shift or [2017]) if args.shift is not None else (),
+        sample=args.sample,
+        fast_training=not args.full_training,
+    )
+    print()
+    print(format_timeline(timeline))
+    print(f"simulated {len(timeline)} batches in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def add_monitor_parser(sub: Any) -> None:
+    """Register `mlpipe monitor` and `mlpipe simulate` on the CLI's subparsers."""
+    from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
+
+    p = sub.add_parser("monitor", help="drift and decay of a batch or the request log; alerts")
+    p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+    p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--batch", help="a batch file (Parquet, CSV, JSON lines) or a glob")
+    what.add_argument("--request-log", help="the model server's JSON-lines request log")
+    p.add_argument("--labels", help="late labels for the request log (request_id, label[, row])")
+    p.add_argument("--every", help="repeat in the foreground at this interval (e.g. 1h, 15m)")
+    p.add_argument("--iterations", type=int, default=0, help="stop after N loops (0: never)")
+    p.add_argument("--no-retrain", action="store_true", help="decide and alert, never retrain")
+    p.add_argument("--webhook", help="alert webhook URL (default: monitoring.webhook_url[_env])")
+    p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
+    p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+    p.set_defaults(func=cmd_monitor)
+
+    sim = sub.add_parser("simulate", help="replay 2016-2018: serve, monitor, retrain, canary")
+    sim.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+    sim.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+    sim.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    sim.add_argument("--years", type=int, nargs="+", default=[2016, 2017, 2018])
+    sim.add_argument(
+        "--shift",
+        type=int,
+        nargs="*",
+        metavar="YEAR",
+        help="replace these years' batches by shifted ones (no year given: 2017)",
+    )
+    sim.add_argument("--sample", type=int, default=None, help="rows per year (default: all)")
+    sim.add_argument("--full-training", action="store_true", help="the config's tuning too")
+    sim.add_argument("--output-dir", default=str(REPO_ROOT / "outputs" / "simulate"))
+    sim.set_defaults(func=cmd_simulate)
+
+
+def main() -> int:  # pragma: no cover - `python -m pipelines.monitor_cli` for quick use
+    from pipelines.cli import main as cli_main
+
+    return cli_main(["monitor", *sys.argv[1:]])

@@ -1,0 +1,129 @@
+"""The monitoring pipeline's spec and its recurring run: compiled by `mlpipe compile --pipeline
+monitoring`, scheduled by `mlpipe schedule --pipeline monitoring` against the stand-in KFP API
+server, which holds every request to the KFP v2beta1 swagger."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import pipelines.submit_cli as submit_cli
+from components.common.kfp_standin import KfpStandin
+from pipelines.cli import main
+from pipelines.kfp_package import PIPELINES, compile_package
+
+TASKS = {"load-batch", "champion-reference", "batch-statistics", "assess", "act"}
+_compiled: dict = {}
+
+
+def _compile_once(settings, pipeline="training"):
+    key = (settings.digest(), pipeline)
+    if key not in _compiled:
+        _compiled[key] = compile_package(settings, pipeline)
+    return _compiled[key]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    for name in ("KFP_HOST", "KFP_TOKEN", "KFP_TOKEN_FILE", "KFP_NAMESPACE", "KFP_UI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(submit_cli, "compile_package", _compile_once)
+
+
+@pytest.fixture(scope="module")
+def package(settings):
+    return _compile_once(settings, "monitoring")
+
+
+def test_the_registry_holds_the_monitoring_pipeline(package):
+    assert set(PIPELINES) >= {"training", "monitoring"}
+    assert package.name == "mlpipe-monitoring"
+    assert {"source", "source_kind", "labels", "monitoring", "retrain_mode"} <= set(
+        package.parameters
+    )
+    assert package.parameters["retrain_mode"]["defaultValue"] == "kfp"
+
+
+def test_every_task_has_image_resources_and_a_caching_choice(package):
+    spec = package.spec
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == TASKS
+    cached = {name: t["cachingOptions"].get("enableCache", False) for name, t in tasks.items()}
+    # reading the champion, deciding on it and alerting are side effects; statistics are pure
+    assert cached == {
+        "load-batch": True,
+        "champion-reference": False,
+        "batch-statistics": True,
+        "assess": False,
+        "act": False,
+    }
+    executors = spec["deploymentSpec"]["executors"]
+    for executor in executors.values():
+        container = executor["container"]
+        assert ":latest" not in container["image"]
+        assert container["resources"]["cpuLimit"] and container["resources"]["memoryLimit"]
+    images = {e["container"]["image"].split("/")[-1].split(":")[0] for e in executors.values()}
+    assert images == {"pipeline", "tfdv"}  # TFDV statistics run in the tfdv image
+
+
+def test_compile_cli_writes_the_monitoring_spec(tmp_path):
+    out = tmp_path / "monitoring.yaml"
+    assert main(["compile", "--pipeline", "monitoring", "--output", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == "mlpipe-monitoring"
+
+
+def test_schedule_monitoring_from_the_ingestion_cron(capsys):
+    with KfpStandin() as standin:
+        code = main(
+            [
+                "schedule",
+                "--pipeline",
+                "monitoring",
+                "--host",
+                standin.url,
+                "--set",
+                "data_ingestion.schedule=0 6 * * *",
+                "--param",
+                "source=/data/requests.jsonl",
+                "--param",
+                "source_kind=request_log",
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        (call,) = standin.calls("RecurringRunService_CreateRecurringRun")
+        assert call.status == 200  # the stand-in validated it against the swagger
+        body = call.body
+        assert body["display_name"] == "mlpipe-monitoring-schedule"
+        assert body["trigger"] == {"cron_schedule": {"cron": "0 0 6 * * *"}}
+        params = body["runtime_config"]["parameters"]
+        assert params["source"] == "/data/requests.jsonl"
+        assert params["source_kind"] == "request_log"
+        (pipeline,) = standin.pipelines.values()
+        assert pipeline["display_name"] == "mlpipe-monitoring"
+    assert "recurring run mlpipe-monitoring-schedule" in capsys.readouterr().out
+
+
+def test_schedule_refuses_an_unknown_monitoring_param(capsys):
+    with KfpStandin() as standin:
+        args = ["schedule", "--pipeline", "monitoring", "--host", standin.url]
+        code = main([*args, "--cron", "0 6 * * *", "--param", "seed=7"])
+        assert code == 2 and not standin.requests
+    assert "has no parameter 'seed'" in capsys.readouterr().err
+
+
+def test_cluster_retraining_creates_a_kfp_run_with_the_new_window(settings):
+    from components.common.kfp_client import KfpClient
+    from components.monitor.actions import retrain_overrides, start_kfp_run
+
+    overrides = retrain_overrides(settings, 2017)
+    with KfpStandin() as standin:
+        client = KfpClient.from_env(host=standin.url)
+        run = start_kfp_run(client, settings, overrides, "ab" * 32, "acs-employment")
+        (call,) = standin.calls("RunService_CreateRun")
+        assert call.status == 200  # valid against the swagger
+    assert run["run_id"] and call.body["display_name"] == "mlpipe-retrain-abababababab"
+    params = call.body["runtime_config"]["parameters"]
+    assert params["ingestion"]["window"] == {"start": 2015, "end": 2017}
+    split = params["feature_engineering"]["split"]
+    assert (split["train_window"], split["test_window"]) == ([2015, 2016], [2017, 2017])
