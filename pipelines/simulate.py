@@ -56,6 +56,9 @@ SIM_ROLLOUT = {
         "check_interval_s": 0.5,
     },
     "deployment.rollout.policy.min_canary_requests": 60,
+    # the pipeline's deploy stage only infra-validates (approval_required): a rehearsal machine
+    # may be busy, so its latency budget is generous; the rollout below judges live latency
+    "deployment.infra_validation.p99_budget_ms": 500,
 }
 ROWS_PER_REQUEST = 50
 

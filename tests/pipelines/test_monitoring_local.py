@@ -30,6 +30,9 @@ FAST = {
     "model_training.hyperparameter_tuning": False,
     "model_training.params.lightgbm": {"n_estimators": 150},
     "evaluation.explain.enabled": False,
+    # the deploy stage swaps servers without analysis windows; latency is not the point here
+    "deployment.rollout.strategy": "direct",
+    "deployment.infra_validation.p99_budget_ms": 5000,
 }
 
 
@@ -56,7 +59,7 @@ def work(tmp_path_factory, full_data, settings):
     os.environ["MLFLOW_TRACKING_URI"] = default_tracking_uri(out / "mlflow")
     os.environ["MLPIPE_STATE_DIR"] = str(out / "state")
     champion = run_local(s, out)
-    assert champion.ok and champion.registration["alias"] == "champion", champion.error
+    assert champion.ok and champion.deployment["outcome"] == "promoted", champion.error
     yield {"root": root, "out": out, "settings": s}
     for key, value in saved.items():
         if value is None:
