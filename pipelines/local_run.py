@@ -197,6 +197,22 @@ def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str
     return paths
 
 
+def init_kfp_local(out: Path, use_cache: bool) -> Path:
+    """kfp.local with the SubprocessRunner in this interpreter, task outputs and the cache under
+    `out/kfp`; returns the cache folder."""
+    from kfp import local
+
+    cache_root = out / "kfp" / ".kfp_cache"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(out / "kfp"),
+        cache_root=str(cache_root),
+        raise_on_error=True,
+        enable_caching=use_cache,
+    )
+    return cache_root
+
+
 def run_local(
     settings: Settings,
     output_dir: str | Path = REPO_ROOT / "outputs",
@@ -220,8 +236,6 @@ def run_local(
 def _run(
     settings: Settings, out: Path, run_name: str, use_cache: bool, verbose: bool, screen: Any
 ) -> RunResult:
-    from kfp import local
-
     log_file = out / "logs" / f"{run_name}.log"
     records_dir = out / "logs" / "tasks"
     started = time.time()
@@ -232,14 +246,7 @@ def _run(
     except DataError as exc:
         return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
 
-    cache_root = out / "kfp" / ".kfp_cache"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(out / "kfp"),
-        cache_root=str(cache_root),
-        raise_on_error=True,
-        enable_caching=use_cache,
-    )
+    cache_root = init_kfp_local(out, use_cache)
     pipeline = build_pipeline(settings, retries=settings.pipeline.runtime.local_retries)
     result = RunResult(True, 0.0, log_file=str(log_file))
 

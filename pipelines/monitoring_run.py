@@ -28,6 +28,7 @@ from pipelines.local_run import (
     _info_logging,
     _task_environment,
     _task_rows,
+    init_kfp_local,
     run_local,
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
@@ -199,8 +200,6 @@ def _run(
     screen: Any,
     tracking_uri: str,
 ) -> MonitoringRun:
-    from kfp import local
-
     log_file = out / "logs" / f"{run_name}.log"
     records_dir = out / "logs" / "tasks"
     started = time.time()
@@ -211,14 +210,7 @@ def _run(
     except OSError as exc:
         run.ok, run.failed_stage, run.error = False, "load_batch", f"cannot read {source}: {exc}"
         return run
-    cache_root = out / "kfp" / ".kfp_cache"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(out / "kfp"),
-        cache_root=str(cache_root),
-        raise_on_error=True,
-        enable_caching=use_cache,
-    )
+    cache_root = init_kfp_local(out, use_cache)
     pipeline = build_monitoring_pipeline(settings, retries=settings.pipeline.runtime.local_retries)
     with open(log_file, "w") as log:
         tee = ProgressTee(log, screen, verbose=verbose)

@@ -44,3 +44,15 @@ def schema():
 @pytest.fixture(scope="session")
 def settings():
     return load_settings()
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch):
+    """A real MLflow store (SQLite in a temporary folder) as this test's tracking URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("t")
+    return mlflow.MlflowClient()

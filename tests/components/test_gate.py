@@ -116,12 +116,8 @@ def models(rows, tmp_path_factory):
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("t")
-    return mlflow.MlflowClient()
+def store(mlflow_store):
+    return mlflow_store
 
 
 def gate(models, rows, tmp_path, which: str, cfg=CFG):

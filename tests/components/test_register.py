@@ -11,12 +11,8 @@ from components.register.register import run
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("t")
-    return mlflow.MlflowClient()
+def store(mlflow_store):
+    return mlflow_store
 
 
 def _logged_model(seed: int) -> tuple[str, str]:

@@ -12,12 +12,8 @@ LINEAGE = {"pipeline_run": "r", "data_digest": "d", "config_hash": "c", "code_ve
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("t")
-    client = mlflow.MlflowClient()
+def store(mlflow_store):
+    client = mlflow_store
     for seed, approval in ((1, False), (2, True)):
         model = LogisticRegression().fit([[0.0], [1.0], [float(seed)]], [0, 1, 1])
         with mlflow.start_run() as active:
