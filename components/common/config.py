@@ -609,7 +609,7 @@ class AnalysisWindow(_Strict):
     """One window per step: done after `seconds` and `min_requests` canary requests; a window
     that cannot gather its requests within `max_seconds` fails."""
 
-    seconds: Annotated[float, Field(gt=0)] = 60.0
+    seconds: Annotated[float, Field(gt=0)] = 10.0  # a local rehearsal; raise it on a cluster
     min_requests: Annotated[int, Field(ge=1)] = 200
     max_seconds: Annotated[float, Field(gt=0)] = 600.0
     check_interval_s: Annotated[float, Field(gt=0)] = 1.0  # a failing window ends at once

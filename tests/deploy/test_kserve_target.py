@@ -341,6 +341,6 @@ def test_settings_and_rollout_from_the_default_config(clock):
     target = KServeTarget(InMemoryCluster(), "acs-employment", settings, FakeMetrics({}))
     rollout = Rollout.from_config(target, rollout_cfg, clock=clock, sleep=clock.sleep)
     assert (rollout.strategy, rollout.steps) == ("blue_green", [10, 50, 100])
-    assert rollout.window.seconds == 60 and rollout.policy.min_canary_requests == 200
+    assert rollout.window.seconds == 10 and rollout.policy.min_canary_requests == 200
     with pytest.raises(ValueError, match="unknown strategy"):
         Rollout(target, strategy="linear")
