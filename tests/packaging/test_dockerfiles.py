@@ -2,14 +2,16 @@
 derived from uv.lock are exactly the main environment (so a dependency change without
 `make lock-images` fails here), and the compiled pipeline uses exactly the images we build."""
 
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.packaging.dockerfile import dockerfile_errors, parse
+from tests.packaging.dockerfile import dockerfile_errors, lineage, parse, root_base
 from tests.packaging.render import REPO_ROOT
 
 IMAGES = ("pipeline", "serving", "tfdv")
@@ -71,7 +73,9 @@ def test_dockerfile_installs_from_its_lock_and_runs_as_non_root(image):
 def test_dockerfile_facts(image):
     stages = parse((REPO_ROOT / "images" / image / "Dockerfile").read_text())
     final = stages[-1]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", final.base)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", root_base(stages, final))
+    # one base for every stage (the wheel is built by the interpreter that installs it)
+    assert {root_base(stages, stage) for stage in stages} == {root_base(stages, final)}
     (user,) = {u.args for u in final.all("USER")}
     assert user == "10001:10001"
     title = f'org.opencontainers.image.title="mlpipe-{image}"'
@@ -98,6 +102,118 @@ def test_a_broken_dockerfile_is_rejected():
         "missing LABEL org.opencontainers.image.version",
     ):
         assert expected in errors
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    return path
+
+
+GOOD_TAIL = """
+LABEL org.opencontainers.image.source="s" org.opencontainers.image.title="t" \\
+      org.opencontainers.image.version="1"
+COPY --from=wheel /dist/ /tmp/dist/
+RUN pip install --no-deps /tmp/dist/mlpipe-*.whl
+USER 10001:10001
+CMD ["python"]
+"""
+WHEEL_STAGE = """
+FROM python:3.11.14-slim-bookworm AS wheel
+COPY components /src/components
+RUN pip wheel --no-deps --wheel-dir /dist /src
+"""
+
+
+def test_a_compiler_in_the_final_image_is_rejected(tmp_path):
+    text = (
+        WHEEL_STAGE
+        + "FROM python:3.11.14-slim-bookworm AS base\n"
+        + "RUN apt-get update && apt-get install -y --no-install-recommends build-essential\n"
+        + "FROM base\n"
+        + "RUN apt-get update && apt-get install -y g++ libgomp1\n"
+        + "COPY images/tfdv/requirements.lock /tmp/requirements.lock\n"
+        + "RUN pip install --no-deps -r /tmp/requirements.lock\n"
+        + GOOD_TAIL
+    )
+    errors = " | ".join(dockerfile_errors(_write(tmp_path, text), "tfdv", REPO_ROOT))
+    assert "the final image installs build-essential" in errors  # through FROM base
+    assert "the final image installs g++ (" in errors  # libgomp1 is fine
+
+
+def test_find_links_must_come_from_a_builder_stage(tmp_path):
+    final = (
+        "FROM python:3.11.14-slim-bookworm\n"
+        "COPY images/tfdv/requirements.lock /tmp/requirements.lock\n"
+        "COPY --from=sdists /wheels /tmp/wheels\n"
+        "RUN pip install --no-deps --only-binary=:all: --find-links /tmp/{links} "
+        "-r /tmp/requirements.lock\n"
+    )
+    sdists = "FROM python:3.11.14-slim-bookworm AS sdists\nRUN pip wheel --no-deps -w /wheels x\n"
+    good = WHEEL_STAGE + sdists + final.format(links="wheels") + GOOD_TAIL
+    assert dockerfile_errors(_write(tmp_path, good), "tfdv", REPO_ROOT) == []
+    bad = WHEEL_STAGE + sdists + final.format(links="elsewhere") + GOOD_TAIL
+    errors = dockerfile_errors(_write(tmp_path, bad), "tfdv", REPO_ROOT)
+    assert len(errors) == 1
+    assert errors[0].endswith(": --find-links /tmp/elsewhere is not copied from a builder")
+
+
+def _tfdv_stages():
+    return parse((REPO_ROOT / "images" / "tfdv" / "Dockerfile").read_text())
+
+
+def _platform_check() -> str:
+    """The tfdv Dockerfile's first RUN: the platform check."""
+    first = _tfdv_stages()[0]
+    return next(i for i in first.instructions if i.keyword == "RUN").args
+
+
+def test_tfdv_checks_the_platform_before_anything_else():
+    stages = _tfdv_stages()
+    first = stages[0]
+    assert [i.keyword for i in first.instructions] == ["ARG", "RUN"]
+    assert first.instructions[0].args == "TARGETARCH"
+    # every stage derives from the checked one, so nothing is built before the check
+    assert all(first in lineage(stages, stage) for stage in stages)
+
+
+@pytest.mark.parametrize(
+    ("target", "ok"),
+    [("amd64", True), ("x86_64", True), ("arm64", False), ("aarch64", False), ("s390x", False)],
+)
+def test_tfdv_platform_check_refuses_everything_but_amd64(target, ok):
+    env = {**os.environ, "TARGETARCH": target}
+    result = subprocess.run(
+        ["sh", "-c", _platform_check()], env=env, capture_output=True, text=True
+    )
+    assert (result.returncode == 0) is ok
+    if not ok:
+        assert f"cannot build for {target}" in result.stderr
+        assert "linux/amd64" in result.stderr and "x86_64 only" in result.stderr
+
+
+def test_tfdv_platform_check_falls_back_to_uname_without_targetarch():
+    env = {k: v for k, v in os.environ.items() if k != "TARGETARCH"}
+    result = subprocess.run(
+        ["sh", "-c", _platform_check()], env=env, capture_output=True, text=True
+    )
+    assert (result.returncode == 0) is (os.uname().machine == "x86_64")
+
+
+def test_tfdv_builds_the_source_only_pins_in_a_builder_and_installs_wheels_only():
+    stages = _tfdv_stages()
+    final = stages[-1]
+    (sdists,) = [s for s in stages if s.name == "sdists"]
+    (arg,) = [i.args for i in sdists.all("ARG") if i.args.startswith("SOURCE_ONLY=")]
+    names = arg.partition("=")[2].strip('"').split()
+    pins = _pins(REPO_ROOT / "images" / "tfdv" / "requirements.lock")
+    assert "pyfarmhash" in names and set(names) <= set(pins), set(names) - set(pins)
+    builder_runs = " ".join(i.args for i in sdists.all("RUN"))
+    assert "g++" in builder_runs and "--no-build-isolation" in builder_runs
+    assert sdists not in lineage(stages, final)  # the compiler stays in the builder
+    installs = " ".join(i.args for i in final.all("RUN"))
+    assert "--only-binary=:all:" in installs and "--find-links=/tmp/wheels" in installs
+    assert any(i.args.split()[:2] == ["--from=sdists", "/wheels"] for i in final.all("COPY"))
 
 
 @pytest.mark.parametrize("image", FROM_UV_LOCK)
@@ -175,7 +291,8 @@ def test_compiled_pipeline_uses_exactly_the_images_make_images_builds(tmp_path, 
     assert images.VERSION == PROJECT_VERSION  # the installed package is this source tree
     out = tmp_path / "pipeline.yaml"
     assert main(["compile", "--output", str(out)]) == 0
-    spec = yaml.safe_load(out.read_text())
+    # the pipeline spec, possibly followed by a platform spec document
+    (spec,) = [d for d in yaml.safe_load_all(out.read_text()) if d and "deploymentSpec" in d]
     used = {
         executor["container"]["image"]
         for executor in spec["deploymentSpec"]["executors"].values()
