@@ -9,7 +9,7 @@ TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
-	lock-images images kind-load kind-up kind-down
+	lock-images images container-host kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
 
@@ -72,7 +72,16 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 
 IMAGE_REGISTRY ?= ghcr.io/mlpipe
 IMAGES := pipeline serving tfdv
 KIND_CLUSTER ?= mlpipe
-DOCKER ?= docker
+# the image builder: docker when a Docker engine answers (not podman's Docker-compatible API
+# behind DOCKER_HOST), else podman when installed (see `make container-host`); DOCKER=... overrides
+ifeq ($(origin DOCKER),undefined)
+DOCKER := $(shell v=$$(docker version --format '{{range .Server.Components}}{{.Name}};{{end}}' \
+	2>/dev/null) && case "$$v" in (*odman*) false ;; esac && echo docker \
+	|| { command -v podman >/dev/null 2>&1 && echo podman || echo docker; })
+endif
+# podman: RUN steps on the host's network (no bridge, NAT or DNS relay between the build and the
+# package indexes; the default bridge works too where iptables does)
+DOCKER_BUILD_FLAGS ?= $(if $(filter podman,$(notdir $(DOCKER))),--network host)
 
 # pipeline and serving: the main set from uv.lock (no dev tools, no project), with hashes;
 # the wheel builder's hatchling pin, with hashes. tfdv's lock is compiled by `make lock`.
@@ -87,10 +96,18 @@ lock-images: setup-uv
 
 images:
 	@for image in $(IMAGES); do \
-		echo "building $(IMAGE_REGISTRY)/$$image:$(VERSION)"; \
-		$(DOCKER) build -f images/$$image/Dockerfile --build-arg VERSION=$(VERSION) \
-			-t $(IMAGE_REGISTRY)/$$image:$(VERSION) . || exit 1; \
+		echo "building $(IMAGE_REGISTRY)/$$image:$(VERSION) with $(DOCKER)"; \
+		$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f images/$$image/Dockerfile \
+			--build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/$$image:$(VERSION) . || exit 1; \
 	done
+
+# a machine without Docker (CI: fresh Debian, root): podman with the Docker-compatible API on
+# /run/podman/podman.sock, and the images' base made locally when no registry is reachable
+# (tests/rehearsal/container_host.sh, base_image.sh; idempotent). With Docker: nothing to do.
+# Then: make images; export DOCKER_HOST=unix:///run/podman/podman.sock for Docker clients.
+container-host:
+	$(if $(filter 0,$(shell id -u)),,sudo )tests/rehearsal/container_host.sh
+	$(if $(filter 0,$(shell id -u)),,sudo )tests/rehearsal/base_image.sh
 
 kind-load:
 	@for image in $(IMAGES); do \
