@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 import pipelines.submit_cli as submit_cli
-from components.common.kfp_standin import KfpStandin
 from pipelines.cli import main
 from pipelines.kfp_package import PIPELINES, compile_package
+from tests.support.kfp_standin import KfpStandin
 
 TASKS = {"load-batch", "champion-reference", "batch-statistics", "assess", "act"}
 _compiled: dict = {}

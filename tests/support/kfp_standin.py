@@ -1,38 +1,69 @@
-"""A stand-in KFP API server (v2beta1) for tests: a real HTTP server on 127.0.0.1, in-memory state.
+"""A stand-in KFP API server (v2beta1): a real HTTP server with in-memory state, for tests and
+rehearsals.
 
-It implements the endpoints `kfp_client.KfpClient` uses and holds every request to the KFP
-swagger (`schemas/kfp-api-v2beta1.swagger.json`), strictly:
+It implements the endpoints `components/common/kfp_client.py` reaches through `kfp.Client` (and its
+generated `kfp_server_api` client) and holds every request to the KFP swagger
+(`components/common/schemas/kfp-api-v2beta1.swagger.json`):
 
 - query parameters must be declared for the operation and have the declared type;
-- a JSON body must match the operation's body schema with `$ref`s resolved, **unknown fields
-  refused** (stricter than a server that may drop them silently: a misspelt field must not pass
-  unnoticed), `readOnly` fields refused, formats checked (an int64 is a decimal string, as proto3
-  JSON writes it; date-times are RFC 3339); an operation without a body takes none;
+- a JSON body must match the operation's body schema with `$ref`s resolved and **unknown fields
+  refused**, as the API server does: its gateway unmarshals with `DiscardUnknown: false`
+  (kubeflow/pipelines backend/src/apiserver/common/utils.go, `CustomMarshaler`). Like protojson
+  there, an int64 may be a JSON number or a decimal string. `readOnly` fields are refused and
+  formats checked (RFC 3339 date-times); an operation without a body takes none;
 - a multipart upload (swagger 2.0 `formData`) must carry exactly the declared form fields, the
   required ones present, a `file` field as a file part;
 - the bearer token, when the stand-in is given one (`Authorization: Bearer ...`; else 401).
 
-On top of the swagger it applies the checks the real API server makes (named where they apply):
-required names, unique pipeline / version / experiment names (409), max_concurrency in 1-10, the
-cron parsed as robfig/cron v1 does, references to existing pipelines, versions and experiments
-(404), run parameters declared by the pipeline spec. Invalid requests get 400 with the message, as
-a `googleRpcStatus` body. Every answer is itself checked against the operation's response schema
-(a mismatch is a 500: a stand-in bug, never hidden).
+On top of the swagger it applies the checks the real API server makes, after the upstream file
+named (paths in kubeflow/pipelines, backend/src/apiserver/):
+
+- uploads (server/pipeline_upload_server.go): the pipeline's name from `name`, else
+  `display_name`, else the file name; the first version is named after the pipeline;
+  `pipelineid` is required for a version; an existing name is 409; of the file's YAML documents
+  exactly one is the pipeline spec, the platform spec rides along (template/v2_template.go);
+- names unique per namespace: pipelines (model/pipeline.go, unique index namespace_name) and
+  experiments (model/experiment.go, unique index idx_name_namespace); versions per pipeline;
+- recurring runs (server/api_converter.go, `toModelJob`, `toModelJobEnabled`): max_concurrency
+  in 1-10, the cron parsed as robfig/cron v1 `cron.Parse` does, an unspecified mode is disabled;
+- list filters (server/list_request_util.go, `parseAPIFilter`): jsonpb, so field names in
+  snake_case or lowerCamelCase and operations by name or number (kfp.Client sends `1`,
+  `stringValue`); pipelines filter on `name` (model/pipeline.go, `pipelineAPIToModelFieldMap`);
+  a page holds 20 items unless asked, at most 200 (`defaultPageSize`, `maxPageSize`);
+- references to existing pipelines, versions and experiments (404).
+
+Beyond upstream (a client bug, caught here): run parameters the pipeline spec does not declare.
+Invalid requests get 400 with the message, as a `googleRpcStatus` body. Every answer is itself
+checked against the operation's response schema (a mismatch is a 500: a stand-in bug, never
+hidden).
 
 Runs move through `run_states` (default PENDING, RUNNING, SUCCEEDED), one step per GET, so a
 client's wait loop can be tested; `inject(operation, status)` queues failures (503, 403, ...);
 `requests` records every request (`Recorded`) for assertions.
+
+Standalone, for a rehearsal in which a container creates a run through it:
+
+    python -m tests.support.kfp_standin --host 127.0.0.1 --port 8888 --record requests.jsonl
+
+serves until killed and appends every request, accepted or refused, to the record file as a JSON
+line (`Recorded.to_json`): time, method, path, operation, params, body (the JSON body; a form's
+files as name, size and sha256), bearer (whether a token came), status, errors (validation),
+message (any other refusal) and response.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import email.parser
 import email.policy
+import hashlib
 import itertools
 import json
 import re
+import signal
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -47,7 +78,8 @@ import yaml
 
 from components.common.cron import robfig_parse_errors
 
-SWAGGER = Path(__file__).resolve().parent / "schemas" / "kfp-api-v2beta1.swagger.json"
+ROOT = Path(__file__).resolve().parents[2]
+SWAGGER = ROOT / "components" / "common" / "schemas" / "kfp-api-v2beta1.swagger.json"
 # google.rpc.Code values used in error bodies
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster
 _CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 500: 13, 501: 12, 503: 14}
@@ -62,7 +94,8 @@ class ApiError(Exception):
 @dataclass
 class Recorded:
     """One request as the stand-in saw it. `body` is the parsed JSON body; `form` maps form
-    fields to (filename, bytes); `status` is the answer's HTTP status."""
+    fields to (filename, bytes); `status` is the answer's HTTP status; `errors` why the request
+    broke the swagger, `message` any other refusal."""
 
     method: str
     path: str
@@ -73,20 +106,54 @@ class Recorded:
     form: dict[str, tuple[str | None, bytes]] = field(default_factory=dict)
     status: int = 0
     response: Any = None
+    errors: list[str] = field(default_factory=list)
+    message: str = ""
+    time: str = field(default_factory=lambda: _now())
+
+    def to_json(self) -> dict[str, Any]:
+        """The record file's line: the request in JSON terms (files by size and sha256; a
+        version's pipeline_spec, which echoes the upload, left out of the response)."""
+        response = self.response
+        if isinstance(response, dict) and "pipeline_spec" in response:
+            response = {**response, "pipeline_spec": "(omitted: the uploaded spec)"}
+        return {
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "operation": self.operation,
+            "params": {k: v[0] if len(v) == 1 else v for k, v in self.query.items()},
+            "body": self.body,
+            "form": {
+                name: {"filename": filename, "size": len(data), "sha256": _sha256(data)}
+                for name, (filename, data) in self.form.items()
+            },
+            "bearer": self.headers.get("authorization", "").startswith("Bearer "),
+            "status": self.status,
+            "errors": self.errors,
+            "message": self.message,
+            "response": response,
+        }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------- the swagger
 
 
-def _strict(node: Any) -> Any:
-    """A copy of a schema whose objects that list their properties refuse unknown ones."""
+def _strict(node: Any, request: bool = False) -> Any:
+    """A copy of a schema whose objects that list their properties refuse unknown ones; in a
+    request, an int64 string may also be a JSON number (protojson reads both)."""
     if isinstance(node, list):
-        return [_strict(n) for n in node]
+        return [_strict(n, request) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _strict(v) for k, v in node.items()}
+    out = {k: _strict(v, request) for k, v in node.items()}
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
+    if request and out.get("format") in ("int64", "uint64") and out.get("type") == "string":
+        out["type"] = ["string", "integer"]
     return out
 
 
@@ -157,10 +224,10 @@ def _read_only(validator: Any, value: Any, instance: Any, schema: dict) -> Itera
 def _validator(ref: str, request: bool) -> Any:
     from jsonschema import Draft4Validator, validators
 
-    definitions = _strict(_swagger()["definitions"])
+    definitions = _strict(_swagger()["definitions"], request)
     extra = {"readOnly": _read_only} if request else {}
     cls = validators.extend(Draft4Validator, extra)
-    schema = {"definitions": definitions, **_strict(json.loads(ref))}
+    schema = {"definitions": definitions, **_strict(json.loads(ref), request)}
     return cls(schema, format_checker=_format_checker())
 
 
@@ -236,6 +303,35 @@ def _check_form(op: dict, form: dict[str, tuple[str | None, bytes]]) -> list[str
     return errors
 
 
+# v2beta1 filter.proto's PredicateOperation numbers (as kfp.client.client._FILTER_OPERATIONS)
+_OPERATIONS = {
+    1: "EQUALS",
+    2: "NOT_EQUALS",
+    3: "GREATER_THAN",
+    5: "GREATER_THAN_EQUALS",
+    6: "LESS_THAN",
+    7: "LESS_THAN_EQUALS",
+    8: "IN",
+    9: "IS_SUBSTRING",
+}
+
+
+def _protojson_filter(spec: Any) -> Any:
+    """A filter as jsonpb reads it, in the swagger's spelling: lowerCamelCase field names to
+    snake_case, operation numbers to names."""
+    if isinstance(spec, list):
+        return [_protojson_filter(item) for item in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {}
+    for key, value in spec.items():
+        key = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+        if key == "operation" and isinstance(value, int):
+            value = _OPERATIONS.get(value, value)
+        out[key] = _protojson_filter(value)
+    return out
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # ordered within a second
 
@@ -247,15 +343,22 @@ class KfpStandin:
     """Start with `with KfpStandin() as kfp:`; `kfp.url` is the host to give the client.
 
     `token`: require `Authorization: Bearer <token>`. `run_states`: the states a run passes
-    through, one per GET. `multi_user`: what healthz reports."""
+    through, one per GET. `multi_user`: what healthz reports. `host`/`port`: where to listen
+    (default: 127.0.0.1, a free port). `record`: a file to append each request to (JSON lines)."""
 
     def __init__(
         self,
         token: str | None = None,
         run_states: Sequence[str] = ("PENDING", "RUNNING", "SUCCEEDED"),
         multi_user: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: str | Path | None = None,
     ) -> None:
         self.token = token
+        self.host, self.port = host, port
+        self.record = Path(record) if record else None
         self.run_states = list(run_states)
         self.multi_user = multi_user
         self.requests: list[Recorded] = []
@@ -286,7 +389,7 @@ class KfpStandin:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -338,9 +441,13 @@ class KfpStandin:
             status, answer = 200, self._dispatch(handler, parsed.path, query, raw, record)
         except ApiError as exc:
             status, answer = exc.status, {"code": _CODES.get(exc.status, 2), "message": str(exc)}
+            record.message = "" if record.errors else str(exc)
         record.status, record.response = status, answer
         with self._lock:
             self.requests.append(record)
+            if self.record is not None:
+                with self.record.open("a") as out:
+                    out.write(json.dumps(record.to_json(), default=str) + "\n")
         data = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -371,7 +478,7 @@ class KfpStandin:
                 raise ApiError(401, f"Unauthenticated: {why}")
         errors = _check_query(op, query)
         body, form = self._read_body(op, handler.headers.get("Content-Type", ""), raw, errors)
-        record.body, record.form = body, form
+        record.body, record.form, record.errors = body, form, errors
         if errors:
             raise ApiError(400, f"Invalid input for {name}: " + "; ".join(errors))
         handle = getattr(self, f"_op_{name}", None)
@@ -440,6 +547,7 @@ class KfpStandin:
             spec = json.loads(text)
         except ValueError as exc:
             raise ApiError(400, f"filter is not JSON: {exc}") from exc
+        spec = _protojson_filter(spec)
         errors = schema_errors(spec, {"$ref": "#/definitions/v2beta1Filter"})
         if errors:
             raise ApiError(400, "Invalid filter: " + "; ".join(errors))
@@ -460,7 +568,7 @@ class KfpStandin:
     @staticmethod
     def _page(items: list[dict], key: str, args: dict[str, str]) -> dict:
         start = int(args.get("page_token") or 0)
-        size = int(args.get("page_size") or 0) or len(items) or 1
+        size = min(int(args.get("page_size") or 0) or 20, 200)  # list_request_util.go
         page = items[start : start + size]
         answer: dict[str, Any] = {key: page, "total_size": len(items)}
         if start + size < len(items):
@@ -475,13 +583,20 @@ class KfpStandin:
         return sorted(items, key=lambda i: str(i.get(field_name, "")), reverse=order == "desc")
 
     def _pipeline_spec(self, form: dict[str, tuple[str | None, bytes]]) -> dict:
+        """The upload's pipeline spec. Like template/v2_template.go `NewV2SpecTemplate`: the
+        YAML documents are read in turn, exactly one is the pipeline spec, the others (the
+        platform spec kfp-kubernetes adds) ride along."""
         filename, content = form["uploadfile"]
         if len(content) > 32 * 1024 * 1024:
             raise ApiError(400, "the pipeline file is larger than 32MB")
         try:
-            spec = yaml.load(content, Loader=_YAML_LOADER)
+            docs = [d for d in yaml.load_all(content, Loader=_YAML_LOADER) if d is not None]
         except yaml.YAMLError as exc:
             raise ApiError(400, f"{filename}: not YAML: {exc}") from exc
+        specs = [d for d in docs if isinstance(d, dict) and "pipelineInfo" in d]
+        if len(specs) > 1:
+            raise ApiError(400, f"{filename}: multiple pipeline specs provided")
+        spec = specs[0] if specs else (docs[0] if docs else None)
         missing = [k for k in ("pipelineInfo", "root", "schemaVersion") if not (spec or {}).get(k)]
         if not isinstance(spec, dict) or missing:
             raise ApiError(400, f"{filename}: not a KFP pipeline spec (missing {missing})")
@@ -535,6 +650,12 @@ class KfpStandin:
 
     def _op_HealthzService_GetHealthz(self, params, args, body, form) -> dict:
         return {"multi_user": self.multi_user, "pipeline_store": "database"}
+
+    def _op_PipelineService_ListPipelines(self, params, args, body, form) -> dict:
+        namespace = args.get("namespace", "")
+        found = [p for p in self.pipelines.values() if p.get("namespace", "") == namespace]
+        found = self._sorted(self._filter(found, args.get("filter")), args.get("sort_by"))
+        return self._page(found, "pipelines", args)
 
     def _op_PipelineService_GetPipelineByName(self, params, args, body, form) -> dict:
         namespace = args.get("namespace", "")
@@ -682,7 +803,12 @@ class KfpStandin:
             "updated_at": now,
             "mode": "ENABLE" if enabled else "DISABLE",
             "status": "ENABLED" if enabled else "DISABLED",
+            "max_concurrency": str(concurrency),  # protojson writes an int64 as a string
         }
+        if periodic and "interval_second" in periodic:
+            recurring["trigger"]["periodic_schedule"]["interval_second"] = str(
+                periodic["interval_second"]
+            )
         self.recurring_runs[recurring["recurring_run_id"]] = recurring
         return recurring
 
@@ -699,3 +825,44 @@ class KfpStandin:
             raise ApiError(404, f"recurring run {params['recurring_run_id']} not found")
         recurring.update(mode="DISABLE", status="DISABLED", updated_at=_now())
         return {}
+
+
+# ---------------------------------------------------------------- standalone
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.kfp_standin",
+        description="Serve the stand-in KFP API until killed, recording every request.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8888)
+    parser.add_argument("--record", default=None, help="append each request here (JSON lines)")
+    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--run-states", default="PENDING,RUNNING,SUCCEEDED", help="a run's states, one per GET"
+    )
+    parser.add_argument("--multi-user", action="store_true", help="what healthz reports")
+    args = parser.parse_args(argv)
+    standin = KfpStandin(
+        token=args.token,
+        run_states=args.run_states.split(","),
+        multi_user=args.multi_user,
+        host=args.host,
+        port=args.port,
+        record=args.record,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # killed: stop cleanly
+    standin.start()
+    print(f"KFP stand-in listening on {standin.url}", flush=True)
+    try:
+        signal.pause() if hasattr(signal, "pause") else threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

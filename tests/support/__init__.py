@@ -1,0 +1,1 @@
+"""Test support: stand-in servers and helpers the tests share (not product code)."""
