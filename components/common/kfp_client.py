@@ -1,45 +1,56 @@
-"""The one module that talks to the Kubeflow Pipelines REST API (v2beta1), over `requests`.
+"""The Kubeflow Pipelines API (v2beta1) for `mlpipe submit | schedule` and monitoring's retraining.
 
-Why not `kfp.Client`: every request here is a plain, visible HTTP call that the tests check
-against the KFP swagger (through the stand-in server, `kfp_standin.py`), and the CLI and the
-monitoring component share one small surface:
+`kfp.Client` (kfp 2.17.3, generated from the same API) does the HTTP, the multipart upload, the
+models and the bearer token (given, or a file re-read per request: projected tokens rotate); its
+answers leave as plain dicts (the server's JSON, unset fields absent). What this module adds is
+what `kfp.Client` lacks:
 
-- `healthz`;
-- pipelines: `get_pipeline_by_name`, `upload_pipeline` (multipart), `upload_pipeline_version`,
-  `find_pipeline_version`, `latest_pipeline_version`, `ensure_pipeline_version` (find or upload);
-- experiments: `find_experiment`, `ensure_experiment`;
-- runs: `create_run`, `get_run`, `wait_for_run`;
-- recurring runs: `create_recurring_run`, `list_recurring_runs`, `disable_recurring_run`.
-
-Connection: `KfpClient.from_env(...)` takes the host from `--host` or `KFP_HOST`, a bearer token
-from `--token` / `KFP_TOKEN`, else a token file (`--token-file` / `KFP_TOKEN_FILE`, else the
-in-cluster `KF_PIPELINES_SA_TOKEN_PATH`, default /var/run/secrets/kubeflow/pipelines/token, if it
-exists; re-read on each request because projected tokens rotate), and an optional namespace
-(`--namespace` / `KFP_NAMESPACE`).
-
-Errors name the endpoint and carry the server's message: 400 → `KfpInvalid`, 401/403 →
-`KfpAuthError` (never retried), 404 → `KfpNotFound`, 409 → `KfpAlreadyExists`, connection
-failures and 5xx → `KfpUnavailable`. Only idempotent calls (reads, disable) are retried on
-connection errors and 5xx, with exponential backoff (`Retry-After` honoured): a create that
-timed out may have happened, and repeating it would duplicate a run.
+- content-addressed versions: `ensure_pipeline_version` finds the pipeline by name in the
+  namespace (`get_pipeline_id` takes none) and the version by name, uploading only what is missing;
+  a version is named by the package's content, so re-submitting it reuses it. `ensure_experiment`
+  likewise. A 409 on a create (someone else just made it) is answered by finding it;
+- no retry on a create: kfp.Client keeps urllib3's default (3 immediate retries of a failed
+  connection, POSTs included; none on 5xx; no timeout). `_Transport` retries GETs on connection
+  errors and 5xx with backoff (`Retry-After` honoured) and never a POST: a create that timed out
+  may have happened, and repeating it would duplicate a run. Every request has a timeout;
+- errors naming the endpoint with the server's message: 400 `KfpInvalid`, 401/403 `KfpAuthError`,
+  404 `KfpNotFound`, 409 `KfpAlreadyExists`, 5xx or unreachable `KfpUnavailable`;
+- quiet creates: through the generated service APIs kfp.Client builds (`.runs`,
+  `.pipeline_uploads`, ...), as its convenience methods print links to stdout and `run_pipeline`
+  drops the run's description; `get_kfp_healthz` would retry auth errors 5 times, 5 s apart;
+- a constructor without side effects: `kfp.Client()` applies ~/.config/kfp/context.json
+  (namespace, cookie, auth header) and, without a namespace there, calls healthz and may write that
+  file. `_Client` skips both; the namespace is explicit;
+- `wait_for_run` reports each state and stops at CANCELED (`wait_for_run_completion` does not);
+- KFP's 6-field cron (seconds first) comes from `cron.to_kfp_cron`; runs and recurring runs carry
+  the pipeline's service account;
+- `from_env`: `KFP_HOST`, `KFP_TOKEN`, else `KFP_TOKEN_FILE`, else the in-cluster KFP token
+  (`KF_PIPELINES_SA_TOKEN_PATH`) if present, `KFP_NAMESPACE`, `KFP_UI_URL` (links; default: host).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+import urllib.parse
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
+import kfp
+import kfp_server_api
+import urllib3
+from kfp.client import (
+    KF_PIPELINES_SA_TOKEN_ENV,
+    KF_PIPELINES_SA_TOKEN_PATH,
+    ServiceAccountTokenVolumeCredentials,
+)
+from kfp_server_api import rest
 
-API = "/apis/v2beta1"
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"})
-SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
-SA_TOKEN_DEFAULT = "/var/run/secrets/kubeflow/pipelines/token"
-_RETRY_STATUS = {500, 502, 503, 504}
 
 
 class KfpError(RuntimeError):
@@ -64,11 +75,11 @@ class KfpAuthError(KfpError):
 
 
 class KfpNotFound(KfpError):
-    pass
+    """404."""
 
 
 class KfpAlreadyExists(KfpError):
-    pass
+    """409."""
 
 
 class KfpUnavailable(KfpError):
@@ -92,25 +103,92 @@ _BY_STATUS: dict[int, type[KfpError]] = {
 }
 
 
-def _server_message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500] or response.reason or ""
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or body)[:2000]
-    return str(body)[:2000]
-
-
 def name_filter(key: str, value: str) -> str:
     """A v2beta1 `filter` query value: `key` EQUALS `value`."""
     predicate = {"key": key, "operation": "EQUALS", "string_value": value}
     return json.dumps({"predicates": [predicate]})
 
 
+def _server_message(exc: Any) -> str:
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body or ""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body.strip()[:500] or str(exc.reason or "")
+    if isinstance(answer, dict):
+        keys = ("message", "error_message", "error")
+        return str(next((answer[k] for k in keys if answer.get(k)), answer))[:2000]
+    return str(answer)[:2000]
+
+
+class _Transport(rest.RESTClientObject):
+    """kfp_server_api's HTTP layer with this module's policy: a timeout on every request, GETs
+    retried on connection errors and 5xx, POSTs never, failures raised as `KfpError`s."""
+
+    def __init__(self, configuration: Any, owner: KfpClient) -> None:
+        configuration.retries = False  # urllib3 retries nothing: the policy is below
+        super().__init__(configuration)
+        self.owner = owner
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        owner = self.owner
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or (owner.timeout_s,) * 2
+        endpoint = f"{method} {urllib.parse.urlsplit(url).path}"
+        attempts = 1 + (owner.retries if method == "GET" else 0)
+        for attempt in range(attempts):
+            try:
+                return super().request(method, url, *args, **kwargs)
+            except (kfp_server_api.ApiException, urllib3.exceptions.HTTPError) as exc:
+                error = self._error(exc, endpoint)
+                if attempt == attempts - 1 or not isinstance(error, KfpUnavailable):
+                    raise error from exc
+                retry_after = (getattr(exc, "headers", None) or {}).get("Retry-After", "")
+                wait = min(float(retry_after), 60.0) if retry_after.isdigit() else 0.0
+                owner.sleep(wait or owner.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _error(self, exc: Exception, endpoint: str) -> KfpError:
+        status = getattr(exc, "status", None) or None  # 0: kfp_server_api's wrapped SSL error
+        if status is None:
+            text = f"cannot reach the KFP API at {self.owner.host} ({endpoint}): {exc}"
+            return KfpUnavailable(text, endpoint)
+        message = _server_message(exc)
+        cls = _BY_STATUS.get(status, KfpUnavailable if status >= 500 else KfpError)
+        text = f"KFP {endpoint} failed: HTTP {status}: {message}"
+        if cls is KfpAuthError:
+            text += " (check KFP_TOKEN / --token / --token-file and the namespace's access)"
+        return cls(text, endpoint, status, message)
+
+
+class _TokenFile(ServiceAccountTokenVolumeCredentials):
+    """kfp's token-file credentials (re-read per request), failing as a `KfpAuthError`."""
+
+    def _get_token(self) -> str:
+        try:
+            return super()._get_token()
+        except OSError as exc:
+            raise KfpAuthError(f"cannot read the KFP token file {self._token_path}: {exc}") from exc
+
+
+class _Client(kfp.Client):
+    """`kfp.Client` without its constructor's side effects (see the module docstring)."""
+
+    def __init__(self, namespace: str, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP 2.0.0b2+"
+            super().__init__(**kwargs)
+        self._context_setting = {"namespace": namespace}
+
+    def _load_context_setting_or_default(self) -> None:
+        # not ~/.config/kfp/context.json; a namespace placeholder, so __init__ calls no healthz
+        self._context_setting = {"namespace": "(set after __init__)"}
+
+
 class KfpClient:
     """A KFP API server at `host` (e.g. http://localhost:8080 with the UI port-forwarded, or
     https://kubeflow.example.com/pipeline). `ui_url` is where run links point (default: host)."""
+
+    page_size = 100
 
     def __init__(
         self,
@@ -124,20 +202,23 @@ class KfpClient:
         retries: int = 3,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
-        session: requests.Session | None = None,
     ) -> None:
         if not host:
             raise KfpError("no KFP host: pass --host or set KFP_HOST (e.g. http://localhost:8080)")
         self.host = host.rstrip("/")
-        self.token = token
-        self.token_file = token_file
         self.namespace = namespace or None
         self.ui_url = (ui_url or self.host).rstrip("/")
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.sleep = sleep
-        self.session = session or requests.Session()
+        self.kfp = _Client(
+            self.namespace or "",
+            host=self.host,
+            existing_token=token or None,
+            credentials=_TokenFile(token_file) if token_file and not token else None,
+        )
+        api = self.kfp.runs.api_client  # the one ApiClient every generated service API shares
+        api.rest_client = _Transport(api.configuration, self)
+        self._api = api
 
     @classmethod
     def from_env(
@@ -155,7 +236,7 @@ class KfpClient:
         token = token or env.get("KFP_TOKEN") or None
         token_file = token_file or env.get("KFP_TOKEN_FILE") or None
         if not token and not token_file:
-            default = env.get(SA_TOKEN_ENV, SA_TOKEN_DEFAULT)
+            default = env.get(KF_PIPELINES_SA_TOKEN_ENV, KF_PIPELINES_SA_TOKEN_PATH)
             token_file = default if Path(default).is_file() else None
         return cls(
             host or env.get("KFP_HOST", ""),
@@ -166,241 +247,125 @@ class KfpClient:
             **kwargs,
         )
 
-    # ------------------------------------------------------------ transport
+    # ------------------------------------------------------------ helpers
 
-    def _headers(self) -> dict[str, str]:
-        token = self.token
-        if not token and self.token_file:
-            try:
-                token = Path(self.token_file).read_text().strip()
-            except OSError as exc:
-                raise KfpAuthError(
-                    f"cannot read the KFP token file {self.token_file}: {exc}"
-                ) from exc
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    def _plain(self, model: Any) -> Any:
+        """A kfp_server_api model as the JSON the server sent (dates as ISO strings)."""
+        return self._api.sanitize_for_serialization(model)
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: dict | None = None,
-        files: dict | None = None,
-        idempotent: bool = False,
-    ) -> Any:
-        url = f"{self.host}{API}{path}"
-        endpoint = f"{method} {API}{path}"
-        params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-        attempts = 1 + (self.retries if idempotent else 0)
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    files=files,
-                    headers=self._headers(),
-                    timeout=self.timeout_s,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if last:
-                    raise KfpUnavailable(
-                        f"cannot reach the KFP API at {self.host} ({endpoint}): {exc}", endpoint
-                    ) from exc
-                self.sleep(self.backoff_s * 2**attempt)
-                continue
-            if response.status_code in _RETRY_STATUS and not last:
-                self.sleep(self._retry_after(response) or self.backoff_s * 2**attempt)
-                continue
-            if response.status_code >= 400:
-                raise self._error(response, endpoint)
-            if not response.content:
-                return {}
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise KfpError(
-                    f"KFP {endpoint}: the answer is not JSON: {response.text[:200]!r}",
-                    endpoint,
-                    response.status_code,
-                ) from exc
-        raise AssertionError("unreachable")  # the loop returns or raises
+    def _named(self, list_call: Callable[..., Any], key: str, name: str, **kw: Any) -> dict | None:
+        """The item named `name` (the filter's key depends on the kind), None if there is none."""
+        kind_key = "display_name" if key == "experiments" else "name"
+        found = getattr(list_call(filter=name_filter(kind_key, name), page_size=2, **kw), key)
+        return self._plain(found[0]) if found else None
+
+    def _all(self, list_page: Callable[..., Any], key: str, **kwargs: Any) -> list[dict]:
+        """Every item of a paged list call."""
+        items: list[dict] = []
+        token = ""
+        while True:
+            page = list_page(page_token=token, page_size=self.page_size, **kwargs)
+            items.extend(self._plain(item) for item in getattr(page, key) or [])
+            token = page.next_page_token
+            if not token:
+                return items
 
     @staticmethod
-    def _retry_after(response: requests.Response) -> float | None:
+    def _create_or_find(create: Callable[[], Any], find: Callable[[], dict | None]) -> Any:
         try:
-            return min(float(response.headers.get("Retry-After", "")), 60.0)
-        except ValueError:
-            return None
+            return create()
+        except KfpAlreadyExists:  # created by someone else since the lookup
+            found = find()
+            if found is None:
+                raise
+            return found
 
-    def _error(self, response: requests.Response, endpoint: str) -> KfpError:
-        status = response.status_code
-        message = _server_message(response)
-        cls = _BY_STATUS.get(status, KfpUnavailable if status >= 500 else KfpError)
-        text = f"KFP {endpoint} failed: HTTP {status}: {message}"
-        if cls is KfpAuthError:
-            text += " (check KFP_TOKEN / --token / --token-file and the namespace's access)"
-        return cls(text, endpoint, status, message)
+    def _upload(self, upload: Callable[..., Any], package: bytes, **query: Any) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pipeline.yaml"  # the generated client sends the file's name
+            path.write_bytes(package)
+            return self._plain(upload(str(path), **query))
 
-    # ------------------------------------------------------------ health and pipelines
+    # ------------------------------------------------------------ health, pipelines, experiments
 
     def healthz(self) -> dict:
         """The server's health answer (multi_user, pipeline_store)."""
-        return self._request("GET", "/healthz", idempotent=True)
+        return self._plain(self.kfp.healthzs.healthz_service_get_healthz())
 
-    def get_pipeline_by_name(self, name: str) -> dict | None:
-        try:
-            return self._request(
-                "GET",
-                f"/pipelines/names/{requests.utils.quote(name, safe='')}",
-                params={"namespace": self.namespace},
-                idempotent=True,
-            )
-        except KfpNotFound:
-            return None
-
-    def upload_pipeline(
-        self, package: bytes, name: str, description: str = "", filename: str = "pipeline.yaml"
-    ) -> dict:
-        """A new pipeline (and its first version) from a compiled spec; `KfpAlreadyExists` if
-        the name is taken."""
-        return self._request(
-            "POST",
-            "/pipelines/upload",
-            params={"name": name, "description": description, "namespace": self.namespace},
-            files={"uploadfile": (filename, package, "application/x-yaml")},
-        )
-
-    def upload_pipeline_version(
-        self,
-        pipeline_id: str,
-        package: bytes,
-        name: str,
-        description: str = "",
-        filename: str = "pipeline.yaml",
-    ) -> dict:
-        return self._request(
-            "POST",
-            "/pipelines/upload_version",
-            params={"pipelineid": pipeline_id, "name": name, "description": description},
-            files={"uploadfile": (filename, package, "application/x-yaml")},
-        )
-
-    def list_pipeline_versions(
-        self, pipeline_id: str, *, filter: str | None = None, sort_by: str | None = None
-    ) -> list[dict]:
-        """Every version of the pipeline (all pages)."""
-        return self._list(
-            f"/pipelines/{pipeline_id}/versions",
-            "pipeline_versions",
-            {"filter": filter, "sort_by": sort_by},
-        )
+    def find_pipeline(self, name: str) -> dict | None:
+        return self._named(self.kfp.list_pipelines, "pipelines", name, namespace=self.namespace)
 
     def find_pipeline_version(self, pipeline_id: str, name: str) -> dict | None:
-        found = self.list_pipeline_versions(pipeline_id, filter=name_filter("name", name))
-        return found[0] if found else None
-
-    def latest_pipeline_version(self, pipeline_id: str) -> dict:
-        found = self._request(
-            "GET",
-            f"/pipelines/{pipeline_id}/versions",
-            params={"sort_by": "created_at desc", "page_size": 1},
-            idempotent=True,
-        ).get("pipeline_versions")
-        if not found:
-            raise KfpNotFound(f"pipeline {pipeline_id} has no versions")
-        return found[0]
+        list_versions = self.kfp.list_pipeline_versions
+        return self._named(list_versions, "pipeline_versions", name, pipeline_id=pipeline_id)
 
     def ensure_pipeline_version(
         self, package: bytes, pipeline_name: str, version_name: str, description: str = ""
     ) -> tuple[dict, dict, bool]:
         """(pipeline, version, uploaded): the pipeline named `pipeline_name` with a version named
-        `version_name`, uploading whichever is missing. Naming versions by content makes a
-        re-submit of the same package reuse its version."""
-        pipeline = self.get_pipeline_by_name(pipeline_name)
-        if pipeline is None:
-            pipeline = self.upload_pipeline(package, pipeline_name, description)
-            first = self.latest_pipeline_version(pipeline["pipeline_id"])
-            if first.get("name") == version_name:
-                return pipeline, first, True
-            # KFP names the first version after the pipeline: add ours so runs pin the content
-            version = self.upload_pipeline_version(
-                pipeline["pipeline_id"], package, version_name, description
-            )
-            return pipeline, version, True
-        version = self.find_pipeline_version(pipeline["pipeline_id"], version_name)
+        `version_name`, uploading whichever is missing. KFP names a new pipeline's first version
+        after the pipeline, so ours is always added as a version of its own."""
+        uploads = self.kfp.pipeline_uploads
+        pipeline = self.find_pipeline(pipeline_name) or self._create_or_find(
+            lambda: self._upload(
+                uploads.upload_pipeline, package, name=pipeline_name,
+                description=description or None, namespace=self.namespace,
+            ),
+            lambda: self.find_pipeline(pipeline_name),
+        )  # fmt: skip
+        pipeline_id = pipeline["pipeline_id"]
+        version = self.find_pipeline_version(pipeline_id, version_name)
         if version is not None:
             return pipeline, version, False
-        version = self.upload_pipeline_version(
-            pipeline["pipeline_id"], package, version_name, description
-        )
+        version = self._create_or_find(
+            lambda: self._upload(
+                uploads.upload_pipeline_version, package, name=version_name,
+                pipelineid=pipeline_id, description=description or None,
+            ),
+            lambda: self.find_pipeline_version(pipeline_id, version_name),
+        )  # fmt: skip
         return pipeline, version, True
 
-    # ------------------------------------------------------------ experiments
-
     def find_experiment(self, name: str) -> dict | None:
-        found = self._list(
-            "/experiments",
-            "experiments",
-            {"filter": name_filter("display_name", name), "namespace": self.namespace},
-        )
-        return found[0] if found else None
+        return self._named(self.kfp.list_experiments, "experiments", name, namespace=self.namespace)
 
     def ensure_experiment(self, name: str, description: str = "") -> dict:
-        found = self.find_experiment(name)
-        if found is not None:
-            return found
-        body: dict[str, Any] = {"display_name": name}
-        if description:
-            body["description"] = description
-        if self.namespace:
-            body["namespace"] = self.namespace
-        try:
-            return self._request("POST", "/experiments", body=body)
-        except KfpAlreadyExists:  # created by someone else since the lookup
-            found = self.find_experiment(name)
-            if found is None:
-                raise
-            return found
+        experiment = kfp_server_api.V2beta1Experiment(
+            display_name=name, description=description or None, namespace=self.namespace
+        )
+        return self.find_experiment(name) or self._create_or_find(
+            lambda: self._plain(
+                self.kfp.experiments.experiment_service_create_experiment(experiment=experiment)
+            ),
+            lambda: self.find_experiment(name),
+        )
 
     # ------------------------------------------------------------ runs
-
-    @staticmethod
-    def _source(pipeline_id: str, version_id: str | None, parameters: dict | None) -> dict:
-        ref = {"pipeline_id": pipeline_id}
-        if version_id:
-            ref["pipeline_version_id"] = version_id
-        return {
-            "pipeline_version_reference": ref,
-            "runtime_config": {"parameters": dict(parameters or {})},
-        }
 
     def create_run(
         self,
         display_name: str,
         pipeline_id: str,
-        version_id: str | None,
+        version_id: str,
         experiment_id: str,
         parameters: dict[str, Any] | None = None,
         description: str = "",
         service_account: str | None = None,
     ) -> dict:
-        body = {
-            "display_name": display_name,
-            "experiment_id": experiment_id,
-            **self._source(pipeline_id, version_id, parameters),
-        }
-        if description:
-            body["description"] = description
-        if service_account:
-            body["service_account"] = service_account
-        return self._request("POST", "/runs", body=body)
+        run = kfp_server_api.V2beta1Run(
+            display_name=display_name,
+            description=description or None,
+            experiment_id=experiment_id,
+            pipeline_version_reference=kfp_server_api.V2beta1PipelineVersionReference(
+                pipeline_id=pipeline_id, pipeline_version_id=version_id
+            ),
+            runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=dict(parameters or {})),
+            service_account=service_account or None,
+        )
+        return self._plain(self.kfp.runs.run_service_create_run(run=run))
 
     def get_run(self, run_id: str) -> dict:
-        return self._request("GET", f"/runs/{run_id}", idempotent=True)
+        return self._plain(self.kfp.get_run(run_id))
 
     def wait_for_run(
         self,
@@ -440,60 +405,33 @@ class KfpClient:
         self,
         display_name: str,
         pipeline_id: str,
-        version_id: str | None,
+        version_id: str,
         experiment_id: str,
         cron: str,
         parameters: dict[str, Any] | None = None,
-        *,
-        max_concurrency: int = 1,
-        enabled: bool = True,
-        no_catchup: bool = True,
-        description: str = "",
+        **options: Any,
     ) -> dict:
         """`cron` is sent as given: pass it through `cron.to_kfp_cron` (KFP reads seconds first).
-        `mode` is always explicit: KFP treats an unspecified mode as disabled."""
-        body = {
-            "display_name": display_name,
-            "experiment_id": experiment_id,
-            **self._source(pipeline_id, version_id, parameters),
-            "trigger": {"cron_schedule": {"cron": cron}},
-            "max_concurrency": str(max_concurrency),  # int64: a JSON string in proto3 JSON
-            "mode": "ENABLE" if enabled else "DISABLE",
-            "no_catchup": no_catchup,
-        }
-        if description:
-            body["description"] = description
-        return self._request("POST", "/recurringruns", body=body)
+        `options` go to `kfp.Client.create_recurring_run`: max_concurrency (1), enabled (True),
+        no_catchup (here True: a missed interval is not backfilled), description,
+        service_account."""
+        options = {"no_catchup": True, **options}
+        recurring = self.kfp.create_recurring_run(
+            experiment_id, display_name, cron_expression=cron, params=dict(parameters or {}),
+            pipeline_id=pipeline_id, version_id=version_id, **options,
+        )  # fmt: skip
+        return self._plain(recurring)
 
     def list_recurring_runs(
         self, experiment_id: str | None = None, name: str | None = None
     ) -> list[dict]:
-        return self._list(
-            "/recurringruns",
-            "recurringRuns",  # sic: the one camelCase list key of the v2beta1 API
-            {
-                "experiment_id": experiment_id,
-                "namespace": self.namespace,
-                "filter": name_filter("display_name", name) if name else None,
-            },
+        return self._all(
+            self.kfp.list_recurring_runs,
+            "recurring_runs",
+            experiment_id=experiment_id,
+            namespace=self.namespace,
+            filter=name_filter("display_name", name) if name else None,
         )
 
     def disable_recurring_run(self, recurring_run_id: str) -> None:
-        self._request("POST", f"/recurringruns/{recurring_run_id}:disable", idempotent=True)
-
-    # ------------------------------------------------------------ paging
-
-    def _list(self, path: str, key: str, params: dict[str, Any], page_size: int = 100) -> list:
-        items: list = []
-        token = None
-        while True:
-            page = self._request(
-                "GET",
-                path,
-                params={**params, "page_size": page_size, "page_token": token},
-                idempotent=True,
-            )
-            items.extend(page.get(key) or [])
-            token = page.get("next_page_token")
-            if not token:
-                return items
+        self.kfp.disable_recurring_run(recurring_run_id)

@@ -3,13 +3,15 @@ server, which holds every request to the KFP v2beta1 swagger."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import pipelines.submit_cli as submit_cli
 from components.common.config import ConfigError
-from components.common.kfp_standin import KfpStandin
 from pipelines.cli import main
-from pipelines.kfp_package import PIPELINES, Package, compile_package, parse_params
+from pipelines.kfp_package import PIPELINES, compile_package, parse_params
+from tests.support.kfp_standin import KfpStandin
 
 _compiled: dict[tuple[str, str], object] = {}
 
@@ -48,7 +50,7 @@ def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    assert {r.status for r in standin.requests} == {200, 404}  # 404: the pipeline lookup
+    assert {r.status for r in standin.requests} == {200}
     run_id = next(iter(standin.runs))
     assert f"run try-1: {run_id} (PENDING) with " in out
     assert f"run URL: {standin.url}/#/runs/details/{run_id}" in out
@@ -125,7 +127,7 @@ def test_schedule_from_the_config_cron_then_list_and_disable(standin, capsys):
     (recurring,) = standin.recurring_runs.values()
     body = standin.calls("RecurringRunService_CreateRecurringRun")[0].body
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}}  # seconds first
-    assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == ("1", "ENABLE", True)
+    assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == (1, "ENABLE", True)
     assert body["display_name"] == "mlpipe-training-schedule"
     assert body["runtime_config"]["parameters"]["seed"] == 7
     assert f"/#/recurringrun/details/{recurring['recurring_run_id']}" in out
@@ -148,7 +150,7 @@ def test_schedule_options_reach_the_request(standin):
     assert code == 0
     body = standin.calls("RecurringRunService_CreateRecurringRun")[0].body
     assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *"
-    assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == ("3", "DISABLE", False)
+    assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == (3, "DISABLE", False)
     assert next(iter(standin.recurring_runs.values()))["status"] == "DISABLED"
 
 
@@ -187,12 +189,11 @@ def test_params_take_the_types_the_pipeline_declares(package):
 def test_the_version_name_ignores_the_yaml_comment_header(package):
     # kfp writes dict defaults into a header comment in a per-process order (measured: two
     # `mlpipe compile` runs differ only there); the version must name the spec, not the bytes
-    shuffled = Package(
-        b"# config: dict [Default: {'b': 1, 'a': 2}]\n" + package.yaml_bytes, package.spec
-    )
+    header = b"# config: dict [Default: {'b': 1, 'a': 2}]\n"
+    shuffled = dataclasses.replace(package, yaml_bytes=header + package.yaml_bytes)
     assert shuffled.version_name == package.version_name
     changed = {**package.spec, "pipelineInfo": {**package.spec["pipelineInfo"], "name": "x"}}
-    assert Package(package.yaml_bytes, changed).digest != package.digest
+    assert dataclasses.replace(package, spec=changed).digest != package.digest
 
 
 def test_the_pipeline_registry_names_the_training_pipeline(package):
