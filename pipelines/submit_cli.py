@@ -10,7 +10,9 @@ unchanged code and config reuses the version), and find or create the experiment
 config's `project.experiment`). `--param` values are checked against the pipeline's parameters
 before any request. Connection: `--host` / `KFP_HOST`, `--token` / `KFP_TOKEN` or `--token-file` /
 `KFP_TOKEN_FILE` (in a pod: the KFP service-account token), `--namespace` / `KFP_NAMESPACE`,
-`--ui-url` / `KFP_UI_URL` for printed links (default: the host).
+`--ui-url` / `KFP_UI_URL` for printed links (default: the host). Runs and recurring runs run as
+the Kubernetes service account `--service-account`, default the config's
+`runtime.service_account` (the `mlpipe-pipeline` ServiceAccount the manifests create).
 
 Cron: 5 fields (standard: minute hour day-of-month month day-of-week) or 6 (KFP's, seconds first),
 in UTC; a 5-field expression is sent to KFP as `0 <expr>` because KFP reads the first field as
@@ -44,6 +46,12 @@ def _client(args: argparse.Namespace) -> KfpClient:
         namespace=args.namespace,
         ui_url=args.ui_url,
     )
+
+
+def _service_account(args: argparse.Namespace, settings: Settings) -> str:
+    # runtime.service_account: read with a default until every config carries the key
+    default = getattr(settings.pipeline.runtime, "service_account", "mlpipe-pipeline")
+    return args.service_account or default
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Settings, Package, dict[str, Any]]:
@@ -101,7 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             version["pipeline_version_id"],
             experiment["experiment_id"],
             params,
-            service_account=args.service_account,
+            service_account=_service_account(args, settings),
         )
         state = run.get("state", "RUNTIME_STATE_UNSPECIFIED")
         print(f"run {name}: {run['run_id']} ({state}) with {describe_params(params)}")
@@ -203,6 +211,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             enabled=not args.paused,
             no_catchup=not args.catchup,
+            service_account=_service_account(args, settings),
         )
     except KfpError as exc:
         print(f"mlpipe schedule: {exc}", file=sys.stderr)
@@ -221,6 +230,9 @@ def _connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", default=None, help="file holding the token ($KFP_TOKEN_FILE)")
     p.add_argument("--namespace", default=None, help="KFP namespace ($KFP_NAMESPACE)")
     p.add_argument("--ui-url", default=None, help="base of printed links ($KFP_UI_URL; the host)")
+    p.add_argument(
+        "--service-account", default=None, help="the run's (default: runtime.service_account)"
+    )
 
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -242,7 +254,6 @@ def add_submit_parser(sub: Any) -> None:
     _pipeline_args(submit)
     _connection(submit)
     submit.add_argument("--run-name", default=None, help="default: <pipeline>-<UTC time>")
-    submit.add_argument("--service-account", default=None, help="Kubernetes service account")
     submit.add_argument("--wait", action="store_true", help="poll until the run finishes")
     submit.add_argument("--timeout", type=float, default=6 * 3600, help="--wait limit, seconds")
     submit.add_argument("--poll", type=float, default=10.0, help="--wait interval, seconds")

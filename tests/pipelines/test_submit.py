@@ -63,6 +63,7 @@ def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
     experiment = standin.experiments[body["experiment_id"]]
     assert experiment["display_name"] == "acs-employment"  # the config's project.experiment
     assert body["pipeline_version_reference"]["pipeline_version_id"] in standin.versions
+    assert body["service_account"] == "mlpipe-pipeline"  # the config's runtime.service_account
 
 
 def test_submitting_again_reuses_the_version_and_experiment(standin, capsys):
@@ -129,6 +130,7 @@ def test_schedule_from_the_config_cron_then_list_and_disable(standin, capsys):
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}}  # seconds first
     assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == (1, "ENABLE", True)
     assert body["display_name"] == "mlpipe-training-schedule"
+    assert body["service_account"] == "mlpipe-pipeline"  # the config's runtime.service_account
     assert body["runtime_config"]["parameters"]["seed"] == 7
     assert f"/#/recurringrun/details/{recurring['recurring_run_id']}" in out
 
@@ -152,6 +154,19 @@ def test_schedule_options_reach_the_request(standin):
     assert body["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *"
     assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == (3, "DISABLE", False)
     assert next(iter(standin.recurring_runs.values()))["status"] == "DISABLED"
+
+
+@pytest.mark.parametrize(
+    ("command", "operation"),
+    [
+        (["submit"], "RunService_CreateRun"),
+        (["schedule", "--cron", "0 3 * * *"], "RecurringRunService_CreateRecurringRun"),
+    ],
+)
+def test_service_account_flag_overrides_the_config(standin, command, operation):
+    assert main([*command, "--host", standin.url, "--service-account", "other-sa"]) == 0
+    (call,) = standin.calls(operation)
+    assert call.status == 200 and call.body["service_account"] == "other-sa"
 
 
 @pytest.mark.parametrize(
