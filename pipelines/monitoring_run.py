@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.alerts import Alert, AlertSink
+from components.common.alerts import Alert, AlertSink, failure_alert
 from components.common.artifacts import read_json, sha256_file
 from components.common.config import REPO_ROOT, PipelineConfig, Settings, _set_dotted
-from components.monitor.actions import LOGS_ENV, TriggerStore, retrain_overrides
+from components.common.runtime_env import LOGS_ENV
+from components.monitor.actions import TriggerStore, retrain_overrides
 from pipelines.local_run import (
     RunResult,
     _failure,
@@ -33,6 +34,7 @@ from pipelines.local_run import (
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
 from pipelines.progress import ProgressTee, original_stdout
+from pipelines.training import PIPELINE_NAME as TRAINING_PIPELINE
 
 
 @dataclass
@@ -144,7 +146,7 @@ def run_monitoring_local(
     # the environment, never as a parameter), its retry settings as the task's config
     url_env = mon.webhook_url_env
     saved = {k: os.environ.get(k) for k in (LOGS_ENV, url_env)}
-    os.environ[LOGS_ENV] = str(sink.log_path.parent)
+    os.environ[LOGS_ENV] = sink.logs_dir
     if sink.webhook_url:
         os.environ[url_env] = sink.webhook_url
     else:
@@ -211,7 +213,9 @@ def _run(
         run.ok, run.failed_stage, run.error = False, "load_batch", f"cannot read {source}: {exc}"
         return run
     cache_root = init_kfp_local(out, use_cache)
-    pipeline = build_monitoring_pipeline(settings, retries=settings.pipeline.runtime.local_retries)
+    pipeline = build_monitoring_pipeline(
+        settings, retries=settings.pipeline.runtime.local_retries, exit_handler=False
+    )
     with open(log_file, "w") as log:
         tee = ProgressTee(log, screen, verbose=verbose)
         try:
@@ -289,12 +293,13 @@ def _post_run_alerts(run: MonitoringRun, mon: Any, sink: AlertSink, source: str)
     alerts: list[Alert] = []
     if not run.ok:
         alerts.append(
-            Alert(
-                kind="pipeline_failure",
-                title=f"monitoring failed at {run.failed_stage or 'unknown'}: {run.error}",
-                incident=f"failure:monitoring:{Path(source).name}:{run.failed_stage}:{run.error}",
-                reasons=[f"{run.failed_stage}: {run.error}", f"log: {run.log_file}"],
-                severity="critical",
+            failure_alert(
+                PIPELINE_NAME,
+                run.run_name,
+                run.failed_stage,
+                run.error,
+                source=source,
+                log=run.log_file,
             )
         )
     if run.wall_s > mon.resources.max_run_wall_s:
@@ -312,13 +317,12 @@ def _post_run_alerts(run: MonitoringRun, mon: Any, sink: AlertSink, source: str)
         alerts.append(alert)
     if run.retrain is not None and not run.retrain.ok and not run.retrain.nothing_new:
         alerts.append(
-            Alert(
-                kind="pipeline_failure",
-                title=f"retraining failed at {run.retrain.failed_stage}: {run.retrain.error}",
-                incident=f"failure:retrain:{run.actions['retrain']['key'][:16]}",
-                reasons=[f"{run.retrain.failed_stage}: {run.retrain.error}"],
-                severity="critical",
-                context={"log": run.retrain.log_file},
+            failure_alert(
+                TRAINING_PIPELINE,
+                f"retrain-{run.actions['retrain']['key'][:16]}",
+                run.retrain.failed_stage,
+                run.retrain.error,
+                log=run.retrain.log_file,
             )
         )
     for alert in alerts:

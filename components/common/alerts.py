@@ -1,19 +1,18 @@
-"""Alerts: one per incident, to a JSON-lines log and a Slack-compatible webhook.
+"""Alerts: one per incident, to the alert log and a Slack-compatible webhook.
 
 An incident has a key (e.g. `monitor:<batch digest>:<champion version>`); an incident already in
 the log is not alerted again, so re-running the same batch stays quiet. Everything one incident
 found (every drifted feature, decay, anomalies) goes into its one alert.
 
-Delivery: the log first (outputs/logs/alerts.jsonl; always), then the webhook (`{"text", "blocks"}`,
-what Slack's incoming webhooks take) with retries and exponential backoff on connection errors,
-timeouts, 429 and 5xx. A webhook that still fails is recorded in the log entry and never raises:
-an alert must not fail the pipeline that raised it.
+Delivery: the log first (one JSON document per incident under `<logs dir>/alerts/`:
+outputs/logs/alerts/ locally, the state store's logs/alerts/ on a cluster; always), then the
+webhook (`{"text", "blocks"}`, what Slack's incoming webhooks take) with retries and
+exponential backoff on connection errors, timeouts, 429 and 5xx. A webhook that still fails is
+recorded in the log entry and never raises: an alert must not fail the pipeline that raised it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any, Literal
 AlertKind = Literal[
     "pipeline_failure", "timeout", "data_anomaly", "performance_decay", "drift", "resources"
 ]
-ALERT_LOG_NAME = "alerts.jsonl"
+ALERT_LOG_NAME = "alerts"  # the folder of the alert log under the logs dir
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
@@ -92,27 +91,37 @@ def post_webhook(
 
 
 class AlertSink:
-    """Where alerts go: the log (dedup by incident) and optionally a webhook."""
+    """Where alerts go: the alert log (one document per incident, `<logs dir>/alerts/`; a local
+    folder or the cluster's object store) and optionally a webhook."""
 
     def __init__(
         self,
-        log_path: str | Path,
+        logs_dir: str | Path,
         webhook_url: str | None = None,
         retries: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.log_path = Path(log_path)
+        from components.common.keyed_store import KeyedStore
+
+        self.logs_dir = str(logs_dir)
+        self.store = KeyedStore(f"{self.logs_dir.rstrip('/')}/{ALERT_LOG_NAME}")
         self.webhook_url = webhook_url
         self.retries, self.backoff_s, self.timeout_s = retries, backoff_s, timeout_s
         self.sleep = sleep
 
     @classmethod
-    def from_config(cls, monitoring: Any, logs_dir: str | Path, **kwargs: Any) -> AlertSink:
+    def from_config(
+        cls, monitoring: Any, logs_dir: str | Path | None = None, **kwargs: Any
+    ) -> AlertSink:
+        """The configured webhook (or the one in the environment variable the config names);
+        the log in `logs_dir`, else where the environment says (`runtime_env.logs_dir`)."""
+        from components.common import runtime_env
+
         url = monitoring.webhook_url or os.environ.get(monitoring.webhook_url_env) or None
         return cls(
-            Path(logs_dir) / ALERT_LOG_NAME,
+            logs_dir or runtime_env.logs_dir(),
             url,
             monitoring.webhook_retries,
             monitoring.webhook_backoff_s,
@@ -121,37 +130,55 @@ class AlertSink:
         )
 
     def entries(self) -> list[dict[str, Any]]:
-        if not self.log_path.is_file():
-            return []
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash: ignore it
-        return out
+        return self.store.entries()
 
     def seen(self, incident: str) -> bool:
-        return any(e.get("incident") == incident for e in self.entries())
+        return self.store.get(incident) is not None
 
     def send(self, alert: Alert) -> dict[str, Any]:
-        """Deliver unless the incident was already alerted. Returns what happened."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two monitors must not both alert an incident
-            if self.seen(alert.incident):
-                return {"status": "duplicate", "incident": alert.incident}
-            webhook = {"status": "not configured", "attempts": 0, "error": None}
-            if self.webhook_url:
-                webhook = post_webhook(
-                    self.webhook_url,
-                    slack_payload(alert),
-                    self.retries,
-                    self.backoff_s,
-                    self.timeout_s,
-                    self.sleep,
-                )
-            entry = {**alert.to_dict(), "webhook": webhook}
-            with open(self.log_path, "a") as fh:
-                fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+        """Deliver unless the incident was already alerted. Returns what happened. The incident
+        is claimed before the webhook is called: two senders never both deliver it."""
+        pending = {"status": "pending", "attempts": 0, "error": None}
+        if not self.store.create(alert.incident, {**alert.to_dict(), "webhook": pending}):
+            return {"status": "duplicate", "incident": alert.incident}
+        webhook = {"status": "not configured", "attempts": 0, "error": None}
+        if self.webhook_url:
+            webhook = post_webhook(
+                self.webhook_url,
+                slack_payload(alert),
+                self.retries,
+                self.backoff_s,
+                self.timeout_s,
+                self.sleep,
+            )
+        self.store.update(alert.incident, webhook=webhook)
         return {"status": "sent", "incident": alert.incident, "webhook": webhook}
+
+
+def failure_alert(
+    pipeline: str,
+    run: str,
+    failed_task: str | None,
+    error: str | None,
+    run_id: str | None = None,
+    **context: Any,
+) -> Alert:
+    """The alert of a failed pipeline run, the same wherever the failure was seen: by the local
+    runner, or by the exit handler task of a compiled pipeline on a cluster. One per run (the
+    run id when known, else its name)."""
+    task = failed_task or "unknown task"
+    message = (error or "no error message recorded").strip() or "no error message recorded"
+    return Alert(
+        kind="pipeline_failure",
+        title=f"{pipeline} run {run} failed at {task}: {message.splitlines()[0][:300]}",
+        incident=f"failure:{pipeline}:{run_id or run}",
+        reasons=[f"{task}: {message[:2000]}"],
+        severity="critical",
+        context={
+            "pipeline": pipeline,
+            "run": run,
+            "run_id": run_id,
+            "failed_task": task,
+            **context,
+        },
+    )

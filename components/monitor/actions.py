@@ -1,74 +1,51 @@
 """What a monitoring decision sets off: one alert per incident and, on `retrain`, one retraining
 trigger per batch (idempotent: the same batch never starts two training runs).
 
-The trigger is claimed in a small JSON-lines store under the state directory (MLPIPE_STATE_DIR,
-outputs/state locally; shared storage on a cluster) with a lock, keyed by the batch's content
-digest. Who then runs the training pipeline depends on where we are: locally the CLI runs it with
-`run_local` once the monitoring pipeline returned (`retrain_overrides` gives the window), on a
-cluster `start_kfp_run` creates a KFP run of the uploaded training pipeline.
+The trigger is claimed in the state store (`runtime_env.state_dir`: outputs/state locally, the
+object store on a cluster), one document per batch digest created atomically (`KeyedStore`), so
+two monitoring runs of the same batch cannot both claim it. Who then runs the training pipeline
+depends on where we are: locally the CLI runs it with `run_local` once the monitoring pipeline
+returned (`retrain_overrides` gives the window); on a cluster the act task creates a KFP run of
+the training pipeline version that `mlpipe submit`/`schedule` uploaded beside the monitoring
+pipeline (its ids arrive in the `retraining` parameter: nothing is compiled in the pod).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
+from components.common import runtime_env
 from components.common.alerts import Alert, AlertSink
-from components.common.config import REPO_ROOT
+from components.common.errors import StageError
 
-STATE_ENV = "MLPIPE_STATE_DIR"
-LOGS_ENV = "MLPIPE_LOGS_DIR"
 KIND_ORDER = ("performance_decay", "data_anomaly", "drift")
+STAGE = "act"
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get(STATE_ENV) or REPO_ROOT / "outputs" / "state")
-
-
-def logs_dir() -> Path:
-    return Path(os.environ.get(LOGS_ENV) or REPO_ROOT / "outputs" / "logs")
+def state_root() -> str:
+    """The state store: MLPIPE_STATE_DIR (required in cluster mode), else outputs/state."""
+    return runtime_env.state_dir(STAGE) or str(runtime_env.LOCAL_OUTPUTS / "state")
 
 
 class TriggerStore:
-    """Retraining triggers claimed so far, one JSON line each."""
+    """Retraining triggers claimed so far, one document per batch digest."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else state_dir() / "monitor" / "retrain_triggers.jsonl"
+    def __init__(self, root: str | None = None) -> None:
+        from components.common.keyed_store import KeyedStore
+
+        self.store = KeyedStore(root or f"{state_root().rstrip('/')}/monitor/retrain_triggers")
 
     def entries(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return self.store.entries()
 
     def claim(self, key: str, record: dict[str, Any]) -> bool:
         """True if `key` was not claimed before (and now is)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if any(e.get("key") == key for e in self.entries()):
-                return False
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps({"key": key, "ts": time.time(), **record}, default=str) + "\n")
-        return True
+        return self.store.create(key, {"ts": time.time(), **record})
 
     def update(self, key: str, **fields: Any) -> None:
         """Record what became of a claimed trigger (its run id, status)."""
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            entries = [{**e, **fields} if e.get("key") == key else e for e in self.entries()]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(e, default=str) + "\n" for e in entries))
-            os.replace(tmp, self.path)
+        self.store.update(key, **fields)
 
 
 def incident_key(result: dict[str, Any]) -> str:
@@ -142,72 +119,85 @@ def act(
     return out
 
 
-def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
-    """Config overrides of the retraining run: the ingestion window ends at the batch's newest
-    time value; the split trains on everything before it and tests on it — the new period is the
-    gate's test set, scored by both the champion and the challenger (neither trained on it)."""
-    cfg = settings.pipeline
-    overrides: dict[str, Any] = {}
-    if source:
-        overrides["data_ingestion.source_url"] = source
-    if newest is None or cfg.feature_engineering.split.method != "time":
-        return overrides
+def retrain_windows(
+    window: dict[str, int] | None,
+    split: dict[str, Any],
+    newest: Any,
+    window_years: int | None,
+) -> dict[str, Any]:
+    """The retraining run's windows: ingestion ends at the batch's newest time value; the split
+    trains on everything before it and tests on it — the new period is the gate's test set,
+    scored by both the champion and the challenger (neither trained on it). {} when the split
+    is not by time or the batch has no time values. Keys are config paths."""
+    if newest is None or split.get("method", "time") != "time":
+        return {}
     newest = int(newest)
-    window = cfg.data_ingestion.window
-    start = window.start if window else cfg.feature_engineering.split.train_window[0]
-    years = cfg.monitoring.retrain_window_years
-    if years:
-        start = max(start, newest - years)
-    overrides["data_ingestion.window"] = {"start": start, "end": newest}
-    overrides["feature_engineering.split.train_window"] = [start, newest - 1]
-    overrides["feature_engineering.split.test_window"] = [newest, newest]
-    return overrides
+    start = window["start"] if window else int(split["train_window"][0])
+    if window_years:
+        start = max(start, newest - window_years)
+    return {
+        "data_ingestion.window": {"start": start, "end": newest},
+        "feature_engineering.split.train_window": [start, newest - 1],
+        "feature_engineering.split.test_window": [newest, newest],
+    }
 
 
-def start_kfp_run(
-    client: Any, settings: Any, overrides: dict[str, Any], key: str, experiment: str
-) -> dict:
-    """Create a KFP run of the training pipeline with the retraining window (cluster mode)."""
-    from pipelines.kfp_package import compile_package
-
-    package = compile_package(settings, "training")
-    pipeline, version, _ = client.ensure_pipeline_version(
-        package.yaml_bytes, package.name, package.version_name, package.description
-    )
-    exp = client.ensure_experiment(experiment)
-    params: dict[str, Any] = {}
+def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
+    """Config overrides of a local retraining run: `retrain_windows` (+ the source)."""
     cfg = settings.pipeline
-    if "data_ingestion.window" in overrides:
-        ingestion = cfg.data_ingestion.model_dump(
-            mode="json", exclude_none=True, exclude={"schedule"}
-        )
-        ingestion["window"] = overrides["data_ingestion.window"]
-        features = cfg.feature_engineering.model_dump(mode="json", exclude_none=True)
-        features["split"]["train_window"] = overrides["feature_engineering.split.train_window"]
-        features["split"]["test_window"] = overrides["feature_engineering.split.test_window"]
-        params = {"ingestion": ingestion, "feature_engineering": features}
-    return client.create_run(
-        f"mlpipe-retrain-{key[:12]}",
-        pipeline["pipeline_id"],
-        version["pipeline_version_id"],
-        exp["experiment_id"],
-        params,
-        description=f"retraining triggered by monitoring (batch {key[:16]})",
+    window = cfg.data_ingestion.window
+    overrides: dict[str, Any] = {"data_ingestion.source_url": source} if source else {}
+    return overrides | retrain_windows(
+        window.model_dump() if window else None,
+        cfg.feature_engineering.split.model_dump(mode="json"),
+        newest,
+        cfg.monitoring.retrain_window_years,
     )
 
 
-def start_retraining_on_kfp(result: dict[str, Any]) -> dict[str, Any]:
-    """In a cluster's act task: start the training pipeline for this batch through the KFP API
-    (connection from the pod's environment: KFP_HOST, the service-account token)."""
-    from components.common.config import load_settings
+def retraining_parameters(retraining: dict[str, Any], newest: Any) -> dict[str, Any]:
+    """The training pipeline's parameters for a retraining run on a cluster: its `ingestion`
+    and `feature_engineering` sections (as submitted, from `retraining`) with the new windows."""
+    ingestion = dict(retraining.get("ingestion") or {})
+    features = dict(retraining.get("feature_engineering") or {})
+    split = dict(features.get("split") or {})
+    windows = retrain_windows(
+        ingestion.get("window"), split, newest, retraining.get("window_years")
+    )
+    if not windows:
+        return {}
+    ingestion["window"] = windows["data_ingestion.window"]
+    split["train_window"] = windows["feature_engineering.split.train_window"]
+    split["test_window"] = windows["feature_engineering.split.test_window"]
+    return {"ingestion": ingestion, "feature_engineering": {**features, "split": split}}
+
+
+def start_retraining_on_kfp(result: dict[str, Any], retraining: dict[str, Any]) -> dict[str, Any]:
+    """In a cluster's act task: create a KFP run of the training pipeline version named in
+    `retraining` (uploaded by `mlpipe submit`/`schedule`) with the new windows. Connection from
+    the pod's environment (KFP_HOST, the in-cluster token: `KfpClient.from_env`)."""
     from components.common.kfp_client import KfpClient
 
-    settings = load_settings()
-    triggers = TriggerStore()
-    overrides = retrain_overrides(settings, result.get("newest"))
+    if not retraining.get("pipeline_id") or not retraining.get("version_id"):
+        raise StageError(
+            STAGE,
+            "retraining on the cluster needs the training pipeline's version: submit or schedule "
+            "the monitoring pipeline with `mlpipe submit|schedule --pipeline monitoring` (it "
+            "uploads the training pipeline and passes its ids), or pass the `retraining` "
+            "parameter with pipeline_id and version_id",
+            subject="retraining",
+        )
+    key = result["batch_digest"]
     client = KfpClient.from_env()
-    run = start_kfp_run(
-        client, settings, overrides, result["batch_digest"], settings.pipeline.project.experiment
+    experiment = client.ensure_experiment(retraining.get("experiment") or "Default")
+    run = client.create_run(
+        f"mlpipe-retrain-{key[:12]}",
+        retraining["pipeline_id"],
+        retraining["version_id"],
+        experiment["experiment_id"],
+        retraining_parameters(retraining, result.get("newest")),
+        description=f"retraining triggered by monitoring (batch {key[:16]})",
+        service_account=retraining.get("service_account") or None,
     )
-    triggers.update(result["batch_digest"], status="started", run_id=run.get("run_id"))
+    TriggerStore().update(key, status="started", run_id=run.get("run_id"))
     return {"run_id": run.get("run_id"), "state": run.get("state")}

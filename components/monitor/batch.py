@@ -24,9 +24,10 @@ OK_STATUSES = {"ok", "success", "succeeded"}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A batch file: Parquet, CSV or JSON lines, by extension."""
-    path = Path(path)
-    suffix = path.suffix.lower()
+    """A batch file (a path or an fsspec URL such as s3://...): Parquet, CSV or JSON lines, by
+    extension."""
+    path = str(path)
+    suffix = Path(path.rsplit("/", 1)[-1]).suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
             return pd.read_csv(path)

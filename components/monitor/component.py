@@ -144,15 +144,26 @@ def assess(
 
 
 @dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
-def act(result: Input[Artifact], monitoring: dict, retrain_mode: str, actions: Output[Artifact]):
+def act(
+    result: Input[Artifact],
+    monitoring: dict,
+    retrain_mode: str,
+    retraining: dict,
+    actions: Output[Artifact],
+):
     """Alert (one per incident, deduplicated) and claim the retraining trigger (one per batch).
 
     Args:
         result: assess' result.
-        monitoring: The `monitoring` config section (webhook, retries).
+        monitoring: The `monitoring` config section (webhook retries; the URL comes from the
+            environment variable it names, never from a parameter).
         retrain_mode: `local` (the CLI runs the training pipeline after this run), `kfp`
             (create a KFP run of the training pipeline from here; KFP_HOST etc. from the pod)
             or `none` (decide and alert only).
+        retraining: For `kfp`: the training pipeline's `pipeline_id` and `version_id` (uploaded
+            by `mlpipe submit|schedule`), `experiment`, `service_account`, and its submitted
+            `ingestion` / `feature_engineering` sections and `window_years`, from which the
+            retraining run's windows are computed.
         actions: Output JSON: alert status, webhook delivery, retraining trigger status.
     """
     from components.common.alerts import AlertSink
@@ -160,16 +171,15 @@ def act(result: Input[Artifact], monitoring: dict, retrain_mode: str, actions: O
     from components.common.config import MonitoringConfig
     from components.common.recorder import record_task
     from components.monitor.actions import act as run_act
-    from components.monitor.actions import logs_dir
 
     with record_task("act") as rec:
         out = read_json(result.path)
-        sink = AlertSink.from_config(MonitoringConfig.model_validate(monitoring), logs_dir())
+        sink = AlertSink.from_config(MonitoringConfig.model_validate(monitoring))
         done = run_act(out, sink, retrain_enabled=retrain_mode != "none")
         if retrain_mode == "kfp" and done["retrain"]["status"] == "claimed":
             from components.monitor.actions import start_retraining_on_kfp
 
-            done["retrain"]["run"] = start_retraining_on_kfp(out)
+            done["retrain"]["run"] = start_retraining_on_kfp(out, retraining)
         rec.details = done
     write_json(done, actions.path)
     actions.metadata.update(

@@ -5,49 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from components.common.alerts import Alert, AlertSink, post_webhook, slack_payload
 from components.common.config import MonitoringConfig
-
-
-class Receiver:
-    """A Slack-like incoming webhook: records JSON bodies; answers `statuses` in turn, then 200."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.bodies: list[dict] = []
-        self.statuses = list(statuses or [])
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.bodies.append(json.loads(body))
-                status = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"error")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.webhook import Receiver
 
 
 def _free_port() -> int:
@@ -79,15 +42,17 @@ def test_slack_payload_has_text_and_blocks():
 
 def test_the_receiver_gets_one_payload_per_incident(tmp_path):
     with Receiver() as receiver:
-        sink = AlertSink(tmp_path / "alerts.jsonl", receiver.url, sleep=lambda s: None)
+        sink = AlertSink(tmp_path, receiver.url, sleep=lambda s: None)
         first = sink.send(_alert())
         assert first["status"] == "sent" and first["webhook"]["status"] == "delivered"
         assert sink.send(_alert())["status"] == "duplicate"  # same incident: quiet
         assert sink.send(_alert("monitor:def:v2"))["status"] == "sent"
     assert len(receiver.bodies) == 2
     assert receiver.bodies[0] == slack_payload(_alert()) | {"text": receiver.bodies[0]["text"]}
-    logged = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-    assert [e["incident"] for e in logged] == ["monitor:abc:v2", "monitor:def:v2"]
+    logged = [json.loads(f.read_text()) for f in sorted((tmp_path / "alerts").glob("*.json"))]
+    assert sorted(e["incident"] for e in logged) == ["monitor:abc:v2", "monitor:def:v2"]
+    assert all(e["webhook"]["status"] == "delivered" for e in logged)
+    assert [e["incident"] for e in sink.entries()] == ["monitor:abc:v2", "monitor:def:v2"]
 
 
 def test_500s_are_retried_with_backoff_until_delivered(tmp_path):
@@ -103,14 +68,14 @@ def test_500s_are_retried_with_backoff_until_delivered(tmp_path):
 def test_a_failing_webhook_is_logged_and_never_raises(tmp_path):
     waits: list[float] = []
     with Receiver([500, 500, 500, 500]) as receiver:
-        sink = AlertSink(tmp_path / "a.jsonl", receiver.url, retries=3, sleep=waits.append)
+        sink = AlertSink(tmp_path / "a", receiver.url, retries=3, sleep=waits.append)
         out = sink.send(_alert())
     assert out["status"] == "sent" and out["webhook"]["status"] == "failed"
     assert out["webhook"]["attempts"] == 4 and "HTTP 500" in out["webhook"]["error"]
     assert len(waits) == 3
     # the server is gone now: connection refused, retried, still no exception
     refused = f"http://127.0.0.1:{_free_port()}/hook"
-    sink = AlertSink(tmp_path / "b.jsonl", refused, retries=2, sleep=waits.append)
+    sink = AlertSink(tmp_path / "b", refused, retries=2, sleep=waits.append)
     out = sink.send(_alert())
     assert out["webhook"]["status"] == "failed" and out["webhook"]["attempts"] == 3
     assert "ConnectionError" in out["webhook"]["error"]
@@ -127,7 +92,7 @@ def test_webhook_url_from_config_or_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPIPE_ALERT_WEBHOOK", "http://127.0.0.1:9/env")
     sink = AlertSink.from_config(MonitoringConfig(), tmp_path)
     assert sink.webhook_url == "http://127.0.0.1:9/env"
-    assert sink.log_path == tmp_path / "alerts.jsonl"
+    assert sink.logs_dir == str(tmp_path)
     cfg = MonitoringConfig(webhook_url="http://127.0.0.1:9/cfg", webhook_retries=5)
     sink = AlertSink.from_config(cfg, tmp_path)
     assert (sink.webhook_url, sink.retries) == ("http://127.0.0.1:9/cfg", 5)

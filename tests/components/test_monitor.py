@@ -279,8 +279,8 @@ def _result(digest="d" * 64, verdict="retrain", drifted=("AGEP", "MAR")):
 
 
 def test_one_alert_and_one_trigger_per_incident(tmp_path):
-    sink = AlertSink(tmp_path / "alerts.jsonl")
-    triggers = actions.TriggerStore(tmp_path / "triggers.jsonl")
+    sink = AlertSink(tmp_path / "logs")
+    triggers = actions.TriggerStore(str(tmp_path / "triggers"))
     first = actions.act(_result(), sink, triggers)
     assert first["alert"]["status"] == "sent" and first["retrain"]["status"] == "claimed"
     (entry,) = sink.entries()

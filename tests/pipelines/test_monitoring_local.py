@@ -20,7 +20,7 @@ from components.monitor.actions import TriggerStore
 from components.monitor.shift import flip_labels, shift_batch
 from pipelines.local_run import run_local
 from pipelines.monitoring_run import run_monitoring_local, with_overrides
-from tests.common.test_alerts import Receiver
+from tests.support.webhook import Receiver
 from tests.conftest import needs_tfdv
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
@@ -89,14 +89,14 @@ def monitor(work, name: str, sink: AlertSink, retrain: bool = True):
 
 def test_a_clean_batch_raises_nothing(work):
     with Receiver() as receiver:
-        sink = AlertSink(work["out"] / "logs" / "alerts.jsonl", receiver.url)
+        sink = AlertSink(work["out"] / "logs", receiver.url)
         run = monitor(work, "clean", sink)
     assert run.decision == "none", run.result["decision"]
     assert run.result["decision"]["drifted"] == []
     assert run.result["decay"]["roc_auc"] > 0.85  # labels present: decay measured
     assert receiver.bodies == [] and run.actions["alert"] is None
     assert run.actions["retrain"]["status"] == "not needed" and run.retrain is None
-    assert not TriggerStore(work["out"] / "state" / "monitor" / "retrain_triggers.jsonl").entries()
+    assert not TriggerStore(str(work["out"] / "state" / "monitor" / "retrain_triggers")).entries()
     page = Path(run.report).read_text()
     assert page.count("<figure data-plot='drift-") == 16
     run_tags = mlflow.MlflowClient(default_tracking_uri(work["out"] / "mlflow")).get_run(
@@ -109,7 +109,7 @@ def test_a_clean_batch_raises_nothing(work):
 def test_a_shifted_batch_alerts_once_and_retrains_once(work):
     before = versions(work)
     with Receiver() as receiver:
-        sink = AlertSink(work["out"] / "logs" / "alerts.jsonl", receiver.url)
+        sink = AlertSink(work["out"] / "logs", receiver.url)
         run = monitor(work, "shifted", sink)
         assert run.decision == "retrain"
         assert {"AGEP", "MAR"} <= set(run.result["decision"]["drifted"])
@@ -119,7 +119,7 @@ def test_a_shifted_batch_alerts_once_and_retrains_once(work):
         assert run.actions["retrain"]["status"] == "claimed"
         assert run.retrain is not None and run.retrain.ok, run.retrain and run.retrain.error
         assert run.retrain.gate is not None  # the gate decided about the retrained model
-        triggers = TriggerStore(work["out"] / "state" / "monitor" / "retrain_triggers.jsonl")
+        triggers = TriggerStore(str(work["out"] / "state" / "monitor" / "retrain_triggers"))
         (trigger,) = triggers.entries()
         assert trigger["status"] == "succeeded" and trigger["newest"] == 2017
         after_first = versions(work)
@@ -134,7 +134,7 @@ def test_a_shifted_batch_alerts_once_and_retrains_once(work):
 def test_label_shift_triggers_retraining_without_feature_drift(work):
     with Receiver([500, 500, 500, 500]) as receiver:  # and the webhook is failing
         sink = AlertSink(
-            work["out"] / "logs" / "alerts.jsonl", receiver.url, retries=1, backoff_s=0.01
+            work["out"] / "logs", receiver.url, retries=1, backoff_s=0.01
         )
         run = monitor(work, "flipped", sink, retrain=False)
     assert run.result["decision"]["drifted"] == []

@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
+from components.common.alerts import AlertSink
 from components.common.config import REPO_ROOT
+from components.monitor.actions import TriggerStore
 from tests.conftest import needs_tfdv
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
@@ -30,9 +32,9 @@ def test_sampled_simulation_detects_the_shift_and_retrains_once(tmp_path):
     assert rows[1].startswith("2017 shifted") and " retrain " in rows[1]
     assert "AGEP" in rows[1] or "MAR" in rows[1]  # the shifted features lead the drift
     # exactly one alert (the shifted year) and one retraining trigger
-    alerts = [json.loads(x) for x in (tmp_path / "logs" / "alerts.jsonl").read_text().splitlines()]
+    alerts = AlertSink(tmp_path / "logs").entries()
     assert [a["kind"] for a in alerts if a["incident"].startswith("monitor:")] == ["drift"]
-    triggers = (tmp_path / "state" / "monitor" / "retrain_triggers.jsonl").read_text().splitlines()
+    triggers = TriggerStore(str(tmp_path / "state" / "monitor" / "retrain_triggers")).entries()
     assert len(triggers) == 1
     # the request logs hold the served traffic (one line per request)
     served = (tmp_path / "data" / "requests-2016.jsonl").read_text().splitlines()
