@@ -4,6 +4,7 @@ mlpipe data list [--state-dir D | --output-dir D] [--json]
 mlpipe data show VERSION
 mlpipe data watermarks
 mlpipe data reset-watermark STATE_KEY      (the next incremental run loads from the start again)
+mlpipe data upload FILE URL                (e.g. the bundled dataset to a cluster's object store)
 
 The state store is `MLPIPE_STATE_DIR`, else `<output-dir>/state` (`mlpipe run` sets the variable
 for its tasks to that folder).
@@ -12,8 +13,10 @@ for its tasks to that folder).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from components.common.config import REPO_ROOT
 
 
 def _store(args: argparse.Namespace):
-    from components.ingest.state import STATE_ENV, StateStore
+    from components.common.runtime_env import STATE_ENV
+    from components.ingest.state import StateStore
 
     root = args.state_dir or os.environ.get(STATE_ENV) or str(Path(args.output_dir) / "state")
     return StateStore(root)
@@ -108,6 +112,40 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def upload(local: str | Path, url: str) -> dict[str, Any]:
+    """Copy a local file to `url` (any fsspec URL; S3 endpoint and credentials from the
+    environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and check what arrived: size and
+    sha256 equal the local file's, else the object is removed and an error raised."""
+    import fsspec
+
+    from components.common.artifacts import sha256_file
+
+    local = Path(local)
+    if not local.is_file():
+        raise FileNotFoundError(f"{local}: no such file")
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.put_file(str(local), path)
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    want = sha256_file(local)
+    if digest.hexdigest() != want:
+        fs.rm(path)
+        raise OSError(f"{url}: the uploaded object differs from {local}; removed it")
+    return {"url": url, "bytes": local.stat().st_size, "sha256": want}
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    try:
+        out = upload(args.file, args.url)
+    except (OSError, ValueError) as exc:
+        print(f"mlpipe data upload: {exc}", file=sys.stderr)
+        return 1
+    print(f"uploaded {args.file} to {out['url']} ({out['bytes']:,} bytes, sha256 {out['sha256']})")
+    return 0
+
+
 def add_data_parser(sub: Any) -> None:
     """Register `mlpipe data ...` on the CLI's subparsers."""
     data = sub.add_parser("data", help="dataset versions and watermarks recorded by ingest")
@@ -132,3 +170,7 @@ def add_data_parser(sub: Any) -> None:
     common(p)
     p.add_argument("state_key")
     p.set_defaults(func=cmd_reset)
+    p = data_sub.add_parser("upload", help="copy a file to an object store (checked by sha256)")
+    p.add_argument("file", help="a local file, e.g. data/acs_employment_ma_2015_2018.parquet")
+    p.add_argument("url", help="where to, e.g. s3://mlpipe-data/datasets/<name>.parquet")
+    p.set_defaults(func=cmd_upload)

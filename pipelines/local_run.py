@@ -23,7 +23,7 @@ from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.ingest.ingest import source_digest
-from components.ingest.state import STATE_ENV
+from components.common.runtime_env import STATE_ENV
 from pipelines.progress import ProgressTee, original_stdout
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
@@ -247,7 +247,9 @@ def _run(
         return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
 
     cache_root = init_kfp_local(out, use_cache)
-    pipeline = build_pipeline(settings, retries=settings.pipeline.runtime.local_retries)
+    pipeline = build_pipeline(
+        settings, retries=settings.pipeline.runtime.local_retries, exit_handler=False
+    )
     result = RunResult(True, 0.0, log_file=str(log_file))
 
     with open(log_file, "w") as log:

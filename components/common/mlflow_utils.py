@@ -1,33 +1,29 @@
 """MLflow helpers: where the store is, the experiment, the pipeline run's parent MLflow run.
 
-Default store: SQLite + an artifact folder under outputs/mlflow; MLFLOW_TRACKING_URI overrides.
+Where the store is comes from `runtime_env.tracking_uri`: a parameter, else MLFLOW_TRACKING_URI;
+on a laptop, else SQLite + an artifact folder under outputs/mlflow; in cluster mode never a
+local store.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from components.common.config import REPO_ROOT
-
-DEFAULT_STORE = REPO_ROOT / "outputs" / "mlflow"
+from components.common import runtime_env
 
 
-def default_tracking_uri(store: Path = DEFAULT_STORE) -> str:
+def default_tracking_uri(store: Path) -> str:
+    """The laptop's store in `store` (outputs/mlflow by default)."""
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, else the local store (no mlflow import: the CLI's hot path)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def configure(uri: str = "") -> str:
-    """Point MLflow at `uri`, else `tracking_uri()`, creating a local store's folder."""
+def configure(uri: str = "", stage: str = "mlflow") -> str:
+    """Point MLflow at `uri`, else the environment's store (see `runtime_env.tracking_uri`),
+    creating a local store's folder."""
     import mlflow
 
-    uri = uri or tracking_uri()
+    uri = runtime_env.tracking_uri(stage, uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

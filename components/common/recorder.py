@@ -4,6 +4,10 @@ Each stage wraps its work in `record_task(...)`. The record goes into the stage'
 metadata (where KFP shows it) and, when `MLPIPE_RECORDS_DIR` is set, into a JSON file there: the
 local CLI reads those files for its summary. The variable is inherited from the CLI's environment,
 not set on the task, so it never enters kfp.local's cache key.
+
+A failed task also leaves its record in the state store under `runs/<run id>/failures/` when it
+knows its run (`MLPIPE_RUN_ID`, which the compiled spec mounts from the pod's label): the exit
+handler task of a cluster run reads it there to say which task failed and why.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import time
 import traceback
 import uuid
@@ -82,6 +87,8 @@ def record_task(task: str, records_dir: str | None = None) -> Iterator[TaskRecor
         if record.rows is not None and record.wall_s > 0:
             record.rows_per_s = round(record.rows / record.wall_s, 1)
         _write(record, records_dir or os.environ.get(RECORDS_ENV))
+        if record.status == "failed":
+            _record_failure(record)
 
 
 def _write(record: TaskRecord, records_dir: str | None) -> None:
@@ -93,6 +100,38 @@ def _write(record: TaskRecord, records_dir: str | None) -> None:
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(record.to_dict(), indent=2))
     os.replace(tmp, target)
+
+
+def failures_root(run_id: str, state: str) -> str:
+    return f"{state.rstrip('/')}/runs/{run_id}/failures"
+
+
+def _record_failure(record: TaskRecord) -> None:
+    """Best effort: never hides the task's own error."""
+    from components.common import runtime_env
+
+    run = runtime_env.run_id()
+    if not run:
+        return
+    try:
+        state = runtime_env.state_dir(record.task)
+        if state:
+            from components.common.keyed_store import KeyedStore
+
+            store = KeyedStore(failures_root(run, state))
+            store.create(f"{record.task}-{record.execution_id}", record.to_dict())
+    except Exception as exc:
+        print(f"mlpipe: could not record the failure in the state store: {exc}", file=sys.stderr)
+
+
+def run_failures(run_id: str, state: str) -> list[TaskRecord]:
+    """The failure records of a run, oldest first."""
+    from components.common.keyed_store import KeyedStore
+
+    docs = KeyedStore(failures_root(run_id, state)).entries()
+    fields = set(TaskRecord.__dataclass_fields__)
+    records = [TaskRecord(**{k: v for k, v in d.items() if k in fields}) for d in docs]
+    return sorted(records, key=lambda r: r.started_at)
 
 
 def read_records(records_dir: str | Path, since: float = 0.0) -> list[TaskRecord]:

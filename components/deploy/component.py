@@ -12,6 +12,7 @@ def deploy(
     model: Input[Model],
     test_data: Input[Dataset],
     deployment: dict,
+    tracking_uri: str,
     deployed: Output[Artifact],
 ):
     """Infra-validate the registered challenger, roll it out against the champion and move
@@ -22,15 +23,18 @@ def deploy(
         model: The model artifact (the candidate's server loads it).
         test_data: Test rows: infra validation's reference answers and the replayed traffic.
         deployment: The `deployment` config section (environment, rollout strategy and policy).
+        tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         deployed: Metadata (and JSON file): outcome (promoted | rolled_back | awaiting_approval),
             reason, steps, windows, requests the candidate answered, the champion afterwards.
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task
+    from components.common.runtime_env import export_tracking_uri
     from components.deploy.deploy import run
 
     reg = registration.metadata
     with record_task("deploy") as rec:
+        export_tracking_uri("deploy", tracking_uri)
         out = run(
             reg["registered_model"],
             str(reg["version"]),

@@ -62,6 +62,7 @@ def gate(
     registered_model: str,
     experiment: str,
     pipeline_run: str,
+    tracking_uri: str,
     blessing: Output[Artifact],
     report: Output[HTML],
 ) -> bool:
@@ -75,6 +76,7 @@ def gate(
             and slice checks only).
         experiment: MLflow experiment of the pipeline run (the verdict is recorded there).
         pipeline_run: The KFP run's name (finds the pipeline run's MLflow run).
+        tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         blessing: Output Artifact: the verdict as JSON (blessed, mode, checks, failed_checks,
             champion_version, champion_metrics, decision_threshold, expected_cost); the same
             fields, but for checks, in its metadata.
@@ -85,9 +87,11 @@ def gate(
         `dsl.If(task.outputs["Output"] == True)`.
     """
     from components.common.recorder import record_task
+    from components.common.runtime_env import export_tracking_uri
     from components.evaluate.compare import log_to_mlflow, run
 
     with record_task("gate") as rec:
+        export_tracking_uri("gate", tracking_uri)
         verdict, challenger, champion = run(
             test_data.path, summary.path, evaluation, registered_model, blessing.path, report.path
         )

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from components.common import runtime_env
 from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
@@ -53,7 +55,21 @@ def _config(ingestion: dict[str, Any] | IngestionConfig) -> IngestionConfig:
 
 
 def _location(cfg: IngestionConfig, source: str | None) -> str:
-    """Where to read: the resolved path for files, the configured URL otherwise."""
+    """Where to read: the resolved path for files, the configured URL otherwise. In cluster mode
+    a relative file path is refused: it would resolve inside the task's image, which holds no
+    data."""
+    if cfg.source_type == "file" and runtime_env.in_cluster():
+        path = source or cfg.source_url
+        if not os.path.isabs(path):
+            raise DataError(
+                STAGE,
+                f"source {path!r} is a path relative to the repository, which does not exist in "
+                "a cluster's task: read from an object store (source_type url, e.g. "
+                "s3://bucket/data.parquet; `mlpipe compile|submit` use config/profiles/"
+                "cluster.yaml) or an absolute path of a volume mounted into the pods",
+                subject=path,
+            )
+        return path
     if cfg.source_type == "file" and source:
         return source
     return cfg.resolve_source()

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components.common import runtime_env
 from components.common.errors import StageError
 
-STATE_ENV = "MLPIPE_STATE_DIR"
 STAGE = "ingest"
 
 
@@ -39,15 +39,9 @@ class StateError(StageError):
 
 
 def state_dir(required_for: str | None = None) -> str | None:
-    """The state folder from the environment; an error naming `required_for` if unset."""
-    value = os.environ.get(STATE_ENV, "").strip()
-    if not value and required_for:
-        raise StateError(
-            f"{required_for} needs a state store: set {STATE_ENV} (mlpipe run sets it to "
-            "outputs/state; on a cluster point it at shared storage such as s3://bucket/state)",
-            subject=STATE_ENV,
-        )
-    return value or None
+    """The state folder from the environment (`runtime_env.state_dir`: required in cluster
+    mode); an error naming `required_for` if it is needed and unset."""
+    return runtime_env.state_dir(STAGE, required_for)
 
 
 class StateStore:

@@ -1,7 +1,7 @@
 """KFP wrapper of the register stage (logic: register.py). Side effects: never cached."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.common.images import PIPELINE_IMAGE
 
@@ -13,6 +13,8 @@ def register(
     data_digest: str,
     lineage: dict,
     approval_required: bool,
+    tracking_uri: str,
+    data: Input[Dataset],
     logged_model: Input[Artifact],
     model: Input[Model],
     metrics: Input[Metrics],
@@ -24,9 +26,12 @@ def register(
     Args:
         registered_model: Registered model name.
         pipeline_run: The KFP run's name (lineage tag).
-        data_digest: Content digest of the source data (lineage tag).
+        data_digest: The CLI's digest of the source (lineage tag; "" when it could not read it).
         lineage: More lineage tags: config hash, code version.
         approval_required: Leave the version as `challenger` for `mlpipe approve` / `reject`.
+        tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
+        data: The ingested Dataset: its metadata names the data version (content digest) and the
+            source it was read from (lineage tags); its rows are not read.
         logged_model: From track: MLflow run id and logged model URI.
         model: The model artifact (its content digest makes registering idempotent).
         metrics: Evaluation metrics, copied onto the version as tags.
@@ -35,9 +40,11 @@ def register(
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task
-    from components.register.register import run
+    from components.common.runtime_env import export_tracking_uri
+    from components.register.register import data_lineage, run
 
     with record_task("register") as rec:
+        export_tracking_uri("register", tracking_uri)
         scalars = {
             k: float(v)
             for k, v in metrics.metadata.items()
@@ -49,7 +56,12 @@ def register(
             logged_model.metadata["run_id"],
             model.metadata["sha256"],
             scalars,
-            {**lineage, "pipeline_run": pipeline_run, "data_digest": data_digest},
+            {
+                **lineage,
+                **data_lineage(dict(data.metadata)),
+                "pipeline_run": pipeline_run,
+                "data_digest": data_digest,
+            },
             approval_required=approval_required,
         )
         rec.details = out

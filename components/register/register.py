@@ -17,6 +17,15 @@ from components.common import registry
 STAGE = "register"
 
 
+def data_lineage(data_meta: dict[str, Any]) -> dict[str, str]:
+    """Lineage tags from the ingested Dataset's metadata: the data version ingest computed from
+    the rows it read (content digest) and the source it read them from."""
+    out = {"data_version": str(data_meta.get("version") or "")}
+    if data_meta.get("source"):
+        out["data_source"] = str(data_meta["source"])
+    return out
+
+
 def find_version(client: Any, name: str, digest: str) -> Any | None:
     versions = client.search_model_versions(
         f"name = '{name}' and tags.`{registry.DIGEST_TAG}` = '{digest}'"

@@ -12,7 +12,8 @@ from components.common.artifacts import read_dataset
 from components.common.config import IngestionConfig, load_pipeline_config
 from components.common.errors import DataError, StageError
 from components.ingest.ingest import NoNewData, commit, run, source_digest
-from components.ingest.state import STATE_ENV, StateError, StateStore
+from components.common.runtime_env import STATE_ENV, RuntimeEnvError
+from components.ingest.state import StateError, StateStore
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_incremental_needs_a_state_store(tmp_path, sample_data, monkeypatch):
     src = tmp_path / "s.parquet"
     sample_data.to_parquet(src)
     with pytest.raises(
-        StateError, match=f"an incremental load needs a state store: set {STATE_ENV}"
+        RuntimeEnvError, match=f"an incremental load needs a state store: set {STATE_ENV}"
     ):
         load(tmp_path, incremental(src), "x")
 

@@ -7,13 +7,9 @@ PostgreSQL tests skip with a visible reason when the server binaries are missing
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from components.ingest.state import STATE_ENV
+from components.common.runtime_env import STATE_ENV
+from tests.support.postgres import Postgres, pg_bin, running_postgres
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -248,93 +245,16 @@ def file_handler(files: dict[str, bytes], kill: set[str] | None = None):
 # ---------------------------------------------------------------- PostgreSQL
 
 
-@dataclass
-class Postgres:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    def url(self, driver: str = "postgresql+psycopg") -> str:
-        """The SQLAlchemy URL without the password (it comes from the environment)."""
-        return f"{driver}://{self.user}@{self.host}:{self.port}/{self.database}"
-
-    def engine(self):
-        import sqlalchemy as sa
-
-        url = f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
-        return sa.create_engine(url, pool_pre_ping=True)
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL cluster on a free port in a temporary folder (as the postgres user when root:
-    initdb refuses root), password authentication on, stopped after the session."""
-    bindir = _pg_bin()
-    if bindir is None:
+    """A PostgreSQL cluster on a free port in a temporary folder (tests/support/postgres.py)."""
+    if pg_bin() is None:
         reason = "PostgreSQL server not installed (apt-get install postgresql; .ci/run does)"
         if IN_CI:
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
-    root = os.geteuid() == 0
-    folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
-    data, pwfile = folder / "data", folder / "pw"
-    password = "pg-" + os.urandom(6).hex()
-    pwfile.write_text(password + "\n")
-    run_as: list[str] = []
-    if root:
-        shutil.chown(folder, "postgres")
-        shutil.chown(pwfile, "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-
-    def pg(*cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*run_as, *cmd], capture_output=True, text=True, timeout=120)
-
-    init = pg(
-        str(bindir / "initdb"),
-        "-D",
-        str(data),
-        "-U",
-        "mlpipe",
-        "--pwfile",
-        str(pwfile),
-        "--auth=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--no-sync",
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    start = pg(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(folder / "log"),
-        "-o",
-        options,
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
-    assert start.returncode == 0, start.stdout + start.stderr + (folder / "log").read_text()
-    server = Postgres("127.0.0.1", port, "mlpipe", password, "postgres")
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
