@@ -40,7 +40,25 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config, args.schema, _parse_overrides(args.set or []))
+    """The config, the schema, the profile (commands that target a cluster have `--profile`,
+    default `cluster`), then `--set`."""
+    profile = getattr(args, "profile", None)
+    return load_settings(
+        args.config,
+        args.schema,
+        _parse_overrides(args.set or []),
+        None if profile in (None, "none") else profile,
+    )
+
+
+def add_profile_arg(p: argparse.ArgumentParser) -> None:
+    """`--profile` for commands whose output runs on a cluster (compile, submit, schedule)."""
+    p.add_argument(
+        "--profile",
+        default="cluster",
+        help="config changes for where the pipeline runs: `cluster` (config/profiles/cluster.yaml:"
+        " data, MLflow and state in the cluster's services), a YAML file, or `none`",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(comp)
     comp.add_argument("--output", default=None, help="default outputs/<pipeline>_pipeline.yaml")
     comp.add_argument("--pipeline", default="training", choices=["training", "monitoring"])
+    add_profile_arg(comp)
     comp.set_defaults(func=cmd_compile)
 
     from pipelines.data_cli import add_data_parser

@@ -41,10 +41,12 @@ PIPELINES: dict[str, Callable[[Settings], Any]] = {
 
 @dataclass(frozen=True)
 class Package:
-    """A compiled pipeline: its YAML, parsed spec, name and content-derived version name."""
+    """A compiled pipeline: its YAML, parsed spec (the first YAML document) and platform spec
+    (the second: `platforms.kubernetes`, what pods mount), name and content-derived version."""
 
     yaml_bytes: bytes
     spec: dict[str, Any]
+    platform: dict[str, Any]
 
     @property
     def name(self) -> str:
@@ -56,9 +58,9 @@ class Package:
 
     @property
     def digest(self) -> str:
-        """sha256 of the spec's canonical JSON. Not of the YAML: kfp's header comment lists
+        """sha256 of the specs' canonical JSON. Not of the YAML: kfp's header comment lists
         dict defaults in an order that changes from one process to the next."""
-        canonical = json.dumps(self.spec, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps([self.spec, self.platform], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
@@ -81,7 +83,14 @@ def compile_package(settings: Settings, pipeline: str = "training") -> Package:
         path = Path(tmp) / "pipeline.yaml"
         compiler.Compiler().compile(PIPELINES[pipeline](settings), str(path))
         data = path.read_bytes()
-    return Package(data, yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    return load_package(data)
+
+
+def load_package(data: bytes) -> Package:
+    """A package from compiled YAML (ours, or a file `mlpipe compile` wrote)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    docs = [d for d in yaml.load_all(data, Loader=loader) if d]
+    return Package(data, docs[0], docs[1] if len(docs) > 1 else {})
 
 
 def _coerce(name: str, kind: str, text: str) -> Any:

@@ -3,7 +3,12 @@
 
 `build_monitoring_pipeline(settings)` returns the KFP pipeline with the config's values as
 parameter defaults; `mlpipe compile --pipeline monitoring` writes its spec, `mlpipe schedule
---pipeline monitoring` makes it a KFP recurring run, `mlpipe monitor` runs it with kfp.local.
+--pipeline monitoring` makes it a KFP recurring run, `mlpipe monitor` runs it with kfp.local
+(`exit_handler=False`: the variant with outputs; see pipelines/training.py).
+
+On a cluster a `retrain` decision starts a run of the training pipeline version named in the
+`retraining` parameter, which `mlpipe submit|schedule --pipeline monitoring` fill in after
+uploading the training pipeline compiled from the same config.
 """
 
 from typing import NamedTuple
@@ -19,7 +24,7 @@ from components.monitor.component import (
     champion_reference,
     load_batch,
 )
-from pipelines.code_version import ENV_NAME, stage_version
+from pipelines.platform import configure_task, with_failure_alert
 
 PIPELINE_NAME = "mlpipe-monitoring"
 
@@ -44,29 +49,53 @@ class MonitoringOutputs(NamedTuple):
     actions: Artifact
 
 
-def _configure(task: dsl.PipelineTask, stage: str, display: str, retries: int) -> None:
-    cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[stage]
-    task.set_display_name(display)
-    task.set_caching_options(enable_caching=stage not in SIDE_EFFECTS)
-    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
-    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
-    if retries:
-        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
-    task.set_env_variable(ENV_NAME, stage_version("monitor"))
+DESCRIPTION = (
+    "Drift (TFDV statistics vs the champion's training data) and decay of a new batch or of the "
+    "serving request log; alert once per incident; trigger retraining."
+)
 
 
-def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
+def retraining_defaults(settings: Settings) -> dict:
+    """The `retraining` parameter without the training pipeline's ids (the CLI adds them)."""
+    cfg = settings.pipeline
+    return {
+        "pipeline_id": "",
+        "version_id": "",
+        "experiment": cfg.project.experiment,
+        "service_account": cfg.runtime.service_account,
+        "ingestion": cfg.data_ingestion.model_dump(
+            mode="json", exclude_none=True, exclude={"schedule"}
+        ),
+        "feature_engineering": cfg.feature_engineering.model_dump(mode="json", exclude_none=True),
+        "window_years": cfg.monitoring.retrain_window_years or 0,  # 0: keep the start
+    }
+
+
+def build_monitoring_pipeline(
+    settings: Settings, retries: int | None = None, exit_handler: bool = True
+):
     cfg = settings.pipeline
     retries = cfg.runtime.cluster_retries if retries is None else retries
     d_schema = settings.schema_.model_dump(mode="json", exclude_none=True)
-    d_monitoring = cfg.monitoring.model_dump(mode="json", exclude_none=True)
-    d_cost = cfg.evaluation.cost.model_dump(mode="json")
-
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Drift (TFDV statistics vs the champion's training data) and decay of a new "
-        "batch or of the serving request log; alert once per incident; trigger retraining.",
+    # the webhook URL comes from a Secret (or the CLI's environment), never from a parameter
+    d_monitoring = cfg.monitoring.model_dump(
+        mode="json", exclude_none=True, exclude={"webhook_url"}
     )
+    d_cost = cfg.evaluation.cost.model_dump(mode="json")
+    d_retraining = retraining_defaults(settings)
+
+    def _configure(task: dsl.PipelineTask, stage: str, display: str) -> None:
+        configure_task(
+            task,
+            cfg,
+            display,
+            RESOURCES[stage],
+            stage not in SIDE_EFFECTS,
+            retries,
+            "monitor",
+            alerts=stage == "act",
+        )
+
     def monitoring_pipeline(
         source: str = cfg.data_ingestion.source_url,
         source_kind: str = "batch",
@@ -78,6 +107,7 @@ def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
         registered_model: str = cfg.project.registered_model,
         tracking_uri: str = "",
         retrain_mode: str = "kfp",
+        retraining: dict = d_retraining,
     ) -> MonitoringOutputs:
         batch_task = load_batch(
             source=source,
@@ -86,13 +116,13 @@ def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
             label_column=settings.schema_.label.name,
             source_digest=source_digest,
         )
-        _configure(batch_task, "load_batch", "Load the batch", retries)
+        _configure(batch_task, "load_batch", "Load the batch")
         ref_task = champion_reference(registered_model=registered_model, tracking_uri=tracking_uri)
-        _configure(ref_task, "champion_reference", "Champion's reference", retries)
+        _configure(ref_task, "champion_reference", "Champion's reference")
         stats_task = batch_statistics(
             batch=batch_task.outputs["batch"], reference=ref_task.outputs["reference"]
         )
-        _configure(stats_task, "batch_statistics", "Batch statistics (TFDV)", retries)
+        _configure(stats_task, "batch_statistics", "Batch statistics (TFDV)")
         assess_task = assess(
             batch=batch_task.outputs["batch"],
             reference=ref_task.outputs["reference"],
@@ -102,11 +132,14 @@ def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
             cost=cost,
             tracking_uri=tracking_uri,
         )
-        _configure(assess_task, "assess", "Drift, decay and decision", retries)
+        _configure(assess_task, "assess", "Drift, decay and decision")
         act_task = act(
-            result=assess_task.outputs["result"], monitoring=monitoring, retrain_mode=retrain_mode
+            result=assess_task.outputs["result"],
+            monitoring=monitoring,
+            retrain_mode=retrain_mode,
+            retraining=retraining,
         )
-        _configure(act_task, "act", "Alert and trigger retraining", retries)
+        _configure(act_task, "act", "Alert and trigger retraining")
         return MonitoringOutputs(
             batch=batch_task.outputs["batch"],
             result=assess_task.outputs["result"],
@@ -115,4 +148,6 @@ def build_monitoring_pipeline(settings: Settings, retries: int | None = None):
             actions=act_task.outputs["actions"],
         )
 
-    return monitoring_pipeline
+    if exit_handler:
+        return with_failure_alert(monitoring_pipeline, PIPELINE_NAME, DESCRIPTION, cfg, retries)
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(monitoring_pipeline)

@@ -14,6 +14,11 @@ before any request. Connection: `--host` / `KFP_HOST`, `--token` / `KFP_TOKEN` o
 the Kubernetes service account `--service-account`, default the config's
 `runtime.service_account` (the `mlpipe-pipeline` ServiceAccount the manifests create).
 
+Both compile with the cluster profile (`--profile`, default `cluster`: config/profiles/
+cluster.yaml), so the pipeline reads and writes the cluster's services. `--pipeline monitoring`
+first uploads the training pipeline compiled from the same config and passes its ids in the
+`retraining` parameter: a `retrain` decision starts a run of exactly that version.
+
 Cron: 5 fields (standard: minute hour day-of-month month day-of-week) or 6 (KFP's, seconds first),
 in UTC; a 5-field expression is sent to KFP as `0 <expr>` because KFP reads the first field as
 seconds. Default: the config's `data_ingestion.schedule`.
@@ -49,9 +54,39 @@ def _client(args: argparse.Namespace) -> KfpClient:
 
 
 def _service_account(args: argparse.Namespace, settings: Settings) -> str:
-    # runtime.service_account: read with a default until every config carries the key
-    default = getattr(settings.pipeline.runtime, "service_account", "mlpipe-pipeline")
-    return args.service_account or default
+    return args.service_account or settings.pipeline.runtime.service_account
+
+
+def retraining_parameter(
+    client: KfpClient, training: Package, settings: Settings, service_account: str | None = None
+) -> dict[str, Any]:
+    """The monitoring pipeline's `retraining` parameter: the training pipeline `training`
+    (compiled from the same config) uploaded or found by its content, and its ids."""
+    from pipelines.monitoring import retraining_defaults
+
+    pipeline, version, uploaded = client.ensure_pipeline_version(
+        training.yaml_bytes, training.name, training.version_name, training.description
+    )
+    print(
+        f"retraining runs: pipeline {training.name} version {version['name']} "
+        f"({'uploaded' if uploaded else 'reusing'} {version['pipeline_version_id']})"
+    )
+    out = retraining_defaults(settings)
+    out.update(pipeline_id=pipeline["pipeline_id"], version_id=version["pipeline_version_id"])
+    if service_account:
+        out["service_account"] = service_account
+    return out
+
+
+def _with_retraining(
+    args: argparse.Namespace, client: KfpClient, settings: Settings, params: dict[str, Any]
+) -> None:
+    """The monitoring pipeline needs the training pipeline's version (unless given)."""
+    if args.pipeline == "monitoring" and "retraining" not in params:
+        training = compile_package(settings, "training")
+        params["retraining"] = retraining_parameter(
+            client, training, settings, _service_account(args, settings)
+        )
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Settings, Package, dict[str, Any]]:
@@ -102,6 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         pipeline, version, experiment = _upload(
             client, package, args.experiment or settings.pipeline.project.experiment
         )
+        _with_retraining(args, client, settings, params)
         name = args.run_name or f"{package.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         run = client.create_run(
             name,
@@ -188,6 +224,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         pipeline, version, experiment = _upload(
             client, package, args.experiment or settings.pipeline.project.experiment
         )
+        _with_retraining(args, client, settings, params)
         active = [
             r
             for r in client.list_recurring_runs(experiment["experiment_id"], name=name)
@@ -237,6 +274,7 @@ def _connection(p: argparse.ArgumentParser) -> None:
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
     from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
+    from pipelines.cli import add_profile_arg
 
     p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
     p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
@@ -246,6 +284,7 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
         "--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeat)"
     )
     p.add_argument("--experiment", default=None, help="KFP experiment (default: the config's)")
+    add_profile_arg(p)
 
 
 def add_submit_parser(sub: Any) -> None:

@@ -3,7 +3,11 @@ evaluate → track → gate (vs the champion) → (blessed) register → deploy 
 
 `build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
 so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
-memory requests and limits, a retry policy, an explicit caching choice and its stage's code version.
+memory requests and limits, a retry policy, an explicit caching choice, its stage's code version
+and what it needs on a cluster (`pipelines/platform.py`). The compiled pipeline wraps its tasks in
+an exit handler that alerts on failure; `mlpipe run` builds it without (`exit_handler=False`):
+KFP allows pipeline outputs only outside an ExitHandler, and the local runner reads the outputs
+and sends the same failure alert itself.
 """
 
 import json
@@ -23,7 +27,8 @@ from components.track.component import track
 from components.train.component import train
 from components.tune.component import tune
 from components.validate.component import validate
-from pipelines.code_version import ENV_NAME, package_version, stage_version
+from pipelines.code_version import package_version
+from pipelines.platform import configure_task, with_failure_alert
 
 PIPELINE_NAME = "mlpipe-training"
 
@@ -60,22 +65,15 @@ class TrainingOutputs(NamedTuple):
     logged_model: Artifact
 
 
-def _configure(
-    task: dsl.PipelineTask, stage: str, display: str, retries: int, code: str | None = None
-) -> None:
-    """`stage` names the task's resources and caching; `code` the folder its code lives in."""
-    cpu_req, cpu_lim, mem_req, mem_lim = RESOURCES[stage]
-    task.set_display_name(display)
-    task.set_caching_options(enable_caching=stage not in SIDE_EFFECTS)
-    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
-    task.set_memory_request(mem_req).set_memory_limit(mem_lim)
-    if retries:
-        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
-    task.set_env_variable(ENV_NAME, stage_version(code or stage))
+DESCRIPTION = (
+    "Ingest, validate (TFDV), features, train, evaluate, track in MLflow and register the model "
+    "if it passes the quality gate; then roll it out against the champion."
+)
 
 
-def build_pipeline(settings: Settings, retries: int | None = None):
-    """The pipeline function. `retries` defaults to the config's cluster_retries."""
+def build_pipeline(settings: Settings, retries: int | None = None, exit_handler: bool = True):
+    """The pipeline. `retries` defaults to the config's cluster_retries; `exit_handler=False`
+    builds the variant with outputs and without the failure alert task (for `mlpipe run`)."""
     cfg = settings.pipeline
     schema = settings.schema_
     retries = cfg.runtime.cluster_retries if retries is None else retries
@@ -94,12 +92,19 @@ def build_pipeline(settings: Settings, retries: int | None = None):
     d_deployment = cfg.deployment.model_dump(mode="json", exclude_none=True)
     d_config = cfg.model_dump(mode="json", exclude_none=True)
     d_config_hash = settings.digest()
-
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Ingest, validate (TFDV), features, train, evaluate, track in MLflow and "
-        "register the model if it passes the quality gate.",
+    # the alert settings; the webhook URL itself comes from a Secret, never from a parameter
+    d_monitoring = cfg.monitoring.model_dump(
+        mode="json", exclude_none=True, exclude={"webhook_url"}
     )
+
+    def _configure(
+        task: dsl.PipelineTask, stage: str, display: str, code: str | None = None
+    ) -> None:
+        """`stage` names the task's resources and caching; `code` the folder of its code."""
+        configure_task(
+            task, cfg, display, RESOURCES[stage], stage not in SIDE_EFFECTS, retries, code or stage
+        )
+
     def training_pipeline(
         source: str = cfg.data_ingestion.source_url,
         source_digest: str = "",
@@ -117,6 +122,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
         registered_model: str = cfg.project.registered_model,
         approval_required: bool = cfg.deployment.approval_required,
         deployment: dict = d_deployment,
+        monitoring: dict = d_monitoring,
     ) -> TrainingOutputs:
         ingest_task = ingest(
             source=source,
@@ -124,14 +130,14 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             ingestion=ingestion,
             time_column=schema.time_column or "",
         )
-        _configure(ingest_task, "ingest", "Ingest data", retries)
+        _configure(ingest_task, "ingest", "Ingest data")
         if cfg.data_ingestion.live:  # incremental (reads state) or a live system (sql, api)
             ingest_task.set_caching_options(enable_caching=False)
 
         validate_task = validate(
             data=ingest_task.outputs["data"], data_schema=data_schema, split=feature_engineering
         )
-        _configure(validate_task, "validate", "Validate data (TFDV)", retries)
+        _configure(validate_task, "validate", "Validate data (TFDV)")
 
         features_task = features(
             data=ingest_task.outputs["data"],
@@ -139,7 +145,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             feature_engineering=feature_engineering,
         )
         features_task.after(validate_task)  # never train on data that failed validation
-        _configure(features_task, "features", "Build features", retries)
+        _configure(features_task, "features", "Build features")
 
         # fan out: tune and refit each algorithm; kfp.local runs `tuning_parallelism` at once
         with dsl.ParallelFor(
@@ -151,7 +157,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
                 algorithm=algorithm,
                 training_json=training_json,
             )
-            _configure(tune_task, "tune", "Tune hyperparameters", retries)
+            _configure(tune_task, "tune", "Tune hyperparameters")
             train_task = train(
                 train_data=features_task.outputs["train_data"],
                 transformer=features_task.outputs["transformer"],
@@ -159,10 +165,10 @@ def build_pipeline(settings: Settings, retries: int | None = None):
                 algorithm=algorithm,
                 seed=seed,
             )
-            _configure(train_task, "train", "Refit with the best params", retries)
+            _configure(train_task, "train", "Refit with the best params")
 
         select_task = select_model(models=dsl.Collected(train_task.outputs["model"]))
-        _configure(select_task, "select", "Select the best algorithm", retries)
+        _configure(select_task, "select", "Select the best algorithm")
         model = select_task.outputs["model"]
 
         evaluate_task = evaluate(
@@ -170,7 +176,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             test_data=features_task.outputs["test_data"],
             evaluation=evaluation_cfg,
         )
-        _configure(evaluate_task, "evaluate", "Evaluate model", retries)
+        _configure(evaluate_task, "evaluate", "Evaluate model")
 
         track_task = track(
             experiment=experiment,
@@ -188,7 +194,7 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             metrics=evaluate_task.outputs["metrics"],
             evaluation=evaluate_task.outputs["summary"],
         )
-        _configure(track_task, "track", "Track in MLflow", retries)
+        _configure(track_task, "track", "Track in MLflow")
 
         gate_task = gate(
             test_data=features_task.outputs["test_data"],
@@ -197,15 +203,16 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             registered_model=registered_model,
             experiment=experiment,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            tracking_uri=tracking_uri,
         )
         gate_task.after(track_task)  # it records its verdict on the run track created
-        _configure(gate_task, "gate", "Quality gate vs champion", retries, code="evaluate")
+        _configure(gate_task, "gate", "Quality gate vs champion", code="evaluate")
 
         # the batch was validated and consumed: advance its source's watermark, mark its version
         # committed (a failed run before this point leaves both where they were)
         commit_task = commit_ingest(data=ingest_task.outputs["data"])
         commit_task.after(track_task)
-        _configure(commit_task, "commit", "Commit the ingested batch", retries, code="ingest")
+        _configure(commit_task, "commit", "Commit the ingested batch", code="ingest")
 
         with dsl.If(gate_task.outputs["Output"] == True, name="blessed"):  # noqa: E712
             register_task = register(
@@ -214,18 +221,21 @@ def build_pipeline(settings: Settings, retries: int | None = None):
                 data_digest=source_digest,
                 lineage={"config_hash": config_hash, "code_version": package_version()},
                 approval_required=approval_required,
+                tracking_uri=tracking_uri,
+                data=ingest_task.outputs["data"],
                 logged_model=track_task.outputs["logged_model"],
                 model=model,
                 metrics=evaluate_task.outputs["metrics"],
             )
-            _configure(register_task, "register", "Register model", retries)
+            _configure(register_task, "register", "Register model")
             deploy_task = deploy(
                 registration=register_task.outputs["registration"],
                 model=model,
                 test_data=features_task.outputs["test_data"],
                 deployment=deployment,
+                tracking_uri=tracking_uri,
             )
-            _configure(deploy_task, "deploy", "Deploy (canary vs champion)", retries)
+            _configure(deploy_task, "deploy", "Deploy (canary vs champion)")
 
         return TrainingOutputs(
             data=ingest_task.outputs["data"],
@@ -237,4 +247,6 @@ def build_pipeline(settings: Settings, retries: int | None = None):
             logged_model=track_task.outputs["logged_model"],
         )
 
-    return training_pipeline
+    if exit_handler:
+        return with_failure_alert(training_pipeline, PIPELINE_NAME, DESCRIPTION, cfg, retries)
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(training_pipeline)

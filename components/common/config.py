@@ -20,6 +20,9 @@ from components.common.search_space import ParamSpec
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE_CONFIG = REPO_ROOT / "config" / "pipeline_config.yaml"
 DEFAULT_DATA_SCHEMA = REPO_ROOT / "config" / "data_schema.yaml"
+# profiles: config changes for where a pipeline runs (`mlpipe compile|submit|schedule` use
+# `cluster`: data, MLflow and state in the cluster's services, never a repository path)
+PROFILES_DIR = REPO_ROOT / "config" / "profiles"
 
 ALGORITHMS = ("lightgbm", "xgboost", "random_forest", "logistic_regression")
 
@@ -680,6 +683,11 @@ class RuntimeConfig(_Strict):
     image_registry: str = "ghcr.io/mlpipe"
     local_retries: Annotated[int, Field(ge=0, le=5)] = 0
     cluster_retries: Annotated[int, Field(ge=0, le=5)] = 2
+    # what the compiled pipeline asks the cluster for, by name (manifests/ creates them):
+    service_account: str = "mlpipe-pipeline"  # runs and recurring runs (mlpipe submit|schedule)
+    env_config_map: str = "mlpipe-pipeline-env"  # MLflow URI, state store, ... for every task
+    s3_secret: str = "mlpipe-s3"  # S3 credentials for every task
+    alerts_secret: str = "mlpipe-alerts"  # key webhook_url: the alert webhook (optional)
 
 
 class DecayTolerance(_Strict):
@@ -808,11 +816,38 @@ def load_data_schema(path: str | Path = DEFAULT_DATA_SCHEMA) -> DataSchema:
     return _validate(DataSchema, _read_yaml(path), path)
 
 
+def profile_path(profile: str | Path) -> Path:
+    """A profile by name (`cluster` -> config/profiles/cluster.yaml) or by path."""
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    candidate = PROFILES_DIR / f"{profile}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown profile {profile!r} (known: {known}, or a YAML file's path)")
+    return candidate
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_pipeline_config(
-    path: str | Path = DEFAULT_PIPELINE_CONFIG, overrides: dict[str, Any] | None = None
+    path: str | Path = DEFAULT_PIPELINE_CONFIG,
+    overrides: dict[str, Any] | None = None,
+    profile: str | Path | None = None,
 ) -> PipelineConfig:
+    """The config file, then the profile's changes (merged key by key), then `overrides`."""
     path = Path(path)
     data = _read_yaml(path)
+    if profile is not None:
+        data = _merge(data, _read_yaml(profile_path(profile)))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return _validate(PipelineConfig, data, path)
@@ -822,8 +857,9 @@ def load_settings(
     config_path: str | Path = DEFAULT_PIPELINE_CONFIG,
     schema_path: str | Path = DEFAULT_DATA_SCHEMA,
     overrides: dict[str, Any] | None = None,
+    profile: str | Path | None = None,
 ) -> Settings:
-    pipeline = load_pipeline_config(config_path, overrides)
+    pipeline = load_pipeline_config(config_path, overrides, profile)
     schema = load_data_schema(schema_path)
     _check_feature_references(pipeline, schema, Path(config_path))
     return Settings(

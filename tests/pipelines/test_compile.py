@@ -1,23 +1,42 @@
 """The compiled spec: what a cluster will run. Checks every task's image, resources, retries,
-caching, and that data moves between tasks only as artifacts."""
+caching, that data moves between tasks only as artifacts, what every pod mounts
+(`platforms.kubernetes`), the exit handler, and that no default points at this repository."""
 
 import re
 
 import pytest
 import yaml
 
+from components.common.config import REPO_ROOT
 from pipelines.cli import main
 
 # tasks that move state (the registry's aliases, a source's watermark): never cached
-# the gate reads the registry's champion, register/deploy move aliases, commit moves a watermark
-SIDE_EFFECT_TASKS = {"gate", "register", "deploy", "commit-ingest"}
+# the gate reads the registry's champion, register/deploy move aliases, commit moves a watermark;
+# the exit handler's task alerts
+SIDE_EFFECT_TASKS = {"gate", "register", "deploy", "commit-ingest", "notify-failure"}
+
+
+def _compile(tmp_path_factory, *args):
+    out = tmp_path_factory.mktemp("spec") / "pipeline.yaml"
+    assert main(["compile", "--output", str(out), *args]) == 0
+    spec, platform = yaml.safe_load_all(out.read_text())
+    return spec, platform
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory):
-    out = tmp_path_factory.mktemp("spec") / "pipeline.yaml"
-    assert main(["compile", "--output", str(out)]) == 0
-    return yaml.safe_load(out.read_text())
+def compiled(tmp_path_factory):
+    return _compile(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def spec(compiled):
+    return compiled[0]
+
+
+def _body(spec):
+    """The tasks inside the exit handler: everything but the failure alert."""
+    handler = spec["root"]["dag"]["tasks"]["exit-handler-1"]
+    return spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
 
 
 def _tasks(spec):
@@ -82,7 +101,7 @@ def test_no_string_parameter_carries_a_path_between_tasks(spec):
 
 
 def test_register_only_under_the_quality_gate(spec):
-    root_tasks = spec["root"]["dag"]["tasks"]
+    root_tasks = _body(spec)
     assert "register" not in root_tasks
     branch = next(t for t in root_tasks.values() if "triggerPolicy" in t)
     # the branch follows the gate task's verdict, not evaluate's
@@ -100,7 +119,7 @@ def test_register_only_under_the_quality_gate(spec):
 
 
 def test_tuning_fans_out_over_algorithms_and_gathers(spec):
-    root = spec["root"]["dag"]["tasks"]
+    root = _body(spec)
     loop = next(t for t in root.values() if "parameterIterator" in t)
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("algorithms")
     assert loop["iteratorPolicy"]["parallelismLimit"] == 2
@@ -110,3 +129,79 @@ def test_tuning_fans_out_over_algorithms_and_gathers(spec):
     assert select["inputs"]["artifacts"]["models"]["taskOutputArtifact"]["producerTask"] == (
         next(name for name, t in root.items() if t is loop)
     )
+
+
+def test_every_task_runs_inside_the_exit_handler_that_alerts_on_failure(spec):
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "notify-failure"}
+    notify = root["notify-failure"]
+    assert notify["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert notify["dependentTasks"] == ["exit-handler-1"]
+    status = notify["inputs"]["parameters"]["status"]["taskFinalStatus"]
+    assert status["producerTask"] == "exit-handler-1"
+    run_name = notify["inputs"]["parameters"]["run_name"]["runtimeValue"]["constant"]
+    assert run_name == "{{$.pipeline_job_name}}"
+    assert {"ingest", "validate", "features", "gate", "commit-ingest"} <= set(_body(spec))
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
+def test_every_task_mounts_the_cluster_env_and_s3_credentials(tmp_path_factory, pipeline):
+    spec, platform = _compile(tmp_path_factory, "--pipeline", pipeline)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])  # every task, none left out
+    for label, config in executors.items():
+        (config_map,) = config["configMapAsEnv"]
+        assert config_map["configMapName"] == "mlpipe-pipeline-env", label
+        mounted = {k["envVar"] for k in config_map["keyToEnv"]}
+        assert {"MLPIPE_CLUSTER", "MLFLOW_TRACKING_URI", "MLPIPE_STATE_DIR"} <= mounted, label
+        assert {"AWS_ENDPOINT_URL", "KFP_HOST"} <= mounted, label
+        secrets = {s["secretName"]: s for s in config["secretAsEnv"]}
+        s3 = {k["envVar"] for k in secrets["mlpipe-s3"]["keyToEnv"]}
+        assert s3 == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, label
+        (run_id,) = config["fieldPathAsEnv"]
+        assert run_id == {"name": "MLPIPE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}
+        # the alert webhook only where alerts are sent, and only from the Secret
+        alerts = label in ("exec-notify-failure", "exec-act")
+        assert ("mlpipe-alerts" in secrets) == alerts, label
+        if alerts:
+            (key,) = secrets["mlpipe-alerts"]["keyToEnv"]
+            assert key == {"secretKey": "webhook_url", "envVar": "MLPIPE_ALERT_WEBHOOK"}
+
+
+def _defaults(spec):
+    """Every string inside a default or a constant of a compiled spec, with where it is."""
+    found = []
+
+    def walk(node, where, inside=False):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}", inside or key in ("defaultValue", "constant"))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]", inside)
+        elif isinstance(node, str) and inside:
+            found.append((where, node))
+
+    for name, component in [("root", spec["root"]), *spec["components"].items()]:
+        walk(component.get("inputDefinitions", {}), name)
+        walk(component.get("dag", {}), name)
+    return found
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
+def test_no_compiled_default_points_at_a_repository_path(tmp_path_factory, pipeline):
+    spec, _ = _compile(tmp_path_factory, "--pipeline", pipeline)
+    top = {p.name for p in REPO_ROOT.iterdir()}
+    for where, value in _defaults(spec):
+        assert str(REPO_ROOT) not in value, f"{where}: {value}"
+        assert not value.startswith(("sqlite:", "file:", "/")), f"{where}: {value}"
+        first = value.split("/", 1)[0]
+        assert not ("/" in value and first in top), f"{where}: {value} is a repository path"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["source"]["defaultValue"].startswith("s3://"), params["source"]
+
+
+def test_the_laptop_profile_compiles_the_laptop_defaults(tmp_path_factory):
+    spec, _ = _compile(tmp_path_factory, "--profile", "none")
+    source = spec["root"]["inputDefinitions"]["parameters"]["source"]["defaultValue"]
+    assert source == "data/acs_employment_ma_2015_2018.parquet"

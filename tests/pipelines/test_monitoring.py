@@ -47,7 +47,10 @@ def test_the_registry_holds_the_monitoring_pipeline(package):
 
 def test_every_task_has_image_resources_and_a_caching_choice(package):
     spec = package.spec
-    tasks = spec["root"]["dag"]["tasks"]
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "notify-failure"}  # the failure alert wraps them
+    handler = spec["components"][root["exit-handler-1"]["componentRef"]["name"]]
+    tasks = handler["dag"]["tasks"]
     assert set(tasks) == TASKS
     cached = {name: t["cachingOptions"].get("enableCache", False) for name, t in tasks.items()}
     # reading the champion, deciding on it and alerting are side effects; statistics are pure
@@ -70,7 +73,9 @@ def test_every_task_has_image_resources_and_a_caching_choice(package):
 def test_compile_cli_writes_the_monitoring_spec(tmp_path):
     out = tmp_path / "monitoring.yaml"
     assert main(["compile", "--pipeline", "monitoring", "--output", str(out)]) == 0
-    assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == "mlpipe-monitoring"
+    spec, platform = yaml.safe_load_all(out.read_text())
+    assert spec["pipelineInfo"]["name"] == "mlpipe-monitoring"
+    assert "exec-act" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
 def test_schedule_monitoring_from_the_ingestion_cron(capsys):
@@ -99,8 +104,20 @@ def test_schedule_monitoring_from_the_ingestion_cron(capsys):
         params = body["runtime_config"]["parameters"]
         assert params["source"] == "/data/requests.jsonl"
         assert params["source_kind"] == "request_log"
-        (pipeline,) = standin.pipelines.values()
-        assert pipeline["display_name"] == "mlpipe-monitoring"
+        names = {p["display_name"]: p for p in standin.pipelines.values()}
+        assert set(names) == {"mlpipe-monitoring", "mlpipe-training"}
+        # retraining runs start the training version uploaded beside it, as the pipeline's SA
+        (training_version,) = [
+            v
+            for v in standin.versions.values()
+            if v["pipeline_id"] == names["mlpipe-training"]["pipeline_id"]
+            and v["display_name"].startswith("mlpipe-training-")
+        ]
+        retraining = params["retraining"]
+        assert retraining["version_id"] == training_version["pipeline_version_id"]
+        assert retraining["pipeline_id"] == names["mlpipe-training"]["pipeline_id"]
+        assert retraining["service_account"] == "mlpipe-pipeline"
+        assert retraining["ingestion"]["source_url"].startswith("s3://")  # the cluster profile
     assert "recurring run mlpipe-monitoring-schedule" in capsys.readouterr().out
 
 
@@ -112,18 +129,40 @@ def test_schedule_refuses_an_unknown_monitoring_param(capsys):
     assert "has no parameter 'seed'" in capsys.readouterr().err
 
 
-def test_cluster_retraining_creates_a_kfp_run_with_the_new_window(settings):
+def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
+    settings, tmp_path, monkeypatch
+):
     from components.common.kfp_client import KfpClient
-    from components.monitor.actions import retrain_overrides, start_kfp_run
+    from components.monitor.actions import TriggerStore, start_retraining_on_kfp
 
-    overrides = retrain_overrides(settings, 2017)
+    monkeypatch.setenv("MLPIPE_STATE_DIR", str(tmp_path / "state"))
+    key = "ab" * 32
     with KfpStandin() as standin:
-        client = KfpClient.from_env(host=standin.url)
-        run = start_kfp_run(client, settings, overrides, "ab" * 32, "acs-employment")
+        monkeypatch.setenv("KFP_HOST", standin.url)
+        client = KfpClient.from_env()
+        retraining = submit_cli.retraining_parameter(
+            client, _compile_once(settings, "training"), settings
+        )
+        assert TriggerStore().claim(key, {"status": "claimed"})
+        out = start_retraining_on_kfp({"batch_digest": key, "newest": 2017}, retraining)
         (call,) = standin.calls("RunService_CreateRun")
         assert call.status == 200  # valid against the swagger
-    assert run["run_id"] and call.body["display_name"] == "mlpipe-retrain-abababababab"
-    params = call.body["runtime_config"]["parameters"]
+    body = call.body
+    assert out["run_id"] and body["display_name"] == "mlpipe-retrain-abababababab"
+    assert body["pipeline_version_reference"]["pipeline_version_id"] == retraining["version_id"]
+    assert body["service_account"] == "mlpipe-pipeline"
+    params = body["runtime_config"]["parameters"]
     assert params["ingestion"]["window"] == {"start": 2015, "end": 2017}
     split = params["feature_engineering"]["split"]
     assert (split["train_window"], split["test_window"]) == ([2015, 2016], [2017, 2017])
+    (trigger,) = TriggerStore().entries()
+    assert trigger["status"] == "started" and trigger["run_id"] == out["run_id"]
+
+
+def test_cluster_retraining_without_the_training_version_says_how_to_get_it(settings):
+    from components.common.errors import StageError
+    from components.monitor.actions import start_retraining_on_kfp
+    from pipelines.monitoring import retraining_defaults
+
+    with pytest.raises(StageError, match="mlpipe submit|schedule --pipeline monitoring"):
+        start_retraining_on_kfp({"batch_digest": "cd" * 32}, retraining_defaults(settings))

@@ -48,7 +48,8 @@ def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
         ["submit", "--host", standin.url, "--param", "seed=7", "--param",
          "tracking_uri=http://mlflow.mlflow:5000", "--run-name", "try-1", "--wait", "--poll", "0"]
     )  # fmt: skip
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert {r.status for r in standin.requests} == {200}
     run_id = next(iter(standin.runs))
@@ -59,11 +60,19 @@ def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
     body = standin.calls("RunService_CreateRun")[0].body
     params = body["runtime_config"]["parameters"]
     assert params["seed"] == 7 and params["tracking_uri"] == "http://mlflow.mlflow:5000"
-    assert len(params["source_digest"]) == 64  # the bundled file's sha256, as `mlpipe run` has
+    # the cluster profile reads s3://..., which this machine cannot reach: no digest, said so
+    assert params["source_digest"] == ""
+    assert "cannot compute the data digest here" in captured.err
     experiment = standin.experiments[body["experiment_id"]]
     assert experiment["display_name"] == "acs-employment"  # the config's project.experiment
     assert body["pipeline_version_reference"]["pipeline_version_id"] in standin.versions
     assert body["service_account"] == "mlpipe-pipeline"  # the config's runtime.service_account
+
+
+def test_a_file_source_is_digested_as_mlpipe_run_does(standin, capsys):
+    assert main(["submit", "--host", standin.url, "--profile", "none"]) == 0
+    params = standin.calls("RunService_CreateRun")[0].body["runtime_config"]["parameters"]
+    assert len(params["source_digest"]) == 64  # the bundled file's sha256, as `mlpipe run` has
 
 
 def test_submitting_again_reuses_the_version_and_experiment(standin, capsys):
