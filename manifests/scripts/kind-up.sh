@@ -24,9 +24,11 @@
 #      and loaded into the nodes (`make images kind-load`; SKIP_IMAGES=1 skips it).
 #   7. manifests/overlays/kind (namespace mlpipe: MinIO, PostgreSQL, MLflow, the ServingRuntime,
 #      RBAC, NetworkPolicies); waits for MinIO, PostgreSQL, the bucket Job and MLflow.
-#   8. `mlpipe compile` -> outputs/training_pipeline.yaml, then `mlpipe submit --host
-#      --service-account mlpipe-pipeline` (upload + one run) through a port-forward to the KFP API
-#      when that command exists (else it prints how to upload).
+#   8. the bundled dataset uploaded to MinIO (s3://mlpipe-data/datasets/, where the cluster profile
+#      config/profiles/cluster.yaml points the pipeline) with `mlpipe data upload` through a
+#      port-forward; it checks the object's sha256.
+#   9. `mlpipe compile` -> outputs/training_pipeline.yaml (cluster profile), then `mlpipe submit`
+#      (upload + one run as service account mlpipe-pipeline) through a port-forward to the KFP API.
 set -euo pipefail
 
 KIND_CLUSTER="${KIND_CLUSTER:-mlpipe}"
@@ -38,7 +40,8 @@ KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Standard}"
 # keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"
 WAIT="${WAIT:-900s}"
-MLFLOW_URI="http://mlflow.mlpipe.svc.cluster.local:5000"  # the in-cluster MLflow, for runs
+DATASET="data/acs_employment_ma_2015_2018.parquet"
+DATASET_URL="s3://mlpipe-data/datasets/acs_employment_ma_2015_2018.parquet"  # the cluster profile's
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -46,12 +49,12 @@ VERSION="${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head 
 CONTEXT="kind-${KIND_CLUSTER}"
 KUBECTL=(kubectl --context "$CONTEXT")
 HELM=(helm --kube-context "$CONTEXT")
-PF_PID=""
+PF_PIDS=()
 
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 die() { printf 'kind-up: %s\n' "$*" >&2; exit 1; }
-cleanup() { if [[ -n "$PF_PID" ]]; then kill "$PF_PID" 2>/dev/null || true; fi; }
+cleanup() { for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 # retry N DELAY CMD...: for applies that race a webhook that has just become Ready
@@ -74,7 +77,7 @@ docker info >/dev/null 2>&1 || die "the docker engine is not reachable (is Docke
 info "kind $(kind version | awk '{print $2}'), $(kubectl version --client | head -n 1)"
 info "helm $(helm version --short), $(uv --version)"
 
-step "1/8 kind cluster '$KIND_CLUSTER'"
+step "1/9 kind cluster '$KIND_CLUSTER'"
 if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     info "exists: keeping it"
 else
@@ -82,12 +85,12 @@ else
 fi
 "${KUBECTL[@]}" wait --for=condition=Ready node --all --timeout="$WAIT"
 
-step "2/8 cert-manager $CERT_MANAGER_VERSION"
+step "2/9 cert-manager $CERT_MANAGER_VERSION"
 "${KUBECTL[@]}" apply -f \
     "https://github.com/cert-manager/cert-manager/releases/download/${CERT_MANAGER_VERSION}/cert-manager.yaml"
 "${KUBECTL[@]}" -n cert-manager wait --for=condition=Available deployment --all --timeout="$WAIT"
 
-step "3/8 Kubeflow Pipelines $KFP_VERSION (standalone, platform-agnostic)"
+step "3/9 Kubeflow Pipelines $KFP_VERSION (standalone, platform-agnostic)"
 "${KUBECTL[@]}" apply -k \
     "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${KFP_VERSION}"
 "${KUBECTL[@]}" wait --for condition=established --timeout=60s crd/applications.app.k8s.io
@@ -96,7 +99,7 @@ retry 3 20 "${KUBECTL[@]}" apply -k \
 info "waiting for the KFP deployments (first time: image pulls take several minutes)"
 "${KUBECTL[@]}" -n kubeflow wait --for=condition=Available deployment --all --timeout="$WAIT"
 
-step "4/8 Katib $KATIB_VERSION (standalone)"
+step "4/9 Katib $KATIB_VERSION (standalone)"
 retry 3 20 "${KUBECTL[@]}" apply --server-side --force-conflicts -k \
     "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}"
 for deployment in katib-controller katib-db-manager katib-mysql katib-ui; do
@@ -104,7 +107,7 @@ for deployment in katib-controller katib-db-manager katib-mysql katib-ui; do
         --timeout="$WAIT"
 done
 
-step "5/8 KServe $KSERVE_VERSION (RawDeployment: defaultDeploymentMode=$KSERVE_DEPLOYMENT_MODE)"
+step "5/9 KServe $KSERVE_VERSION (RawDeployment: defaultDeploymentMode=$KSERVE_DEPLOYMENT_MODE)"
 "${HELM[@]}" upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
     --version "$KSERVE_VERSION" --namespace kserve --create-namespace --wait
 "${HELM[@]}" upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources \
@@ -117,7 +120,7 @@ mode="$("${KUBECTL[@]}" -n kserve get configmap inferenceservice-config -o jsonp
 [[ "$mode" == *"$KSERVE_DEPLOYMENT_MODE"* ]] || die "KServe's deploy config is not $KSERVE_DEPLOYMENT_MODE: $mode"
 info "inferenceservice-config deploy: $(echo "$mode" | tr -d '\n ')"
 
-step "6/8 images ${IMAGE_REGISTRY}/{pipeline,serving,tfdv}:${VERSION}"
+step "6/9 images ${IMAGE_REGISTRY}/{pipeline,serving,tfdv}:${VERSION}"
 if [[ "${SKIP_IMAGES:-0}" == "1" ]]; then
     info "SKIP_IMAGES=1: not building or loading"
 else
@@ -125,7 +128,7 @@ else
         VERSION="$VERSION" IMAGE_REGISTRY="$IMAGE_REGISTRY" KIND_CLUSTER="$KIND_CLUSTER"
 fi
 
-step "7/8 mlpipe manifests (manifests/overlays/kind)"
+step "7/9 mlpipe manifests (manifests/overlays/kind)"
 # a Job's pod template is immutable: drop the finished bucket Job so a new image can re-run it
 "${KUBECTL[@]}" -n mlpipe delete job minio-buckets --ignore-not-found
 # the KServe webhook validates the ServingRuntime: it may refuse for a few seconds after startup
@@ -136,22 +139,23 @@ retry 5 15 "${KUBECTL[@]}" apply -k manifests/overlays/kind
 "${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/mlflow --timeout="$WAIT"
 "${KUBECTL[@]}" -n mlpipe get servingruntime mlpipe >/dev/null
 
-step "8/8 compile and upload the training pipeline"
+step "8/9 the bundled dataset -> $DATASET_URL (MinIO)"
+"${KUBECTL[@]}" -n mlpipe port-forward svc/minio 9000:9000 >/dev/null 2>&1 &
+PF_PIDS+=($!)
+sleep 5
+# the dev-only credentials of the kind overlay (manifests/overlays/kind/kustomization.yaml)
+AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=mlpipe-dev \
+    AWS_SECRET_ACCESS_KEY=dev-only-minio-password AWS_DEFAULT_REGION=us-east-1 \
+    uv run --frozen mlpipe data upload "$DATASET" "$DATASET_URL"
+
+step "9/9 compile and submit the training pipeline (cluster profile)"
 MLPIPE_IMAGE_REGISTRY="$IMAGE_REGISTRY" uv run --frozen mlpipe compile --output outputs/training_pipeline.yaml
-if uv run --frozen mlpipe submit --help >/dev/null 2>&1; then
-    "${KUBECTL[@]}" -n kubeflow port-forward svc/ml-pipeline 8888:8888 >/dev/null 2>&1 &
-    PF_PID=$!
-    sleep 5
-    # uploads a content-named pipeline version and starts a run as the pipeline's account
-    uv run --frozen mlpipe submit --host http://127.0.0.1:8888 --service-account mlpipe-pipeline \
-        --param tracking_uri="$MLFLOW_URI"
-else
-    info "'mlpipe submit' is not available in this version: upload outputs/training_pipeline.yaml"
-    info "in the KFP UI (Pipelines > Upload pipeline) and start a run with service account"
-    info "'mlpipe-pipeline', or with the KFP SDK:"
-    info "  kfp.Client(host='http://127.0.0.1:8888').create_run_from_pipeline_package("
-    info "      'outputs/training_pipeline.yaml', service_account='mlpipe-pipeline')"
-fi
+"${KUBECTL[@]}" -n kubeflow port-forward svc/ml-pipeline 8888:8888 >/dev/null 2>&1 &
+PF_PIDS+=($!)
+sleep 5
+# uploads a content-named pipeline version and starts a run as runtime.service_account
+# (mlpipe-pipeline); MLflow, the state store and S3 come from the ConfigMap the spec mounts
+MLPIPE_IMAGE_REGISTRY="$IMAGE_REGISTRY" uv run --frozen mlpipe submit --host http://127.0.0.1:8888
 
 step "ready"
 cat <<EOF
