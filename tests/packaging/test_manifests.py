@@ -296,3 +296,48 @@ def test_the_example_inference_service_fits_the_runtime_and_the_crd(kind_objects
     assert validation_errors(example, kind_kubernetes_version()) == [
         "spec.canary[0].predictor.model: 'name' is a required property"
     ]
+
+
+def _pipeline_mounts():
+    """What the compiled training pipeline mounts into every task's pod."""
+    from components.common.config import load_settings
+    from pipelines.kfp_package import compile_package
+
+    platform = compile_package(load_settings(profile="cluster"), "training").platform
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return executors["exec-ingest"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_pipeline_pods_find_what_the_compiled_spec_mounts(name):
+    """Every pod of a run reads the ConfigMap (and on kind the S3 Secret) the spec names, in the
+    namespace KFP standalone runs pipeline pods in; the keys a task cannot do without are there
+    (the others are optional: AWS_ENDPOINT_URL is absent on AWS)."""
+    objects = render(MANIFESTS / "overlays" / name)
+    mounts = _pipeline_mounts()
+    (config_map,) = mounts["configMapAsEnv"]
+    found = next(
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["name"] == config_map["configMapName"]
+        and o["metadata"]["namespace"] == "kubeflow"
+    )
+    data = found["data"]
+    assert data["MLPIPE_CLUSTER"] == "1"
+    assert data["MLFLOW_TRACKING_URI"].startswith("http://mlflow.mlpipe.svc.cluster.local")
+    assert data["MLPIPE_STATE_DIR"].startswith("s3://")
+    assert data["KFP_HOST"].startswith("http://ml-pipeline.kubeflow.svc.cluster.local")
+    mounted = {k["configMapKey"] for k in config_map["keyToEnv"]}
+    assert set(data) <= mounted  # nothing set there that no task reads
+    if name == "kind":
+        assert data["AWS_ENDPOINT_URL"] == "http://minio.mlpipe.svc.cluster.local:9000"
+        s3 = next(s for s in mounts["secretAsEnv"] if s["secretName"] == "mlpipe-s3")
+        secret = next(
+            o
+            for o in objects
+            if o["kind"] == "Secret"
+            and o["metadata"]["name"] == "mlpipe-s3"
+            and o["metadata"]["namespace"] == "kubeflow"
+        )
+        assert {k["secretKey"] for k in s3["keyToEnv"]} <= set(secret["data"])
