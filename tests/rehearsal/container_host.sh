@@ -21,7 +21,10 @@ STATE_DIR=/run/mlpipe-podman
 WRAPPER_DIR=/usr/local/lib/mlpipe-oci
 WRAPPER=$WRAPPER_DIR/crun
 DROP_IN=/etc/containers/containers.conf.d/50-mlpipe-oci-runtime.conf
-PACKAGES=(podman buildah crun conmon debootstrap fuse-overlayfs uidmap slirp4netns jq curl)
+# podman's own and recommended packages (netavark + iptables: the default bridge network of
+# `podman run`), debootstrap for the base image stand-in, jq for the runtime wrapper
+PACKAGES=(podman buildah crun conmon netavark aardvark-dns iptables fuse-overlayfs uidmap
+	slirp4netns catatonit debootstrap jq curl)
 
 say() { echo "container-host: $*"; }
 
@@ -55,7 +58,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	say "apt-get install ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt-get install -y -qq "${missing[@]}" >/dev/null
 else
 	say "packages present: ${PACKAGES[*]}"
 fi
