@@ -56,3 +56,55 @@ def mlflow_store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("t")
     return mlflow.MlflowClient()
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path, monkeypatch):
+    """A real MLflow tracking server (`mlflow server`, SQLite behind it) on 127.0.0.1 as this
+    test's tracking URI: the REST checks a server makes that a local store skips."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import mlflow
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = Path(sys.executable).parent / "mlflow"
+    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(binary), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()}"
+                )
+            time.sleep(0.3)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("t")
+        yield mlflow.MlflowClient()
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+        mlflow.set_tracking_uri("")

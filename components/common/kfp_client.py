@@ -40,12 +40,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kfp
+# Inside a KFP task (`_KFP_RUNTIME=true`, which the component's command sets) kfp.dsl loads only
+# what running a component needs, and kfp.client, which imports the compiler, then meets a
+# circular import in kfp.dsl (pipeline_context <-> graph_component) unless component_factory
+# loads first, as kfp.dsl's own compile-time imports do. The monitoring pipeline's act task
+# creates runs from a task: keep this import first.
+import kfp.dsl.component_factory  # noqa: F401 - import order, see above
 import kfp_server_api
 import urllib3
 from kfp.client import (
     KF_PIPELINES_SA_TOKEN_ENV,
     KF_PIPELINES_SA_TOKEN_PATH,
+    Client,
     ServiceAccountTokenVolumeCredentials,
 )
 from kfp_server_api import rest
@@ -170,7 +176,7 @@ class _TokenFile(ServiceAccountTokenVolumeCredentials):
             raise KfpAuthError(f"cannot read the KFP token file {self._token_path}: {exc}") from exc
 
 
-class _Client(kfp.Client):
+class _Client(Client):
     """`kfp.Client` without its constructor's side effects (see the module docstring)."""
 
     def __init__(self, namespace: str, **kwargs: Any) -> None:

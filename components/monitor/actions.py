@@ -132,7 +132,7 @@ def retrain_windows(
     if newest is None or split.get("method", "time") != "time":
         return {}
     newest = int(newest)
-    start = window["start"] if window else int(split["train_window"][0])
+    start = int(window["start"]) if window else int(split["train_window"][0])
     if window_years:
         start = max(start, newest - window_years)
     return {

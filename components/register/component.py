@@ -63,6 +63,7 @@ def register(
                 "data_digest": data_digest,
             },
             approval_required=approval_required,
+            model_id=logged_model.metadata.get("model_id"),
         )
         rec.details = out
     registration.metadata.update(out, task=rec.to_dict())

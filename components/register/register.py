@@ -41,7 +41,10 @@ def run(
     metrics: dict[str, float],
     lineage: dict[str, str],
     approval_required: bool = False,
+    model_id: str | None = None,
 ) -> dict[str, Any]:
+    """`model_id`: the logged model's id when `model_uri` is `models:/<model_id>` (an MLflow
+    server refuses such a source without it; a local SQLite store does not check)."""
     import mlflow
 
     client = registry.client()
@@ -60,7 +63,7 @@ def run(
             **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
         }
         mv = client.create_model_version(
-            registered_model, source=model_uri, run_id=run_id, tags=tags
+            registered_model, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
         )
         version, created = str(mv.version), True
 

@@ -4,6 +4,7 @@ on 127.0.0.1 that holds every request to the KFP v2beta1 swagger and records it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -481,3 +482,20 @@ def test_standalone_standin_records_every_request_as_json_lines(tmp_path, packag
     upload = next(line for line in lines if line["operation"] == "UploadPipeline")
     assert upload["form"]["uploadfile"]["size"] == len(package.yaml_bytes)
     assert upload["params"] == {"name": package.name}
+
+
+def test_the_client_imports_inside_a_kfp_task():
+    """A task runs with _KFP_RUNTIME=true (kfp loads only what executing needs): the monitoring
+    pipeline's act task creates runs from there. Without the import order kfp_client keeps, the
+    import fails with a circular import inside kfp.dsl (seen in the cluster rehearsal)."""
+    import subprocess
+    import sys
+
+    code = "import kfp.dsl; from components.common.kfp_client import KfpClient; print('ok')"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "_KFP_RUNTIME": "true"},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

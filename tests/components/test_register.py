@@ -127,3 +127,23 @@ def test_alias_lookup_on_an_empty_registry(store):
     assert registry.alias_version(store, "absent", CHAMPION) is None
     store.create_registered_model("m")
     assert registry.alias_version(store, "m", CHAMPION) is None
+
+
+@pytest.mark.integration
+def test_register_through_a_tracking_server(mlflow_server):
+    """A server checks what a SQLite store does not: a `models:/<id>` source needs the logged
+    model's id (the in-cluster MLflow refused it: INVALID_PARAMETER_VALUE)."""
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with mlflow.start_run() as active:
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+    assert info.model_uri.startswith("models:/")
+    out = run(
+        "m", info.model_uri, active.info.run_id, "d-server", {"roc_auc": 0.9}, LINEAGE,
+        model_id=info.model_id,
+    )  # fmt: skip
+    assert out["created"] and out["version"] == "1"
+    mv = mlflow_server.get_model_version("m", "1")
+    assert mv.source == info.model_uri and mv.tags["mlpipe.pipeline_run"] == "r1"
+    # what the server says without the id (the check this test exists for)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="model_id"):
+        run("m", info.model_uri, active.info.run_id, "d-other", {}, LINEAGE, model_id=None)
