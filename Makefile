@@ -9,7 +9,7 @@ TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
-	lock-images images container-host kind-load kind-up kind-down
+	lock-images images container-host cluster-rehearsal kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
 
@@ -108,6 +108,12 @@ images:
 container-host:
 	$(if $(filter 0,$(shell id -u)),,sudo )tests/rehearsal/container_host.sh
 	$(if $(filter 0,$(shell id -u)),,sudo )tests/rehearsal/base_image.sh
+
+# the cluster path run for real on this machine (README: The cluster rehearsal): builds the images
+# (container-host + images), starts the kind overlay's services, runs both compiled pipelines in
+# their images with their pods' environment; writes outputs/rehearsal/report.json. Needs root.
+cluster-rehearsal: setup-main
+	$(UV) run --frozen python -m tests.rehearsal
 
 kind-load:
 	@for image in $(IMAGES); do \
