@@ -22,8 +22,8 @@ from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
-from components.ingest.ingest import source_digest
 from components.common.runtime_env import STATE_ENV
+from components.ingest.ingest import source_digest
 from pipelines.progress import ProgressTee, original_stdout
 from pipelines.training import PIPELINE_NAME, build_pipeline
 

@@ -65,11 +65,11 @@ def mlflow_server(tmp_path, monkeypatch):
     import socket
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import mlflow
-    import requests
+
+    from tests.support.servers import wait_http
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,18 +84,10 @@ def mlflow_server(tmp_path, monkeypatch):
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()}"
-                )
-            time.sleep(0.3)
+        try:
+            wait_http(f"{uri}/health", 120, lambda: proc.poll() is None, "mlflow server")
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}: {(tmp_path / 'mlflow-server.log').read_text()[-3000:]}")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("t")

@@ -21,7 +21,7 @@ def ingest(
     must be off (`IngestionConfig.live`).
 
     Args:
-        source: The source: a path or glob (file), else the configured URL.
+        source: What to read: a path or glob (file) or a URL (url); "" = the configured one.
         source_digest: Digest of the source, computed by the CLI: part of the cache key, so changed
             data re-runs everything downstream and unchanged data hits the cache.
         ingestion: The `data_ingestion` config section.

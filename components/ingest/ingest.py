@@ -55,24 +55,24 @@ def _config(ingestion: dict[str, Any] | IngestionConfig) -> IngestionConfig:
 
 
 def _location(cfg: IngestionConfig, source: str | None) -> str:
-    """Where to read: the resolved path for files, the configured URL otherwise. In cluster mode
-    a relative file path is refused: it would resolve inside the task's image, which holds no
-    data."""
-    if cfg.source_type == "file" and runtime_env.in_cluster():
-        path = source or cfg.source_url
-        if not os.path.isabs(path):
-            raise DataError(
-                STAGE,
-                f"source {path!r} is a path relative to the repository, which does not exist in "
-                "a cluster's task: read from an object store (source_type url, e.g. "
-                "s3://bucket/data.parquet; `mlpipe compile|submit` use config/profiles/"
-                "cluster.yaml) or an absolute path of a volume mounted into the pods",
-                subject=path,
-            )
-        return path
-    if cfg.source_type == "file" and source:
-        return source
-    return cfg.resolve_source()
+    """Where to read: the `source` parameter (a path or glob for `file`, a URL for `url`), else
+    the configured one (a relative file path taken from the repository); sql and api read what
+    their section says. In cluster mode a relative file path is refused: it would resolve inside
+    the task's image, which holds no data."""
+    if cfg.source_type not in ("file", "url"):
+        return cfg.resolve_source()
+    cluster = runtime_env.in_cluster()
+    location = source or (cfg.source_url if cluster else cfg.resolve_source())
+    if cfg.source_type == "file" and cluster and not os.path.isabs(location):
+        raise DataError(
+            STAGE,
+            f"source {location!r} is a path relative to the repository, which does not exist in "
+            "a cluster's task: read from an object store (source_type url, e.g. "
+            "s3://bucket/data.parquet; `mlpipe compile|submit` use config/profiles/"
+            "cluster.yaml) or an absolute path of a volume mounted into the pods",
+            subject=location,
+        )
+    return location
 
 
 def describe_query(cfg: IngestionConfig) -> str | None:

@@ -2,8 +2,9 @@ import pandas as pd
 import pytest
 
 from components.common.artifacts import read_dataset, sha256_file
+from components.common.config import IngestionConfig
 from components.common.errors import DataError
-from components.ingest.ingest import run, source_digest
+from components.ingest.ingest import _location, run, source_digest
 
 INGESTION = {"source_type": "file", "batch_size": 1000, "window": {"start": 2015, "end": 2016}}
 
@@ -81,3 +82,20 @@ def test_source_digest_follows_content(tmp_path, sample_data):
     assert source_digest(str(src)) == first
     sample_data.head(100).to_parquet(src)
     assert source_digest(str(src)) != first
+
+
+def test_the_source_parameter_overrides_a_url_source():
+    """`--param source=...` must reach a url source too (it is what a cluster run changes)."""
+    cfg = IngestionConfig(source_type="url", source_url="s3://bucket/configured.parquet")
+    assert _location(cfg, "s3://bucket/given.parquet") == "s3://bucket/given.parquet"
+    assert _location(cfg, "") == "s3://bucket/configured.parquet"
+
+
+def test_a_relative_file_source_is_refused_in_cluster_mode(monkeypatch):
+    monkeypatch.setenv("MLPIPE_CLUSTER", "1")
+    cfg = IngestionConfig()  # data/acs_employment_ma_2015_2018.parquet
+    with pytest.raises(DataError, match="relative to the repository.*object store"):
+        _location(cfg, "")
+    assert _location(cfg, "/mnt/data/x.parquet") == "/mnt/data/x.parquet"  # a mounted volume
+    monkeypatch.setenv("MLPIPE_CLUSTER", "0")
+    assert _location(cfg, "").endswith("/data/acs_employment_ma_2015_2018.parquet")

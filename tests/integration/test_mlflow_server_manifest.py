@@ -6,8 +6,8 @@ client holds no S3 credentials). Service host names are mapped to the local serv
 of the manifest is changed. The main environment has the pipeline image's exact package set
 (tests/packaging checks the lock against uv.lock), so this is the image's MLflow."""
 
+import base64
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -19,60 +19,37 @@ import pytest
 import requests
 
 from tests.integration.conftest import free_port
-from tests.packaging.render import MANIFESTS, render
+from tests.support.manifests import Rendered, expand
+from tests.support.servers import wait_http
 
 pytestmark = pytest.mark.integration
 
 
-def _container(objects, kind, name):
-    obj = next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
-    return obj["spec"]["template"]["spec"]["containers"][0]
-
-
-def _configmap(objects, name):
-    return next(
-        o["data"]
-        for o in objects
-        if o["kind"] == "ConfigMap"
-        and o["metadata"]["name"] == name
-        and o["metadata"]["namespace"] == "mlpipe"
-    )
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, s3_server, tmp_path_factory):
-    objects = render(MANIFESTS / "overlays" / "kind")
-    container = _container(objects, "Deployment", "mlflow")
+    manifests = Rendered.overlay("kind")
+    container = manifests.container("Deployment", "mlflow", "mlpipe")
     minio = "http://minio.mlpipe.svc.cluster.local:9000"
-    storage = {
-        k: v.replace(minio, s3_server.endpoint)
-        for k, v in _configmap(objects, "mlpipe-storage").items()
-    }
-    secrets = {
-        ("mlpipe-postgres", "username"): postgres.user,
-        ("mlpipe-postgres", "password"): postgres.password,
-        ("mlpipe-s3", "AWS_ACCESS_KEY_ID"): "testing",
-        ("mlpipe-s3", "AWS_SECRET_ACCESS_KEY"): "testing",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "PG"))}
-    for source in container.get("envFrom", []):
-        assert source["configMapRef"]["name"] == "mlpipe-storage"
-        env.update(storage)
-    for item in container["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        elif "secretKeyRef" in item["valueFrom"]:
-            ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = secrets[(ref["name"], ref["key"])]
-        else:
-            ref = item["valueFrom"]["configMapKeyRef"]
-            env[item["name"]] = storage[ref["key"]]
+    # the Service names mapped to the local servers; nothing else of the manifest changes
+    for obj in manifests.objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "mlpipe-storage":
+            obj["data"] = {k: v.replace(minio, s3_server.endpoint) for k, v in obj["data"].items()}
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] in ("mlpipe-postgres", "mlpipe-s3"):
+            values = {"username": postgres.user, "password": postgres.password}
+            values |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+            obj["data"] = {
+                k: base64.b64encode(values[k].encode()).decode() for k in obj.get("data", {})
+            }
+    storage = manifests.config_map("mlpipe-storage", "mlpipe")
+    outside = ("AWS_", "MLFLOW_", "PG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(outside)}
+    env |= manifests.container_env(container, "mlpipe")
     env["HOME"] = str(tmp_path_factory.mktemp("home"))
 
     port = free_port()
     args = []
     for arg in container["args"]:
-        arg = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)  # Kubernetes' expansion
+        arg = expand(arg, env)  # Kubernetes' $(VAR) expansion
         arg = arg.replace("--host=0.0.0.0", "--host=127.0.0.1").replace(
             "--port=5000", f"--port={port}"
         )
@@ -99,16 +76,10 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or busy starting
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"MLflow server did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        try:
+            wait_http(f"{url}/health", 120, lambda: proc.poll() is None, "the MLflow server")
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{log.read_text()[-4000:]}")
         yield url, port, storage
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the group we started: the server and its workers

@@ -20,8 +20,8 @@ from components.monitor.actions import TriggerStore
 from components.monitor.shift import flip_labels, shift_batch
 from pipelines.local_run import run_local
 from pipelines.monitoring_run import run_monitoring_local, with_overrides
-from tests.support.webhook import Receiver
 from tests.conftest import needs_tfdv
+from tests.support.webhook import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
 
@@ -133,9 +133,7 @@ def test_a_shifted_batch_alerts_once_and_retrains_once(work):
 
 def test_label_shift_triggers_retraining_without_feature_drift(work):
     with Receiver([500, 500, 500, 500]) as receiver:  # and the webhook is failing
-        sink = AlertSink(
-            work["out"] / "logs", receiver.url, retries=1, backoff_s=0.01
-        )
+        sink = AlertSink(work["out"] / "logs", receiver.url, retries=1, backoff_s=0.01)
         run = monitor(work, "flipped", sink, retrain=False)
     assert run.result["decision"]["drifted"] == []
     assert run.result["decay"]["decayed"] and run.decision == "retrain"

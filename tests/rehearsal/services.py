@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tests.support.manifests import Rendered, expand
 from tests.support.postgres import running_postgres
+from tests.support.servers import wait_http
 from tests.support.webhook import Receiver
 
 # Service names -> this machine (the ports are the Services' own)
@@ -47,26 +46,15 @@ KFP_URL = f"http://127.0.0.1:{PORTS['kfp']}"
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on it (connections of an earlier run in TIME_WAIT do not count: the
+    servers bind with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
-
-
-def _wait_http(url: str, timeout: float, alive=lambda: True, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=5).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        if not alive():
-            break
-        time.sleep(0.5)
-    raise RuntimeError(f"{what or url} did not answer within {timeout:g} s")
 
 
 @dataclass
@@ -144,7 +132,7 @@ def mlflow_server(docker: Any, manifests: Rendered, image: str, log: Path) -> It
         return run.status in ("created", "running")
 
     try:
-        _wait_http(f"{MLFLOW_URL}/health", 180, alive, "the MLflow server")
+        wait_http(f"{MLFLOW_URL}/health", 180, alive, "the MLflow server")
         yield
     finally:
         log.write_bytes(run.logs())
@@ -171,7 +159,7 @@ def kfp_api(record: Path, log: Path) -> Iterator[None]:
             cwd=Path(__file__).resolve().parents[2],
         )
     try:
-        _wait_http(f"{KFP_URL}/apis/v2beta1/healthz", 60, lambda: proc.poll() is None, "KFP API")
+        wait_http(f"{KFP_URL}/apis/v2beta1/healthz", 60, lambda: proc.poll() is None, "KFP API")
         yield
     finally:
         proc.terminate()
