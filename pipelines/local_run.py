@@ -49,6 +49,7 @@ class RunResult:
     tracking_uri: str = ""
     nothing_new: bool = False
     failed_checks: list[str] = field(default_factory=list)
+    alert: dict[str, Any] | None = None  # the failure alert, when the run failed
 
 
 @contextlib.contextmanager
@@ -102,6 +103,18 @@ def _record_failed_run(settings: Settings, run_name: str, result: RunResult, dig
     client.log_artifact(run.info.run_id, result.log_file, artifact_path="logs")
     client.set_terminated(run.info.run_id, status="FAILED")
     return run.info.run_id
+
+
+def _alert_failure(settings: Settings, out: Path, run_name: str, result: RunResult) -> None:
+    """The failure alert a compiled pipeline's exit handler sends on a cluster, sent here (the
+    local variant has no exit handler): into outputs/logs/alerts/ and the configured webhook."""
+    from components.common.alerts import AlertSink, failure_alert
+
+    alert = failure_alert(
+        PIPELINE_NAME, run_name, result.failed_stage, result.error, log=result.log_file
+    )
+    sink = AlertSink.from_config(settings.pipeline.monitoring, out / "logs")
+    result.alert = sink.send(alert)
 
 
 @contextlib.contextmanager
@@ -281,6 +294,7 @@ def _run(
         return result
     if not result.ok:
         result.mlflow_run_id = _record_failed_run(settings, run_name, result, digest)
+        _alert_failure(settings, out, run_name, result)
         return result
 
     details = {row["task"]: row.get("details") or {} for row in result.tasks}

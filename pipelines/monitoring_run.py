@@ -34,7 +34,6 @@ from pipelines.local_run import (
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
 from pipelines.progress import ProgressTee, original_stdout
-from pipelines.training import PIPELINE_NAME as TRAINING_PIPELINE
 
 
 @dataclass
@@ -315,16 +314,6 @@ def _post_run_alerts(run: MonitoringRun, mon: Any, sink: AlertSink, source: str)
     alert = _resource_alert(run, mon.resources, "monitoring run")
     if alert:
         alerts.append(alert)
-    if run.retrain is not None and not run.retrain.ok and not run.retrain.nothing_new:
-        alerts.append(
-            failure_alert(
-                TRAINING_PIPELINE,
-                f"retrain-{run.actions['retrain']['key'][:16]}",
-                run.retrain.failed_stage,
-                run.retrain.error,
-                log=run.retrain.log_file,
-            )
-        )
     for alert in alerts:
         run.alerts.append({**sink.send(alert), "kind": alert.kind})
     sent = (run.actions or {}).get("alert")

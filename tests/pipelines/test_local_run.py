@@ -263,6 +263,15 @@ def test_bad_data_stops_before_training(work, case):
     assert subject in last and problem in last, last
     assert not any(task.startswith(("tune", "train")) for task in summary(proc))
     assert versions(work) == before
+    # the failure alert, as a cluster run's exit handler sends it
+    from components.common.alerts import AlertSink
+
+    failures = [
+        a
+        for a in AlertSink(work["out"] / "logs").entries()
+        if a["kind"] == "pipeline_failure" and subject in a["title"]
+    ]
+    assert len(failures) == 1 and failures[0]["context"]["failed_task"] == stage, failures
 
 
 def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
