@@ -90,7 +90,10 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
     d_algorithms = list(cfg.model_training.algorithms)
     d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
     d_deployment = cfg.deployment.model_dump(mode="json", exclude_none=True)
-    d_config = cfg.model_dump(mode="json", exclude_none=True)
+    # logged as MLflow params: never the webhook URL (its path is a secret)
+    d_config = cfg.model_dump(
+        mode="json", exclude_none=True, exclude={"monitoring": {"webhook_url"}}
+    )
     d_config_hash = settings.digest()
     # the alert settings; the webhook URL itself comes from a Secret, never from a parameter
     d_monitoring = cfg.monitoring.model_dump(

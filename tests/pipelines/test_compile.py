@@ -205,3 +205,13 @@ def test_the_laptop_profile_compiles_the_laptop_defaults(tmp_path_factory):
     spec, _ = _compile(tmp_path_factory, "--profile", "none")
     source = spec["root"]["inputDefinitions"]["parameters"]["source"]["defaultValue"]
     assert source == "data/acs_employment_ma_2015_2018.parquet"
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
+def test_a_webhook_url_in_the_config_never_reaches_a_compiled_spec(tmp_path_factory, pipeline):
+    """Its path is a secret: on a cluster it comes from the alerts Secret only."""
+    secret = "https://hooks.example.com/services/T000/B000/s3cr3t-path"
+    out = tmp_path_factory.mktemp("spec") / "pipeline.yaml"
+    args = ["compile", "--pipeline", pipeline, "--output", str(out)]
+    assert main([*args, "--set", f"monitoring.webhook_url={secret}"]) == 0
+    assert "s3cr3t-path" not in out.read_text()
