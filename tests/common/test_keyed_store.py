@@ -10,8 +10,7 @@ from components.common.keyed_store import KeyedStore
 
 
 @pytest.fixture(scope="module")
-def s3_url(tmp_path_factory):
-    import os
+def s3_url():
     import socket
 
     import boto3
@@ -23,19 +22,15 @@ def s3_url(tmp_path_factory):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    keys = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_ENDPOINT_URL": endpoint}
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="state")
-    try:
-        yield "s3://state/triggers"
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")):
+            env.setenv(key, value)
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="state")
+        try:
+            yield "s3://state/triggers"
+        finally:
+            server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])
