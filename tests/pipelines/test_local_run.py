@@ -19,7 +19,7 @@ import pytest
 
 from components.common.config import REPO_ROOT, load_settings
 from components.common.mlflow_utils import default_tracking_uri
-from pipelines import training
+from pipelines import platform
 from pipelines.local_run import run_local
 from tests.conftest import needs_tfdv
 from tests.fixtures.bad_data import CASES_BY_NAME
@@ -299,9 +299,9 @@ def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
 
 
 def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeypatch):
-    real = training.stage_version
+    real = platform.stage_version
     monkeypatch.setattr(
-        training, "stage_version", lambda s: real(s) + ("-x" if s == "train" else "")
+        platform, "stage_version", lambda s: real(s) + ("-x" if s == "train" else "")
     )
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = load_settings(
