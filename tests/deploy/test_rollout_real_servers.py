@@ -62,8 +62,11 @@ def target(serve_backend, models):
         yield t
 
 
+LOAD_THREADS = 2
+
+
 def roll_out(target, rows, candidate, steps=STEPS):
-    with LoadClient(target.url, model=NAME, rows=rows) as load:
+    with LoadClient(target.url, LOAD_THREADS, model=NAME, rows=rows) as load:
         time.sleep(0.5)  # load running before the candidate starts
         result = Rollout(target, steps=steps, window=WINDOW, policy=POLICY).run(candidate)
         time.sleep(0.3)  # traffic after the decision must not fail either
@@ -93,10 +96,13 @@ def test_bad_canary_is_rolled_back_in_its_first_window(
     assert result.canary_requests == window.canary["requests"] >= POLICY.min_canary_requests
     assert result.canary_requests < 0.3 * (load.ok + load.failed)  # ~20 % of the window's
     # clients saw the canary's own 500s and nothing else: starting it, routing 10 % to it and
-    # taking it out again cost no request
-    assert (result.canary_errors > 0) == fault.startswith("error")
-    expected = {"HTTP 500": result.canary_errors} if result.canary_errors else {}
-    assert load.failures == expected and load.ok > 300
+    # taking it out again cost no request. The analysis counts the 500s it saw up to its
+    # decision; a request the canary was answering then (at most one per load thread) may still
+    # come back 500 after it
+    assert set(load.failures) <= {"HTTP 500"} and load.ok > 300
+    seen = load.failures.get("HTTP 500", 0)
+    assert result.canary_errors <= seen <= result.canary_errors + LOAD_THREADS
+    assert (seen > 0) == (result.canary_errors > 0) == fault.startswith("error")
     # stable serves on alone; the canary's server is stopped
     assert target.router.routes.stable is stable and target.router.routes.canary is None
     assert serve_backend.running == [stable.url]

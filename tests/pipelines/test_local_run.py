@@ -78,6 +78,16 @@ def mlpipe(
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
 
 
+def task_walls(proc: subprocess.CompletedProcess) -> dict[str, float]:
+    """task -> wall seconds from the summary table."""
+    walls = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] in PURE and parts[1] in ("succeeded", "cached"):
+            walls[parts[0]] = float(parts[2])
+    return walls
+
+
 def summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
     """task -> status from the summary table."""
     rows = {}
@@ -172,6 +182,7 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     assert tuned["tune-lightgbm"].data.metrics["trials"] == 2
     assert run.inputs.dataset_inputs, "training data not logged with log_input"
     work["first_wall"] = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
+    work["first_pure_wall"] = sum(task_walls(proc).values())
 
 
 def test_unchanged_rerun_is_served_from_cache(work):
@@ -187,7 +198,12 @@ def test_unchanged_rerun_is_served_from_cache(work):
     assert versions(work) == 1
     wall = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
     print(f"first run {work['first_wall']:.1f}s, cached re-run {wall:.1f}s")
-    assert wall < work["first_wall"] / 3
+    # the cache saved what the pure tasks cost the first time; the side-effect tasks (gate,
+    # register, deploy, commit: ~3 s of process start and imports each on 2 cores) run again.
+    # Both runs scale with the machine's load, so compare them, not fixed fractions.
+    saved = work["first_pure_wall"]
+    assert saved > 0.3 * work["first_wall"], "the first run's pure tasks should dominate it"
+    assert wall < work["first_wall"] - 0.8 * saved
 
 
 def test_degraded_model_is_blocked_and_nothing_moves(work):
