@@ -8,9 +8,9 @@ Trials, KServe InferenceServices) through a small adapter.
   `AlreadyExists`, `Conflict`, `Forbidden`, `Invalid` naming the object.
 - `wait_for`: poll an object until a predicate holds, with a timeout (clock and sleep injectable).
 - `schema_errors`: the offline schema check of an object against the copies in `schemas/` (Katib's
-  swagger, KServe's InferenceService and ServingRuntime CRDs). The stand-in (`k8s_standin.py`)
-  enforces it on every write; launchers run it before they submit, so a malformed object fails
-  without a cluster round trip.
+  swagger, KServe's InferenceService and ServingRuntime CRDs). The stand-in
+  (`tests/support/k8s_standin.py`) enforces it on every write; launchers run it before they
+  submit, so a malformed object fails without a cluster round trip.
 
 Schema checks are strict: an unknown field is an error (the real adapter sends
 `fieldValidation=Strict`, so KServe's API server rejects them too; Katib's CRD preserves unknown

@@ -24,7 +24,7 @@ from components.common.k8s import (
     schema_errors,
     wait_for,
 )
-from components.common.k8s_standin import (
+from tests.support.k8s_standin import (
     InMemoryCluster,
     katib_experiment_status,
     katib_trial,

@@ -20,7 +20,6 @@ from components.common.config import REPO_ROOT, TrainingConfig, load_pipeline_co
 from components.common.errors import StageError
 from components.common.images import PIPELINE_IMAGE
 from components.common.k8s import KATIB_EXPERIMENT, KubernetesError
-from components.common.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 from components.common.search_space import ParamSpec
 from components.tune import trial as trial_module
 from components.tune.cv import CVResult
@@ -31,6 +30,7 @@ from components.tune.katib import (
     run_on_katib,
     validate_experiment,
 )
+from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 
 NS = "kubeflow"
 EXP = (KATIB_EXPERIMENT.group, KATIB_EXPERIMENT.version, NS, KATIB_EXPERIMENT.plural)

@@ -17,7 +17,6 @@ import pytest
 
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.common.k8s import Invalid, schema_errors
-from components.common.k8s_standin import InMemoryCluster, kserve_controller
 from components.deploy.analysis import Policy
 from components.deploy.kserve_target import (
     DEPLOYMENT_MODE,
@@ -34,6 +33,7 @@ from components.deploy.kserve_target import (
 from components.deploy.metrics import MetricsError, PrometheusMetrics
 from components.deploy.rollout import Candidate, Rollout, WindowSpec
 from components.deploy.windows import Window
+from tests.support.k8s_standin import InMemoryCluster, kserve_controller
 
 NS = "mlpipe"
 SETTINGS = KServeSettings(
@@ -247,7 +247,7 @@ def test_blue_green_on_kserve_switches_with_a_full_canary_entry(clock):
 def test_status_readers():
     obj = render_inference_service("acs", V1, SETTINGS, V2, 30)
     obj["metadata"]["generation"] = 2
-    from components.common.k8s_standin import kserve_status
+    from tests.support.k8s_standin import kserve_status
 
     obj["status"] = kserve_status(obj)
     assert is_ready(obj) and canary_status(obj, "acs-v2")["trafficPercent"] == 30
