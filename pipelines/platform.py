@@ -39,6 +39,7 @@ CONFIG_MAP_KEYS = (
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
     "KFP_HOST",
+    "MLFLOW_ARTIFACTS_DESTINATION",  # deploy: a registered model's S3 location for KServe
 )
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 ALERTS_SECRET_KEY = "webhook_url"

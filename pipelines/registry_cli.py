@@ -2,7 +2,9 @@
 
 mlpipe approve VERSION              deploy a version the gate blessed (rollout → `champion`)
 mlpipe reject VERSION --reason R    tag it rejected; `champion` stays where it is
-mlpipe rollback [--reason R]        `champion` back to `previous`; the demoted one is rejected
+mlpipe rollback [--reason R]        the previous champion served again (the InferenceService with
+                                    deployment.environment kserve), then `champion` back to
+                                    `previous`; the demoted one is rejected
 mlpipe models                       every version: aliases, status, ROC AUC, lineage
 
 The registered model comes from the config (project.registered_model) unless --model names it;
@@ -69,13 +71,31 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from components.common import registry
+    from components.common.errors import StageError
+    from components.common.k8s import KubernetesError
+    from components.deploy.deploy import restore_served
+    from components.deploy.rollout import CandidateFailed
 
     client, name = _target(args)
+    previous = registry.alias_version(client, name, registry.PREVIOUS)
+    if previous is None:
+        print(f"mlpipe rollback: {name} has no previous champion to go back to", file=sys.stderr)
+        return 1
+    # what is served first: the registry moves only once the previous model serves again
+    try:
+        served = restore_served(
+            client, name, str(previous.version), _settings(args).pipeline.deployment.model_dump()
+        )
+    except (StageError, KubernetesError, CandidateFailed) as exc:
+        print(f"mlpipe rollback: nothing changed, serving failed: {exc}", file=sys.stderr)
+        return 1
     try:
         demoted, now = registry.rollback(client, name, args.reason)
     except registry.RegistryError as exc:
         print(f"mlpipe rollback: {exc}", file=sys.stderr)
         return 1
+    if served:
+        print(served)
     print(f"{name}: champion is version {now} again; version {demoted} is rolled back")
     return 0
 
@@ -142,6 +162,9 @@ def add_registry_parser(sub: Any) -> None:
     back = sub.add_parser("rollback", help="put the previous champion back; reject the current")
     back.add_argument("--reason", default="by hand", help="recorded on the demoted version")
     common(back)
+    back.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
+    )
     back.set_defaults(func=cmd_rollback)
 
     reject = sub.add_parser("reject", help="reject a challenger; the champion stays")

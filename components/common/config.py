@@ -637,7 +637,11 @@ class KServeRollout(_Strict):
     min_replicas: Annotated[int, Field(ge=0)] = 1
     ready_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     poll_s: Annotated[float, Field(gt=0)] = 5.0
-    prometheus_url: str | None = None  # analysis metrics on the cluster
+    prometheus_url: str | None = None  # analysis metrics; None: the model pods' own /metrics
+    server_port: Annotated[int, Field(gt=0, lt=65536)] = 8080  # the ServingRuntime's port
+    # send test rows through the InferenceService's URL during the rollout: a cluster without
+    # live traffic (kind) still has windows to judge. Off for real traffic.
+    replay_test_rows: bool = False
 
 
 class RolloutConfig(_Strict):

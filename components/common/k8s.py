@@ -159,6 +159,11 @@ class KubernetesAdapter(ABC):
     ) -> Iterator[dict]:
         """The object each time it changes, for at most `timeout_s`; `NotFound` once deleted."""
 
+    @abstractmethod
+    def list_pods(self, namespace: str, label_selector: str | None = None) -> list[dict]:
+        """Pods as `{name, labels, ip, ready}` (ip None until scheduled; ready: the Ready
+        condition): where the rollout reads model servers' own metrics."""
+
 
 def wait_for(
     adapter: KubernetesAdapter,
@@ -349,6 +354,32 @@ class CustomObjectsAdapter(KubernetesAdapter):
                 yield event["object"]
         except ApiException as exc:
             raise _map_api_error(exc, what) from None
+
+    def list_pods(self, namespace, label_selector=None):
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api.api_client)  # same configuration and credentials
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        out = self._call(
+            f"pods in {namespace}",
+            lambda: core.list_namespaced_pod(
+                namespace, _request_timeout=self.request_timeout_s, **kwargs
+            ),
+        )
+        pods = []
+        for pod in out.items:
+            conditions = (pod.status and pod.status.conditions) or []
+            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+            ip = pod.status.pod_ip if pod.status else None
+            pods.append(
+                {
+                    "name": pod.metadata.name,
+                    "labels": pod.metadata.labels or {},
+                    "ip": ip,
+                    "ready": ready,
+                }
+            )
+        return pods
 
 
 def _load_api(context: str | None) -> Any:

@@ -9,8 +9,12 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   router, the candidate started as canary, real test rows replayed as traffic, the configured
   strategy and analysis windows decide. With no champion yet (or the same version) there is
   nothing to compare with: the candidate is promoted after infra validation.
-- `environment: kserve`: the InferenceService is rolled out for real through the Kubernetes
-  adapter (RawDeployment `spec.canary`); windows come from Prometheus.
+- `environment: kserve`: the InferenceService (Knative mode) is rolled out for real through the
+  Kubernetes adapter: the registered version's files in the object store become `storageUri`
+  (KServe's storage initializer fetches them), `canaryTrafficPercent` moves the traffic; the
+  first champion creates the InferenceService. Windows come from Prometheus, or from the model
+  pods' own `/metrics`; with `replay_test_rows` test rows are sent through the service's URL
+  (a cluster without live traffic, e.g. kind).
 - promoted → `champion` moves, the old one becomes `previous`; rolled back → the version is
   tagged rejected with the reason and `champion` stays.
 """
@@ -133,10 +137,12 @@ def run(
         keep_replay_rows(client, registered_model, version, test_path)
         out.update(outcome="awaiting_approval", reason="deployment.approval_required")
         return out
-    if champion is None:
+    if cfg.environment == "kserve":
+        rows = replay_rows(test_path, model_dir, REPLAY_ROWS)
+        uri = model_storage_uri(client, registered_model, str(version))
+        out.update(kserve_rollout(registered_model, str(version), uri, cfg, log, rows=rows))
+    elif champion is None:
         out.update(outcome="promoted", reason="first champion: nothing serving to compare with")
-    elif cfg.environment == "kserve":
-        out.update(kserve_rollout(registered_model, version, model_dir, cfg, log))
     else:
         rows = replay_rows(test_path, model_dir, REPLAY_ROWS)
         stable_ref = f"models:/{registered_model}/{champion.version}"
@@ -202,6 +208,51 @@ def fetch_for_approval(name: str, version: str, dst: str) -> tuple[str, str]:
     return model_dir, rows
 
 
+def model_storage_uri(client: Any, name: str, version: str) -> str:
+    """Where the registered version's model files are in the object store: what KServe's storage
+    initializer fetches. An MLflow server that proxies artifacts (`--serve-artifacts`) answers
+    `mlflow-artifacts:/<path>`, which lives under its `--artifacts-destination`; the pipeline's
+    ConfigMap gives the same value as MLFLOW_ARTIFACTS_DESTINATION."""
+    import os
+
+    uri = client.get_model_version_download_uri(name, version)
+    if uri.startswith("mlflow-artifacts:"):
+        destination = os.environ.get("MLFLOW_ARTIFACTS_DESTINATION", "").rstrip("/")
+        if not destination:
+            raise StageError(
+                STAGE,
+                f"the model's files are at {uri} (proxied by MLflow); set "
+                "MLFLOW_ARTIFACTS_DESTINATION (the MLflow server's --artifacts-destination, "
+                "ConfigMap mlpipe-pipeline-env) so KServe can fetch them from the object store",
+                subject=str(version),
+            )
+        return f"{destination}/{uri.split(':', 1)[1].lstrip('/')}"
+    if uri.split("://", 1)[0] in ("s3", "gs", "https", "hdfs", "pvc"):
+        return uri
+    raise StageError(
+        STAGE,
+        f"KServe cannot fetch {uri}: register models in an object store (an MLflow server with "
+        "--serve-artifacts and an S3 destination, as manifests/ deploy it)",
+        subject=str(version),
+    )
+
+
+def cluster_metrics(k: Any, adapter: Any) -> Any:
+    """The analysis windows' source: Prometheus when configured, else the model pods' own
+    `/metrics`, found by their Knative revision label."""
+    from components.deploy.kserve_target import REVISION_LABEL
+    from components.deploy.metrics import PrometheusMetrics, ScrapeMetrics
+
+    if k.prometheus_url:
+        return PrometheusMetrics(k.prometheus_url, k.namespace)
+
+    def endpoints(revision: str) -> list[str]:
+        pods = adapter.list_pods(k.namespace, f"{REVISION_LABEL}={revision}")
+        return [f"http://{p['ip']}:{k.server_port}" for p in pods if p["ready"] and p["ip"]]
+
+    return ScrapeMetrics(endpoints)
+
+
 def kserve_rollout(
     registered_model: str,
     version: str,
@@ -210,10 +261,14 @@ def kserve_rollout(
     log: Callable[[str], None],
     adapter: Any = None,
     metrics: Any = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Roll the InferenceService `registered_model` out to `version` (model at `storage_uri`)."""
-    from components.deploy.kserve_target import KServeSettings, KServeTarget, Revision
-    from components.deploy.kserve_target import revision_name as rev_name
+    """Roll the InferenceService `registered_model` out to `version` (model at `storage_uri`).
+    Anything but "not found" when reading the service (no rights, a timeout) aborts with what
+    is served unchanged."""
+    from components.common.k8s import KubernetesError
+    from components.deploy.kserve_target import KServeSettings, KServeTarget, Model
+    from components.deploy.replay import Replay
     from components.deploy.rollout import Candidate, Rollout
 
     k = cfg.rollout.kserve
@@ -221,23 +276,54 @@ def kserve_rollout(
         from components.common.k8s import CustomObjectsAdapter
 
         adapter = CustomObjectsAdapter()
-    if metrics is None:
-        from components.deploy.metrics import PrometheusMetrics
-
-        if not k.prometheus_url:
-            raise StageError(
-                STAGE,
-                "deployment.rollout.kserve.prometheus_url is needed to judge canary windows",
-                subject="deployment",
-            )
-        metrics = PrometheusMetrics(k.prometheus_url, k.namespace)
-    target = KServeTarget(adapter, registered_model, KServeSettings.from_config(k), metrics)
-    try:
-        target.adopt()
-    except Exception:  # no InferenceService yet: serve the candidate directly
-        target.deploy(Revision(rev_name(registered_model, str(version)), storage_uri))
-        return {"outcome": "promoted", "reason": "first InferenceService created"}
-    result = Rollout.from_config(target, cfg.rollout, log=log).run(
-        Candidate(storage_uri, str(version))
+    settings = KServeSettings.from_config(k)
+    target = KServeTarget(
+        adapter, registered_model, settings, metrics or (lambda: cluster_metrics(k, adapter))
     )
-    return result.to_dict()
+    try:
+        stable = target.adopt()
+    except KubernetesError as exc:
+        raise StageError(
+            STAGE,
+            f"cannot read InferenceService {k.namespace}/{registered_model}: {exc}; nothing "
+            "was changed",
+            subject=str(version),
+        ) from exc
+    if stable is None:
+        log(f"deploy: creating InferenceService {k.namespace}/{registered_model} ({version})")
+        target.deploy(Model(version, storage_uri))
+        return {"outcome": "promoted", "reason": "first InferenceService created"}
+    rollout = Rollout.from_config(target, cfg.rollout, log=log)
+    candidate = Candidate(storage_uri, version)
+    if not (rows and k.replay_test_rows):
+        return rollout.run(candidate).to_dict()
+    with Replay(target.url, registered_model, rows) as replay:
+        out = rollout.run(candidate).to_dict()
+    out["client_requests"] = {"ok": replay.ok, "failed": dict(replay.failures)}
+    return out
+
+
+def restore_served(
+    client: Any,
+    registered_model: str,
+    version: str,
+    deployment: dict[str, Any],
+    adapter: Any = None,
+) -> str | None:
+    """Serve `version` again where the deploy stage serves (`mlpipe rollback`): on KServe the
+    InferenceService's model goes back to it; locally nothing runs between pipeline runs (a
+    `mlpipe serve models:/NAME@champion` follows the alias). Returns what changed, if anything."""
+    cfg = _config(deployment)
+    if cfg.environment != "kserve":
+        return None
+    from components.deploy.kserve_target import KServeSettings, KServeTarget, Model
+
+    k = cfg.rollout.kserve
+    if adapter is None:
+        from components.common.k8s import CustomObjectsAdapter
+
+        adapter = CustomObjectsAdapter()
+    uri = model_storage_uri(client, registered_model, version)
+    target = KServeTarget(adapter, registered_model, KServeSettings.from_config(k))
+    target.restore(Model(version, uri))
+    return f"InferenceService {k.namespace}/{registered_model} serves version {version} ({uri})"

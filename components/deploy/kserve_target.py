@@ -1,27 +1,43 @@
-"""The KServe target: one v1beta1 InferenceService in RawDeployment mode, canary steps through
-`spec.canary` (KServe >= 0.20).
+"""The KServe target: one v1beta1 InferenceService in Knative mode, canary steps through the
+predictor's `canaryTrafficPercent` (KServe 0.20 with Knative Serving).
+
+Why Knative mode: it is the mode in which KServe 0.20 splits traffic by percent. Its reconciler
+(pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go) turns
+`canaryTrafficPercent: N` into two Knative route targets: the latest revision at N % and the
+status's `latestRolledoutRevision` at 100 - N (tag `prev`); without the field the latest revision
+takes 100 %. Knative's router (the Kourier gateway) then splits requests by those weights. In
+Standard (RawDeployment) mode a canary is a separate Deployment and Service that the stable
+Service does not select, so nothing splits by percent.
 
 Rendered object (validated against the CRD in components/common/schemas before every write):
 
-    metadata.annotations: serving.kserve.io/deploymentMode: RawDeployment
-    spec.predictor:  {name: <stable revision>, model: {modelFormat: {name: mlpipe}, runtime: mlpipe,
-                      storageUri, protocolVersion: v2, resources}, serviceAccountName, minReplicas}
-    spec.canary:     [{predictor: {name: <candidate revision>, model: ...}, trafficPercent: N}]
+    metadata.annotations: serving.kserve.io/deploymentMode: Knative
+                          mlpipe.io/model-version, mlpipe.io/stable-version,
+                          mlpipe.io/stable-storage-uri (what to put back on rollback)
+    spec.predictor: {minReplicas, serviceAccountName, automountServiceAccountToken: false,
+                     canaryTrafficPercent (during a rollout only),
+                     model: {modelFormat: {name: mlpipe}, runtime: mlpipe, storageUri,
+                             protocolVersion: v2, resources}}
 
-Start a candidate = add the canary entry at 0 %; a step = change its trafficPercent; promote = the
-candidate's predictor becomes `spec.predictor` and the entry goes; rollback = remove the entry.
-Every write is a JSON merge patch carrying the resourceVersion it read (a Conflict is re-read and
-retried). Readiness and traffic come from the status: `observedGeneration` must have caught up
-with `metadata.generation`, the `Ready` condition, and the candidate's entry in
-`status.canaryStatuses` (ready, trafficPercent, modelStatus.transitionStatus / lastFailureInfo).
+Every change of `storageUri` makes a new Knative revision (`<name>-predictor-0000N`); a change of
+`canaryTrafficPercent` only moves the route. So:
+- candidate: storageUri := candidate, canaryTrafficPercent := 0 -> a new revision, no traffic;
+- step: canaryTrafficPercent := N;
+- promote: canaryTrafficPercent removed -> the latest revision takes 100 %;
+- rollback: canaryTrafficPercent := 0 (stable takes everything at once), then storageUri := the
+  stable model (a new revision of the stable model, still at 0 %), then the field removed.
 
-Analysis metrics come from a `MetricsSource` (Prometheus on a cluster; see metrics.py).
+Waits follow upstream semantics, never `status.observedGeneration`: KServe copies that field from
+the Knative Service (`InferenceServiceStatus.PropagateStatus`, pkg/apis/serving/v1beta1/
+inference_service_status.go), a counter of a different object. A wait reads
+`status.components.predictor`: `latestCreatedRevision` (a new one after a model change),
+`latestReadyRevision`, `latestRolledoutRevision` and the route's `traffic`. A failed revision
+shows as `PredictorConfigurationReady` False while `latestReadyRevision` stays behind.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +59,13 @@ from components.deploy.rollout import Candidate, CandidateFailed
 from components.deploy.windows import Window
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+MODE = "Knative"  # KServe 0.20's name; "Serverless" is its deprecated alias
 MODEL_FORMAT = "mlpipe"
-FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
+VERSION_ANNOTATION = "mlpipe.io/model-version"
+STABLE_VERSION = "mlpipe.io/stable-version"
+STABLE_URI = "mlpipe.io/stable-storage-uri"
+# Knative labels each pod of a revision with its name (knative serving pkg/apis/serving/register.go)
+REVISION_LABEL = "serving.knative.dev/revision"
 
 
 @dataclass(frozen=True)
@@ -73,10 +94,10 @@ class KServeSettings:
 
 
 @dataclass(frozen=True)
-class Revision:
-    """One predictor: its name (unique per model version) and where the model is."""
+class Model:
+    """A model version and where KServe's storage initializer fetches it."""
 
-    name: str
+    version: str
     storage_uri: str
 
 
@@ -88,58 +109,53 @@ class RenderError(ValueError):
         super().__init__("rendered InferenceService is invalid: " + "; ".join(errors))
 
 
-def revision_name(service: str, version: str) -> str:
-    """A predictor name (lowercase RFC 1035 label, at most 63 characters) for a model version."""
-    raw = re.sub(r"[^a-z0-9-]+", "-", f"{service}-{version}".lower()).strip("-")
-    raw = raw[:63].rstrip("-")
-    if not raw or not raw[0].isalpha():
-        raw = ("m-" + raw)[:63].rstrip("-")
-    return raw
-
-
-def predictor_spec(rev: Revision, settings: KServeSettings) -> dict:
-    model: dict = {
-        "name": "kserve-container",
+def render_inference_service(
+    name: str,
+    model: Model,
+    settings: KServeSettings,
+    *,
+    stable: Model | None = None,
+    canary_percent: int | None = None,
+) -> dict:
+    """The InferenceService serving `model` (with `canary_percent`: as the latest revision at
+    that share beside the last rolled-out one); `stable` is what a rollback puts back.
+    `RenderError` unless the CRD accepts it."""
+    stable = stable or model
+    model_spec: dict = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": settings.runtime,
-        "storageUri": rev.storage_uri,
+        "storageUri": model.storage_uri,
         "protocolVersion": "v2",
     }
     if settings.resources:
-        model["resources"] = copy.deepcopy(settings.resources)
-    spec: dict = {"name": rev.name, "minReplicas": settings.min_replicas, "model": model}
+        model_spec["resources"] = copy.deepcopy(settings.resources)
+    predictor: dict = {
+        "minReplicas": settings.min_replicas,
+        # model pods never talk to the API server (the storage initializer reads S3 with the
+        # service account's Secret, not its token)
+        "automountServiceAccountToken": False,
+        "model": model_spec,
+    }
     if settings.service_account:
-        spec["serviceAccountName"] = settings.service_account
-    return spec
-
-
-def render_inference_service(
-    name: str,
-    stable: Revision,
-    settings: KServeSettings,
-    canary: Revision | None = None,
-    percent: int = 0,
-    labels: dict[str, str] | None = None,
-) -> dict:
-    """The InferenceService for one state of a rollout; `RenderError` unless the CRD accepts it."""
+        predictor["serviceAccountName"] = settings.service_account
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
     obj: dict = {
         "apiVersion": ISVC.api_version,
         "kind": ISVC.kind,
         "metadata": {
             "name": name,
             "namespace": settings.namespace,
-            "labels": {"app.kubernetes.io/part-of": "mlpipe", **(labels or {})},
+            "labels": {"app.kubernetes.io/part-of": "mlpipe"},
             "annotations": {
-                DEPLOYMENT_MODE: "RawDeployment",
-                "serving.kserve.io/enable-prometheus-scraping": "true",
+                DEPLOYMENT_MODE: MODE,
+                VERSION_ANNOTATION: model.version,
+                STABLE_VERSION: stable.version,
+                STABLE_URI: stable.storage_uri,
             },
         },
-        "spec": {"predictor": predictor_spec(stable, settings)},
+        "spec": {"predictor": predictor},
     }
-    if canary is not None:
-        obj["spec"]["canary"] = [
-            {"predictor": predictor_spec(canary, settings), "trafficPercent": percent}
-        ]
     errors = schema_errors(obj)
     if errors:
         raise RenderError(errors)
@@ -156,52 +172,60 @@ def condition(obj: dict, type_: str) -> dict | None:
     return None
 
 
-def caught_up(obj: dict) -> bool:
-    """The controller has seen the current spec."""
-    observed = (obj.get("status") or {}).get("observedGeneration")
-    return observed is not None and observed >= obj["metadata"].get("generation", 1)
-
-
-def is_ready(obj: dict) -> bool:
-    cond = condition(obj, "Ready")
-    return caught_up(obj) and cond is not None and cond.get("status") == "True"
-
-
-def canary_status(obj: dict, name: str) -> dict | None:
-    for entry in (obj.get("status") or {}).get("canaryStatuses") or []:
-        if entry.get("name") == name:
-            return entry
-    return None
-
-
-def canary_failure(obj: dict, name: str) -> str | None:
-    """Why the canary revision `name` failed, if the status says it did."""
-    entry = canary_status(obj, name)
-    if not caught_up(obj) or entry is None:
-        return None
-    model = entry.get("modelStatus") or {}
-    info = model.get("lastFailureInfo") or {}
-    if model.get("transitionStatus") in FAILED_TRANSITIONS or info:
-        reason = info.get("reason") or model.get("transitionStatus")
-        return f"{name}: {reason}: {info.get('message', '')}".rstrip(": ")
-    return None
+def predictor_status(obj: dict) -> dict:
+    return ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
 
 
 def traffic(obj: dict) -> dict[str, int]:
-    """Traffic percent by revision as the status reports it (the canary entries; the predictor
-    takes the rest)."""
-    status = obj.get("status") or {}
-    out = {e["name"]: int(e.get("trafficPercent", 0)) for e in status.get("canaryStatuses") or []}
-    predictor = (obj.get("spec") or {}).get("predictor", {}).get("name", "predictor")
-    out[predictor] = 100 - sum(out.values())
+    """Percent by Knative revision as the route reports it (targets of one revision summed)."""
+    out: dict[str, int] = {}
+    for target in predictor_status(obj).get("traffic") or []:
+        name = target.get("revisionName")
+        if name:
+            out[name] = out.get(name, 0) + int(target.get("percent") or 0)
     return out
+
+
+def revision_failure(obj: dict, revision: str) -> str | None:
+    """Why `revision` (the latest created) failed, if the status says it did: Knative reports a
+    failed latest revision through the ConfigurationsReady condition, which KServe propagates as
+    PredictorConfigurationReady; the latest ready revision stays behind."""
+    pred = predictor_status(obj)
+    if pred.get("latestCreatedRevision") != revision or pred.get("latestReadyRevision") == revision:
+        return None
+    cond = condition(obj, "PredictorConfigurationReady")
+    if cond is None or cond.get("status") != "False":
+        return None
+    info = ((obj.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
+    reason = info.get("reason") or cond.get("reason") or "RevisionFailed"
+    message = info.get("message") or cond.get("message") or ""
+    return f"{revision}: {reason}: {message}".rstrip(": ")
+
+
+def serves(obj: dict, revision: str, percent: int, other: str | None) -> bool:
+    """`revision` is the latest ready one, the route gives it `percent` and `other` the rest,
+    and the service is Ready."""
+    pred = predictor_status(obj)
+    split = traffic(obj)
+    want = {revision: percent}
+    if other is not None and other != revision and percent < 100:
+        want[other] = 100 - percent
+    ready = condition(obj, "Ready") or {}
+    return (
+        pred.get("latestReadyRevision") == revision
+        and pred.get("latestCreatedRevision") == revision
+        and all(split.get(k, 0) == v for k, v in want.items())
+        and not any(v for k, v in split.items() if k not in want)
+        and ready.get("status") == "True"
+    )
 
 
 # ---------------------------------------------------------------- the target
 
 
 class KServeTarget:
-    """Rollout `Target` over one InferenceService through the Kubernetes adapter."""
+    """Rollout `Target` over one InferenceService through the Kubernetes adapter. `stable` and
+    `candidate` hold Knative revision names (what metrics are selected by)."""
 
     supports_shadow = False  # KServe has no request mirroring: blue-green skips the shadow window
 
@@ -210,7 +234,7 @@ class KServeTarget:
         adapter: KubernetesAdapter,
         name: str,
         settings: KServeSettings,
-        metrics: MetricsSource,
+        metrics: MetricsSource | Callable[[], MetricsSource] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -218,14 +242,25 @@ class KServeTarget:
         self.adapter = adapter
         self.name = name
         self.settings = settings
-        self.metrics = metrics
+        self._metrics = metrics
         self.clock = clock
         self.sleep = sleep
-        self.stable: Revision | None = None
-        self.candidate: Revision | None = None
+        self.stable: str | None = None  # revision
+        self.stable_model: Model | None = None
+        self.candidate: str | None = None
+        self.candidate_model: Model | None = None
         self.percent = 0
         self._window_start = 0.0
         self.rendered: list[dict] = []  # every object written, in order (for reports and tests)
+
+    @property
+    def metrics(self) -> MetricsSource:
+        """Built on first use (a callable): a first deployment needs no metrics."""
+        if self._metrics is None:
+            raise CandidateFailed("no metrics source for the analysis windows")
+        if callable(self._metrics) and not hasattr(self._metrics, "window"):
+            self._metrics = self._metrics()
+        return self._metrics
 
     # ------------------------------------------------------------ plumbing
 
@@ -236,20 +271,22 @@ class KServeTarget:
         return self.adapter.get(*self._args(), self.name)
 
     def _apply(self, obj: dict, attempts: int = 3) -> dict:
-        """Create the object, or merge-patch its spec (removing `spec.canary` when absent)."""
+        """Create the object, or merge-patch it (removing `canaryTrafficPercent` when absent)."""
         self.rendered.append(obj)
         for attempt in range(attempts):
             try:
                 current = self._get()
             except NotFound:
                 return self.adapter.create(*self._args(), obj)
+            predictor = dict(obj["spec"]["predictor"])
+            predictor.setdefault("canaryTrafficPercent", None)  # None deletes the field
             patch = {
                 "metadata": {
                     "resourceVersion": current["metadata"]["resourceVersion"],
                     "labels": obj["metadata"]["labels"],
                     "annotations": obj["metadata"]["annotations"],
                 },
-                "spec": {**obj["spec"], "canary": obj["spec"].get("canary")},  # None deletes
+                "spec": {"predictor": predictor},
             }
             try:
                 return self.adapter.patch(*self._args(), self.name, patch)
@@ -271,69 +308,118 @@ class KServeTarget:
                 clock=self.clock,
             )
         except WaitTimeout as exc:
+            last = exc.last or {}
             raise CandidateFailed(
                 f"{what}: not done after {self.settings.ready_timeout_s:g}s "
-                f"(Ready: {condition(exc.last or {}, 'Ready')})"
+                f"(predictor status: {predictor_status(last)}; Ready: {condition(last, 'Ready')})"
             ) from exc
 
-    def _render(self, canary: Revision | None = None, percent: int = 0) -> dict:
-        assert self.stable is not None
-        labels = {"mlpipe.io/revision": self.stable.name}
-        return render_inference_service(
-            self.name, self.stable, self.settings, canary, percent, labels
-        )
+    def _latest_created(self) -> str | None:
+        try:
+            return predictor_status(self._get()).get("latestCreatedRevision")
+        except NotFound:
+            return None
 
-    # ------------------------------------------------------------ the first deployment
+    def _new_revision(self, before: str | None, percent: int, other: str | None, what: str) -> str:
+        """Wait for the revision the last model change created to serve `percent` (and `other`
+        the rest); `CandidateFailed` when it fails. Returns its name."""
+        found: dict[str, str] = {}
 
-    def deploy(self, stable: Revision) -> dict:
-        """Serve `stable` (create, or replace whatever the service serves now) and wait until
-        it is ready."""
-        self.stable = stable
-        self._apply(self._render())
-        return self._wait(is_ready, f"{self.name} ({stable.name})")
+        def until(obj: dict) -> bool:
+            latest = predictor_status(obj).get("latestCreatedRevision")
+            if not latest or latest == before:
+                return False
+            failure = revision_failure(obj, latest)
+            if failure:
+                raise CandidateFailed(failure)
+            found["name"] = latest
+            return serves(obj, latest, percent, other)
 
-    def adopt(self) -> Revision:
-        """Take over an existing InferenceService: its predictor becomes the stable revision."""
-        spec = self._get()["spec"]["predictor"]
-        self.stable = Revision(spec["name"], spec["model"]["storageUri"])
-        return self.stable
+        self._wait(until, what)
+        return found["name"]
+
+    def _route(self, revision: str, percent: int, other: str | None, what: str) -> None:
+        self._wait(lambda obj: serves(obj, revision, percent, other), what)
+
+    # ------------------------------------------------------------ outside a rollout
+
+    def adopt(self) -> Model | None:
+        """Take over the InferenceService: what it serves becomes stable. None only when it does
+        not exist; any other error (403, a timeout) propagates, so nothing replaces a live
+        predictor on a guess."""
+        try:
+            obj = self._get()
+        except NotFound:
+            return None
+        notes = obj["metadata"].get("annotations") or {}
+        uri = notes.get(STABLE_URI) or obj["spec"]["predictor"]["model"]["storageUri"]
+        self.stable_model = Model(notes.get(STABLE_VERSION, ""), uri)
+        self.stable = predictor_status(obj).get("latestRolledoutRevision")
+        return self.stable_model
+
+    def deploy(self, model: Model) -> None:
+        """Serve `model` with all traffic (create the InferenceService, or replace what it serves)
+        and wait until its revision is ready and routed."""
+        try:
+            current = self._get()
+        except NotFound:
+            current = None
+        self._apply(render_inference_service(self.name, model, self.settings))
+        what = f"{self.name} serving {model.version}"
+        pred = (current or {}).get("spec", {}).get("predictor", {})
+        if pred.get("model", {}).get("storageUri") == model.storage_uri and (
+            pred.get("canaryTrafficPercent") is None
+        ):  # already the model of the latest revision: no new revision comes
+            latest = predictor_status(current).get("latestCreatedRevision")
+            self._route(latest, 100, None, what)
+            self.stable = latest
+        else:
+            before = predictor_status(current or {}).get("latestCreatedRevision")
+            self.stable = self._new_revision(before, 100, None, what)
+        self.stable_model = model
+
+    restore = deploy  # `mlpipe rollback`: what was served before is served again
+
+    @property
+    def url(self) -> str:
+        """The InferenceService's cluster-local URL (through Knative's router: split traffic)."""
+        status = self._get().get("status") or {}
+        url = (status.get("address") or {}).get("url") or status.get("url")
+        if not url:
+            raise CandidateFailed(f"{self.name} reports no URL yet")
+        return url
 
     # ------------------------------------------------------------ Target
 
     def start_candidate(self, candidate: Candidate) -> None:
-        if self.stable is None:
-            self.adopt()
-        rev = Revision(revision_name(self.name, candidate.version), candidate.uri)
+        if self.stable_model is None and self.adopt() is None:
+            raise CandidateFailed(f"no InferenceService {self.name} to roll out on")
+        model = Model(candidate.version, candidate.uri)
+        before = self._latest_created()
+        obj = render_inference_service(
+            self.name, model, self.settings, stable=self.stable_model, canary_percent=0
+        )
         try:
-            self._apply(self._render(rev, 0))
+            self._apply(obj)
         except Invalid as exc:
             raise CandidateFailed(f"the API server refused the canary: {exc}") from exc
-        self.candidate, self.percent = rev, 0
-        self._wait(self._candidate_ready(0), f"canary {rev.name}")
-
-    def _candidate_ready(self, percent: int) -> Callable[[dict], bool]:
-        name = self.candidate.name
-
-        def until(obj: dict) -> bool:
-            failure = canary_failure(obj, name)
-            if failure:
-                raise CandidateFailed(failure)
-            entry = canary_status(obj, name)
-            return (
-                caught_up(obj)
-                and entry is not None
-                and entry.get("ready") is True
-                and entry.get("trafficPercent") == percent
-            )
-
-        return until
+        self.candidate_model, self.percent = model, 0  # set first: a failed start rolls back
+        self.candidate = self._new_revision(before, 0, self.stable, f"canary {candidate.version}")
 
     def set_canary_traffic(self, percent: int) -> None:
         if self.candidate is None:
             raise CandidateFailed("no candidate started")
-        self._apply(self._render(self.candidate, percent))
+        self._apply(
+            render_inference_service(
+                self.name,
+                self.candidate_model,
+                self.settings,
+                stable=self.stable_model,
+                canary_percent=percent,
+            )
+        )
         self.percent = percent
-        self._wait(self._candidate_ready(percent), f"canary {self.candidate.name} at {percent}%")
+        self._route(self.candidate, percent, self.stable, f"canary {self.candidate} at {percent}%")
 
     def set_shadow(self, on: bool) -> None:
         raise NotImplementedError("KServe has no request mirroring (supports_shadow is False)")
@@ -341,23 +427,39 @@ class KServeTarget:
     def promote(self) -> None:
         if self.candidate is None:
             raise CandidateFailed("no candidate to promote")
-        self.stable, self.candidate, self.percent = self.candidate, None, 0
-        self._apply(self._render())
-        self._wait(is_ready, f"{self.name} promoted to {self.stable.name}")
+        self._apply(render_inference_service(self.name, self.candidate_model, self.settings))
+        self._route(self.candidate, 100, None, f"{self.name} promoted to {self.candidate}")
+        self.stable, self.stable_model = self.candidate, self.candidate_model
+        self.candidate, self.candidate_model, self.percent = None, None, 0
 
     def rollback(self) -> None:
-        if self.stable is None:
+        if self.candidate_model is None or self.stable_model is None:
             return
-        self.candidate, self.percent = None, 0
-        self._apply(self._render())
-        self._wait(is_ready, f"{self.name} rolled back to {self.stable.name}")
+        stable = self.stable_model
+        if self.candidate is not None:  # 1. all traffic back to the last rolled-out revision
+            self._apply(
+                render_inference_service(
+                    self.name, self.candidate_model, self.settings, stable=stable, canary_percent=0
+                )
+            )
+            back = f"{self.name}: traffic back to {self.stable}"
+            self._route(self.candidate, 0, self.stable, back)
+        # 2. the spec serves the stable model again (a new revision, still without traffic; a
+        # candidate that never became ready was never routed); 3. that revision takes over
+        before = self._latest_created()
+        self._apply(render_inference_service(self.name, stable, self.settings, canary_percent=0))
+        revision = self._new_revision(before, 0, self.stable, f"{self.name}: stable model back")
+        self._apply(render_inference_service(self.name, stable, self.settings))
+        self._route(revision, 100, None, f"{self.name} rolled back to {stable.version}")
+        self.stable = revision
+        self.candidate, self.candidate_model, self.percent = None, None, 0
 
     def open_window(self) -> None:
         self._window_start = self.clock()
 
     def read_window(self) -> tuple[Window, Window]:
         now = self.clock()
-        stable = self.metrics.window(self.stable.name, self._window_start, now)
+        stable = self.metrics.window(self.stable, self._window_start, now)
         if self.candidate is None:
             return stable, Window()
-        return stable, self.metrics.window(self.candidate.name, self._window_start, now)
+        return stable, self.metrics.window(self.candidate, self._window_start, now)

@@ -15,11 +15,12 @@
 #   3. Kubeflow Pipelines $KFP_VERSION standalone, platform-agnostic manifests (MySQL + SeaweedFS
 #      in namespace kubeflow): cluster-scoped resources, wait for the Application CRD, then the env.
 #   4. Katib $KATIB_VERSION standalone (namespace kubeflow; >= 0.18 for log-scale search spaces).
-#   5. KServe $KSERVE_VERSION from its Helm charts (kserve-crd + kserve-resources only) in
-#      RawDeployment mode: defaultDeploymentMode "Standard" (KServe 0.20's name for RawDeployment;
-#      "RawDeployment" is still accepted) and no Ingress creation. That is all RawDeployment needs:
-#      no Knative, no Istio, no Gateway API; canaries (spec.canary) are Deployments behind the
-#      predictor Service. Model servers are reached inside the cluster or by port-forward.
+#   5. Knative Serving $KNATIVE_VERSION (release manifests) with Kourier $KOURIER_VERSION as its
+#      ingress, then KServe $KSERVE_VERSION from its Helm charts (kserve-crd + kserve-resources)
+#      in Knative mode (defaultDeploymentMode "Knative", no Istio VirtualService): the mode in
+#      which an InferenceService's canaryTrafficPercent splits requests between two revisions
+#      (components/deploy/README.md). The deploy task reaches the service at its cluster-local
+#      address.
 #   6. The project's images (ghcr.io/mlpipe/{pipeline,serving,tfdv}:$VERSION) built with docker
 #      and loaded into the nodes (`make images kind-load`; SKIP_IMAGES=1 skips it).
 #   7. manifests/overlays/kind (namespace mlpipe: MinIO, PostgreSQL, MLflow, the ServingRuntime,
@@ -36,7 +37,9 @@ CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.17.0}"
 KFP_VERSION="${KFP_VERSION:-2.17.0}"
 KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
-KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Standard}"
+KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Knative}"
+KNATIVE_VERSION="${KNATIVE_VERSION:-v1.21.1}"  # the Knative KServe 0.20 is tested with
+KOURIER_VERSION="${KOURIER_VERSION:-v1.21.0}"
 # keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"
 WAIT="${WAIT:-900s}"
@@ -107,13 +110,31 @@ for deployment in katib-controller katib-db-manager katib-mysql katib-ui; do
         --timeout="$WAIT"
 done
 
-step "5/9 KServe $KSERVE_VERSION (RawDeployment: defaultDeploymentMode=$KSERVE_DEPLOYMENT_MODE)"
+step "5/9 Knative Serving $KNATIVE_VERSION + Kourier $KOURIER_VERSION, KServe $KSERVE_VERSION (Knative mode)"
+"${KUBECTL[@]}" apply -f \
+    "https://github.com/knative/serving/releases/download/knative-${KNATIVE_VERSION}/serving-crds.yaml"
+"${KUBECTL[@]}" wait --for condition=established --timeout=60s crd/services.serving.knative.dev
+retry 3 20 "${KUBECTL[@]}" apply -f \
+    "https://github.com/knative/serving/releases/download/knative-${KNATIVE_VERSION}/serving-core.yaml"
+retry 3 20 "${KUBECTL[@]}" apply -f \
+    "https://github.com/knative/net-kourier/releases/download/knative-${KOURIER_VERSION}/kourier.yaml"
+# Kourier as Knative's ingress; the example.com domain for external URLs (KServe's own Kourier
+# setup, hack/setup/infra/knative/templates/knative-serving-kourier.yaml in v0.20.0). The deploy
+# task uses the cluster-local address, which needs no DNS beyond the cluster's.
+"${KUBECTL[@]}" -n knative-serving patch configmap/config-network --type merge \
+    -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+"${KUBECTL[@]}" -n knative-serving patch configmap/config-domain --type merge \
+    -p '{"data":{"example.com":""}}'
+"${KUBECTL[@]}" -n knative-serving wait --for=condition=Available deployment --all --timeout="$WAIT"
+"${KUBECTL[@]}" -n kourier-system wait --for=condition=Available deployment --all --timeout="$WAIT"
 "${HELM[@]}" upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
     --version "$KSERVE_VERSION" --namespace kserve --create-namespace --wait
+# Knative mode is where canaryTrafficPercent splits traffic (components/deploy/README.md); no
+# Istio: KServe creates no VirtualService (disableIstioVirtualHost), Kourier routes
 "${HELM[@]}" upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources \
     --version "$KSERVE_VERSION" --namespace kserve --wait --timeout 15m \
     --set kserve.controller.deploymentMode="$KSERVE_DEPLOYMENT_MODE" \
-    --set kserve.controller.gateway.disableIngressCreation=true
+    --set kserve.controller.gateway.disableIstioVirtualHost=true
 "${KUBECTL[@]}" -n kserve wait --for=condition=Available deployment/kserve-controller-manager \
     --timeout="$WAIT"
 mode="$("${KUBECTL[@]}" -n kserve get configmap inferenceservice-config -o jsonpath='{.data.deploy}')"

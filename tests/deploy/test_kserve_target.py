@@ -1,9 +1,8 @@
-"""The KServe target: every rendered InferenceService passes the KServe CRD schema (a broken one
-is rejected), and the rollout control flow against the in-memory stand-in (which enforces the CRD
-and plays KServe's controller): ready -> steps -> promote; a revision that fails to load, analysis
-failing and a revision never ready -> rollback. Analysis windows come from a fake metrics source
-fed with windows (no Prometheus can run here); the Prometheus adapter is checked against a real
-HTTP server answering its API."""
+"""The KServe target in Knative mode: rendering checked against the real InferenceService CRD,
+and the rollout's control flow driven against the API stand-in with a controller that writes
+what KServe 0.20 and Knative 1.21 write (tests/support/kserve_knative.py): a canary step, promote,
+rollback, a failed and a stuck revision, API errors — every object passes the CRD schema and every
+wait ends. Metric adapters against a real HTTP server answering their APIs."""
 
 from __future__ import annotations
 
@@ -16,24 +15,24 @@ import numpy as np
 import pytest
 
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
-from components.common.k8s import Invalid, schema_errors
+from components.common.k8s import Forbidden, Invalid, KubernetesError, schema_errors
 from components.deploy.analysis import Policy
 from components.deploy.kserve_target import (
     DEPLOYMENT_MODE,
+    STABLE_URI,
     KServeSettings,
     KServeTarget,
+    Model,
     RenderError,
-    Revision,
-    canary_status,
-    is_ready,
     render_inference_service,
-    revision_name,
+    serves,
     traffic,
 )
 from components.deploy.metrics import MetricsError, PrometheusMetrics
-from components.deploy.rollout import Candidate, Rollout, WindowSpec
+from components.deploy.rollout import Candidate, CandidateFailed, Rollout, WindowSpec
 from components.deploy.windows import Window
-from tests.support.k8s_standin import InMemoryCluster, kserve_controller
+from tests.support.k8s_standin import InMemoryCluster
+from tests.support.kserve_knative import KnativeKServe
 
 NS = "mlpipe"
 SETTINGS = KServeSettings(
@@ -42,8 +41,9 @@ SETTINGS = KServeSettings(
     ready_timeout_s=60,
     poll_s=1,
 )
-V1 = Revision("acs-v1", "s3://mlpipe-models/acs/1")
-V2 = Revision("acs-v2", "s3://mlpipe-models/acs/2")
+V1 = Model("1", "s3://mlflow/artifacts/1/models/m-1/artifacts")
+V2 = Model("2", "s3://mlflow/artifacts/1/models/m-2/artifacts")
+R1, R2, R3 = (f"acs-predictor-{n:05d}" for n in (1, 2, 3))
 
 
 class FakeClock:
@@ -64,7 +64,7 @@ def scores(n: int, seed: int, invert: bool = False) -> list[float]:
 
 
 class FakeMetrics:
-    """A metrics source fed with one window per predictor (a stand-in for Prometheus)."""
+    """A metrics source fed with one window per Knative revision; nothing for any other."""
 
     def __init__(self, windows: dict[str, Window]) -> None:
         self.windows = windows
@@ -82,40 +82,36 @@ def good(n: int, seed: int) -> Window:
 # ---------------------------------------------------------------- rendering
 
 
-@pytest.mark.parametrize("percent", [0, 10, 50, 100])
-def test_every_step_renders_a_valid_raw_deployment_with_spec_canary(percent):
-    obj = render_inference_service("acs", V1, SETTINGS, V2, percent)
+@pytest.mark.parametrize("percent", [None, 0, 10, 50, 100])
+def test_every_state_renders_a_valid_knative_mode_service(percent):
+    obj = render_inference_service("acs", V2, SETTINGS, stable=V1, canary_percent=percent)
     assert schema_errors(obj) == []
-    assert obj["metadata"]["annotations"][DEPLOYMENT_MODE] == "RawDeployment"
-    (entry,) = obj["spec"]["canary"]
-    assert entry["trafficPercent"] == percent and entry["predictor"]["name"] == "acs-v2"
-    model = entry["predictor"]["model"]
+    notes = obj["metadata"]["annotations"]
+    assert notes[DEPLOYMENT_MODE] == "Knative" and notes[STABLE_URI] == V1.storage_uri
+    predictor = obj["spec"]["predictor"]
+    assert predictor.get("canaryTrafficPercent") == percent
+    model = predictor["model"]
     assert model["modelFormat"] == {"name": "mlpipe"} and model["runtime"] == "mlpipe"
     assert model["protocolVersion"] == "v2" and model["storageUri"] == V2.storage_uri
-    assert entry["predictor"]["serviceAccountName"] == "mlpipe-serving"
-    assert obj["spec"]["predictor"]["model"]["storageUri"] == V1.storage_uri
-
-
-def test_promoted_and_rolled_back_states_render_without_canary():
-    obj = render_inference_service("acs", V2, SETTINGS)
-    assert schema_errors(obj) == [] and "canary" not in obj["spec"]
-    assert obj["spec"]["predictor"]["name"] == "acs-v2"
+    # model pods: their own identity, no API token, limits
+    assert predictor["serviceAccountName"] == "mlpipe-serving"
+    assert predictor["automountServiceAccountToken"] is False
+    assert model["resources"]["limits"] == {"cpu": "1"}
+    assert "canary" not in obj["spec"]  # Standard mode's field: nothing splits by it
 
 
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
-        (lambda o: o["spec"]["canary"][0].update(trafficPercent="10"), "trafficPercent"),
-        (lambda o: o["spec"]["canary"][0].update(trafficPercent=150), "maximum"),
-        (lambda o: o["spec"]["predictor"].update(modle={}), "unknown field(s) ['modle']"),
-        (lambda o: o["spec"]["canary"][0]["predictor"]["model"].pop("modelFormat"), "modelFormat"),
-        (lambda o: o["spec"]["canary"][0]["predictor"].update(name="Acs_V2"), "does not match"),
-        (lambda o: o["spec"]["predictor"].update(minReplicas="one"), "minReplicas"),
+        (lambda p: p.update(canaryTrafficPercent="10"), "canaryTrafficPercent"),
+        (lambda p: p.update(modle={}), "unknown field(s) ['modle']"),
+        (lambda p: p["model"].update(storageUri=5), "storageUri"),
+        (lambda p: p.update(minReplicas="one"), "minReplicas"),
     ],
 )
 def test_a_broken_object_is_rejected_by_schema_and_stand_in(breakage, expected):
-    obj = render_inference_service("acs", V1, SETTINGS, V2, 10)
-    breakage(obj)
+    obj = render_inference_service("acs", V2, SETTINGS, stable=V1, canary_percent=10)
+    breakage(obj["spec"]["predictor"])
     errors = schema_errors(obj)
     assert errors and expected in "; ".join(errors)
     with pytest.raises(Invalid):
@@ -128,25 +124,15 @@ def test_bad_settings_fail_at_render_time():
         render_inference_service("acs", V1, bad)
 
 
-def test_revision_names_are_valid_predictor_names():
-    assert revision_name("acs-employment", "7") == "acs-employment-7"
-    assert revision_name("ACS", "v1.2_rc") == "acs-v1-2-rc"
-    assert revision_name("9x", "1") == "m-9x-1"
-    assert len(revision_name("a" * 80, "12")) <= 63
-    for name in ("acs-employment-7", "acs-v1-2-rc", "m-9x-1"):
-        assert (
-            schema_errors(render_inference_service("x", Revision(name, "s3://m"), SETTINGS)) == []
-        )
-
-
 # ---------------------------------------------------------------- control flow on the stand-in
 
 
-def make(cluster: InMemoryCluster, metrics: FakeMetrics, clock: FakeClock) -> KServeTarget:
+def make(cluster, metrics=None, clock=None) -> KServeTarget:
+    clock = clock or FakeClock()
     return KServeTarget(cluster, "acs", SETTINGS, metrics, clock=clock, sleep=clock.sleep)
 
 
-def rollout(target, clock, strategy="canary") -> Rollout:
+def rollout(target, strategy="canary") -> Rollout:
     window = WindowSpec(seconds=30, min_requests=200, max_seconds=120, check_interval_s=5)
     return Rollout(
         target,
@@ -154,8 +140,8 @@ def rollout(target, clock, strategy="canary") -> Rollout:
         steps=[10, 50, 100],
         window=window,
         policy=Policy(min_canary_requests=200),
-        clock=clock,
-        sleep=clock.sleep,
+        clock=target.clock,
+        sleep=target.sleep,
     )
 
 
@@ -163,97 +149,146 @@ def stored(cluster: InMemoryCluster) -> dict:
     return cluster.objects[(ISVC.group, ISVC.plural, NS, "acs")]
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-def test_ready_then_steps_then_promote(clock):
+def cluster_with(controller: KnativeKServe | None = None) -> tuple[InMemoryCluster, KnativeKServe]:
+    controller = controller or KnativeKServe(ready_ticks=2)
     cluster = InMemoryCluster()
-    cluster.script(ISVC.plural, "acs", kserve_controller(delay_ticks=2))
-    metrics = FakeMetrics({"acs-v1": good(3000, 1), "acs-v2": good(600, 2)})
-    target = make(cluster, metrics, clock)
-    assert is_ready(target.deploy(V1))
-    result = rollout(target, clock).run(Candidate(V2.storage_uri, "v2"))
+    cluster.script(ISVC.plural, "acs", controller)
+    cluster.pod_source = controller.pods
+    return cluster, controller
+
+
+def served_uri(cluster: InMemoryCluster, controller: KnativeKServe) -> dict[str, int]:
+    """Traffic percent by storage URI, as the route splits it."""
+    out: dict[str, int] = {}
+    for revision, percent in traffic(stored(cluster)).items():
+        uri = controller.revision_uri(NS, "acs", revision)
+        out[uri] = out.get(uri, 0) + percent
+    return {k: v for k, v in out.items() if v}
+
+
+def test_first_deploy_creates_the_service_and_waits_for_its_route():
+    cluster, controller = cluster_with()
+    target = make(cluster)
+    assert target.adopt() is None  # NotFound: none yet
+    target.deploy(V1)
+    assert target.stable == R1 and served_uri(cluster, controller) == {V1.storage_uri: 100}
+    assert target.url == "http://acs.mlpipe.svc.cluster.local"
+
+
+def test_steps_split_traffic_then_promote():
+    cluster, controller = cluster_with()
+    metrics = FakeMetrics({R1: good(3000, 1), R2: good(600, 2)})
+    target = make(cluster, metrics)
+    target.deploy(V1)
+    seen: list[dict[str, int]] = []
+    step = target.set_canary_traffic
+
+    def recording(percent: int) -> None:
+        step(percent)
+        seen.append(served_uri(cluster, controller))
+
+    target.set_canary_traffic = recording
+    result = rollout(target).run(Candidate(V2.storage_uri, "2"))
     assert result.outcome == "promoted", result.reason
     assert result.steps == [10, 50, 100] and len(result.windows) == 3
-    percents = [o["spec"].get("canary", [{}])[0].get("trafficPercent") for o in target.rendered]
+    assert seen == [
+        {V1.storage_uri: 90, V2.storage_uri: 10},
+        {V1.storage_uri: 50, V2.storage_uri: 50},
+        {V2.storage_uri: 100},
+    ]
+    percents = [o["spec"]["predictor"].get("canaryTrafficPercent") for o in target.rendered]
     assert percents == [None, 0, 10, 50, 100, None]
     final = stored(cluster)
-    assert final["spec"]["predictor"]["name"] == "acs-v2" and "canary" not in final["spec"]
-    assert final["spec"]["predictor"]["model"]["storageUri"] == V2.storage_uri
-    assert is_ready(final) and "canaryStatuses" not in final["status"]
-    assert "acs-v2" in metrics.asked and all(schema_errors(o) == [] for o in target.rendered)
+    assert "canaryTrafficPercent" not in final["spec"]["predictor"]
+    assert final["status"]["components"]["predictor"]["latestRolledoutRevision"] == R2
+    assert final["metadata"]["annotations"][STABLE_URI] == V2.storage_uri
+    assert set(metrics.asked) == {R1, R2}
+    assert all(schema_errors(o) == [] for o in target.rendered)
 
 
-def test_a_revision_that_fails_to_load_is_rolled_back(clock):
-    cluster = InMemoryCluster()
-    cluster.script(ISVC.plural, "acs", kserve_controller(failed=["acs-v2"]))
-    target = make(cluster, FakeMetrics({}), clock)
-    target.deploy(V1)
-    result = rollout(target, clock).run(Candidate(V2.storage_uri, "v2"))
-    assert result.outcome == "rolled_back" and result.steps == []
-    assert "ModelLoadFailed" in result.reason and "acs-v2" in result.reason
-    final = stored(cluster)
-    assert "canary" not in final["spec"] and final["spec"]["predictor"]["name"] == "acs-v1"
-
-
-def test_failing_analysis_rolls_back_in_the_first_window(clock):
-    cluster = InMemoryCluster()
-    cluster.script(ISVC.plural, "acs", kserve_controller())
+def test_failing_analysis_rolls_back_and_the_stable_model_is_served_again():
+    cluster, controller = cluster_with()
     inverted = Window(600, 0, [2.0] * 600, scores(600, 2, invert=True))
-    target = make(cluster, FakeMetrics({"acs-v1": good(3000, 1), "acs-v2": inverted}), clock)
+    target = make(cluster, FakeMetrics({R1: good(3000, 1), R2: inverted}))
     target.deploy(V1)
-    result = rollout(target, clock).run(Candidate(V2.storage_uri, "v2"))
+    result = rollout(target).run(Candidate(V2.storage_uri, "2"))
     assert result.outcome == "rolled_back" and result.steps == [10]
-    assert "psi" in result.reason and "ks" in result.reason
-    assert result.canary_requests == 600
-    assert result.windows[0].seconds <= 5  # decided at the first check, not the window's end
+    assert "psi" in result.reason and result.canary_requests == 600
     final = stored(cluster)
-    assert "canary" not in final["spec"] and traffic(final) == {"acs-v1": 100}
+    assert final["spec"]["predictor"]["model"]["storageUri"] == V1.storage_uri
+    assert "canaryTrafficPercent" not in final["spec"]["predictor"]
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
+    assert target.stable == R3 and serves(final, R3, 100, None)
 
 
-def test_a_revision_never_ready_times_out_and_rolls_back(clock):
-    cluster = InMemoryCluster()
-    controller = kserve_controller()
-    never = {"n": 0}
-
-    def script(obj, tick):
-        if obj["spec"].get("canary"):
-            never["n"] += 1
-            return None  # the canary never reports
-        return controller(obj, tick)
-
-    cluster.script(ISVC.plural, "acs", script)
-    target = make(cluster, FakeMetrics({}), clock)
+def test_a_rollback_after_the_100_percent_step_returns_to_the_previous_revision():
+    """Upstream's subtle case: at 100 % the canary became latestRolledoutRevision; setting the
+    percent back to 0 makes KServe return it to previousRolledoutRevision."""
+    cluster, controller = cluster_with()
+    target = make(cluster, FakeMetrics({}))
     target.deploy(V1)
-    result = rollout(target, clock).run(Candidate(V2.storage_uri, "v2"))
-    assert result.outcome == "rolled_back" and "not done after 60s" in result.reason
-    assert never["n"] > 10 and "canary" not in stored(cluster)["spec"]
+    target.start_candidate(Candidate(V2.storage_uri, "2"))
+    target.set_canary_traffic(100)
+    assert stored(cluster)["status"]["components"]["predictor"]["latestRolledoutRevision"] == R2
+    target.rollback()
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
 
 
-def test_blue_green_on_kserve_switches_with_a_full_canary_entry(clock):
-    cluster = InMemoryCluster()
-    cluster.script(ISVC.plural, "acs", kserve_controller())
-    metrics = FakeMetrics({"acs-v1": good(3000, 1), "acs-v2": good(600, 2)})
-    target = make(cluster, metrics, clock)
+@pytest.mark.parametrize("kind", ["failing", "stuck"])
+def test_a_failed_or_stuck_revision_is_rolled_back_and_never_served(kind):
+    controller = KnativeKServe(**{kind: [V2.storage_uri]})
+    cluster, _ = cluster_with(controller)
+    target = make(cluster, FakeMetrics({}))
     target.deploy(V1)
-    result = rollout(target, clock, "blue_green").run(Candidate(V2.storage_uri, "v2"))
+    result = rollout(target).run(Candidate(V2.storage_uri, "2"))
+    assert result.outcome == "rolled_back" and result.steps == []
+    expected = "ModelLoadFailed" if kind == "failing" else "not done after 60s"
+    assert expected in result.reason
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
+    assert stored(cluster)["spec"]["predictor"]["model"]["storageUri"] == V1.storage_uri
+
+
+def test_blue_green_switches_at_once():
+    cluster, controller = cluster_with()
+    target = make(cluster, FakeMetrics({R1: good(3000, 1), R2: good(600, 2)}))
+    target.deploy(V1)
+    result = rollout(target, "blue_green").run(Candidate(V2.storage_uri, "2"))
     assert result.outcome == "promoted" and [w.phase for w in result.windows] == ["switched"]
-    switched = [o for o in target.rendered if o["spec"].get("canary")]
-    assert [o["spec"]["canary"][0]["trafficPercent"] for o in switched] == [0, 100]
+    percents = [o["spec"]["predictor"].get("canaryTrafficPercent") for o in target.rendered]
+    assert percents == [None, 0, 100, None]
+    assert served_uri(cluster, controller) == {V2.storage_uri: 100}
 
 
-def test_status_readers():
-    obj = render_inference_service("acs", V1, SETTINGS, V2, 30)
-    obj["metadata"]["generation"] = 2
-    from tests.support.k8s_standin import kserve_status
+def test_adopt_takes_over_what_is_served_and_restore_puts_a_model_back():
+    cluster, controller = cluster_with()
+    make(cluster).deploy(V1)
+    fresh = make(cluster, FakeMetrics({}))
+    assert fresh.adopt() == V1 and fresh.stable == R1
+    fresh.deploy(V2)
+    assert served_uri(cluster, controller) == {V2.storage_uri: 100}
+    fresh.restore(V1)  # mlpipe rollback
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
+    fresh.restore(V1)  # already served: no new revision to wait for, and no timeout
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
 
-    obj["status"] = kserve_status(obj)
-    assert is_ready(obj) and canary_status(obj, "acs-v2")["trafficPercent"] == 30
-    assert traffic(obj) == {"acs-v2": 30, "acs-v1": 70}
-    obj["metadata"]["generation"] = 3  # the controller has not seen the newest spec yet
-    assert not is_ready(obj)
+
+@pytest.mark.parametrize(
+    "error", [Forbidden("get is forbidden (RBAC)", status=403), KubernetesError("timed out")]
+)
+def test_adopt_fails_on_anything_but_not_found(error):
+    cluster, _ = cluster_with()
+    make(cluster).deploy(V1)
+    before = stored(cluster)["metadata"]["resourceVersion"]
+    cluster.script(ISVC.plural, "acs", [error])
+    with pytest.raises(type(error)):
+        make(cluster).adopt()
+    assert stored(cluster)["metadata"]["resourceVersion"] == before
+
+
+def test_a_candidate_without_a_service_is_refused():
+    cluster, _ = cluster_with()
+    with pytest.raises(CandidateFailed, match="no InferenceService"):
+        make(cluster).start_candidate(Candidate(V2.storage_uri, "2"))
 
 
 # ---------------------------------------------------------------- Prometheus adapter
@@ -328,14 +363,15 @@ def test_prometheus_errors_are_reported(prometheus):
         PrometheusMetrics("http://127.0.0.1:9", NS).window("acs-v2", 0, 60)
 
 
-def test_settings_and_rollout_from_the_default_config(clock):
+def test_settings_and_rollout_from_the_default_config():
+    clock = FakeClock()
     from components.common.config import load_pipeline_config
 
     rollout_cfg = load_pipeline_config(
         overrides={"deployment.environment": "kserve", "deployment.rollout.strategy": "blue_green"}
     ).deployment.rollout
     settings = KServeSettings.from_config(rollout_cfg.kserve)
-    obj = render_inference_service("acs-employment", V1, settings, V2, 10)
+    obj = render_inference_service("acs-employment", V2, settings, stable=V1, canary_percent=10)
     assert schema_errors(obj) == [] and obj["metadata"]["namespace"] == "mlpipe"
     assert obj["spec"]["predictor"]["model"]["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
     target = KServeTarget(InMemoryCluster(), "acs-employment", settings, FakeMetrics({}))

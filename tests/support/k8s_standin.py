@@ -57,7 +57,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _matches(labels: dict[str, str], selector: str | None) -> bool:
+def label_selector_matches(labels: dict[str, str], selector: str | None) -> bool:
     for term in filter(None, (t.strip() for t in (selector or "").split(","))):
         if "!=" in term:
             key, value = term.split("!=", 1)
@@ -86,6 +86,8 @@ class InMemoryCluster(KubernetesAdapter):
         self._scripts: dict[tuple[str, str | None, str], list[Any]] = {}
         self._denied: set[tuple[str, str]] = set()
         self._versions = itertools.count(1)
+        # the pods a controller runs: (namespace, label selector) -> pods as `list_pods` returns
+        self.pod_source: Callable[[str, str | None], list[dict]] = lambda ns, sel: []
 
     # ------------------------------------------------------------ test controls
 
@@ -269,8 +271,14 @@ class InMemoryCluster(KubernetesAdapter):
             copy.deepcopy(obj)
             for (g, p, ns, _), obj in sorted(self.objects.items())
             if (g, p, ns) == (group, plural, namespace)
-            and _matches(obj["metadata"].get("labels") or {}, label_selector)
+            and label_selector_matches(obj["metadata"].get("labels") or {}, label_selector)
         ]
+
+    def list_pods(self, namespace, label_selector=None):
+        if ("list", "pods") in self._denied:
+            raise Forbidden("list is forbidden (RBAC)", f"pods in {namespace}", 403)
+        self.events.append(("list", "pods", namespace, ""))
+        return copy.deepcopy(self.pod_source(namespace, label_selector))
 
     def watch(self, group, version, namespace, plural, name, timeout_s) -> Iterator[dict]:
         self._resource(group, version, plural, "watch")
@@ -439,81 +447,3 @@ def kserve_condition(type_: str, status: str = "True", reason: str = "", message
     if message:
         cond["message"] = message
     return cond
-
-
-def kserve_status(
-    obj: dict,
-    *,
-    failed: Sequence[str] = (),
-    message: str = "failed to load the model",
-) -> dict:
-    """The status KServe's controller writes for `obj`'s current spec in RawDeployment mode: every
-    predictor revision named in `failed` (the main predictor or a `spec.canary` entry) failed to
-    load, the others are ready. The main predictor failing makes the service not Ready; a failing
-    canary shows in its `status.canaryStatuses` entry."""
-    spec = obj.get("spec") or {}
-    name = obj["metadata"]["name"]
-    namespace = obj["metadata"].get("namespace", "default")
-    predictor = (spec.get("predictor") or {}).get("name", "predictor")
-    url = f"http://{name}-predictor.{namespace}.svc.cluster.local"
-
-    def model_status(ok: bool) -> dict:
-        if ok:
-            return {"transitionStatus": "UpToDate", "states": {"activeModelState": "Loaded"}}
-        return {
-            "transitionStatus": "BlockedByFailedLoad",
-            "states": {"activeModelState": "FailedToLoad"},
-            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": message},
-        }
-
-    main_ok = predictor not in failed
-    ready = "True" if main_ok else "False"
-    reason = "" if main_ok else "ModelLoadFailed"
-    status: dict[str, Any] = {
-        "observedGeneration": obj["metadata"].get("generation", 1),
-        "deploymentMode": "RawDeployment",
-        "url": url,
-        "address": {"url": url},
-        "conditions": [
-            kserve_condition("PredictorReady", ready, reason, "" if main_ok else message),
-            kserve_condition("Ready", ready, reason, "" if main_ok else message),
-        ],
-        "components": {
-            "predictor": {
-                "latestCreatedRevision": predictor,
-                **({"latestReadyRevision": predictor} if main_ok else {}),
-                "url": url,
-            }
-        },
-        "modelStatus": model_status(main_ok),
-    }
-    canaries = [
-        {
-            "name": entry["predictor"].get("name", f"canary-{i}"),
-            "ready": entry["predictor"].get("name") not in failed,
-            "trafficPercent": entry.get("trafficPercent", 0),
-            "modelStatus": model_status(entry["predictor"].get("name") not in failed),
-        }
-        for i, entry in enumerate(spec.get("canary") or [])
-    ]
-    if canaries:
-        status["canaryStatuses"] = canaries
-    return status
-
-
-def kserve_controller(
-    *, failed: Sequence[str] = (), delay_ticks: int = 1
-) -> Callable[[dict, int], Step]:
-    """A script for `InMemoryCluster.script`: each new generation of the InferenceService is
-    reported (`kserve_status`) `delay_ticks` ticks after it was first seen — until then the status
-    still describes the previous generation. `failed` names revisions that never load."""
-    first_seen: dict[int, int] = {}
-
-    def step(obj: dict, tick: int) -> Step:
-        generation = obj["metadata"].get("generation", 1)
-        seen = first_seen.setdefault(generation, tick)
-        if tick - seen < delay_ticks:
-            return None
-        return kserve_status(obj, failed=failed)
-
-    return step

@@ -1,0 +1,126 @@
+"""The deploy stage's KServe path and `mlpipe rollback` against a real MLflow server (proxied
+artifacts, as the cluster runs it) and the Kubernetes stand-in with KServe's Knative-mode
+controller: the registered version's S3 location becomes storageUri, the first champion creates
+the InferenceService, an API error other than NotFound changes nothing, and a rollback puts the
+previous model back where it is served before the registry moves."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from components.common import registry
+from components.common.config import REPO_ROOT, load_pipeline_config
+from components.common.errors import StageError
+from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
+from components.common.k8s import KubernetesError
+from components.deploy import deploy
+from tests.fixtures.models import FEATURES, LABEL, logistic, register
+from tests.support.k8s_standin import InMemoryCluster
+from tests.support.kserve_knative import KnativeKServe
+
+NAME = "m"
+NS = "mlpipe"
+DESTINATION = "s3://mlflow/artifacts"
+FAST = {"deployment.environment": "kserve", "deployment.rollout.kserve.poll_s": 0.01}
+
+
+@pytest.fixture(scope="module")
+def models():
+    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
+    train = df[df.year == 2015][[*FEATURES, LABEL]]
+    return [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]
+
+
+@pytest.fixture()
+def server(mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ARTIFACTS_DESTINATION", DESTINATION)
+    return mlflow_server
+
+
+@pytest.fixture()
+def cluster():
+    controller = KnativeKServe()
+    cluster = InMemoryCluster()
+    cluster.script(ISVC.plural, NAME, controller)
+    cluster.pod_source = controller.pods
+    cluster.controller = controller
+    return cluster
+
+
+def cfg():
+    return load_pipeline_config(overrides=FAST).deployment
+
+
+def served(cluster) -> dict[str, int]:
+    obj = cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)]
+    out: dict[str, int] = {}
+    for target in obj["status"]["components"]["predictor"]["traffic"]:
+        uri = cluster.controller.revision_uri(NS, NAME, target["revisionName"])
+        out[uri] = out.get(uri, 0) + target["percent"]
+    return {k: v for k, v in out.items() if v}
+
+
+def test_a_local_store_cannot_feed_kserve(mlflow_store, models):
+    version = register(*models[0], NAME, "d0")
+    with pytest.raises(StageError, match="KServe cannot fetch"):
+        deploy.model_storage_uri(mlflow_store, NAME, version)
+
+
+def test_the_first_champion_creates_the_inference_service(cluster):
+    out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster)
+    assert out["outcome"] == "promoted" and "first InferenceService" in out["reason"]
+    assert served(cluster) == {"s3://b/m1": 100}
+
+
+@pytest.mark.parametrize(
+    "deny", [lambda c: c.deny("get", ISVC.plural), lambda c: c.script(ISVC.plural, NAME, [
+        KubernetesError("cannot reach the API server: read timed out")])],
+    ids=["403", "timeout"],
+)  # fmt: skip
+def test_an_api_error_reading_the_service_aborts_with_the_live_predictor_unchanged(cluster, deny):
+    deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster)
+    before = cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)]
+    deny(cluster)
+    with pytest.raises(StageError, match="nothing was changed"):
+        deploy.kserve_rollout(NAME, "2", "s3://b/m2", cfg(), print, adapter=cluster)
+    assert cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)] == before
+    assert not cluster.verbs("patch") and len(cluster.verbs("create")) == 1
+
+
+def test_mlpipe_rollback_serves_the_previous_model_again(server, models, cluster, monkeypatch):
+    from pipelines.cli import main
+
+    v1 = register(*models[0], NAME, "d0")
+    v2 = register(*models[1], NAME, "d1")  # champion v2, previous v1
+    uri1, uri2 = (deploy.model_storage_uri(server, NAME, v) for v in (v1, v2))
+    download = server.get_model_version_download_uri(NAME, v1)  # proxied: mlflow-artifacts:/
+    assert uri1 == f"{DESTINATION}/{download.split(':', 1)[1].lstrip('/')}"
+    deploy.kserve_rollout(NAME, v2, uri2, cfg(), print, adapter=cluster)
+    assert served(cluster) == {uri2: 100}
+    monkeypatch.setattr("components.common.k8s.CustomObjectsAdapter", lambda: cluster)
+    sets = [x for k, v in FAST.items() for x in ("--set", f"{k}={v}")]
+    assert main(["rollback", "--model", NAME, *sets]) == 0
+    assert served(cluster) == {uri1: 100}
+    assert str(registry.alias_version(server, NAME, registry.CHAMPION).version) == v1
+    monkeypatch.delenv("MLFLOW_ARTIFACTS_DESTINATION")
+    with pytest.raises(StageError, match="MLFLOW_ARTIFACTS_DESTINATION"):
+        deploy.model_storage_uri(server, NAME, v1)
+
+
+def test_a_rollback_that_cannot_serve_leaves_the_registry_alone(
+    server, models, cluster, monkeypatch
+):
+    from pipelines.cli import main
+
+    v1 = register(*models[0], NAME, "d0")
+    v2 = register(*models[1], NAME, "d1")
+    deploy.kserve_rollout(
+        NAME, v2, deploy.model_storage_uri(server, NAME, v2), cfg(), print, adapter=cluster
+    )
+    cluster.deny("patch", ISVC.plural)
+    monkeypatch.setattr("components.common.k8s.CustomObjectsAdapter", lambda: cluster)
+    sets = [x for k, v in FAST.items() for x in ("--set", f"{k}={v}")]
+    assert main(["rollback", "--model", NAME, *sets]) == 1
+    assert str(registry.alias_version(server, NAME, registry.CHAMPION).version) == v2
+    assert str(registry.alias_version(server, NAME, registry.PREVIOUS).version) == v1
