@@ -160,9 +160,9 @@ class KubernetesAdapter(ABC):
         """The object each time it changes, for at most `timeout_s`; `NotFound` once deleted."""
 
     @abstractmethod
-    def list_pods(self, namespace: str, label_selector: str | None = None) -> list[dict]:
-        """Pods as `{name, labels, ip, ready}` (ip None until scheduled; ready: the Ready
-        condition): where the rollout reads model servers' own metrics."""
+    def ready_addresses(self, namespace: str, service: str) -> list[str]:
+        """The IPs of the Service's ready endpoints (its EndpointSlices): where the rollout reads
+        the model servers' own metrics."""
 
 
 def wait_for(
@@ -355,31 +355,27 @@ class CustomObjectsAdapter(KubernetesAdapter):
         except ApiException as exc:
             raise _map_api_error(exc, what) from None
 
-    def list_pods(self, namespace, label_selector=None):
+    def ready_addresses(self, namespace, service):
         from kubernetes import client
 
-        core = client.CoreV1Api(self.api.api_client)  # same configuration and credentials
-        kwargs = {"label_selector": label_selector} if label_selector else {}
+        # same configuration and credentials; EndpointSlices carry the service-name label
+        # (kubernetes pkg/controller/endpointslice), and only addresses: no pod specs
+        api = client.DiscoveryV1Api(self.api.api_client)
         out = self._call(
-            f"pods in {namespace}",
-            lambda: core.list_namespaced_pod(
-                namespace, _request_timeout=self.request_timeout_s, **kwargs
+            f"endpointslices of {namespace}/{service}",
+            lambda: api.list_namespaced_endpoint_slice(
+                namespace,
+                label_selector=f"kubernetes.io/service-name={service}",
+                _request_timeout=self.request_timeout_s,
             ),
         )
-        pods = []
-        for pod in out.items:
-            conditions = (pod.status and pod.status.conditions) or []
-            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-            ip = pod.status.pod_ip if pod.status else None
-            pods.append(
-                {
-                    "name": pod.metadata.name,
-                    "labels": pod.metadata.labels or {},
-                    "ip": ip,
-                    "ready": ready,
-                }
-            )
-        return pods
+        return [
+            address
+            for slice_ in out.items
+            for endpoint in slice_.endpoints or []
+            if endpoint.conditions is None or endpoint.conditions.ready is not False
+            for address in endpoint.addresses or []
+        ]
 
 
 def _load_api(context: str | None) -> Any:

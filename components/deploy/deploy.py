@@ -239,16 +239,16 @@ def model_storage_uri(client: Any, name: str, version: str) -> str:
 
 def cluster_metrics(k: Any, adapter: Any) -> Any:
     """The analysis windows' source: Prometheus when configured, else the model pods' own
-    `/metrics`, found by their Knative revision label."""
-    from components.deploy.kserve_target import REVISION_LABEL
+    `/metrics`: the ready endpoints of each Knative revision's private Service."""
+    from components.deploy.kserve_target import private_service
     from components.deploy.metrics import PrometheusMetrics, ScrapeMetrics
 
     if k.prometheus_url:
         return PrometheusMetrics(k.prometheus_url, k.namespace)
 
     def endpoints(revision: str) -> list[str]:
-        pods = adapter.list_pods(k.namespace, f"{REVISION_LABEL}={revision}")
-        return [f"http://{p['ip']}:{k.server_port}" for p in pods if p["ready"] and p["ip"]]
+        ips = adapter.ready_addresses(k.namespace, private_service(revision))
+        return [f"http://{ip}:{k.server_port}" for ip in ips]
 
     return ScrapeMetrics(endpoints)
 

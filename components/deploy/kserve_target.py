@@ -64,8 +64,6 @@ MODEL_FORMAT = "mlpipe"
 VERSION_ANNOTATION = "mlpipe.io/model-version"
 STABLE_VERSION = "mlpipe.io/stable-version"
 STABLE_URI = "mlpipe.io/stable-storage-uri"
-# Knative labels each pod of a revision with its name (knative serving pkg/apis/serving/register.go)
-REVISION_LABEL = "serving.knative.dev/revision"
 
 
 @dataclass(frozen=True)
@@ -160,6 +158,12 @@ def render_inference_service(
     if errors:
         raise RenderError(errors)
     return obj
+
+
+def private_service(revision: str) -> str:
+    """The Service whose endpoints are a revision's pods (knative serving
+    pkg/reconciler/serverlessservice/resources/names.go: `<revision>-private`)."""
+    return f"{revision}-private"
 
 
 # ---------------------------------------------------------------- reading the status

@@ -38,7 +38,8 @@ KFP_VERSION="${KFP_VERSION:-2.17.0}"
 KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
 KSERVE_DEPLOYMENT_MODE="${KSERVE_DEPLOYMENT_MODE:-Knative}"
-KNATIVE_VERSION="${KNATIVE_VERSION:-v1.21.1}"  # the Knative KServe 0.20 is tested with
+# the Knative Serving release KServe 0.20 installs in its own setup (and Kourier of that minor)
+KNATIVE_VERSION="${KNATIVE_VERSION:-v1.21.1}"
 KOURIER_VERSION="${KOURIER_VERSION:-v1.21.0}"
 # keep the default on kind: the manifests name ghcr.io/mlpipe images, which are loaded, not pulled
 IMAGE_REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlpipe}"

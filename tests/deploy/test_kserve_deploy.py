@@ -43,7 +43,7 @@ def cluster():
     controller = KnativeKServe()
     cluster = InMemoryCluster()
     cluster.script(ISVC.plural, NAME, controller)
-    cluster.pod_source = controller.pods
+    cluster.endpoints = controller.endpoints
     cluster.controller = controller
     return cluster
 

@@ -153,7 +153,7 @@ def cluster_with(controller: KnativeKServe | None = None) -> tuple[InMemoryClust
     controller = controller or KnativeKServe(ready_ticks=2)
     cluster = InMemoryCluster()
     cluster.script(ISVC.plural, "acs", controller)
-    cluster.pod_source = controller.pods
+    cluster.endpoints = controller.endpoints
     return cluster, controller
 
 

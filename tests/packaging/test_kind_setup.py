@@ -37,17 +37,21 @@ def test_scripts_parse_fail_fast_and_are_executable(script):
 
 def test_every_release_is_pinned_to_what_the_project_needs():
     defaults = _defaults()
-    for name in ("CERT_MANAGER_VERSION", "KFP_VERSION", "KATIB_VERSION", "KSERVE_VERSION"):
+    pinned = ("CERT_MANAGER_VERSION", "KFP_VERSION", "KATIB_VERSION", "KSERVE_VERSION")
+    for name in (*pinned, "KNATIVE_VERSION", "KOURIER_VERSION"):
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", defaults[name]), (name, defaults[name])
     assert _version(defaults["KATIB_VERSION"]) >= (0, 18, 0)  # log-scale search spaces
-    assert _version(defaults["KSERVE_VERSION"]) >= (0, 20, 0)  # spec.canary in RawDeployment
+    assert _version(defaults["KSERVE_VERSION"]) >= (0, 20, 0)  # "Knative" as the mode's name
     # the backend the SDK compiles for: same minor release
     assert _version(defaults["KFP_VERSION"])[:2] == _version(version("kfp"))[:2]
-    # RawDeployment ("Standard" is KServe 0.20's name for it); never Knative/Serverless
-    assert defaults["KSERVE_DEPLOYMENT_MODE"] in ("Standard", "RawDeployment")
+    # Knative mode: where canaryTrafficPercent splits traffic (Standard mode does not split)
+    assert defaults["KSERVE_DEPLOYMENT_MODE"] == "Knative"
+    # Knative Serving the release KServe 0.20 is tested with, and Kourier of the same minor
+    assert _version(defaults["KNATIVE_VERSION"])[:2] == (1, 21)
+    assert _version(defaults["KOURIER_VERSION"])[:2] == _version(defaults["KNATIVE_VERSION"])[:2]
     text = UP.read_text()
-    assert "knative" not in text.lower().replace("no knative", "")
-    assert "istio" not in text.lower().replace("no istio", "")
+    assert "ingress-class" in text and "kourier.ingress.networking.knative.dev" in text
+    assert "disableIstioVirtualHost=true" in text  # no Istio on kind
     assert "?ref=master" not in text and ":latest" not in text
 
 

@@ -277,25 +277,25 @@ def test_network_policies_allow_exactly_the_intended_paths(kind_objects):
 def test_the_example_inference_service_fits_the_runtime_and_the_crd(kind_objects):
     import yaml
 
+    from components.deploy.kserve_target import DEPLOYMENT_MODE
+
     example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice.yaml").read_text())
     assert validation_errors(example, kind_kubernetes_version()) == []
     runtime = _one(kind_objects, "ServingRuntime", "mlpipe")
     formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
     accounts = {o["metadata"]["name"] for o in kind_objects if o["kind"] == "ServiceAccount"}
-    predictors = [
-        example["spec"]["predictor"],
-        *(c["predictor"] for c in example["spec"]["canary"]),
-    ]
-    for predictor in predictors:
-        assert predictor["model"]["runtime"] == runtime["metadata"]["name"]
-        assert predictor["model"]["modelFormat"]["name"] in formats
-        assert predictor["model"]["protocolVersion"] in runtime["spec"]["protocolVersions"]
-        assert predictor["serviceAccountName"] in accounts
-    # the CRD wants a container name on a canary's model: without it the object is refused
-    del example["spec"]["canary"][0]["predictor"]["model"]["name"]
-    assert validation_errors(example, kind_kubernetes_version()) == [
-        "spec.canary[0].predictor.model: 'name' is a required property"
-    ]
+    predictor = example["spec"]["predictor"]
+    assert example["metadata"]["annotations"][DEPLOYMENT_MODE] == "Knative"
+    assert predictor["model"]["runtime"] == runtime["metadata"]["name"]
+    assert predictor["model"]["modelFormat"]["name"] in formats
+    assert predictor["model"]["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert predictor["serviceAccountName"] in accounts
+    # model pods: no token, limits
+    assert predictor["automountServiceAccountToken"] is False
+    assert predictor["model"]["resources"]["limits"]
+    assert 0 <= predictor["canaryTrafficPercent"] <= 100
+    predictor["canaryTrafficPercent"] = "ten"  # the CRD types it
+    assert validation_errors(example, kind_kubernetes_version())
 
 
 def _pipeline_mounts():

@@ -16,6 +16,8 @@ EXPECTED = (
     {(ROLE, "kubeflow.org", "experiments", verb) for verb in OWN}
     | {(ROLE, "kubeflow.org", "trials", verb) for verb in ("get", "list", "watch")}
     | {(ROLE, "serving.kserve.io", "inferenceservices", verb) for verb in OWN}
+    # deploy: the model servers' addresses (ScrapeMetrics), not pods
+    | {(ROLE, "discovery.k8s.io", "endpointslices", "list")}
 )
 
 
@@ -43,6 +45,7 @@ def test_listed_grants_by_resource(objects):
             "patch",
             "delete",
         },
+        ("discovery.k8s.io", "endpointslices"): {"list"},
     }
 
 

@@ -16,9 +16,10 @@ No Kubernetes API server can run here, but containers can. So:
    API for a retraining run of the training pipeline version uploaded beside it.
 Each check prints a row and lands in outputs/rehearsal/report.json.
 
-The one change to the config beyond the cluster profile: tuning is off (it is measured by its own
+Two changes to the config beyond the cluster profile: tuning is off (it is measured by its own
 benchmark; here it would only make the rehearsal slower). Deploy runs its local rollout inside
-its container (`deployment.environment: local`, the cluster profile's setting for now).
+its container (`deployment.environment: local`; the cluster profile's `kserve` needs an API
+server): the KServe path is driven against the upstream-faithful stand-in (`kserve_check.py`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ SERVING_IMAGE = f"{REGISTRY}/serving:{VERSION}"
 IMAGES = (PIPELINE_IMAGE, TFDV_IMAGE, SERVING_IMAGE)
 DATASET = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
 BATCH_URL = "s3://mlpipe-data/batches/acs-2017-shifted.parquet"
-REHEARSAL_SETS = ("model_training.hyperparameter_tuning=false",)
+REHEARSAL_SETS = (
+    "model_training.hyperparameter_tuning=false",
+    # no Kubernetes API here: deploy rolls out locally inside its container; the KServe path is
+    # the `kserve_rollout` check's, against the upstream-faithful stand-in
+    "deployment.environment=local",
+)
 REQUIRED_CHECKS = (
     "images_built",
     "training_pipeline",
@@ -60,6 +66,7 @@ REQUIRED_CHECKS = (
     "monitoring_pipeline",
     "retrain_requested",
     "no_repo_paths",
+    "kserve_rollout",
 )
 
 
@@ -530,10 +537,9 @@ def rehearse(report: Report, build: bool = True) -> None:
         with report.check("training_pipeline") as detail:
             train_run = reh.run(training)
             _ran(train_run, TRAINING_TASKS, detail)
-        with report.check("model_registered_s3") as detail:
-            check_registered(
-                reh, train_run, settings.pipeline.project.registered_model, dataset_url, detail
-            )
+        model_name = settings.pipeline.project.registered_model
+        with report.check("model_registered_s3") as registered:
+            check_registered(reh, train_run, model_name, dataset_url, registered)
         monitoring = reh.compile("monitoring")
         from components.common.kfp_client import KfpClient
         from pipelines.submit_cli import retraining_parameter
@@ -548,6 +554,10 @@ def rehearse(report: Report, build: bool = True) -> None:
             check_retrain_requested(reh, retraining, detail)
         with report.check("no_repo_paths") as detail:
             check_no_repo_paths([training, monitoring], [train_run, monitor_run], detail)
+        with report.check("kserve_rollout") as detail:
+            from tests.rehearsal.kserve_check import check_kserve_rollout
+
+            check_kserve_rollout(reh, model_name, registered["version"], detail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,8 +86,8 @@ class InMemoryCluster(KubernetesAdapter):
         self._scripts: dict[tuple[str, str | None, str], list[Any]] = {}
         self._denied: set[tuple[str, str]] = set()
         self._versions = itertools.count(1)
-        # the pods a controller runs: (namespace, label selector) -> pods as `list_pods` returns
-        self.pod_source: Callable[[str, str | None], list[dict]] = lambda ns, sel: []
+        # what a controller runs: (namespace, service) -> ready endpoint IPs
+        self.endpoints: Callable[[str, str], list[str]] = lambda ns, service: []
 
     # ------------------------------------------------------------ test controls
 
@@ -274,11 +274,11 @@ class InMemoryCluster(KubernetesAdapter):
             and label_selector_matches(obj["metadata"].get("labels") or {}, label_selector)
         ]
 
-    def list_pods(self, namespace, label_selector=None):
-        if ("list", "pods") in self._denied:
-            raise Forbidden("list is forbidden (RBAC)", f"pods in {namespace}", 403)
-        self.events.append(("list", "pods", namespace, ""))
-        return copy.deepcopy(self.pod_source(namespace, label_selector))
+    def ready_addresses(self, namespace, service):
+        if ("list", "endpointslices") in self._denied:
+            raise Forbidden("list is forbidden (RBAC)", f"endpointslices in {namespace}", 403)
+        self.events.append(("list", "endpointslices", namespace, service))
+        return list(self.endpoints(namespace, service))
 
     def watch(self, group, version, namespace, plural, name, timeout_s) -> Iterator[dict]:
         self._resource(group, version, plural, "watch")

@@ -22,9 +22,9 @@ Each rule and where it comes from (KServe v0.20.0 unless said otherwise):
   PredictorConfigurationReady; Ready needs all of them (same file, PropagateStatus /
   PropagateCrossComponentStatus).
 
-Pods: a revision that the route references keeps `minReplicas` pods (Knative scales revisions
-no route references to zero); each is labelled `serving.knative.dev/revision` (knative serving
-pkg/apis/serving/register.go) and has an IP — `pods()` lists them for the adapter's `list_pods`.
+Endpoints: a revision that the route references keeps its pods (Knative scales revisions no route
+references to zero); their IPs are the ready endpoints of the revision's private Service —
+`endpoints()` answers the adapter's `ready_addresses`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.k8s_standin import kserve_condition, label_selector_matches
+from tests.support.k8s_standin import kserve_condition
 
 
 @dataclass
@@ -209,25 +209,16 @@ class KnativeKServe:
                 return rev.storage_uri
         raise KeyError(revision)
 
-    def pods(self, namespace: str, label_selector: str | None = None) -> list[dict]:
-        """The pods of routed, ready revisions (one each), as `list_pods` returns them."""
+    def endpoints(self, namespace: str, service: str) -> list[str]:
+        """Ready endpoint IPs of a revision's private Service `<revision>-private` (knative
+        serving pkg/reconciler/serverlessservice/resources/names.go): one pod per routed, ready
+        revision (Knative scales revisions no route references to zero)."""
         out = []
-        for (ns, name), svc in sorted(self.services.items()):
+        for (ns, _), svc in sorted(self.services.items()):
             if ns != namespace:
                 continue
             routed = {t["revisionName"] for t in svc.traffic}
             for i, rev in enumerate(svc.revisions):
-                if rev.ready and rev.name in routed:
-                    labels = {
-                        "serving.knative.dev/revision": rev.name,
-                        "serving.kserve.io/inferenceservice": name,
-                    }
-                    out.append(
-                        {
-                            "name": f"{rev.name}-deployment-{i:05d}",
-                            "labels": labels,
-                            "ip": f"10.244.0.{10 + i}",
-                            "ready": True,
-                        }
-                    )
-        return [p for p in out if label_selector_matches(p["labels"], label_selector)]
+                if rev.ready and rev.name in routed and service == f"{rev.name}-private":
+                    out.append(f"10.244.0.{10 + i}")
+        return out
