@@ -98,9 +98,12 @@ class ServingApp:
         self.faults = faults or model.faults
         self._rng = self.faults.rng()
         self.max_body_bytes = max_body_bytes
-        self.metrics = ServerMetrics(model.name)
+        self.metrics = ServerMetrics(model.name, version=str(model.version))
+        model.score_observer = self.metrics.observe_scores  # every path that scores, KServe's too
         self.v1_path = f"/v1/models/{model.name}:predict"
         self.v2_path = f"/v2/models/{model.name}/infer"
+        # the Open Inference Protocol's versioned path, for the version this server holds
+        self.v2_version_path = f"/v2/models/{model.name}/versions/{model.version}/infer"
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}-"
 
@@ -110,7 +113,9 @@ class ServingApp:
             return
         start = time.perf_counter()
         path = scope["path"]
-        hot = scope["method"] == "POST" and (path == self.v1_path or path == self.v2_path)
+        hot = scope["method"] == "POST" and (
+            path == self.v1_path or path == self.v2_path or path == self.v2_version_path
+        )
         if hot and self.fast_routes:
             endpoint = "v1_predict" if path == self.v1_path else "v2_infer"
             status, rows = await self._predict(scope, receive, send, endpoint, start)
