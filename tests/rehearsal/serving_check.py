@@ -250,7 +250,9 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
-def check_serving_container(reh: Any, model_uri: str, detail: dict[str, Any]) -> None:
+def check_serving_container(
+    reh: Any, model_uri: str, detail: dict[str, Any], *, ready_timeout: float = 180
+) -> None:
     """See the module docstring. `reh`: a Rehearsal (`docker`, `services` with the rendered
     `manifests` and a boto3 `s3` client on the rehearsal's S3 API, `work`); `model_uri`: the
     s3:// URI of an MLflow model directory (MLmodel, model.pkl, extra_files/feature_spec.json)."""
@@ -302,7 +304,7 @@ def check_serving_container(reh: Any, model_uri: str, detail: dict[str, Any]) ->
         detail["args"] = args
         ready_url = base + probe["path"]
         period = float(container["readinessProbe"].get("periodSeconds", 10))
-        ready_s, probes = _wait_ready(run, ready_url, min(period, 1.0), timeout=180)
+        ready_s, probes = _wait_ready(run, ready_url, min(period, 1.0), ready_timeout)
         detail["ready_s"], detail["probe"] = round(ready_s, 2), f"GET {ready_url} ({probes} tries)"
 
         pipeline, spec = offline_model(reh, model_uri)

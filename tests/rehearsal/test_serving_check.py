@@ -92,6 +92,14 @@ def test_the_serving_image_serves_a_model_from_s3_as_kserve_runs_it(engine, tmp_
             )
             detail: dict = {}
             check_serving_container(reh, f"s3://{BUCKET}/{prefix}", detail)
+            # the same container listening on its loopback only (the CLI's laptop default) is
+            # never ready for a kubelet probing the pod's address: the check fails
+            loopback = Rendered.overlay("kind")
+            runtime = loopback.find("ServingRuntime", "mlpipe", "mlpipe")["spec"]["containers"][0]
+            runtime["args"] = [a.replace("0.0.0.0", "127.0.0.1") for a in runtime["args"]]
+            reh.services.manifests = loopback
+            with pytest.raises(RuntimeError, match="not ready after"):
+                check_serving_container(reh, f"s3://{BUCKET}/{prefix}", {}, ready_timeout=20)
     print(json.dumps({k: v for k, v in detail.items() if k != "log_tail"}, indent=1))
     assert "MLmodel" in detail["files"] and "extra_files/feature_spec.json" in detail["files"]
     host = detail["address"].split("//")[1].split(":")[0]
