@@ -336,3 +336,18 @@ def test_the_real_server_exports_every_series_and_label_the_analysis_reads(lgbm_
     assert np.allclose(answered, sorted(want[[c.status_code == 200 for c in codes]]), atol=1e-12)
     # the binned scores sit within half a bucket (0.01) of the answers
     assert np.allclose(sorted(window.scores), answered, atol=0.01 + 1e-9)
+
+
+def test_the_contract_check_sees_a_missing_series_or_label():
+    pod = FakePod()
+    try:
+        pod.serve(3)
+        pod.serve(1, code=500)  # a labelled counter's series appears with its first increment
+        exported = _exported(generate_latest(pod.registry).decode())
+    finally:
+        pod.close()
+    wrong_label = 'sum(increase(mlpipe_serve_prediction_score_bucket{endpoint="v2_infer"}[1m]))'
+    assert promql_series(wrong_label) == {"mlpipe_serve_prediction_score_bucket": {"endpoint"}}
+    assert "endpoint" not in exported["mlpipe_serve_prediction_score_bucket"]
+    assert "mlpipe_requests_total" not in exported  # the analysis' old name
+    assert set(names.SERIES) <= set(exported)
