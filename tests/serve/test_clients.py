@@ -7,6 +7,7 @@ any other unknown top-level field are 400."""
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import urlparse
 
 import numpy as np
@@ -71,8 +72,8 @@ def test_kserve_rest_client_v2_and_v1_equal_offline(server, offline):
     np.testing.assert_allclose(single["predictions"], want[:3], atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("versioned", [False, True])
-def test_tritonclient_http_equals_offline(server, offline, versioned):
+@pytest.mark.parametrize(("versioned", "binary"), [(False, False), (True, False), (False, True)])
+def test_tritonclient_http_equals_offline(server, offline, versioned, binary):
     import tritonclient.http as triton
 
     names, rows, want = offline
@@ -83,7 +84,8 @@ def test_tritonclient_http_equals_offline(server, offline, versioned):
         inputs = []
         for name, column in _columns(names, rows).items():
             tensor = triton.InferInput(name, [len(rows)], "INT64")
-            tensor.set_data_from_numpy(column, binary_data=False)
+            # binary: the tensor data extension (the client's default), after the JSON header
+            tensor.set_data_from_numpy(column, binary_data=binary)
             inputs.append(tensor)
         outputs = [triton.InferRequestedOutput("predictions", binary_data=False)]
         result = client.infer(
@@ -147,3 +149,24 @@ def test_disagreeing_or_unknown_top_level_fields_are_400(server, offline, extra,
     r = requests.post(server.v2_url, json=_v2(names, rows[:1], **extra), timeout=10)
     assert r.status_code == 400, r.text
     assert r.json()["field"] == field and message in r.json()["error"]
+
+
+def test_binary_tensor_data_that_does_not_fit_is_400(server, offline):
+    names, rows, _ = offline
+    header = {"inputs": [{"name": n, "shape": [1], "datatype": "INT64"} for n in names]}
+    for tensor in header["inputs"]:
+        tensor["parameters"] = {"binary_data_size": 8}
+    head = json.dumps(header).encode()
+    data = b"".join(np.array([rows[0][n]], dtype="<i8").tobytes() for n in names)
+    post = lambda body, length: requests.post(  # noqa: E731
+        server.v2_url,
+        data=body,
+        headers={"Inference-Header-Content-Length": str(length)},
+        timeout=10,
+    )
+    assert post(head + data, len(head)).status_code == 200
+    short = post(head + data[:-8], len(head))
+    assert short.status_code == 400 and "does not fit" in short.json()["error"]
+    extra = post(head + data + b"\0" * 8, len(head))
+    assert extra.status_code == 400 and "belong to no input" in extra.json()["error"]
+    assert post(head + data, len(head) + 10**6).status_code == 400
