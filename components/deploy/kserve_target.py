@@ -460,6 +460,10 @@ class KServeTarget:
 
     def open_window(self) -> None:
         self._window_start = self.clock()
+        mark = getattr(self.metrics, "mark", None)  # a scraping source snapshots the counters now
+        if mark is not None:
+            for revision in filter(None, (self.stable, self.candidate)):
+                mark(revision)
 
     def read_window(self) -> tuple[Window, Window]:
         now = self.clock()

@@ -20,6 +20,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 
 from components.serve._kserve import kserve  # noqa: F401  (argv-safe import first)
@@ -98,9 +99,12 @@ class ServingApp:
         self.faults = faults or model.faults
         self._rng = self.faults.rng()
         self.max_body_bytes = max_body_bytes
-        self.metrics = ServerMetrics(model.name)
+        self.metrics = ServerMetrics(model.name, version=str(model.version))
+        model.score_observer = self.metrics.observe_scores  # every path that scores, KServe's too
         self.v1_path = f"/v1/models/{model.name}:predict"
         self.v2_path = f"/v2/models/{model.name}/infer"
+        # the Open Inference Protocol's versioned path, for the version this server holds
+        self.v2_version_path = f"/v2/models/{model.name}/versions/{model.version}/infer"
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}-"
 
@@ -110,7 +114,9 @@ class ServingApp:
             return
         start = time.perf_counter()
         path = scope["path"]
-        hot = scope["method"] == "POST" and (path == self.v1_path or path == self.v2_path)
+        hot = scope["method"] == "POST" and (
+            path == self.v1_path or path == self.v2_path or path == self.v2_version_path
+        )
         if hot and self.fast_routes:
             endpoint = "v1_predict" if path == self.v1_path else "v2_infer"
             status, rows = await self._predict(scope, receive, send, endpoint, start)
@@ -152,8 +158,12 @@ class ServingApp:
             if self.faults.active and (fault := await self._fault()) is not None:
                 status, payload, error = 500, fault, "injected fault: error"
             else:
+                json_length = _header(scope, BINARY_HEADER) if protocol == "v2" else None
                 try:
-                    parsed = orjson.loads(body)
+                    if json_length is None:
+                        parsed = orjson.loads(body)
+                    else:
+                        parsed = _binary_tensors(body, json_length)
                 except orjson.JSONDecodeError as exc:
                     raise RequestError(f"malformed JSON: {exc}") from None
                 if protocol == "v1":
@@ -182,6 +192,52 @@ class ServingApp:
                 error=error,
             )
         return status, 0 if scores is None else len(scores)
+
+
+BINARY_HEADER = b"inference-header-content-length"
+# the binary tensor data extension's element types (little-endian), for the datatypes we accept
+_BINARY_DTYPES = {"INT64": "<i8", "FP64": "<f8"}
+
+
+def _binary_tensors(body: bytes, json_length: str) -> Any:
+    """A request of the binary tensor data extension (Triton's, which KServe implements too):
+    the JSON header is the first `json_length` bytes; each input whose
+    `parameters.binary_data_size` is set takes that many bytes of the rest, in order. The
+    tensors come back as JSON `data` lists, so validation is the same as for a JSON request."""
+    try:
+        length = int(json_length)
+    except ValueError:
+        raise RequestError(
+            f"Inference-Header-Content-Length {json_length!r} is not a number"
+        ) from None
+    if not 0 < length <= len(body):
+        raise RequestError(
+            f"Inference-Header-Content-Length {length} does not fit a {len(body)}-byte body"
+        )
+    parsed = orjson.loads(body[:length])
+    offset = length
+    tensors = parsed.get("inputs") if isinstance(parsed, dict) else None
+    for tensor in tensors if isinstance(tensors, list) else []:
+        params = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if not isinstance(params, dict) or "binary_data_size" not in params:
+            continue
+        size, name = params.pop("binary_data_size"), tensor.get("name")
+        dtype = _BINARY_DTYPES.get(tensor.get("datatype"))
+        if dtype is None:
+            raise RequestError(
+                f"tensor {name!r}: binary data of datatype {tensor.get('datatype')!r}", name
+            )
+        if type(size) is not int or size < 0 or offset + size > len(body) or size % 8:
+            raise RequestError(f"tensor {name!r}: binary_data_size {size!r} does not fit", name)
+        if "data" in tensor:
+            raise RequestError(f"tensor {name!r}: both data and binary data", name)
+        tensor["data"] = np.frombuffer(body, dtype, size // 8, offset).tolist()
+        offset += size
+        if not params:
+            del tensor["parameters"]
+    if offset != len(body):
+        raise RequestError(f"{len(body) - offset} bytes of binary data belong to no input tensor")
+    return parsed
 
 
 class _BodyTooLarge(RequestError):

@@ -1,44 +1,92 @@
 """Prometheus metrics of the model server, served at /metrics beside KServe's own histograms.
 
+Names, labels and buckets come from components/common/serving_metrics.py (the canary analysis
+reads the same module):
+
   mlpipe_serve_requests_total{model,endpoint,code}        every HTTP request, by status code
   mlpipe_serve_errors_total{model,endpoint,code}          the non-2xx ones
   mlpipe_serve_request_duration_seconds{model,endpoint}   latency histogram (server side)
   mlpipe_serve_rows_total{model,endpoint}                 rows scored
+  mlpipe_serve_prediction_score{model,model_version}      histogram of the scores answered
 endpoint: v1_predict, v2_infer, health, metadata, metrics, other.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+import threading
 
-BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from components.common import serving_metrics as names
+
+BUCKETS = names.LATENCY_BUCKETS
+
+
+class ScoreHistogram(Collector):
+    """The score histogram: a whole batch's scores in one numpy call (a prometheus_client
+    Histogram takes one observation, and one lock, per score)."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.labels = [model, version]
+        self.bounds = np.asarray(names.SCORE_BUCKETS, dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, scores: np.ndarray) -> None:
+        # bucket i holds bounds[i-1] < s <= bounds[i] (Prometheus' `le`)
+        index = np.searchsorted(self.bounds, scores, side="left")
+        counts = np.bincount(index, minlength=len(self._counts))
+        total = float(np.sum(scores))
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def collect(self):
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        buckets = [(f"{b:g}", c) for b, c in zip(names.SCORE_BUCKETS, cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        family = HistogramMetricFamily(
+            names.SCORE,
+            "Scores answered (P(label = 1), one per row)",
+            labels=list(names.SCORE_LABELS),
+        )
+        family.add_metric(self.labels, buckets, total)
+        yield family
 
 
 class ServerMetrics:
-    def __init__(self, model: str, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self, model: str, registry: CollectorRegistry = REGISTRY, version: str = ""
+    ) -> None:
         self.model = model
         self.requests = Counter(
-            "mlpipe_serve_requests",
+            names.REQUESTS,
             "HTTP requests by endpoint and status code",
-            ["model", "endpoint", "code"],
+            list(names.REQUEST_LABELS),
             registry=registry,
         )
         self.errors = Counter(
-            "mlpipe_serve_errors",
+            names.ERRORS,
             "HTTP requests answered with a non-2xx status",
-            ["model", "endpoint", "code"],
+            list(names.REQUEST_LABELS),
             registry=registry,
         )
         self.latency = Histogram(
-            "mlpipe_serve_request_duration_seconds",
+            names.LATENCY,
             "Server-side request latency",
-            ["model", "endpoint"],
+            list(names.LATENCY_LABELS),
             buckets=BUCKETS,
             registry=registry,
         )
-        self.rows = Counter(
-            "mlpipe_serve_rows", "Rows scored", ["model", "endpoint"], registry=registry
-        )
+        self.rows = Counter(names.ROWS, "Rows scored", list(names.ROWS_LABELS), registry=registry)
+        self.scores = ScoreHistogram(model, version)
+        registry.register(self.scores)
         self._children: dict[tuple[str, int], tuple] = {}
 
     def observe(self, endpoint: str, code: int, seconds: float, rows: int = 0) -> None:
@@ -61,6 +109,9 @@ class ServerMetrics:
         latency.observe(seconds)
         if rows:
             row_counter.inc(rows)
+
+    def observe_scores(self, scores: np.ndarray) -> None:
+        self.scores.observe(scores)
 
 
 def endpoint_of(path: str) -> str:

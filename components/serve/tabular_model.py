@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,12 @@ class TabularModel(kserve.Model):
         self.max_batch = max_batch
         self.validator: SpecValidator | None = None
         self.scorer: Scorer | None = None
+        # called with every batch of scores answered (the server's score histogram)
+        self.score_observer: Callable[[np.ndarray], None] | None = None
 
     def load(self) -> bool:
         spec = self.loaded.spec
-        self.validator = SpecValidator(spec, self.max_batch)
+        self.validator = SpecValidator(spec, self.max_batch, self.name, str(self.version))
         self.scorer = build_scorer(self.loaded.pipeline, spec)
         self.features = [(f["name"], f["dtype"] == "int") for f in spec["features"]]
         self.ready = True
@@ -51,7 +54,11 @@ class TabularModel(kserve.Model):
 
     def score(self, raw: np.ndarray) -> np.ndarray:
         p = self.scorer(raw)
-        return 1.0 - p if self.faults.invert else p
+        if self.faults.invert:
+            p = 1.0 - p
+        if self.score_observer is not None:
+            self.score_observer(p)
+        return p
 
     def infer_v1(self, body: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         """(response, raw matrix, scores) for a V1 body; RequestError if it is invalid."""

@@ -17,6 +17,9 @@ import numpy as np
 DEFAULT_MAX_BATCH = 10_000
 V2_DATATYPES = {"int": "INT64", "float": "FP64"}
 _TENSOR_KEYS = frozenset(("name", "shape", "datatype", "data", "parameters"))
+# an Open Inference Protocol request's top-level fields (model_name / model_version: as sent by
+# KServe's InferenceRESTClient; they must agree with the URL's)
+_V2_KEYS = frozenset(("id", "parameters", "inputs", "outputs", "model_name", "model_version"))
 # Below this many rows a Python loop beats building numpy arrays for the domain checks
 _VECTOR_MIN_ROWS = 32
 
@@ -91,7 +94,15 @@ def _type_name(value: Any) -> str:
 class SpecValidator:
     """Validates requests against a feature spec; returns the raw feature matrix (spec order)."""
 
-    def __init__(self, spec: dict[str, Any], max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        max_batch: int = DEFAULT_MAX_BATCH,
+        model_name: str | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        self.model_name = model_name  # a V2 body's model_name / model_version must agree
+        self.model_version = model_version
         self.rules = [FeatureRule.from_spec(f) for f in spec["features"]]
         self.names = [r.name for r in self.rules]
         self.name_set = frozenset(self.names)
@@ -160,11 +171,13 @@ class SpecValidator:
         """Open Inference Protocol: one tensor per feature, shape [n] → matrix (n, features)."""
         if not isinstance(body, dict):
             raise RequestError(f"the body must be a JSON object, not {_type_name(body)}")
-        unknown = [k for k in body if k not in ("id", "parameters", "inputs", "outputs")]
+        unknown = [k for k in body if k not in _V2_KEYS]
         if unknown:
             raise RequestError(f"unknown top-level field {unknown[0]!r}", unknown[0])
         if "id" in body and not isinstance(body["id"], str):
             raise RequestError('"id" must be a string', "id")
+        if len(body) > 1 + ("id" in body):  # more than inputs (and id): the optional fields
+            self._v2_optional(body)
         tensors = body.get("inputs")
         if not isinstance(tensors, list) or not tensors:
             raise RequestError('"inputs" must be a non-empty list of tensors', "inputs")
@@ -226,6 +239,38 @@ class SpecValidator:
             if (raw := self._one_row(row)) is not None:
                 return raw
         return self._matrix(columns, n or 0)
+
+    def _v2_optional(self, body: dict[str, Any]) -> None:
+        """model_name / model_version (clients such as KServe's InferenceRESTClient repeat the
+        URL's) must agree with the served model; `parameters` is an object; `outputs` may only
+        ask for `predictions`."""
+        for key, served in (("model_name", self.model_name), ("model_version", self.model_version)):
+            if key not in body:
+                continue
+            value = body[key]
+            if not isinstance(value, str):
+                raise RequestError(f'"{key}" must be a string', key)
+            if served is not None and value != served:
+                raise RequestError(
+                    f"{key} {value!r} does not match the served model's {served!r}", key
+                )
+        if "parameters" in body and not isinstance(body["parameters"], dict):
+            raise RequestError('"parameters" must be an object', "parameters")
+        if "outputs" in body:
+            outputs = body["outputs"]
+            if not isinstance(outputs, list):
+                raise RequestError('"outputs" must be a list of requested outputs', "outputs")
+            for k, output in enumerate(outputs):
+                if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+                    raise RequestError(f"outputs[{k}]: expected an object with a name", "outputs")
+                if output["name"] != "predictions":
+                    raise RequestError(
+                        f"unknown output {output['name']!r} (the model answers 'predictions')",
+                        "outputs",
+                    )
+                extra = output.keys() - {"name", "parameters"}
+                if extra:
+                    raise RequestError(f"outputs[{k}]: unknown field {min(extra)!r}", "outputs")
 
     # ------------------------------------------------------------------ shared
 

@@ -2,14 +2,10 @@
 and the rollout's control flow driven against the API stand-in with a controller that writes
 what KServe 0.20 and Knative 1.21 write (tests/support/kserve_knative.py): a canary step, promote,
 rollback, a failed and a stuck revision, API errors — every object passes the CRD schema and every
-wait ends. Metric adapters against a real HTTP server answering their APIs."""
+wait ends.
+The metrics sources are tested in test_metrics.py."""
 
 from __future__ import annotations
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -28,7 +24,6 @@ from components.deploy.kserve_target import (
     serves,
     traffic,
 )
-from components.deploy.metrics import MetricsError, PrometheusMetrics
 from components.deploy.rollout import Candidate, CandidateFailed, Rollout, WindowSpec
 from components.deploy.windows import Window
 from tests.support.k8s_standin import InMemoryCluster
@@ -289,78 +284,6 @@ def test_a_candidate_without_a_service_is_refused():
     cluster, _ = cluster_with()
     with pytest.raises(CandidateFailed, match="no InferenceService"):
         make(cluster).start_candidate(Candidate(V2.storage_uri, "2"))
-
-
-# ---------------------------------------------------------------- Prometheus adapter
-
-
-@pytest.fixture
-def prometheus():
-    """A real HTTP server speaking Prometheus' query API with canned answers."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            query = parse_qs(urlparse(self.path).query)["query"][0]
-            seen.append(query)
-            if "bad" in query:
-                result, status = {"status": "error", "error": "parse error"}, 400
-            elif query.startswith("histogram_quantile"):
-                result, status = _vector([({}, "4.2")]), 200  # ms (the query scales)
-            elif "sum by (le)" in query:
-                buckets = [({"le": "0.25"}, "60"), ({"le": "0.5"}, "70"), ({"le": "1"}, "100")]
-                result, status = _vector([*buckets, ({"le": "+Inf"}, "100")]), 200
-            elif 'code=~"5.."' in query:
-                result, status = _vector([({}, "3")]), 200
-            else:
-                result, status = _vector([({}, "100")]), 200
-            body = json.dumps(result).encode()
-            self.send_response(status)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-
-
-def _vector(items):
-    return {
-        "status": "success",
-        "data": {
-            "resultType": "vector",
-            "result": [{"metric": m, "value": [1700000000, v]} for m, v in items],
-        },
-    }
-
-
-def test_prometheus_queries_and_window(prometheus):
-    url, seen = prometheus
-    source = PrometheusMetrics(url, NS)
-    q = source.queries("acs-v2", 60)
-    assert q["requests"] == (
-        'sum(increase(mlpipe_requests_total{namespace="mlpipe",predictor="acs-v2"}[60s]))'
-    )
-    assert 'code=~"5.."' in q["errors"] and "histogram_quantile(0.99" in q["p99_ms"]
-    window = source.window("acs-v2", 100.0, 160.0)
-    assert (window.requests, window.errors, window.p99_ms) == (100, 3, pytest.approx(4.2))
-    assert len(window.scores) == 100
-    assert window.scores.count(0.125) == 60 and window.scores.count(0.75) == 30
-    assert set(seen) == set(q.values())
-
-
-def test_prometheus_errors_are_reported(prometheus):
-    url, _ = prometheus
-    source = PrometheusMetrics(url, NS, requests_metric="bad_metric")
-    with pytest.raises(MetricsError, match="parse error"):
-        source.window("acs-v2", 0, 60)
-    with pytest.raises(MetricsError, match="127.0.0.1:9"):
-        PrometheusMetrics("http://127.0.0.1:9", NS).window("acs-v2", 0, 60)
 
 
 def test_settings_and_rollout_from_the_default_config():

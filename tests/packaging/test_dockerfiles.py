@@ -2,6 +2,7 @@
 derived from uv.lock are exactly the main environment (so a dependency change without
 `make lock-images` fails here), and the compiled pipeline uses exactly the images we build."""
 
+import json
 import os
 import re
 import subprocess
@@ -87,7 +88,18 @@ def test_the_serving_image_starts_the_model_server():
     (entrypoint,) = final.all("ENTRYPOINT")
     assert entrypoint.args == '["python", "-m", "components.serve"]'
     (cmd,) = final.all("CMD")
-    assert "--model-dir" in cmd.args and "/mnt/models" in cmd.args and "8080" in cmd.args
+    args = json.loads(cmd.args)
+    assert args[args.index("--model-dir") + 1] == "/mnt/models"
+    assert args[args.index("--port") + 1] == "8080"
+    # in a container the server must not keep its laptop default (127.0.0.1)
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    from components.serve.__main__ import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert (parsed.host, parsed.port, parsed.model_dir) == ("0.0.0.0", 8080, "/mnt/models")
+    assert build_parser().parse_args(["--model-dir", "m", "--model-name", "n"]).host == (
+        "127.0.0.1"
+    )
 
 
 def test_a_broken_dockerfile_is_rejected():

@@ -219,8 +219,27 @@ def test_serving_runtime_runs_the_serving_image_for_the_mlpipe_format(overlay):
     assert container["args"] == [
         "--model-dir=/mnt/models",
         "--model-name={{.Name}}",
+        "--host=0.0.0.0",
         "--port=8080",
     ]
+    # the args parse as the server's CLI; it listens on the pod's address, not its 127.0.0.1
+    from components.serve.__main__ import build_parser
+
+    args = build_parser().parse_args(container["args"])
+    assert (args.host, args.port, args.model_dir) == ("0.0.0.0", 8080, "/mnt/models")
+    ctx = container["securityContext"]
+    assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] == 10001
+    assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}  # HOME, MPLCONFIGDIR
+    for section in ("requests", "limits"):
+        assert set(container["resources"][section]) >= {"cpu", "memory"}
+    probe = container["readinessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == ("/v2/health/ready", 8080)
+    assert (
+        validation_errors(_one(objects, "ServingRuntime", "mlpipe"), kind_kubernetes_version())
+        == []
+    )
 
 
 # pods as the NetworkPolicies see them
