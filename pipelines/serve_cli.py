@@ -81,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_log=args.request_log,
         faults=faults,
         on_bound=on_bound,
+        follow_s=args.follow_s if model_uri.startswith("models:/") and "@" in model_uri else 0.0,
     )
     try:
         model = load(options)  # fails here, with a clear message, before binding
@@ -113,6 +114,13 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 = any free port")
     p.add_argument("--request-log", default=None, help="JSON-lines request/response log file")
+    p.add_argument(
+        "--follow-s",
+        type=float,
+        default=10.0,
+        help="with an alias (the default champion): check it every N seconds and serve the "
+        "version it names (a promotion, `mlpipe rollback`); 0 = never",
+    )
     p.add_argument(
         "--fault", action="append", default=None, help="invert | error:<rate> | latency:<ms>"
     )

@@ -108,6 +108,15 @@ class ServingApp:
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}-"
 
+    def swap(self, model: TabularModel) -> None:
+        """Serve `model` from now on (`mlpipe serve` following an alias that moved). Requests
+        already running finish on the model they started with."""
+        kserve_app = build_kserve_app(model)
+        model.score_observer = self.metrics.observe_scores
+        self.metrics.new_version(str(model.version))
+        self.v2_version_path = f"/v2/models/{model.name}/versions/{model.version}/infer"
+        self.kserve_app, self.model = kserve_app, model
+
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":  # lifespan
             await self.kserve_app(scope, receive, send)

@@ -87,6 +87,7 @@ class ServerMetrics:
         self.rows = Counter(names.ROWS, "Rows scored", list(names.ROWS_LABELS), registry=registry)
         self.scores = ScoreHistogram(model, version)
         registry.register(self.scores)
+        self._registry = registry
         self._children: dict[tuple[str, int], tuple] = {}
 
     def observe(self, endpoint: str, code: int, seconds: float, rows: int = 0) -> None:
@@ -112,6 +113,15 @@ class ServerMetrics:
 
     def observe_scores(self, scores: np.ndarray) -> None:
         self.scores.observe(scores)
+
+    def new_version(self, version: str) -> None:
+        """Scores from now on are another model version's (a server that follows an alias):
+        a fresh histogram under the new `model_version` label."""
+        scores = ScoreHistogram(self.model, version)
+        registry = getattr(self, "_registry", REGISTRY)
+        registry.unregister(self.scores)
+        registry.register(scores)
+        self.scores = scores
 
 
 def endpoint_of(path: str) -> str:

@@ -85,6 +85,24 @@ def fetch_registered_model(uri: str, dest: str | Path, tracking_uri: str = "") -
     return Path(local), str(version)
 
 
+def alias_version(uri: str, tracking_uri: str = "") -> str:
+    """The version `models:/<name>@<alias>` names now."""
+    match = MODEL_URI.match(uri)
+    if not match or not match["alias"]:
+        raise ModelSourceError(f"model URI {uri!r}: expected models:/<name>@<alias>")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from components.common.mlflow_utils import configure
+
+    configure(tracking_uri)
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
+    except MlflowException as exc:
+        raise ModelSourceError(f"{uri}: {exc.message}") from exc
+    return str(mv.version)
+
+
 def load_model_uri(uri: str, dest: str | Path | None = None, tracking_uri: str = "") -> LoadedModel:
     """A model dir path, or a models:/ URI downloaded into `dest` (default: a new temporary
     folder) first."""

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ class ServeOptions:
     fast_routes: bool = True
     max_batch: int = 10_000
     port_file: str | None = None  # written once the socket is bound (launch.py waits on it)
+    follow_s: float = 0.0  # > 0 with a models:/<name>@<alias> model: follow the alias (follow.py)
     on_bound: Callable[[TabularModel, int], None] | None = None  # e.g. print the URLs
 
 
@@ -112,7 +113,26 @@ def serve(options: ServeOptions, model: TabularModel | None = None) -> None:
         workers=1,
         timeout_keep_alive=65,
     )
-    server = _Server(config, on_exit=request_log.close if request_log else None)
+    follower = None
+    if options.follow_s > 0 and "@" in options.model:
+        from components.serve.follow import AliasFollower
+
+        name = options.model.split("@", 1)[0]
+        follower = AliasFollower(
+            options.model,
+            lambda: app.model.version,
+            lambda version: load(replace(options, model=f"{name}/{version}")),
+            app.swap,
+            options.follow_s,
+        ).start()
+
+    def on_exit() -> None:
+        if follower is not None:
+            follower.stop()
+        if request_log is not None:
+            request_log.close()
+
+    server = _Server(config, on_exit=on_exit)
     log.warning(
         "serving %s (version %s, %s scorer%s, faults %s) on http://%s:%d [%s, %s]",
         options.name,

@@ -71,3 +71,57 @@ def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
+
+
+@pytest.mark.integration  # an MLflow store, a served model and a rollback
+def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatch):
+    """`mlpipe serve` follows `champion`: after `mlpipe rollback` it serves the previous version
+    (locally, what is served is what the registry says; on KServe the InferenceService)."""
+    import mlflow
+    import pandas as pd
+
+    from tests.fixtures.models import FEATURES, LABEL, logistic, register
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("t")
+    data = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
+    train = data[data.year == 2015][[*FEATURES, LABEL]]
+    models = [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]
+    v1 = register(*models[0], "m", "d0")
+    v2 = register(*models[1], "m", "d1")  # champion v2, previous v1
+    row = train[FEATURES].head(1)
+    offline = {
+        v: float(m.predict_proba(row)[0, 1]) for v, (m, _) in zip((v1, v2), models, strict=True)
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--model", "models:/m@champion",
+         "--name", "m", "--port", "0", "--follow-s", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        lines, deadline = [], time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/m:predict)", "".join(lines))[1]
+        body = {"instances": row.to_dict("records")}
+
+        def served() -> float:
+            return requests.post(url, json=body, timeout=10).json()["predictions"][0]
+
+        assert served() == pytest.approx(offline[v2])
+        assert main(["rollback", "--model", "m", "--tracking-uri", uri]) == 0
+        deadline = time.monotonic() + 60
+        while served() != pytest.approx(offline[v1]):
+            assert time.monotonic() < deadline, "the server never followed champion back to v1"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+        mlflow.set_tracking_uri("")
