@@ -13,7 +13,12 @@ No Kubernetes API server can run here, but containers can. So:
    pod would get, derived from the compiled YAML's `platforms.kubernetes` and the rendered
    manifests (`pod_env.py`, `kfp_docker.py`), nothing of this repository inside;
 5. then the monitoring pipeline on a shifted batch in S3: its act task alerts and asks the KFP
-   API for a retraining run of the training pipeline version uploaded beside it.
+   API for a retraining run of the training pipeline version uploaded beside it;
+6. what Katib and KServe would run, where no API server can: a trial of the rendered Experiment
+   in pipeline-image containers (`katib_check.py`), the serving image started as the
+   ServingRuntime declares it with the registered model fetched from S3 by KServe's storage code
+   and probed on its own address (`serving_check.py`), and the deploy stage's KServe rollout
+   driven against the upstream-faithful stand-in (`kserve_check.py`).
 Each check prints a row and lands in outputs/rehearsal/report.json.
 
 Two changes to the config beyond the cluster profile: tuning is off (it is measured by its own
@@ -66,6 +71,7 @@ REQUIRED_CHECKS = (
     "monitoring_pipeline",
     "retrain_requested",
     "no_repo_paths",
+    "serving_container",
     "kserve_rollout",
 )
 
@@ -554,6 +560,10 @@ def rehearse(report: Report, build: bool = True) -> None:
             check_retrain_requested(reh, retraining, detail)
         with report.check("no_repo_paths") as detail:
             check_no_repo_paths([training, monitoring], [train_run, monitor_run], detail)
+        with report.check("serving_container") as detail:
+            from tests.rehearsal.serving_check import check_serving_container
+
+            check_serving_container(reh, registered["s3_prefix"], detail)
         with report.check("kserve_rollout") as detail:
             from tests.rehearsal.kserve_check import check_kserve_rollout
 
