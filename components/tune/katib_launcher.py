@@ -3,13 +3,15 @@ the local backend's result.
 
 - status reading: `finished`, trial counts and progress lines, metrics, the trial history.
 - `run_katib`: validate, create, poll until Succeeded / Failed / timeout, return the optimal trial.
-- `run_on_katib`: the tune stage's entry; renders the Experiment from the training config.
+- `run_on_katib`: the tune stage's entry; stages the trials' inputs in the project's object store
+  (katib_staging.py), renders the Experiment from the training config, removes the staged copy.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from components.common.config import KatibConfig
@@ -29,6 +31,7 @@ from components.common.k8s import (
 from components.common.search_space import SearchSpace, decode
 from components.tune.katib_admission import finite_number, validate_experiment
 from components.tune.katib_render import OBJECTIVE, SPEC_HASH, render_experiment
+from components.tune.katib_staging import remove_staged, stage_inputs, staging_base, staging_key
 
 STAGE = "tune"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -326,17 +329,63 @@ def run_katib(
 # ---------------------------------------------------------------- the tune stage's entry
 
 
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def experiment_namespace(opts: KatibOptions, sa_file: Path = SA_NAMESPACE_FILE) -> str:
+    """`katib.namespace`, or (null) the namespace this task's pod runs in."""
+    if opts.namespace:
+        return opts.namespace
+    try:
+        own = sa_file.read_text().strip()
+    except OSError:
+        own = ""
+    if not own:
+        raise StageError(
+            STAGE,
+            f"model_training.katib.namespace is null (the task's own namespace) but {sa_file} "
+            "is not readable: set the namespace the Experiment runs in",
+            subject="katib.namespace",
+        )
+    return own
+
+
+def task_folds(train_path: str, transformer_dir: str, training: Any) -> list[tuple[Any, Any]]:
+    """The folds the local backend would use for these rows: what the trials get."""
+    import numpy as np
+
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import split_indices
+
+    train = read_dataset(train_path)
+    _, spec = load_model(transformer_dir)
+    order = None
+    keys = spec.get("keys", [])
+    if training.cv_strategy == "time" and keys:
+        order = np.lexsort([train[k].to_numpy() for k in reversed(keys)])
+    y = train[spec["label"]].to_numpy()
+    return split_indices(y, training.cv_folds, training.cv_strategy, training.seed, order)
+
+
 def run_on_katib(
-    train_uri: str,
-    transformer_uri: str,
+    train_path: str,
+    transformer_dir: str,
     algorithm: str,
     training: Any,
     options: KatibOptions | Mapping[str, Any] | None = None,
     adapter: KubernetesAdapter | None = None,
+    *,
+    splits: Sequence[tuple[Any, Any]] | None = None,
+    identity: Sequence[str] = (),
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict[str, Any]:
     """The tune stage's Katib path. `training` is the validated `model_training` config
-    (TrainingConfig); `train_uri` / `transformer_uri` must be readable from the trial pods (the
-    artifacts' remote URIs on a cluster)."""
+    (TrainingConfig); `train_path` / `transformer_dir` are the task's local copies of its inputs.
+
+    They are staged with the folds (`splits`, default `task_folds`) under the staging location
+    (katib_staging.py; `identity`, e.g. the artifacts' URIs, names the prefix), the Experiment is
+    run in `katib.namespace` with trials reading the staged copy, and the copy is removed when the
+    Experiment is over, whatever its outcome."""
     from components.common.k8s import CustomObjectsAdapter
 
     opts = options if isinstance(options, KatibOptions) else KatibOptions(**(options or {}))
@@ -344,35 +393,58 @@ def run_on_katib(
     if not space:
         raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
     fixed = training.params_for(algorithm)
-    experiment = render_experiment(
-        namespace=opts.namespace,
-        algorithm=algorithm,
-        space=space,
-        train_uri=train_uri,
-        transformer_uri=transformer_uri,
-        fixed_params=fixed,
-        cv_folds=training.cv_folds,
-        cv_strategy=training.cv_strategy,
-        seed=training.seed,
-        max_trials=training.max_trials,
-        parallel_trials=opts.parallel_trials,
-        max_failed_trials=opts.max_failed_trials,
-        katib_algorithm=opts.algorithm,
-        algorithm_settings=opts.algorithm_settings,
-        goal=opts.goal,
-        early_stopping=opts.early_stopping,
-        image=opts.image or PIPELINE_IMAGE,
-        resources=opts.resources,
-        env=opts.env,
-        env_from_secrets=tuple(opts.env_from_secrets),
-        service_account=opts.service_account,
-    )
-    return run_katib(
-        adapter or CustomObjectsAdapter(),
-        experiment,
-        opts.timeout_s,
-        opts.poll_s,
-        space,
-        fixed=fixed,
-        algorithm=algorithm,
-    )
+    namespace = experiment_namespace(opts)
+    base = staging_base(opts.staging_url)
+    key = staging_key(algorithm, *(identity or (train_path, transformer_dir)))
+    if splits is None:
+        splits = task_folds(train_path, transformer_dir, training)
+    try:
+        staged = stage_inputs(train_path, transformer_dir, splits, base, key)
+    except Exception as exc:
+        raise StageError(
+            STAGE,
+            f"cannot stage the trials' inputs under {base}/{key}: {type(exc).__name__}: {exc}",
+            subject=algorithm,
+        ) from exc
+    log(f"katib: trial inputs staged under {staged.prefix}")
+    try:
+        experiment = render_experiment(
+            namespace=namespace,
+            algorithm=algorithm,
+            space=space,
+            train_uri=staged.train_uri,
+            transformer_uri=staged.transformer_uri,
+            folds_uri=staged.folds_uri,
+            fixed_params=fixed,
+            cv_folds=training.cv_folds,
+            cv_strategy=training.cv_strategy,
+            seed=training.seed,
+            max_trials=training.max_trials,
+            parallel_trials=opts.parallel_trials,
+            max_failed_trials=opts.max_failed_trials,
+            katib_algorithm=opts.algorithm,
+            algorithm_settings=opts.algorithm_settings,
+            goal=opts.goal,
+            early_stopping=opts.early_stopping,
+            image=opts.image or PIPELINE_IMAGE,
+            resources=opts.resources,
+            env=opts.env,
+            env_from_secrets=tuple(opts.env_from_secrets),
+            env_config_map=opts.env_config_map,
+            s3_secret=opts.s3_secret,
+            service_account=opts.service_account,
+        )
+        return run_katib(
+            adapter or CustomObjectsAdapter(),
+            experiment,
+            opts.timeout_s,
+            opts.poll_s,
+            space,
+            fixed=fixed,
+            algorithm=algorithm,
+            log=log,
+        )
+    finally:
+        problem = remove_staged(staged.prefix)
+        if problem:
+            log(f"katib: could not remove the staged inputs {staged.prefix}: {problem}")

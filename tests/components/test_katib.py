@@ -629,8 +629,8 @@ def test_a_different_experiment_under_the_same_name_is_left_alone(cluster):
     assert cluster.verbs("delete") == []
 
 
-def test_run_on_katib_wires_the_config(cluster):
-    training = TrainingConfig.model_validate(
+def _katib_training(**over) -> TrainingConfig:
+    return TrainingConfig.model_validate(
         {
             "algorithms": ["lightgbm"],
             "hyperparameter_tuning": True,
@@ -638,26 +638,144 @@ def test_run_on_katib_wires_the_config(cluster):
             "max_trials": 4,
             "params": {"lightgbm": {"n_estimators": 500}},
             "search_spaces": {"lightgbm": {k: v.model_dump() for k, v in SPACE.items()}},
+            **over,
         }
     )
-    created = []
+
+
+def test_run_on_katib_stages_the_inputs_and_wires_the_config(cluster, trial_data, tmp_path):
+    """The trials read a staged copy in the project's store (never KFP's artifact URIs), with
+    the folds the task defined, in the configured namespace; the copy is gone afterwards."""
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import split_indices
+    from components.tune.katib_staging import read_folds
+
+    training = _katib_training()
+    created, seen = [], {}
 
     def controller(obj, tick):
-        created.append(obj)
+        if tick == 0:
+            created.append(obj)
+            argv = shlex.split(container(obj)["command"][2])
+            arg = lambda flag: argv[argv.index(flag) + 1]  # noqa: E731
+            seen.update(train=arg("--train-data"), folds=arg("--folds"))
+            seen["tf"] = arg("--transformer")
+            seen["staged"] = [Path(seen[k]).exists() for k in ("train", "folds", "tf")]
+            seen["read_folds"] = read_folds(seen["folds"])
         return katib_experiment_status("Succeeded", succeeded=4, best=BEST)
 
     cluster.script("experiments", "*", controller)  # the name is derived from the spec
+    staging = tmp_path / "staging"
+    options = {
+        "namespace": "mlpipe",
+        "staging_url": str(staging),
+        "poll_s": 0.01,
+        "timeout_s": 5,
+        "parallel_trials": 8,
+    }
+    lines: list[str] = []
+    train, tf = str(trial_data / "train.parquet"), str(trial_data / "transformer")
     result = run_on_katib(
-        "s3://b/train",
-        "s3://b/transformer",
+        train,
+        tf,
         "lightgbm",
         training,
-        {"namespace": NS, "poll_s": 0.01, "timeout_s": 5, "parallel_trials": 8},
+        options,
         adapter=cluster,
+        identity=("minio://mlpipeline/v2/artifacts/run/train", "minio://.../transformer"),
+        log=lines.append,
     )
     exp = created[0]
+    assert exp["metadata"]["namespace"] == "mlpipe"
     assert exp["spec"]["maxTrialCount"] == 4 and exp["spec"]["parallelTrialCount"] == 4
     assert result["best_params"]["n_estimators"] == 371 and result["algorithm"] == "lightgbm"
+    assert seen["staged"] == [True, True, True]
+    assert all(seen[k].startswith(str(staging)) for k in ("train", "folds", "tf"))
+    assert "minio://" not in container(exp)["command"][2]
+    _, spec = load_model(tf)
+    expected = split_indices(
+        read_dataset(train)[spec["label"]].to_numpy(),
+        training.cv_folds,
+        training.cv_strategy,
+        training.seed,
+    )
+    assert len(seen["read_folds"]) == training.cv_folds
+    for (fit, val), (efit, evalid) in zip(seen["read_folds"], expected, strict=True):
+        assert (fit == efit).all() and (val == evalid).all()
+    env = {e["name"]: e for e in container(exp)["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlpipe-s3"
+    assert env["AWS_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "mlpipe-pipeline-env"
+    assert not any(staging.iterdir())  # removed once the experiment is over
+    assert any("staged under" in line for line in lines)
+
+
+def test_the_staged_inputs_are_removed_when_the_experiment_fails(cluster, trial_data, tmp_path):
+    cluster.script(
+        "experiments", "*", lambda obj, tick: katib_experiment_status("Failed", failed=4)
+    )
+    staging = tmp_path / "staging"
+    with pytest.raises(StageError, match="failed"):
+        run_on_katib(
+            str(trial_data / "train.parquet"),
+            str(trial_data / "transformer"),
+            "lightgbm",
+            _katib_training(),
+            {"staging_url": str(staging), "poll_s": 0.01, "timeout_s": 5},
+            adapter=cluster,
+        )
+    assert not any(staging.iterdir())
+
+
+def test_a_retry_stages_to_the_same_prefix_and_finds_its_experiment(trial_data, tmp_path):
+    from components.tune.katib_staging import staging_key
+
+    a = staging_key("lightgbm", "minio://x/train", "minio://x/tf")
+    assert a == staging_key("lightgbm", "minio://x/train", "minio://x/tf")
+    assert a != staging_key("xgboost", "minio://x/train", "minio://x/tf")
+    assert a != staging_key("lightgbm", "minio://y/train", "minio://x/tf")
+
+
+def test_on_a_cluster_the_staging_location_must_be_an_object_store(monkeypatch):
+    from components.tune.katib_staging import staging_base
+
+    monkeypatch.setenv("MLPIPE_CLUSTER", "1")
+    monkeypatch.setenv("MLPIPE_STATE_DIR", "s3://mlpipe-data/state")
+    assert staging_base(None) == "s3://mlpipe-data/state/katib-staging"
+    assert staging_base("s3://other/stage/") == "s3://other/stage"
+    with pytest.raises(StageError, match="object store URL"):
+        staging_base("/tmp/stage")
+
+
+def test_the_namespace_defaults_to_the_pipelines_own(tmp_path):
+    from components.common.config import KatibConfig
+    from components.tune.katib_launcher import experiment_namespace
+
+    assert KatibConfig().namespace == "mlpipe"
+    cluster_cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    assert cluster_cfg.model_training.katib.namespace == "mlpipe"
+    assert cluster_cfg.deployment.rollout.kserve.namespace == "mlpipe"
+    sa = tmp_path / "namespace"
+    sa.write_text("team-a\n")
+    assert experiment_namespace(KatibConfig(namespace=None), sa) == "team-a"
+    with pytest.raises(StageError, match="not readable"):
+        experiment_namespace(KatibConfig(namespace=None), tmp_path / "absent")
+
+
+def test_trials_mount_the_runtimes_config_map_and_secret():
+    from components.common.config import PipelineConfig
+
+    cfg = load_pipeline_config()
+    katib = cfg.model_training.katib
+    assert (katib.env_config_map, katib.s3_secret) == (
+        cfg.runtime.env_config_map,
+        cfg.runtime.s3_secret,
+    )
+    data = cfg.model_dump(mode="json")
+    data["runtime"] |= {"env_config_map": "env-b", "s3_secret": "s3-b"}
+    for key in ("env_config_map", "s3_secret"):
+        del data["model_training"]["katib"][key]
+    other = PipelineConfig.model_validate(data).model_training.katib
+    assert (other.env_config_map, other.s3_secret) == ("env-b", "s3-b")
 
 
 # ---------------------------------------------------------------- the trial entrypoint
