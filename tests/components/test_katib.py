@@ -987,3 +987,150 @@ def test_the_trial_reads_remote_artifacts(trial_data, monkeypatch, capsys):
     with pytest.raises(OSError):
         trial_module.localize("minio://mlpipeline/v2/artifacts/train", trial_data)
     assert seen == ["s3://mlpipeline/v2/artifacts/train"]
+
+
+# ---------------------------------------------------------------- trial pods: security, env, RBAC
+
+
+def test_trial_pods_run_non_root_without_a_token_and_bounded():
+    exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
+    assert validate_experiment(exp) == []
+    pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # covers Katib's collector sidecar too
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(exp)
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    for part in ("requests", "limits"):
+        assert set(c["resources"][part]) >= {"cpu", "memory"}
+    # from the config: what pipeline_config.yaml sets
+    limits = TRAINING.katib.resources["limits"]
+    exp = rendered(resources=TRAINING.katib.resources)
+    assert container(exp)["resources"]["limits"] == limits
+    with pytest.raises(ValueError, match="limits needs"):
+        rendered(resources={"requests": {"cpu": "1", "memory": "1Gi"}})
+
+
+def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
+    exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
+    cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema
+    assert cluster.get(*EXP, exp["metadata"]["name"])["spec"] == exp["spec"]
+
+
+def test_the_trial_env_resolves_from_the_rendered_manifests():
+    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and credentials and
+    the MLflow URI, from the same-named objects the pipeline's tasks use in `kubeflow`."""
+    from tests.support.manifests import Rendered
+
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    katib = cfg.model_training.katib
+    manifests = Rendered.overlay("kind")
+    exp = rendered(
+        namespace=katib.namespace, env_config_map=katib.env_config_map, s3_secret=katib.s3_secret
+    )
+    env = manifests.container_env(container(exp), katib.namespace)
+    task_cm = manifests.config_map(cfg.runtime.env_config_map, "kubeflow")
+    task_s3 = manifests.secret(cfg.runtime.s3_secret, "kubeflow")
+    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
+        assert env[key] == task_cm[key], key
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key] == task_s3[key], key
+    for overlay in ("kind", "cloud"):  # the trials' copy never drifts from the tasks'
+        rendered_overlay = Rendered.overlay(overlay)
+        trials = rendered_overlay.config_map(cfg.runtime.env_config_map, katib.namespace)
+        tasks = rendered_overlay.config_map(cfg.runtime.env_config_map, "kubeflow")
+        assert trials and all(tasks.get(k) == v for k, v in trials.items()), overlay
+
+
+def test_the_trial_keys_are_ones_every_task_gets():
+    from components.tune.katib_render import TRIAL_CONFIG_MAP_KEYS, TRIAL_SECRET_KEYS
+    from pipelines.platform import CONFIG_MAP_KEYS, S3_SECRET_KEYS
+
+    assert set(TRIAL_CONFIG_MAP_KEYS) <= set(CONFIG_MAP_KEYS)
+    assert set(TRIAL_SECRET_KEYS) <= set(S3_SECRET_KEYS)
+
+
+def test_the_pipelines_account_may_run_experiments_in_the_katib_namespace():
+    from tests.support.manifests import Rendered
+
+    manifests = Rendered.overlay("kind")
+    ns = TRAINING.katib.namespace
+    sa = load_pipeline_config().runtime.service_account
+    bindings = [
+        b
+        for b in manifests.objects
+        if b["kind"] == "RoleBinding"
+        and b["metadata"]["namespace"] == ns
+        and any(s["kind"] == "ServiceAccount" and s["name"] == sa for s in b["subjects"])
+    ]
+    verbs: dict[str, set[str]] = {}
+    for b in bindings:
+        role = manifests.find("Role", b["roleRef"]["name"], ns)
+        for rule in role["rules"]:
+            if "kubeflow.org" in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    verbs.setdefault(r, set()).update(rule["verbs"])
+    assert verbs["experiments"] >= {"create", "get", "watch", "delete"}
+    assert verbs["trials"] >= {"get", "list"}
+    namespace = manifests.find("Namespace", ns)
+    assert namespace["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == (
+        "enabled"
+    )
+
+
+def test_a_trial_on_the_staged_folds_scores_what_the_local_backend_scores(trial_data, tmp_path):
+    """The tune task's staging, the rendered trial command with two assignments filled in as
+    Katib fills them, run as Katib's StdOut collector wraps it: the `latest` objective equals the
+    local backend's cross-validation for the same parameters and folds."""
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import cross_validate, split_indices
+    from components.tune.katib_staging import stage_inputs
+
+    train_path, tf_path = str(trial_data / "train.parquet"), str(trial_data / "transformer")
+    train = read_dataset(train_path)
+    transformer, spec = load_model(tf_path)
+    y = train[spec["label"]].to_numpy()
+    splits = split_indices(y, 3, "stratified", 42)
+    staged = stage_inputs(train_path, tf_path, splits, str(tmp_path / "stage"), "lightgbm-k")
+    space = {k: SPACE[k] for k in ("learning_rate", "num_leaves")}
+    fixed = {"n_estimators": 60, "n_jobs": 1}
+    exp = render_experiment(
+        namespace="mlpipe",
+        algorithm="lightgbm",
+        space=space,
+        train_uri=staged.train_uri,
+        transformer_uri=f"file://{staged.transformer_uri}",
+        folds_uri=staged.folds_uri,
+        fixed_params=fixed,
+    )
+    values = {"learning_rate": "0.08", "num_leaves": "21.0", "trialName": "t-2"}
+    metrics = tmp_path / "metrics.log"
+    argv = _trial_argv(exp, values, metrics)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    log = metrics.read_text()
+    assert proc.returncode == 0, log
+    objective = _collect(log, ["cv_roc_auc"])["cv_roc_auc"][-1]
+    local = cross_validate(
+        train,
+        spec,
+        transformer,
+        "lightgbm",
+        {**fixed, "learning_rate": 0.08, "num_leaves": 21},
+        3,
+        "stratified",
+        42,
+    )
+    assert objective == pytest.approx(local.mean, abs=1e-6)  # printed with 6 decimals
+
+
+def test_a_nan_is_reported_without_an_equals_sign(capsys):
+    trial_module.emit("cv_roc_auc", float("nan"))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cv_roc_auc=" not in captured.err
