@@ -31,7 +31,13 @@ from components.common.k8s import (
 from components.common.search_space import SearchSpace, decode
 from components.tune.katib_admission import finite_number, validate_experiment
 from components.tune.katib_render import OBJECTIVE, SPEC_HASH, render_experiment
-from components.tune.katib_staging import remove_staged, stage_inputs, staging_base, staging_key
+from components.tune.katib_staging import (
+    Staged,
+    remove_staged,
+    stage_inputs,
+    staging_base,
+    staging_key,
+)
 
 STAGE = "tune"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -367,6 +373,45 @@ def task_folds(train_path: str, transformer_dir: str, training: Any) -> list[tup
     return split_indices(y, training.cv_folds, training.cv_strategy, training.seed, order)
 
 
+def task_experiment(
+    namespace: str,
+    algorithm: str,
+    space: SearchSpace,
+    fixed: Mapping[str, Any],
+    training: Any,
+    opts: KatibOptions,
+    staged: Staged,
+) -> dict[str, Any]:
+    """The Experiment the tune task submits: trials read `staged` (the cluster rehearsal renders
+    it with this function too)."""
+    return render_experiment(
+        namespace=namespace,
+        algorithm=algorithm,
+        space=space,
+        train_uri=staged.train_uri,
+        transformer_uri=staged.transformer_uri,
+        folds_uri=staged.folds_uri,
+        fixed_params=fixed,
+        cv_folds=training.cv_folds,
+        cv_strategy=training.cv_strategy,
+        seed=training.seed,
+        max_trials=training.max_trials,
+        parallel_trials=opts.parallel_trials,
+        max_failed_trials=opts.max_failed_trials,
+        katib_algorithm=opts.algorithm,
+        algorithm_settings=opts.algorithm_settings,
+        goal=opts.goal,
+        early_stopping=opts.early_stopping,
+        image=opts.image or PIPELINE_IMAGE,
+        resources=opts.resources,
+        env=opts.env,
+        env_from_secrets=tuple(opts.env_from_secrets),
+        env_config_map=opts.env_config_map,
+        s3_secret=opts.s3_secret,
+        service_account=opts.service_account,
+    )
+
+
 def run_on_katib(
     train_path: str,
     transformer_dir: str,
@@ -377,6 +422,7 @@ def run_on_katib(
     *,
     splits: Sequence[tuple[Any, Any]] | None = None,
     identity: Sequence[str] = (),
+    fixed: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict[str, Any]:
     """The tune stage's Katib path. `training` is the validated `model_training` config
@@ -385,14 +431,15 @@ def run_on_katib(
     They are staged with the folds (`splits`, default `task_folds`) under the staging location
     (katib_staging.py; `identity`, e.g. the artifacts' URIs, names the prefix), the Experiment is
     run in `katib.namespace` with trials reading the staged copy, and the copy is removed when the
-    Experiment is over, whatever its outcome."""
+    Experiment is over, whatever its outcome. `fixed`: the estimator params not searched (default
+    the config's; the tune stage adds its thread count)."""
     from components.common.k8s import CustomObjectsAdapter
 
     opts = options if isinstance(options, KatibOptions) else KatibOptions(**(options or {}))
     space = training.search_spaces.get(algorithm)
     if not space:
         raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
-    fixed = training.params_for(algorithm)
+    fixed = dict(training.params_for(algorithm) if fixed is None else fixed)
     namespace = experiment_namespace(opts)
     base = staging_base(opts.staging_url)
     key = staging_key(algorithm, *(identity or (train_path, transformer_dir)))
@@ -408,32 +455,7 @@ def run_on_katib(
         ) from exc
     log(f"katib: trial inputs staged under {staged.prefix}")
     try:
-        experiment = render_experiment(
-            namespace=namespace,
-            algorithm=algorithm,
-            space=space,
-            train_uri=staged.train_uri,
-            transformer_uri=staged.transformer_uri,
-            folds_uri=staged.folds_uri,
-            fixed_params=fixed,
-            cv_folds=training.cv_folds,
-            cv_strategy=training.cv_strategy,
-            seed=training.seed,
-            max_trials=training.max_trials,
-            parallel_trials=opts.parallel_trials,
-            max_failed_trials=opts.max_failed_trials,
-            katib_algorithm=opts.algorithm,
-            algorithm_settings=opts.algorithm_settings,
-            goal=opts.goal,
-            early_stopping=opts.early_stopping,
-            image=opts.image or PIPELINE_IMAGE,
-            resources=opts.resources,
-            env=opts.env,
-            env_from_secrets=tuple(opts.env_from_secrets),
-            env_config_map=opts.env_config_map,
-            s3_secret=opts.s3_secret,
-            service_account=opts.service_account,
-        )
+        experiment = task_experiment(namespace, algorithm, space, fixed, training, opts, staged)
         return run_katib(
             adapter or CustomObjectsAdapter(),
             experiment,

@@ -135,6 +135,7 @@ def run(
             cfg.katib,
             splits=split_indices(y, cfg.cv_folds, cfg.cv_strategy, cfg.seed, order),
             identity=uris or (),
+            fixed=fixed_params(cfg, algorithm),  # the local backend's, thread count included
         )
     result["cv_folds"], result["cv_strategy"] = cfg.cv_folds, cfg.cv_strategy
     write_result(result, out_dir)
