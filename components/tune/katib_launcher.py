@@ -243,8 +243,9 @@ def run_katib(
         raise StageError(
             STAGE,
             f"{label}: not allowed to create Katib Experiments ({exc}); the pipeline's service "
-            "account needs create/get/delete on experiments.kubeflow.org and list on "
-            "trials.kubeflow.org",
+            f"account needs create/get/watch/delete on experiments.kubeflow.org and get/list on "
+            f"trials.kubeflow.org in namespace {ns} (manifests/base/rbac.yaml grants them in "
+            "mlpipe; model_training.katib.namespace chooses the namespace)",
             subject=name,
         ) from exc
     except KubernetesError as exc:

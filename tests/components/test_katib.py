@@ -32,7 +32,7 @@ from components.tune.katib import (
 )
 from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 
-NS = "kubeflow"
+NS = "mlpipe"  # model_training.katib.namespace's default
 EXP = (KATIB_EXPERIMENT.group, KATIB_EXPERIMENT.version, NS, KATIB_EXPERIMENT.plural)
 TRAINING = load_pipeline_config().model_training
 SPACES = TRAINING.search_spaces or {
@@ -586,7 +586,7 @@ def test_an_invalid_experiment_is_never_submitted(cluster):
 
 def test_rbac_refusal_names_what_is_missing(cluster):
     cluster.deny("create", "experiments")
-    with pytest.raises(StageError, match="service account needs create/get/delete"):
+    with pytest.raises(StageError, match=f"needs create/get/watch/delete .* in namespace {NS}"):
         launch(cluster, rendered())
 
 
