@@ -103,12 +103,12 @@ def _join(base: str, *parts: str) -> str:
 def stage_inputs(
     train_path: str, transformer_dir: str, splits: Splits, base: str, key: str
 ) -> Staged:
-    """Copy the rows, the transformer folder and the folds to `<base>/<key>/` (replacing what a
-    previous attempt left there)."""
+    """Copy the rows, the transformer folder and the folds to `<base>/<key>/`. What is there is
+    overwritten object by object, never removed first: the key is the inputs' identity, so it
+    holds the same content, possibly read right now by the trials of a concurrent run that
+    attached to the same Experiment (KFP's cache gives two runs the same artifacts)."""
     prefix = _join(base, key)
     fs, root = _fs(prefix)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
     train_name = TRAIN
     src = Path(train_path)

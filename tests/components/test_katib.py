@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.common.config import REPO_ROOT, TrainingConfig, load_pipeline_config
@@ -733,6 +734,21 @@ def test_a_retry_stages_to_the_same_prefix_and_finds_its_experiment(trial_data, 
     assert a == staging_key("lightgbm", "minio://x/train", "minio://x/tf")
     assert a != staging_key("xgboost", "minio://x/train", "minio://x/tf")
     assert a != staging_key("lightgbm", "minio://y/train", "minio://x/tf")
+
+
+def test_staging_again_overwrites_in_place(trial_data, tmp_path):
+    """A retry (or a concurrent run with the same cached inputs) stages over the same prefix:
+    the same layout, never nested, never removed first."""
+    from components.tune.katib_staging import read_folds, stage_inputs
+
+    folds = [(np.arange(0, 10), np.arange(10, 15))] * 3
+    args = (str(trial_data / "train.parquet"), str(trial_data / "transformer"), folds)
+    first = stage_inputs(*args, str(tmp_path), "lightgbm-k")
+    layout = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    again = stage_inputs(*args, str(tmp_path), "lightgbm-k")
+    assert again == first
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == layout
+    assert [len(v) for _, v in read_folds(again.folds_uri)] == [5, 5, 5]
 
 
 def test_on_a_cluster_the_staging_location_must_be_an_object_store(monkeypatch):
