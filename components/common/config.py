@@ -773,19 +773,14 @@ class PipelineConfig(_Strict):
         (the tune task sees only `model_training`, so the names travel there)."""
         if not isinstance(data, dict) or not isinstance(data.get("runtime"), dict):
             return data
-        training = data.get("model_training")
-        training = dict(training) if isinstance(training, dict) else {}
-        if "model_training" in data and not isinstance(data["model_training"], dict):
-            return data  # a model instance: already validated
-        katib = training.get("katib")
-        if katib is not None and not isinstance(katib, dict):
-            return data
-        katib = dict(katib or {})
-        for field, source in (("env_config_map", "env_config_map"), ("s3_secret", "s3_secret")):
-            if field not in katib and source in data["runtime"]:
-                katib[field] = data["runtime"][source]
-        if katib:
-            training["katib"] = katib
+        training = data.get("model_training", {})
+        if not isinstance(training, dict) or not isinstance(training.get("katib", {}), dict):
+            return data  # model instances: already validated
+        katib = dict(training.get("katib") or {})
+        for name in ("env_config_map", "s3_secret"):
+            if name not in katib and name in data["runtime"]:
+                katib[name] = data["runtime"][name]
+        training = {**training, "katib": katib}
         return {**data, "model_training": training}
 
 
