@@ -727,7 +727,7 @@ def test_the_staged_inputs_are_removed_when_the_experiment_fails(cluster, trial_
     assert not any(staging.iterdir())
 
 
-def test_a_retry_stages_to_the_same_prefix_and_finds_its_experiment(trial_data, tmp_path):
+def test_the_staging_prefix_is_the_inputs_identity():
     from components.tune.katib_staging import staging_key
 
     a = staging_key("lightgbm", "minio://x/train", "minio://x/tf")
