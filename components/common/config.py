@@ -439,9 +439,22 @@ class FeatureConfig(_Strict):
 
 
 class KatibConfig(_Strict):
-    """The Katib backend (`tuning_backend: katib`): where and how the Experiment runs."""
+    """The Katib backend (`tuning_backend: katib`): where and how the Experiment runs.
 
-    namespace: str = "kubeflow"
+    `namespace`: where the Experiment and its trial pods run: `mlpipe` (where manifests/ grants
+    the pipeline's service account its Katib rights, labels the namespace for Katib's collector
+    injection and lets trial pods reach the object store and MLflow); null: the namespace the
+    tune task's own pod runs in (its service-account mount tells). `staging_url`: where the tune
+    task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`
+    / `s3_secret`: the ConfigMap and Secret in that namespace the trials take the object store's
+    endpoint and credentials from (default: `runtime.env_config_map` / `runtime.s3_secret`).
+    `resources`: the trial container's requests and limits (both, cpu and memory; default
+    requests 1 CPU / 2Gi, limits 2 CPU / 4Gi)."""
+
+    namespace: str | None = "mlpipe"
+    staging_url: str | None = None
+    env_config_map: str = "mlpipe-pipeline-env"
+    s3_secret: str = "mlpipe-s3"
     algorithm: str = "tpe"
     algorithm_settings: dict[str, Any] = {}
     parallel_trials: Annotated[int, Field(ge=1)] = 2
@@ -756,6 +769,23 @@ class PipelineConfig(_Strict):
     deployment: DeploymentConfig = DeploymentConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _katib_mounts_follow_runtime(cls, data: Any) -> Any:
+        """Katib trials mount the runtime's ConfigMap and S3 Secret unless katib names its own
+        (the tune task sees only `model_training`, so the names travel there)."""
+        if not isinstance(data, dict) or not isinstance(data.get("runtime"), dict):
+            return data
+        training = data.get("model_training", {})
+        if not isinstance(training, dict) or not isinstance(training.get("katib", {}), dict):
+            return data  # model instances: already validated
+        katib = dict(training.get("katib") or {})
+        for name in ("env_config_map", "s3_secret"):
+            if name not in katib and name in data["runtime"]:
+                katib[name] = data["runtime"][name]
+        training = {**training, "katib": katib}
+        return {**data, "model_training": training}
 
 
 class Settings(_Strict):

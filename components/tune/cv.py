@@ -60,8 +60,12 @@ def cross_validate(
     seed: int,
     on_fold: Callable[[int, float], None] | None = None,
     order: np.ndarray | None = None,
+    splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> CVResult:
-    """ROC AUC over `folds` folds. `on_fold(step, running_mean)` may raise to stop (pruning)."""
+    """ROC AUC over `folds` folds. `on_fold(step, running_mean)` may raise to stop (pruning).
+
+    `splits`: the (train, validation) row indices to use instead of `split_indices(...)` (a Katib
+    trial gets the tune task's folds this way); there must be `folds` of them."""
     started = time.perf_counter()
     names = [f["name"] for f in spec["features"]]
     # The transformer was fitted on all training rows: scaling statistics leak across folds, a
@@ -70,7 +74,11 @@ def cross_validate(
     y = train[spec["label"]].to_numpy()
     scores: list[float] = []
     rounds: list[int] = []
-    for step, (fit_idx, val_idx) in enumerate(split_indices(y, folds, strategy, seed, order)):
+    if splits is None:
+        splits = split_indices(y, folds, strategy, seed, order)
+    elif len(splits) != folds:
+        raise ValueError(f"{len(splits)} folds given, {folds} expected")
+    for step, (fit_idx, val_idx) in enumerate(splits):
         estimator, fit_kwargs = make_estimator(
             algorithm, params, seed, spec, early_stopping=algorithm in EARLY_STOPPING
         )

@@ -5,8 +5,10 @@ This module re-exports the backend's public names; the code lives in
 - `katib_render`: experiment naming, the trial command, `render_experiment`;
 - `katib_admission`: `apply_defaults`, `validate_experiment` and the rules behind them (with where
   each rule comes from in Katib);
-- `katib_launcher`: status reading, `run_katib`, `run_on_katib` and `KatibOptions` (an alias of
-  `components.common.config.KatibConfig`).
+- `katib_launcher`: status reading, `run_katib`, `run_on_katib` (the tune stage's entry),
+  `task_experiment` (the Experiment it submits), `experiment_namespace` and `KatibOptions` (an
+  alias of `components.common.config.KatibConfig`);
+- `katib_staging`: what trials read, copied to the project's object store and removed after.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from components.tune.katib_launcher import (
     EXPERIMENT_LABEL,
     STAGE,
     KatibOptions,
+    experiment_namespace,
     finished,
     run_katib,
     run_on_katib,
+    task_experiment,
 )
 from components.tune.katib_render import (
     ADDITIONAL_METRICS,
@@ -69,12 +73,14 @@ __all__ = [
     "KatibOptions",
     "apply_defaults",
     "experiment_name",
+    "experiment_namespace",
     "finished",
     "job_errors",
     "render_experiment",
     "run_katib",
     "run_on_katib",
     "spec_hash",
+    "task_experiment",
     "trial_command",
     "validate_experiment",
 ]

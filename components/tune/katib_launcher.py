@@ -3,13 +3,15 @@ the local backend's result.
 
 - status reading: `finished`, trial counts and progress lines, metrics, the trial history.
 - `run_katib`: validate, create, poll until Succeeded / Failed / timeout, return the optimal trial.
-- `run_on_katib`: the tune stage's entry; renders the Experiment from the training config.
+- `run_on_katib`: the tune stage's entry; stages the trials' inputs in the project's object store
+  (katib_staging.py), renders the Experiment from the training config, removes the staged copy.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from components.common.config import KatibConfig
@@ -29,6 +31,13 @@ from components.common.k8s import (
 from components.common.search_space import SearchSpace, decode
 from components.tune.katib_admission import finite_number, validate_experiment
 from components.tune.katib_render import OBJECTIVE, SPEC_HASH, render_experiment
+from components.tune.katib_staging import (
+    Staged,
+    remove_staged,
+    stage_inputs,
+    staging_base,
+    staging_key,
+)
 
 STAGE = "tune"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -234,8 +243,9 @@ def run_katib(
         raise StageError(
             STAGE,
             f"{label}: not allowed to create Katib Experiments ({exc}); the pipeline's service "
-            "account needs create/get/delete on experiments.kubeflow.org and list on "
-            "trials.kubeflow.org",
+            f"account needs create/get/watch/delete on experiments.kubeflow.org and get/list on "
+            f"trials.kubeflow.org in namespace {ns} (manifests/base/rbac.yaml grants them in "
+            "mlpipe; model_training.katib.namespace chooses the namespace)",
             subject=name,
         ) from exc
     except KubernetesError as exc:
@@ -326,30 +336,62 @@ def run_katib(
 # ---------------------------------------------------------------- the tune stage's entry
 
 
-def run_on_katib(
-    train_uri: str,
-    transformer_uri: str,
-    algorithm: str,
-    training: Any,
-    options: KatibOptions | Mapping[str, Any] | None = None,
-    adapter: KubernetesAdapter | None = None,
-) -> dict[str, Any]:
-    """The tune stage's Katib path. `training` is the validated `model_training` config
-    (TrainingConfig); `train_uri` / `transformer_uri` must be readable from the trial pods (the
-    artifacts' remote URIs on a cluster)."""
-    from components.common.k8s import CustomObjectsAdapter
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
-    opts = options if isinstance(options, KatibOptions) else KatibOptions(**(options or {}))
-    space = training.search_spaces.get(algorithm)
-    if not space:
-        raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
-    fixed = training.params_for(algorithm)
-    experiment = render_experiment(
-        namespace=opts.namespace,
+
+def experiment_namespace(opts: KatibOptions, sa_file: Path = SA_NAMESPACE_FILE) -> str:
+    """`katib.namespace`, or (null) the namespace this task's pod runs in."""
+    if opts.namespace:
+        return opts.namespace
+    try:
+        own = sa_file.read_text().strip()
+    except OSError:
+        own = ""
+    if not own:
+        raise StageError(
+            STAGE,
+            f"model_training.katib.namespace is null (the task's own namespace) but {sa_file} "
+            "is not readable: set the namespace the Experiment runs in",
+            subject="katib.namespace",
+        )
+    return own
+
+
+def task_folds(train_path: str, transformer_dir: str, training: Any) -> list[tuple[Any, Any]]:
+    """The folds the local backend would use for these rows: what the trials get."""
+    import numpy as np
+
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import split_indices
+
+    train = read_dataset(train_path)
+    _, spec = load_model(transformer_dir)
+    order = None
+    keys = spec.get("keys", [])
+    if training.cv_strategy == "time" and keys:
+        order = np.lexsort([train[k].to_numpy() for k in reversed(keys)])
+    y = train[spec["label"]].to_numpy()
+    return split_indices(y, training.cv_folds, training.cv_strategy, training.seed, order)
+
+
+def task_experiment(
+    namespace: str,
+    algorithm: str,
+    space: SearchSpace,
+    fixed: Mapping[str, Any],
+    training: Any,
+    opts: KatibOptions,
+    staged: Staged,
+) -> dict[str, Any]:
+    """The Experiment the tune task submits: trials read `staged` (the cluster rehearsal renders
+    it with this function too)."""
+    return render_experiment(
+        namespace=namespace,
         algorithm=algorithm,
         space=space,
-        train_uri=train_uri,
-        transformer_uri=transformer_uri,
+        train_uri=staged.train_uri,
+        transformer_uri=staged.transformer_uri,
+        folds_uri=staged.folds_uri,
         fixed_params=fixed,
         cv_folds=training.cv_folds,
         cv_strategy=training.cv_strategy,
@@ -365,14 +407,67 @@ def run_on_katib(
         resources=opts.resources,
         env=opts.env,
         env_from_secrets=tuple(opts.env_from_secrets),
+        env_config_map=opts.env_config_map,
+        s3_secret=opts.s3_secret,
         service_account=opts.service_account,
     )
-    return run_katib(
-        adapter or CustomObjectsAdapter(),
-        experiment,
-        opts.timeout_s,
-        opts.poll_s,
-        space,
-        fixed=fixed,
-        algorithm=algorithm,
-    )
+
+
+def run_on_katib(
+    train_path: str,
+    transformer_dir: str,
+    algorithm: str,
+    training: Any,
+    options: KatibOptions | Mapping[str, Any] | None = None,
+    adapter: KubernetesAdapter | None = None,
+    *,
+    splits: Sequence[tuple[Any, Any]] | None = None,
+    identity: Sequence[str] = (),
+    fixed: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> dict[str, Any]:
+    """The tune stage's Katib path. `training` is the validated `model_training` config
+    (TrainingConfig); `train_path` / `transformer_dir` are the task's local copies of its inputs.
+
+    They are staged with the folds (`splits`, default `task_folds`) under the staging location
+    (katib_staging.py; `identity`, e.g. the artifacts' URIs, names the prefix), the Experiment is
+    run in `katib.namespace` with trials reading the staged copy, and the copy is removed when the
+    Experiment is over, whatever its outcome. `fixed`: the estimator params not searched (default
+    the config's; the tune stage adds its thread count)."""
+    from components.common.k8s import CustomObjectsAdapter
+
+    opts = options if isinstance(options, KatibOptions) else KatibOptions(**(options or {}))
+    space = training.search_spaces.get(algorithm)
+    if not space:
+        raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
+    fixed = dict(training.params_for(algorithm) if fixed is None else fixed)
+    namespace = experiment_namespace(opts)
+    base = staging_base(opts.staging_url)
+    key = staging_key(algorithm, *(identity or (train_path, transformer_dir)))
+    if splits is None:
+        splits = task_folds(train_path, transformer_dir, training)
+    try:
+        staged = stage_inputs(train_path, transformer_dir, splits, base, key)
+    except Exception as exc:
+        raise StageError(
+            STAGE,
+            f"cannot stage the trials' inputs under {base}/{key}: {type(exc).__name__}: {exc}",
+            subject=algorithm,
+        ) from exc
+    log(f"katib: trial inputs staged under {staged.prefix}")
+    try:
+        experiment = task_experiment(namespace, algorithm, space, fixed, training, opts, staged)
+        return run_katib(
+            adapter or CustomObjectsAdapter(),
+            experiment,
+            opts.timeout_s,
+            opts.poll_s,
+            space,
+            fixed=fixed,
+            algorithm=algorithm,
+            log=log,
+        )
+    finally:
+        problem = remove_staged(staged.prefix)
+        if problem:
+            log(f"katib: could not remove the staged inputs {staged.prefix}: {problem}")

@@ -5,6 +5,16 @@ Its trials are batch/v1 Jobs running `python -m components.tune.trial` in the pr
 trial prints `cv_roc_auc=<running mean>` after each fold (medianstop judges trials on these) and
 the objective is the *latest* value, i.e. the mean over all folds.
 
+A trial reads its inputs from the project's own object store (what the tune task staged there:
+components/tune/katib_staging.py) with the endpoint and credentials its template mounts from the
+pipeline's ConfigMap and S3 Secret (`runtime.env_config_map`, `runtime.s3_secret`), which must
+exist in the Experiment's namespace. Its pod runs as uid 10001, non-root, no privilege escalation,
+no capabilities, seccomp RuntimeDefault, without a service-account token (neither the trial nor
+Katib's StdOut collector sidecar talks to the Kubernetes API: the collector reports over gRPC to
+Katib's DB manager and early-stopping service — kubeflow/katib v0.19.0
+cmd/metricscollector/v1beta1/file-metricscollector/main.go), with CPU and memory requests and
+limits.
+
 - `experiment_name` / `spec_hash`: a stable name and fingerprint for a spec.
 - `trial_command`: the trial container's shell-safe command.
 - `render_experiment`: the Experiment itself.
@@ -37,6 +47,29 @@ DEFAULT_RESOURCES = {
     "requests": {"cpu": "1", "memory": "2Gi"},
     "limits": {"cpu": "2", "memory": "4Gi"},
 }
+TRIAL_USER = 10001  # the pipeline image's USER
+# Pod level, so that it also covers the collector sidecar Katib injects (its image, alpine, would
+# run as root; under runAsNonRoot without a uid it could not start). As uid 10001 the sidecar can
+# still do its work: read /proc of the shared PID namespace, tail the metrics file in the emptyDir
+# Katib mounts (mode 0777), signal the trial's process (same uid) on early stopping.
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": TRIAL_USER,
+    "runAsGroup": TRIAL_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": TRIAL_USER,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# what a trial takes from the pipeline's ConfigMap and S3 Secret (subsets of what every pipeline
+# task gets: pipelines/platform.py); each optional, so a missing one fails the trial with a
+# message instead of leaving its pod in CreateContainerConfigError until the experiment times out
+TRIAL_CONFIG_MAP_KEYS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI")
+TRIAL_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def experiment_name(algorithm: str, spec: Mapping[str, Any], prefix: str = "tune") -> str:
@@ -64,6 +97,7 @@ def trial_command(
     cv_folds: int,
     cv_strategy: str,
     seed: int,
+    folds_uri: str = "",
 ) -> list[str]:
     """The trial container's command: `sh -c '<one shell-quoted command>'`. Katib's StdOut
     collector joins the command with spaces and appends its own redirection, so every argument
@@ -89,6 +123,8 @@ def trial_command(
         "--space-json",
         json.dumps(_space_json(space), sort_keys=True, separators=(",", ":")),
     ]
+    if folds_uri:
+        args += ["--folds", folds_uri]
     for name in space:
         args += ["--param", f"{name}=${{trialParameters.{name}}}"]
     return ["sh", "-c", shlex.join(args)]
@@ -99,6 +135,23 @@ def _settings(values: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"name": k, "value": str(v)} for k, v in values.items()]
 
 
+def _key_refs(kind: str, name: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    selector = "configMapKeyRef" if kind == "ConfigMap" else "secretKeyRef"
+    return [
+        {"name": k, "valueFrom": {selector: {"name": name, "key": k, "optional": True}}}
+        for k in keys
+    ]
+
+
+def _checked_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = copy.deepcopy(dict(resources or DEFAULT_RESOURCES))
+    for part in ("requests", "limits"):
+        missing = [r for r in ("cpu", "memory") if r not in (out.get(part) or {})]
+        if missing:
+            raise ValueError(f"katib.resources: {part} needs {missing} (trial pods are bounded)")
+    return out
+
+
 def render_experiment(
     *,
     name: str | None = None,
@@ -107,6 +160,7 @@ def render_experiment(
     space: SearchSpace,
     train_uri: str,
     transformer_uri: str,
+    folds_uri: str = "",
     fixed_params: Mapping[str, Any] | None = None,
     cv_folds: int = 3,
     cv_strategy: str = "stratified",
@@ -122,6 +176,8 @@ def render_experiment(
     resources: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     env_from_secrets: tuple[str, ...] | list[str] = (),
+    env_config_map: str | None = None,
+    s3_secret: str | None = None,
     service_account: str | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -130,6 +186,9 @@ def render_experiment(
     `max_failed_trials` defaults to `max_trials`: like the local study, failed trials are tolerated
     and the experiment fails only when every trial has failed. `early_stopping` is medianstop's
     settings (None: off); `start_step` counts folds, so it must not exceed `cv_folds`.
+    `env_config_map` / `s3_secret`: the ConfigMap and Secret (in `namespace`) the trial takes the
+    object store's endpoint and credentials and the MLflow URI from (TRIAL_CONFIG_MAP_KEYS,
+    TRIAL_SECRET_KEYS); `folds_uri`: the staged folds.
     """
     if not space:
         raise ValueError(f"{algorithm}: the search space is empty")
@@ -159,18 +218,39 @@ def render_experiment(
         "name": CONTAINER,
         "image": image,
         "command": trial_command(
-            algorithm, space, train_uri, transformer_uri, fixed, cv_folds, cv_strategy, seed
+            algorithm,
+            space,
+            train_uri,
+            transformer_uri,
+            fixed,
+            cv_folds,
+            cv_strategy,
+            seed,
+            folds_uri,
         ),
         "env": [
             {"name": "KATIB_TRIAL_NAME", "value": f"${{trialParameters.{TRIAL_NAME_PARAM}}}"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *(
+                _key_refs("ConfigMap", env_config_map, TRIAL_CONFIG_MAP_KEYS)
+                if env_config_map
+                else []
+            ),
+            *(_key_refs("Secret", s3_secret, TRIAL_SECRET_KEYS) if s3_secret else []),
             *_settings(env or {}),
         ],
-        "resources": copy.deepcopy(dict(resources or DEFAULT_RESOURCES)),
+        "resources": _checked_resources(resources),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     if env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in env_from_secrets]
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # nothing in a trial pod talks to the Kubernetes API (see the module's docstring)
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY),
+        "containers": [container],
+    }
     if service_account:
         pod_spec["serviceAccountName"] = service_account
     job = {

@@ -3,7 +3,7 @@
     python -m components.tune.trial --algorithm lightgbm --train-data <path|URI> \
         --transformer <dir|URI> --cv-folds 3 --cv-strategy stratified --seed 42 \
         --fixed-params-json '{"n_estimators": 2000}' --space-json '{"learning_rate": {...}}' \
-        --param learning_rate=0.05 --param num_leaves=63
+        --param learning_rate=0.05 --param num_leaves=63 [--folds <folds.npz path|URI>]
 
 Output (stdout), in the StdOut collector's text format (`<RFC 3339 time> name=value`; Katib's
 default filter is `([\\w|-]+)\\s*=\\s*([+-]?\\d*(\\.\\d+)?([Ee][+-]?\\d+)?)`):
@@ -11,10 +11,17 @@ default filter is `([\\w|-]+)\\s*=\\s*([+-]?\\d*(\\.\\d+)?([Ee][+-]?\\d+)?)`):
   `start_step`-th value on) with the other trials, and the experiment's `latest` strategy makes the
   last one — the mean over all folds — the trial's objective;
 - then `cv_roc_auc_std=` and, for boosting, `best_rounds=` (the rounds early stopping chose).
-Everything else goes to stderr (Katib captures both: no other line may carry `cv_roc_auc=`).
+Everything else goes to stderr (Katib captures both: no other line may carry `<metric>=`: the
+collector parses any line naming a metric, and an unparsable value such as `nan` kills it when
+early stopping is on — kubeflow/katib v0.19.0 cmd/metricscollector/v1beta1/file-metricscollector/
+main.go, `watchMetricsFile`).
 Exit status: 0 scored, 1 failed (the reason on stderr), 2 bad arguments.
 
-Cross-validation is `components.tune.cv.cross_validate`, the same the local backend runs. With
+Cross-validation is `components.tune.cv.cross_validate`, the same the local backend runs, on the
+folds the tune task staged (`--folds`; without it the trial derives them from the seed and the
+strategy as the local backend does). On a cluster every input is an s3:// URL of the project's
+own store (components/tune/katib_staging.py), read with fsspec/s3fs using the endpoint and
+credentials the trial template mounts (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). With
 MLFLOW_TRACKING_URI set, the trial is also logged as an MLflow run tagged with the trial's name.
 """
 
@@ -38,7 +45,7 @@ OBJECTIVE = "cv_roc_auc"
 def emit(name: str, value: float) -> None:
     """One metric line for Katib's collector, time-stamped so `latest` follows the fold order."""
     if not math.isfinite(value):  # the collector's filter cannot parse nan/inf
-        note(f"not reporting {name}={value}")
+        note(f"not reporting {name}: {value}")  # no '=': the collector would parse it
         return
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     text = str(value) if isinstance(value, int) else f"{value:.6f}"
@@ -54,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--algorithm", required=True)
     p.add_argument("--train-data", required=True, help="training rows (parquet): path or URI")
     p.add_argument("--transformer", required=True, help="fitted transformer folder: path or URI")
+    p.add_argument("--folds", default="", help="the folds (folds.npz): path or URI")
     p.add_argument("--cv-folds", type=int, default=3)
     p.add_argument("--cv-strategy", choices=["stratified", "time"], default="stratified")
     p.add_argument("--seed", type=int, default=42)
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace, searched: dict[str, Any]) -> dict[str, Any]:
     """Cross-validate the fixed params plus `searched`; print the metric lines."""
     from components.common.artifacts import load_model, read_dataset
     from components.tune.cv import cross_validate
+    from components.tune.katib_staging import read_folds
 
     params = {**json.loads(args.fixed_params_json), **searched}
     who = " ".join(filter(None, [args.algorithm, args.trial_name]))
@@ -135,7 +144,14 @@ def run(args: argparse.Namespace, searched: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
         train = read_dataset(localize(args.train_data, Path(tmp)))
         transformer, spec = load_model(localize(args.transformer, Path(tmp)))
-    order = _order(train, spec.get("keys", [])) if args.cv_strategy == "time" else None
+        splits = read_folds(localize(args.folds, Path(tmp))) if args.folds else None
+    order = None
+    if splits is None and args.cv_strategy == "time":
+        order = _order(train, spec.get("keys", []))
+    for fit, val in splits or []:
+        rows = [int(i) for part in (fit, val) if len(part) for i in (part.min(), part.max())]
+        if not rows or min(rows) < 0 or max(rows) >= len(train):
+            raise ValueError(f"--folds: an empty fold or rows outside the {len(train)} rows")
     result = cross_validate(
         train,
         spec,
@@ -147,6 +163,7 @@ def run(args: argparse.Namespace, searched: dict[str, Any]) -> dict[str, Any]:
         args.seed,
         on_fold=lambda step, running_mean: emit(OBJECTIVE, running_mean),
         order=order,
+        splits=splits,
     )
     if not math.isfinite(result.mean):
         raise ValueError(f"cross-validation score is {result.mean}")

@@ -93,7 +93,8 @@ def run(
     out_dir: str,
     uris: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Tune `algorithm`; write result.json and trials.csv into `out_dir`; return the result."""
+    """Tune `algorithm`; write result.json and trials.csv into `out_dir`; return the result.
+    `uris`: the inputs' artifact URIs (their identity: the Katib backend's staging prefix)."""
     cfg = TrainingConfig.model_validate(training)
     transformer, spec = load_model(transformer_dir)
     train = read_dataset(train_path)
@@ -119,15 +120,22 @@ def run(
             order,
         )
     else:
+        from components.tune.cv import split_indices
         from components.tune.katib import run_on_katib
 
-        # trial pods read the data themselves: give them the artifacts' remote URIs
+        # Trial pods cannot read KFP's artifact store: the task stages the rows, the transformer
+        # and these folds in the project's own store (katib_staging.py); the artifacts' URIs
+        # name the staging prefix, so a retried task finds its experiment again.
+        y = train[spec["label"]].to_numpy()
         result = run_on_katib(
-            uris[0] if uris else train_path,
-            uris[1] if uris else transformer_dir,
+            train_path,
+            transformer_dir,
             algorithm,
             cfg,
             cfg.katib,
+            splits=split_indices(y, cfg.cv_folds, cfg.cv_strategy, cfg.seed, order),
+            identity=uris or (),
+            fixed=fixed_params(cfg, algorithm),  # the local backend's, thread count included
         )
     result["cv_folds"], result["cv_strategy"] = cfg.cv_folds, cfg.cv_strategy
     write_result(result, out_dir)

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.common.config import REPO_ROOT, TrainingConfig, load_pipeline_config
@@ -32,7 +33,7 @@ from components.tune.katib import (
 )
 from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 
-NS = "kubeflow"
+NS = "mlpipe"  # model_training.katib.namespace's default
 EXP = (KATIB_EXPERIMENT.group, KATIB_EXPERIMENT.version, NS, KATIB_EXPERIMENT.plural)
 TRAINING = load_pipeline_config().model_training
 SPACES = TRAINING.search_spaces or {
@@ -586,7 +587,7 @@ def test_an_invalid_experiment_is_never_submitted(cluster):
 
 def test_rbac_refusal_names_what_is_missing(cluster):
     cluster.deny("create", "experiments")
-    with pytest.raises(StageError, match="service account needs create/get/delete"):
+    with pytest.raises(StageError, match=f"needs create/get/watch/delete .* in namespace {NS}"):
         launch(cluster, rendered())
 
 
@@ -629,8 +630,8 @@ def test_a_different_experiment_under_the_same_name_is_left_alone(cluster):
     assert cluster.verbs("delete") == []
 
 
-def test_run_on_katib_wires_the_config(cluster):
-    training = TrainingConfig.model_validate(
+def _katib_training(**over) -> TrainingConfig:
+    return TrainingConfig.model_validate(
         {
             "algorithms": ["lightgbm"],
             "hyperparameter_tuning": True,
@@ -638,26 +639,159 @@ def test_run_on_katib_wires_the_config(cluster):
             "max_trials": 4,
             "params": {"lightgbm": {"n_estimators": 500}},
             "search_spaces": {"lightgbm": {k: v.model_dump() for k, v in SPACE.items()}},
+            **over,
         }
     )
-    created = []
+
+
+def test_run_on_katib_stages_the_inputs_and_wires_the_config(cluster, trial_data, tmp_path):
+    """The trials read a staged copy in the project's store (never KFP's artifact URIs), with
+    the folds the task defined, in the configured namespace; the copy is gone afterwards."""
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import split_indices
+    from components.tune.katib_staging import read_folds
+
+    training = _katib_training()
+    created, seen = [], {}
 
     def controller(obj, tick):
-        created.append(obj)
+        if tick == 0:
+            created.append(obj)
+            argv = shlex.split(container(obj)["command"][2])
+            arg = lambda flag: argv[argv.index(flag) + 1]  # noqa: E731
+            seen.update(train=arg("--train-data"), folds=arg("--folds"))
+            seen["tf"] = arg("--transformer")
+            seen["staged"] = [Path(seen[k]).exists() for k in ("train", "folds", "tf")]
+            seen["read_folds"] = read_folds(seen["folds"])
         return katib_experiment_status("Succeeded", succeeded=4, best=BEST)
 
     cluster.script("experiments", "*", controller)  # the name is derived from the spec
+    staging = tmp_path / "staging"
+    options = {
+        "namespace": "mlpipe",
+        "staging_url": str(staging),
+        "poll_s": 0.01,
+        "timeout_s": 5,
+        "parallel_trials": 8,
+    }
+    lines: list[str] = []
+    train, tf = str(trial_data / "train.parquet"), str(trial_data / "transformer")
     result = run_on_katib(
-        "s3://b/train",
-        "s3://b/transformer",
+        train,
+        tf,
         "lightgbm",
         training,
-        {"namespace": NS, "poll_s": 0.01, "timeout_s": 5, "parallel_trials": 8},
+        options,
         adapter=cluster,
+        identity=("minio://mlpipeline/v2/artifacts/run/train", "minio://.../transformer"),
+        log=lines.append,
     )
     exp = created[0]
+    assert exp["metadata"]["namespace"] == "mlpipe"
     assert exp["spec"]["maxTrialCount"] == 4 and exp["spec"]["parallelTrialCount"] == 4
     assert result["best_params"]["n_estimators"] == 371 and result["algorithm"] == "lightgbm"
+    assert seen["staged"] == [True, True, True]
+    assert all(seen[k].startswith(str(staging)) for k in ("train", "folds", "tf"))
+    assert "minio://" not in container(exp)["command"][2]
+    _, spec = load_model(tf)
+    expected = split_indices(
+        read_dataset(train)[spec["label"]].to_numpy(),
+        training.cv_folds,
+        training.cv_strategy,
+        training.seed,
+    )
+    assert len(seen["read_folds"]) == training.cv_folds
+    for (fit, val), (efit, evalid) in zip(seen["read_folds"], expected, strict=True):
+        assert (fit == efit).all() and (val == evalid).all()
+    env = {e["name"]: e for e in container(exp)["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlpipe-s3"
+    assert env["AWS_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "mlpipe-pipeline-env"
+    assert not any(staging.iterdir())  # removed once the experiment is over
+    assert any("staged under" in line for line in lines)
+
+
+def test_the_staged_inputs_are_removed_when_the_experiment_fails(cluster, trial_data, tmp_path):
+    cluster.script(
+        "experiments", "*", lambda obj, tick: katib_experiment_status("Failed", failed=4)
+    )
+    staging = tmp_path / "staging"
+    with pytest.raises(StageError, match="failed"):
+        run_on_katib(
+            str(trial_data / "train.parquet"),
+            str(trial_data / "transformer"),
+            "lightgbm",
+            _katib_training(),
+            {"staging_url": str(staging), "poll_s": 0.01, "timeout_s": 5},
+            adapter=cluster,
+        )
+    assert not any(staging.iterdir())
+
+
+def test_the_staging_prefix_is_the_inputs_identity():
+    from components.tune.katib_staging import staging_key
+
+    a = staging_key("lightgbm", "minio://x/train", "minio://x/tf")
+    assert a == staging_key("lightgbm", "minio://x/train", "minio://x/tf")
+    assert a != staging_key("xgboost", "minio://x/train", "minio://x/tf")
+    assert a != staging_key("lightgbm", "minio://y/train", "minio://x/tf")
+
+
+def test_staging_again_overwrites_in_place(trial_data, tmp_path):
+    """A retry (or a concurrent run with the same cached inputs) stages over the same prefix:
+    the same layout, never nested, never removed first."""
+    from components.tune.katib_staging import read_folds, stage_inputs
+
+    folds = [(np.arange(0, 10), np.arange(10, 15))] * 3
+    args = (str(trial_data / "train.parquet"), str(trial_data / "transformer"), folds)
+    first = stage_inputs(*args, str(tmp_path), "lightgbm-k")
+    layout = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    again = stage_inputs(*args, str(tmp_path), "lightgbm-k")
+    assert again == first
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == layout
+    assert [len(v) for _, v in read_folds(again.folds_uri)] == [5, 5, 5]
+
+
+def test_on_a_cluster_the_staging_location_must_be_an_object_store(monkeypatch):
+    from components.tune.katib_staging import staging_base
+
+    monkeypatch.setenv("MLPIPE_CLUSTER", "1")
+    monkeypatch.setenv("MLPIPE_STATE_DIR", "s3://mlpipe-data/state")
+    assert staging_base(None) == "s3://mlpipe-data/state/katib-staging"
+    assert staging_base("s3://other/stage/") == "s3://other/stage"
+    with pytest.raises(StageError, match="object store URL"):
+        staging_base("/tmp/stage")
+
+
+def test_the_namespace_defaults_to_the_pipelines_own(tmp_path):
+    from components.common.config import KatibConfig
+    from components.tune.katib_launcher import experiment_namespace
+
+    assert KatibConfig().namespace == "mlpipe"
+    cluster_cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    assert cluster_cfg.model_training.katib.namespace == "mlpipe"
+    assert cluster_cfg.deployment.rollout.kserve.namespace == "mlpipe"
+    sa = tmp_path / "namespace"
+    sa.write_text("team-a\n")
+    assert experiment_namespace(KatibConfig(namespace=None), sa) == "team-a"
+    with pytest.raises(StageError, match="not readable"):
+        experiment_namespace(KatibConfig(namespace=None), tmp_path / "absent")
+
+
+def test_trials_mount_the_runtimes_config_map_and_secret():
+    from components.common.config import PipelineConfig
+
+    cfg = load_pipeline_config()
+    katib = cfg.model_training.katib
+    assert (katib.env_config_map, katib.s3_secret) == (
+        cfg.runtime.env_config_map,
+        cfg.runtime.s3_secret,
+    )
+    data = cfg.model_dump(mode="json")
+    data["runtime"] |= {"env_config_map": "env-b", "s3_secret": "s3-b"}
+    for key in ("env_config_map", "s3_secret"):
+        del data["model_training"]["katib"][key]
+    other = PipelineConfig.model_validate(data).model_training.katib
+    assert (other.env_config_map, other.s3_secret) == ("env-b", "s3-b")
 
 
 # ---------------------------------------------------------------- the trial entrypoint
@@ -869,3 +1003,150 @@ def test_the_trial_reads_remote_artifacts(trial_data, monkeypatch, capsys):
     with pytest.raises(OSError):
         trial_module.localize("minio://mlpipeline/v2/artifacts/train", trial_data)
     assert seen == ["s3://mlpipeline/v2/artifacts/train"]
+
+
+# ---------------------------------------------------------------- trial pods: security, env, RBAC
+
+
+def test_trial_pods_run_non_root_without_a_token_and_bounded():
+    exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
+    assert validate_experiment(exp) == []
+    pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # covers Katib's collector sidecar too
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(exp)
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    for part in ("requests", "limits"):
+        assert set(c["resources"][part]) >= {"cpu", "memory"}
+    # from the config: what pipeline_config.yaml sets
+    limits = TRAINING.katib.resources["limits"]
+    exp = rendered(resources=TRAINING.katib.resources)
+    assert container(exp)["resources"]["limits"] == limits
+    with pytest.raises(ValueError, match="limits needs"):
+        rendered(resources={"requests": {"cpu": "1", "memory": "1Gi"}})
+
+
+def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
+    exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
+    cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema
+    assert cluster.get(*EXP, exp["metadata"]["name"])["spec"] == exp["spec"]
+
+
+def test_the_trial_env_resolves_from_the_rendered_manifests():
+    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and credentials and
+    the MLflow URI, from the same-named objects the pipeline's tasks use in `kubeflow`."""
+    from tests.support.manifests import Rendered
+
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    katib = cfg.model_training.katib
+    manifests = Rendered.overlay("kind")
+    exp = rendered(
+        namespace=katib.namespace, env_config_map=katib.env_config_map, s3_secret=katib.s3_secret
+    )
+    env = manifests.container_env(container(exp), katib.namespace)
+    task_cm = manifests.config_map(cfg.runtime.env_config_map, "kubeflow")
+    task_s3 = manifests.secret(cfg.runtime.s3_secret, "kubeflow")
+    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
+        assert env[key] == task_cm[key], key
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key] == task_s3[key], key
+    for overlay in ("kind", "cloud"):  # the trials' copy never drifts from the tasks'
+        rendered_overlay = Rendered.overlay(overlay)
+        trials = rendered_overlay.config_map(cfg.runtime.env_config_map, katib.namespace)
+        tasks = rendered_overlay.config_map(cfg.runtime.env_config_map, "kubeflow")
+        assert trials and all(tasks.get(k) == v for k, v in trials.items()), overlay
+
+
+def test_the_trial_keys_are_ones_every_task_gets():
+    from components.tune.katib_render import TRIAL_CONFIG_MAP_KEYS, TRIAL_SECRET_KEYS
+    from pipelines.platform import CONFIG_MAP_KEYS, S3_SECRET_KEYS
+
+    assert set(TRIAL_CONFIG_MAP_KEYS) <= set(CONFIG_MAP_KEYS)
+    assert set(TRIAL_SECRET_KEYS) <= set(S3_SECRET_KEYS)
+
+
+def test_the_pipelines_account_may_run_experiments_in_the_katib_namespace():
+    from tests.support.manifests import Rendered
+
+    manifests = Rendered.overlay("kind")
+    ns = TRAINING.katib.namespace
+    sa = load_pipeline_config().runtime.service_account
+    bindings = [
+        b
+        for b in manifests.objects
+        if b["kind"] == "RoleBinding"
+        and b["metadata"]["namespace"] == ns
+        and any(s["kind"] == "ServiceAccount" and s["name"] == sa for s in b["subjects"])
+    ]
+    verbs: dict[str, set[str]] = {}
+    for b in bindings:
+        role = manifests.find("Role", b["roleRef"]["name"], ns)
+        for rule in role["rules"]:
+            if "kubeflow.org" in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    verbs.setdefault(r, set()).update(rule["verbs"])
+    assert verbs["experiments"] >= {"create", "get", "watch", "delete"}
+    assert verbs["trials"] >= {"get", "list"}
+    namespace = manifests.find("Namespace", ns)
+    assert namespace["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == (
+        "enabled"
+    )
+
+
+def test_a_trial_on_the_staged_folds_scores_what_the_local_backend_scores(trial_data, tmp_path):
+    """The tune task's staging, the rendered trial command with two assignments filled in as
+    Katib fills them, run as Katib's StdOut collector wraps it: the `latest` objective equals the
+    local backend's cross-validation for the same parameters and folds."""
+    from components.common.artifacts import load_model, read_dataset
+    from components.tune.cv import cross_validate, split_indices
+    from components.tune.katib_staging import stage_inputs
+
+    train_path, tf_path = str(trial_data / "train.parquet"), str(trial_data / "transformer")
+    train = read_dataset(train_path)
+    transformer, spec = load_model(tf_path)
+    y = train[spec["label"]].to_numpy()
+    splits = split_indices(y, 3, "stratified", 42)
+    staged = stage_inputs(train_path, tf_path, splits, str(tmp_path / "stage"), "lightgbm-k")
+    space = {k: SPACE[k] for k in ("learning_rate", "num_leaves")}
+    fixed = {"n_estimators": 60, "n_jobs": 1}
+    exp = render_experiment(
+        namespace="mlpipe",
+        algorithm="lightgbm",
+        space=space,
+        train_uri=staged.train_uri,
+        transformer_uri=f"file://{staged.transformer_uri}",
+        folds_uri=staged.folds_uri,
+        fixed_params=fixed,
+    )
+    values = {"learning_rate": "0.08", "num_leaves": "21.0", "trialName": "t-2"}
+    metrics = tmp_path / "metrics.log"
+    argv = _trial_argv(exp, values, metrics)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    log = metrics.read_text()
+    assert proc.returncode == 0, log
+    objective = _collect(log, ["cv_roc_auc"])["cv_roc_auc"][-1]
+    local = cross_validate(
+        train,
+        spec,
+        transformer,
+        "lightgbm",
+        {**fixed, "learning_rate": 0.08, "num_leaves": 21},
+        3,
+        "stratified",
+        42,
+    )
+    assert objective == pytest.approx(local.mean, abs=1e-6)  # printed with 6 decimals
+
+
+def test_a_nan_is_reported_without_an_equals_sign(capsys):
+    trial_module.emit("cv_roc_auc", float("nan"))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cv_roc_auc=" not in captured.err
