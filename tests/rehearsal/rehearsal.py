@@ -71,6 +71,7 @@ REQUIRED_CHECKS = (
     "monitoring_pipeline",
     "retrain_requested",
     "no_repo_paths",
+    "katib_trial",
     "serving_container",
     "kserve_rollout",
 )
@@ -560,6 +561,10 @@ def rehearse(report: Report, build: bool = True) -> None:
             check_retrain_requested(reh, retraining, detail)
         with report.check("no_repo_paths") as detail:
             check_no_repo_paths([training, monitoring], [train_run, monitor_run], detail)
+        with report.check("katib_trial") as detail:
+            from tests.rehearsal.katib_check import check_katib_trial
+
+            check_katib_trial(reh, detail)
         with report.check("serving_container") as detail:
             from tests.rehearsal.serving_check import check_serving_container
 
