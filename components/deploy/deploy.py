@@ -76,17 +76,21 @@ def local_rollout(
     """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic."""
     from components.deploy.backend import ServeBackend
     from components.deploy.local_target import LocalTarget
-    from components.deploy.replay import Replay
     from components.deploy.rollout import Candidate, Rollout
 
-    with (
-        LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version) as target,
-        Replay(target.url, name, rows) as replay,
-    ):
-        result = Rollout.from_config(target, rollout_cfg, log=log).run(
-            Candidate(candidate_dir, candidate_version, fault)
-        )
-    out = result.to_dict()
+    with LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version) as target:
+        rollout = Rollout.from_config(target, rollout_cfg, log=log)
+        candidate = Candidate(candidate_dir, candidate_version, fault)
+        return replayed(target.url, name, rows, lambda: rollout.run(candidate))
+
+
+def replayed(url: str, name: str, rows: list[dict[str, Any]], run: Callable[[], Any]) -> dict:
+    """`run()` (a rollout) while test rows are sent to `url`; its result with what the clients
+    saw."""
+    from components.deploy.replay import Replay
+
+    with Replay(url, name, rows) as replay:
+        out = run().to_dict()
     out["client_requests"] = {"ok": replay.ok, "failed": dict(replay.failures)}
     return out
 
@@ -268,7 +272,6 @@ def kserve_rollout(
     is served unchanged."""
     from components.common.k8s import KubernetesError
     from components.deploy.kserve_target import KServeSettings, KServeTarget, Model
-    from components.deploy.replay import Replay
     from components.deploy.rollout import Candidate, Rollout
 
     k = cfg.rollout.kserve
@@ -297,10 +300,7 @@ def kserve_rollout(
     candidate = Candidate(storage_uri, version)
     if not (rows and k.replay_test_rows):
         return rollout.run(candidate).to_dict()
-    with Replay(target.url, registered_model, rows) as replay:
-        out = rollout.run(candidate).to_dict()
-    out["client_requests"] = {"ok": replay.ok, "failed": dict(replay.failures)}
-    return out
+    return replayed(target.url, registered_model, rows, lambda: rollout.run(candidate))
 
 
 def restore_served(

@@ -27,12 +27,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.common import serving_metrics as names
-from components.common.artifacts import load_model
 from components.deploy.metrics import MetricsError, PrometheusMetrics, ScrapeMetrics
 from components.serve.launch import start_server
 from components.serve.metrics import ServerMetrics
 from tests.serve import conftest as serve_fixtures
-from tests.serve.conftest import valid_rows
+from tests.serve.conftest import offline_predictions
 
 # the serve tests' small real model (fixtures of tests/serve/conftest.py, not visible here)
 lgbm_model_dir = serve_fixtures.lgbm_model_dir
@@ -284,10 +283,8 @@ NAME = "acs"
 
 @pytest.fixture(scope="module")
 def offline(lgbm_model_dir, test_rows):
-    pipeline, spec = load_model(lgbm_model_dir)
-    feature_names = [f["name"] for f in spec["features"]]
-    rows = valid_rows(test_rows, feature_names, 30)
-    return rows, pipeline.predict_proba(test_rows[feature_names].head(30))[:, 1]
+    _, rows, predictions = offline_predictions(lgbm_model_dir, test_rows, 30)
+    return rows, predictions
 
 
 def _exported(text: str) -> dict[str, set[str]]:

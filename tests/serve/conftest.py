@@ -90,3 +90,13 @@ def spec_from_schema(schema) -> dict:
 def valid_rows(frame: pd.DataFrame, names: list[str], n: int) -> list[dict]:
     """JSON-ready rows (Python ints) of the first n rows."""
     return [{k: int(v) for k, v in row.items()} for row in frame[names].head(n).to_dict("records")]
+
+
+def offline_predictions(model_dir: Path, test_rows: pd.DataFrame, n: int):
+    """(feature names, `n` valid request rows, the model's offline P(label = 1) for them)."""
+    from components.common.artifacts import load_model
+
+    pipeline, spec = load_model(model_dir)
+    names = [f["name"] for f in spec["features"]]
+    rows = valid_rows(test_rows, names, n)
+    return names, rows, pipeline.predict_proba(test_rows[names].head(n))[:, 1]

@@ -14,20 +14,16 @@ import numpy as np
 import pytest
 import requests
 
-from components.common.artifacts import load_model
 from components.serve._kserve import kserve  # argv-safe KServe import
 from components.serve.launch import start_server
-from tests.serve.conftest import valid_rows
+from tests.serve.conftest import offline_predictions
 
 NAME = "acs"
 
 
 @pytest.fixture(scope="module")
 def offline(lgbm_model_dir, test_rows):
-    pipeline, spec = load_model(lgbm_model_dir)
-    names = [f["name"] for f in spec["features"]]
-    rows = valid_rows(test_rows, names, 40)
-    return names, rows, pipeline.predict_proba(test_rows[names].head(40))[:, 1]
+    return offline_predictions(lgbm_model_dir, test_rows, 40)
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,16 @@ import numpy as np
 import pytest
 import requests
 
-from components.common.artifacts import load_model
 from components.serve.launch import ServerStartError, start_server
 from components.serve.request_log import read_request_log
-from tests.serve.conftest import valid_rows
+from tests.serve.conftest import offline_predictions
 
 NAME = "acs"
 
 
 @pytest.fixture(scope="module")
 def offline(lgbm_model_dir, test_rows):
-    pipeline, spec = load_model(lgbm_model_dir)
-    names = [f["name"] for f in spec["features"]]
-    rows = valid_rows(test_rows, names, 60)
-    return names, rows, pipeline.predict_proba(test_rows[names].head(60))[:, 1]
+    return offline_predictions(lgbm_model_dir, test_rows, 60)
 
 
 @pytest.fixture(scope="module")
