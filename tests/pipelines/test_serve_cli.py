@@ -44,6 +44,18 @@ def test_banner_example_is_a_valid_row(schema):
     assert "POST http://127.0.0.1:1/v2/models/m/infer" in text
 
 
+def _banner(proc: subprocess.Popen, timeout_s: float) -> str:
+    """What `mlpipe serve` printed up to its banner's last line."""
+    lines, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    return "".join(lines)
+
+
 @pytest.mark.integration
 def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
     cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(lgbm_model_dir)]
@@ -56,14 +68,7 @@ def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        lines, deadline = [], time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        text = "".join(lines)
+        text = _banner(proc, 60)
         url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/acs:predict)", text)[1]
         body = re.search(r"-d '(.*)'", text)[1]
         r = requests.post(url, json=json.loads(body), timeout=10)
@@ -102,14 +107,7 @@ def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatc
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        lines, deadline = [], time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/m:predict)", "".join(lines))[1]
+        url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/m:predict)", _banner(proc, 90))[1]
         body = {"instances": row.to_dict("records")}
 
         def served() -> float:
