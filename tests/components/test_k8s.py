@@ -449,3 +449,64 @@ def test_an_inference_service_rollout_can_be_scripted(cluster):
     cluster.script("inferenceservices", "employment", [{"conditions": [{"type": "Ready"}]}])
     with pytest.raises(Invalid, match="'status' is a required property"):
         cluster.get(*ISVC, "employment")
+
+
+def test_ready_addresses_come_from_the_services_endpoint_slices():
+    """The real adapter against an HTTP server answering the discovery API as kube-apiserver
+    does: the slices of one Service (by its kubernetes.io/service-name label), ready endpoints
+    only."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from kubernetes import client
+
+    asked: list[tuple[str, dict]] = []
+    endpoints = [
+        {"addresses": ["10.244.0.7"], "conditions": {"ready": True}},
+        {"addresses": ["10.244.0.8"], "conditions": {"ready": False}},  # terminating
+        {"addresses": ["10.244.0.9"]},  # no conditions: ready (the API's default)
+    ]
+    body = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSliceList",
+        "metadata": {},
+        "items": [
+            {
+                "metadata": {"name": "acs-predictor-00001-private-x7k2p"},
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": [{"name": "http", "port": 8012, "protocol": "TCP"}],
+            }
+        ],
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            asked.append((url.path, parse_qs(url.query)))
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+        adapter = CustomObjectsAdapter(client.CustomObjectsApi(client.ApiClient(config)))
+        assert adapter.ready_addresses("mlpipe", "acs-predictor-00001-private") == [
+            "10.244.0.7",
+            "10.244.0.9",
+        ]
+    finally:
+        server.shutdown()
+    path, query = asked[0]
+    assert path == "/apis/discovery.k8s.io/v1/namespaces/mlpipe/endpointslices"
+    assert query["labelSelector"] == ["kubernetes.io/service-name=acs-predictor-00001-private"]
