@@ -401,5 +401,5 @@ def commit(meta: dict[str, Any]) -> dict[str, Any]:
         "source": meta.get("source"),
         "committed_at": time.time(),
     }
-    store.set_watermark(key, record)
+    store.advance_watermark(key, read_at, record)  # compare-and-set: one run wins
     return {"committed": True, "state_key": key, "previous": read_at, **target}

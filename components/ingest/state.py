@@ -17,6 +17,7 @@ version `committed`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,10 @@ def state_dir(required_for: str | None = None) -> str | None:
     return runtime_env.state_dir(STAGE, required_for)
 
 
+class WatermarkMoved(StateError):
+    """Another run advanced the watermark first."""
+
+
 class StateStore:
     """Watermarks and catalogue under one folder or object-store prefix."""
 
@@ -59,6 +64,10 @@ class StateStore:
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.base, *parts])
+
+    def _url(self, *parts: str) -> str:
+        """A sub-folder as a URL (or path) another fsspec user can open."""
+        return "/".join([self.root, *parts])
 
     def _read_json(self, *parts: str) -> dict[str, Any] | None:
         path = self._path(*parts)
@@ -91,6 +100,34 @@ class StateStore:
 
     def set_watermark(self, key: str, record: dict[str, Any]) -> None:
         self._write_json(record, "watermarks", f"{key}.json")
+
+    def advance_watermark(self, key: str, expected: Any, record: dict[str, Any]) -> None:
+        """Compare-and-set: move watermark `key` from `expected` to `record["value"]`, unless
+        another run moved it from `expected` first (`WatermarkMoved`).
+
+        A watermark only moves forward, so each transition away from a value happens once: the
+        transition is claimed by creating the key `<key>@<digest of expected>` atomically
+        (`KeyedStore.create`: an exclusive link locally, a conditional PUT on S3), then the
+        watermark is written. A claim by the same batch (same content digest and target: a run
+        that crashed after claiming) is re-used. Why not a read-check-write: two runs can both
+        read `expected` before either writes. To reload a source from scratch, delete its
+        watermark and its claims (`<state>/watermark-claims/<key>@*`)."""
+        from components.common.keyed_store import KeyedStore
+
+        claims = KeyedStore(self._url("watermark-claims"))
+        digest = hashlib.sha256(json.dumps(expected, default=str).encode()).hexdigest()[:16]
+        claim = {k: record.get(k) for k in ("value", "content_sha256", "version")}
+        claim["ts"] = time.time()
+        if not claims.create(f"{key}@{digest}", claim):
+            held = claims.get(f"{key}@{digest}") or {}
+            if any(held.get(k) != claim[k] for k in ("value", "content_sha256")):
+                raise WatermarkMoved(
+                    f"watermark {key} was moved from {expected!r} to {held.get('value')!r} by "
+                    f"another run (version {held.get('version')}) while this batch was "
+                    "committed: re-run to load from the new watermark",
+                    key,
+                )
+        self.set_watermark(key, record)
 
     def watermarks(self) -> dict[str, dict[str, Any]]:
         out = {}
