@@ -115,11 +115,11 @@ class AlertSink:
     def from_config(
         cls, monitoring: Any, logs_dir: str | Path | None = None, **kwargs: Any
     ) -> AlertSink:
-        """The configured webhook (or the one in the environment variable the config names);
+        """The webhook in the environment variable the config names (never the config itself);
         the log in `logs_dir`, else where the environment says (`runtime_env.logs_dir`)."""
         from components.common import runtime_env
 
-        url = monitoring.webhook_url or os.environ.get(monitoring.webhook_url_env) or None
+        url = os.environ.get(monitoring.webhook_url_env) or None
         return cls(
             logs_dir or runtime_env.logs_dir(),
             url,

@@ -88,16 +88,24 @@ def test_a_4xx_is_not_retried(tmp_path):
     assert out["status"] == "failed" and out["attempts"] == 1
 
 
-def test_webhook_url_from_config_or_environment(tmp_path, monkeypatch):
+def test_webhook_url_from_the_environment_only(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPIPE_ALERT_WEBHOOK", "http://127.0.0.1:9/env")
-    sink = AlertSink.from_config(MonitoringConfig(), tmp_path)
-    assert sink.webhook_url == "http://127.0.0.1:9/env"
+    sink = AlertSink.from_config(MonitoringConfig(webhook_retries=5), tmp_path)
+    assert (sink.webhook_url, sink.retries) == ("http://127.0.0.1:9/env", 5)
     assert sink.logs_dir == str(tmp_path)
-    cfg = MonitoringConfig(webhook_url="http://127.0.0.1:9/cfg", webhook_retries=5)
-    sink = AlertSink.from_config(cfg, tmp_path)
-    assert (sink.webhook_url, sink.retries) == ("http://127.0.0.1:9/cfg", 5)
+    monkeypatch.setenv("MLPIPE_OTHER_HOOK", "http://127.0.0.1:9/other")
+    cfg = MonitoringConfig(webhook_url_env="MLPIPE_OTHER_HOOK")
+    assert AlertSink.from_config(cfg, tmp_path).webhook_url == "http://127.0.0.1:9/other"
     monkeypatch.delenv("MLPIPE_ALERT_WEBHOOK")
     assert AlertSink.from_config(MonitoringConfig(), tmp_path).webhook_url is None
+
+
+def test_an_inline_webhook_url_is_refused_naming_the_variable():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="webhook_url_env"):
+        MonitoringConfig(webhook_url="https://hooks.slack.com/services/T0/B0/XXXX")
+    assert MonitoringConfig(webhook_url=None) == MonitoringConfig()  # older configs: null
 
 
 def test_monitoring_config_refuses_bad_values():
@@ -105,7 +113,5 @@ def test_monitoring_config_refuses_bad_values():
 
     with pytest.raises(ValidationError, match="duration"):
         MonitoringConfig(every="soon")
-    with pytest.raises(ValidationError, match="credential"):
-        MonitoringConfig(webhook_url="https://hooks.example/x?token=abc")
     with pytest.raises(ValidationError):
         MonitoringConfig(decision={"on_drift": "panic"})
