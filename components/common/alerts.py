@@ -23,9 +23,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from components.common.redact import redact_text, register_secret
 
 AlertKind = Literal[
     "pipeline_failure", "timeout", "data_anomaly", "performance_decay", "drift", "resources"
@@ -84,7 +86,7 @@ def post_webhook(
     The error never holds the URL's path or query (redacted)."""
     import requests
 
-    from components.common.redact import install_log_filter, redact_text, register_secret
+    from components.common.redact import install_log_filter
 
     register_secret(url)
     install_log_filter("urllib3.connectionpool")
@@ -123,6 +125,7 @@ class AlertSink:
         self.logs_dir = str(logs_dir)
         self.store = KeyedStore(f"{self.logs_dir.rstrip('/')}/{ALERT_LOG_NAME}")
         self.webhook_url = webhook_url
+        register_secret(webhook_url)  # an alert's own text that quotes it is redacted too
         self.retries, self.backoff_s, self.timeout_s = retries, backoff_s, timeout_s
         self.sleep = sleep
 
@@ -165,6 +168,7 @@ class AlertSink:
         Returns what happened. The incident is claimed before the webhook is called: two senders
         never both deliver it. A failed delivery leaves the alert `pending`."""
         resent = self.resend_pending()
+        alert = _redacted(alert)
         claim = {"status": "sending", "attempts": 0, "error": None, "rounds": 0}
         if not self.store.create(alert.incident, {**alert.to_dict(), "webhook": claim}):
             return {"status": "duplicate", "incident": alert.incident, "resent": resent}
@@ -196,6 +200,22 @@ class AlertSink:
             self.store.update(doc["incident"], webhook=webhook)
             resent.append({"incident": doc["incident"], "webhook": webhook})
         return resent
+
+
+def _redacted(alert: Alert) -> Alert:
+    """The alert with URLs in its text stripped of userinfo and query, and the webhook's URL
+    (any registered secret) replaced: a task's error may quote them."""
+    context = {
+        k: redact_text(v, keep_path=True) if isinstance(v, str) else v
+        for k, v in alert.context.items()
+    }
+    return replace(
+        alert,
+        title=redact_text(alert.title, keep_path=True) or "",
+        reasons=[redact_text(r, keep_path=True) or "" for r in alert.reasons],
+        decision=redact_text(alert.decision, keep_path=True),
+        context=context,
+    )
 
 
 def _outcome(result: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:

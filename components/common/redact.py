@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ELLIPSIS = "…"
+MIN_SECRET_PATH = 8  # a shorter URL path is not registered as a secret on its own
 REDACTED = "(redacted)"
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{},]+")
 _SECRET_KEY_PARTS = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key")
@@ -43,7 +44,7 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
         if "://" in value:
             parts = urlsplit(value)
-            if len(parts.path) > 1:  # a bare "/" is no secret
+            if len(parts.path) >= MIN_SECRET_PATH:  # "/" or "/h" is no secret
                 _secrets.add(parts.path)
             if parts.query:  # HTTP clients' errors name "path?query"
                 _secrets.add(f"{parts.path}?{parts.query}")
@@ -73,8 +74,12 @@ def _replace_secrets(text: str) -> str:
     with _lock:
         known = sorted(_secrets, key=len, reverse=True)  # a URL before its own path
     for secret in known:
-        if secret in text:
-            text = text.replace(secret, redact_url(secret) if "://" in secret else ELLIPSIS)
+        if secret not in text:
+            continue
+        if "://" in secret:
+            text = text.replace(secret, redact_url(secret))
+        else:  # a path alone: not inside another URL's "//host"
+            text = re.sub(rf"(?<![\w/.-]){re.escape(secret)}", ELLIPSIS, text)
     return text
 
 
