@@ -1,6 +1,6 @@
 """`mlpipe monitor`: run the monitoring pipeline locally, once or in a foreground loop.
 
-mlpipe monitor --batch FILE|GLOB [--every 1h] [--no-retrain] [--webhook URL]
+mlpipe monitor --batch FILE|GLOB [--every 1h] [--no-retrain]
 mlpipe monitor --request-log FILE [--labels FILE] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years 2016 2017 2018]
 
@@ -41,8 +41,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     mon = settings.pipeline.monitoring
     every = parse_duration(args.every) if args.every else None
     sink = AlertSink.from_config(mon, Path(args.output_dir) / "logs")
-    if args.webhook:
-        sink.webhook_url = args.webhook
     kind = "request_log" if args.request_log else "batch"
     iteration, worst = 0, 0
     while True:
@@ -103,7 +101,6 @@ def add_monitor_parser(sub: Any) -> None:
     p.add_argument("--every", help="repeat in the foreground at this interval (e.g. 1h, 15m)")
     p.add_argument("--iterations", type=int, default=0, help="stop after N loops (0: never)")
     p.add_argument("--no-retrain", action="store_true", help="decide and alert, never retrain")
-    p.add_argument("--webhook", help="alert webhook URL (default: monitoring.webhook_url[_env])")
     p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
     p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
     p.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")

@@ -78,9 +78,7 @@ def build_monitoring_pipeline(
     retries = cfg.runtime.cluster_retries if retries is None else retries
     d_schema = settings.schema_.model_dump(mode="json", exclude_none=True)
     # the webhook URL comes from a Secret (or the CLI's environment), never from a parameter
-    d_monitoring = cfg.monitoring.model_dump(
-        mode="json", exclude_none=True, exclude={"webhook_url"}
-    )
+    d_monitoring = cfg.monitoring.model_dump(mode="json", exclude_none=True)
     d_cost = cfg.evaluation.cost.model_dump(mode="json")
     d_retraining = retraining_defaults(settings)
 

@@ -150,7 +150,7 @@ def run_monitoring_local(
         os.environ[url_env] = sink.webhook_url
     else:
         os.environ.pop(url_env, None)
-    task_monitoring = mon.model_dump(mode="json", exclude_none=True, exclude={"webhook_url"})
+    task_monitoring = mon.model_dump(mode="json", exclude_none=True)
     task_monitoring |= {
         "webhook_retries": sink.retries,
         "webhook_backoff_s": sink.backoff_s,

@@ -90,15 +90,11 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
     d_algorithms = list(cfg.model_training.algorithms)
     d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
     d_deployment = cfg.deployment.model_dump(mode="json", exclude_none=True)
-    # logged as MLflow params: never the webhook URL (its path is a secret)
-    d_config = cfg.model_dump(
-        mode="json", exclude_none=True, exclude={"monitoring": {"webhook_url"}}
-    )
+    # logged as MLflow params (the config holds no webhook URL: it is refused at load)
+    d_config = cfg.model_dump(mode="json", exclude_none=True)
     d_config_hash = settings.digest()
     # the alert settings; the webhook URL itself comes from a Secret, never from a parameter
-    d_monitoring = cfg.monitoring.model_dump(
-        mode="json", exclude_none=True, exclude={"webhook_url"}
-    )
+    d_monitoring = cfg.monitoring.model_dump(mode="json", exclude_none=True)
 
     def _configure(
         task: dsl.PipelineTask, stage: str, display: str, code: str | None = None

@@ -736,8 +736,10 @@ class MonitoringConfig(_Strict):
     """The monitoring pipeline: drift and decay checks, alerts, automatic retraining."""
 
     every: str = "1h"  # `mlpipe monitor --every` default interval
-    webhook_url: str | None = None  # Slack-compatible incoming webhook; prefer webhook_url_env
-    webhook_url_env: str = "MLPIPE_ALERT_WEBHOOK"  # or: the URL from this environment variable
+    # the Slack-compatible incoming webhook's URL comes only from this environment variable (on a
+    # cluster: the Secret runtime.alerts_secret, key webhook_url, mounted as it); its path is a
+    # secret, so the config holds no `webhook_url`
+    webhook_url_env: str = "MLPIPE_ALERT_WEBHOOK"
     webhook_retries: Annotated[int, Field(ge=0, le=10)] = 3
     webhook_backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first wait; doubles each retry
     webhook_timeout_s: Annotated[float, Field(gt=0)] = 5.0
@@ -752,12 +754,22 @@ class MonitoringConfig(_Strict):
         parse_duration(value)
         return value
 
-    @field_validator("webhook_url")
+    @model_validator(mode="before")
     @classmethod
-    def _no_inline_secret(cls, value: str | None) -> str | None:
-        if value:
-            _check_no_inline_secret(value)
-        return value
+    def _no_inline_webhook(cls, data: Any) -> Any:
+        """A webhook URL in the config is refused (a Slack URL's path is its secret, and the
+        config is committed, logged as MLflow params and compiled into specs); `null` is
+        dropped, so older configs still load."""
+        if not isinstance(data, dict) or "webhook_url" not in data:
+            return data
+        if data["webhook_url"] is not None:
+            raise ValueError(
+                "monitoring.webhook_url is not accepted in the config (the URL's path is a "
+                "secret): put the URL in the environment variable that "
+                "monitoring.webhook_url_env names (default MLPIPE_ALERT_WEBHOOK; on a cluster "
+                "the Secret runtime.alerts_secret, key webhook_url)"
+            )
+        return {k: v for k, v in data.items() if k != "webhook_url"}
 
 
 class PipelineConfig(_Strict):

@@ -94,11 +94,13 @@ def act(
 ) -> dict[str, Any]:
     """Send the incident's alert; claim the retraining trigger on `retrain` (unless retraining
     is disabled: then nothing is claimed, so a later run may still retrain). Never raises for
-    a failing webhook (the sink records it)."""
+    a failing webhook (the sink records the alert as pending and the next run resends it)."""
     out: dict[str, Any] = {"decision": result["decision"]["decision"], "alert": None}
     alert = build_alert(result)
     if alert is not None:
-        out["alert"] = sink.send(alert)
+        out["alert"] = sink.send(alert)  # resends earlier pending alerts first
+    else:
+        out["resent"] = sink.resend_pending()  # a quiet run still delivers what waited
     retrain = {"status": "not needed"}
     if result["decision"]["decision"] == "retrain" and not retrain_enabled:
         retrain = {"status": "disabled"}

@@ -14,6 +14,7 @@ from typing import Any
 
 from components.common.artifacts import FEATURE_SPEC_FILE, load_model, read_dataset
 from components.common.mlflow_utils import configure, flatten, parent_run_id
+from components.common.redact import redact_params
 
 STAGE = "track"
 TASK_FIGURES = ("wall_s", "cpu_s", "peak_rss_mb", "rows_per_s")
@@ -27,6 +28,12 @@ def _numeric(values: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _params(flat: dict[str, Any]) -> dict[str, str]:
+    """Flattened config or metadata as MLflow params, redacted first: no credential-like value,
+    no URL userinfo or query, no registered secret (the alert webhook)."""
+    return {k: str(v)[:500] for k, v in redact_params(flat).items()}
+
+
 def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict[str, float]):
     import mlflow
 
@@ -35,7 +42,7 @@ def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict
         task = meta.get("task") or {}
         mlflow.log_metrics({f"task.{k}": float(task[k]) for k in TASK_FIGURES if task.get(k)})
         params = {k: v for k, v in flatten("", meta).items() if not k.startswith("task.")}
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_params(_params(params))
         if metrics:
             mlflow.log_metrics(metrics)
         for file in files:
@@ -100,7 +107,7 @@ def run(
 
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tag("mlpipe.pipeline_run", pipeline_run)
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten("", config).items()})
+        mlflow.log_params(_params(flatten("", config)))
         ingested = stages.get("ingest", {}).get("meta", {})
         # MLflow resolves a source string to a file or URL source: SQL and API sources are
         # recorded as tags instead (their location is redacted by ingest)

@@ -296,6 +296,29 @@ def test_one_alert_and_one_trigger_per_incident(tmp_path):
     assert triggers.entries()[0]["status"] == "succeeded"
 
 
+def test_an_alert_the_webhook_missed_goes_out_with_the_next_quiet_run(tmp_path):
+    """The webhook is down when the drift alert is sent: it waits as pending; the next run
+    decides `none` (no alert of its own) and still delivers it, once."""
+    import socket
+
+    from tests.support.webhook import Receiver
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    triggers = actions.TriggerStore(str(tmp_path / "triggers"))
+    down = AlertSink(tmp_path / "logs", f"http://127.0.0.1:{port}/h", retries=0)
+    first = actions.act(_result(), down, triggers)
+    assert first["alert"]["webhook"]["status"] == "pending"
+    with Receiver(port=port, path="/h") as receiver:
+        up = AlertSink(tmp_path / "logs", receiver.url, retries=0)
+        calm = actions.act(_result("e" * 64, "none"), up, triggers)
+        again = actions.act(_result("e" * 64, "none"), up, triggers)
+    assert calm["alert"] is None and calm["resent"][0]["webhook"]["status"] == "delivered"
+    assert again["resent"] == [] and len(receiver.bodies) == 1
+    assert "drift" in receiver.bodies[0]["text"]
+
+
 def test_retraining_window_ends_at_the_batch_and_tests_on_it(settings):
     out = actions.retrain_overrides(settings, 2017, "/data/x.parquet")
     assert out["data_ingestion.window"] == {"start": 2015, "end": 2017}

@@ -208,10 +208,16 @@ def test_the_laptop_profile_compiles_the_laptop_defaults(tmp_path_factory):
 
 
 @pytest.mark.parametrize("pipeline", ["training", "monitoring"])
-def test_a_webhook_url_in_the_config_never_reaches_a_compiled_spec(tmp_path_factory, pipeline):
-    """Its path is a secret: on a cluster it comes from the alerts Secret only."""
+def test_a_webhook_url_in_the_config_is_refused_before_compiling(
+    tmp_path_factory, pipeline, capsys
+):
+    """Its path is a secret: on a cluster it comes from the alerts Secret only, so a config
+    that holds one does not compile (and the error names where the URL goes instead)."""
     secret = "https://hooks.example.com/services/T000/B000/s3cr3t-path"
     out = tmp_path_factory.mktemp("spec") / "pipeline.yaml"
     args = ["compile", "--pipeline", pipeline, "--output", str(out)]
-    assert main([*args, "--set", f"monitoring.webhook_url={secret}"]) == 0
-    assert "s3cr3t-path" not in out.read_text()
+    assert main([*args, "--set", f"monitoring.webhook_url={secret}"]) != 0
+    assert not out.exists()
+    captured = capsys.readouterr()
+    assert "webhook_url_env" in captured.err + captured.out
+    assert "s3cr3t-path" not in captured.err + captured.out

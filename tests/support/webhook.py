@@ -11,9 +11,14 @@ class Receiver:
     """A Slack-like incoming webhook: records JSON bodies; answers `statuses` in turn, then 200."""
 
     def __init__(
-        self, statuses: list[int] | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        statuses: list[int] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/hooks/alerts",
     ) -> None:
         self.bodies: list[dict] = []
+        self.path = path
         self.statuses = list(statuses or [])
         outer = self
 
@@ -35,7 +40,7 @@ class Receiver:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hooks/alerts"
+        return f"http://{host}:{port}{self.path}"
 
     def __enter__(self) -> Receiver:
         self.thread.start()
