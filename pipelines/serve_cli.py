@@ -1,7 +1,7 @@
 """`mlpipe serve`: run the model server in the foreground.
 
 mlpipe serve [--model models:/<registered_model>@champion | --model DIR] [--name N]
-             [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault SPEC ...]
+             [--host 127.0.0.1] [--port 8080] [--request-log F] [--allow-faults --fault SPEC]
 
 By default it serves the registry's current champion (`project.registered_model` of the config,
 alias `champion`) from the MLflow store in MLFLOW_TRACKING_URI (else outputs/mlflow). It prints
@@ -56,12 +56,12 @@ def banner(name: str, url: str, spec: dict[str, Any], version: str, source: str)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from components.serve.faults import parse_faults
+    from components.serve.faults import parse_faults, require_allowed
     from components.serve.model_source import ModelSourceError
     from components.serve.server import ServeOptions, load, serve
 
     try:
-        faults = parse_faults(args.fault)
+        faults = require_allowed(parse_faults(args.fault), args.allow_faults)
     except ValueError as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 2
@@ -122,7 +122,15 @@ def add_serve_parser(sub: Any) -> None:
         "version it names (a promotion, `mlpipe rollback`); 0 = never",
     )
     p.add_argument(
-        "--fault", action="append", default=None, help="invert | error:<rate> | latency:<ms>"
+        "--fault",
+        action="append",
+        default=None,
+        help="invert | error:<rate> | latency:<ms> (needs --allow-faults)",
+    )
+    p.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="let --fault take effect (else it is refused); also env MLPIPE_ALLOW_FAULTS=1",
     )
     p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
     p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")

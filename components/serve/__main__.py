@@ -1,7 +1,8 @@
 """`python -m components.serve`: the model server (the serving image runs this).
 
 python -m components.serve --model-dir D | --model-uri models:/<name>@<alias> --model-name N
-    [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault invert|error:0.3|latency:20]
+    [--host 127.0.0.1] [--port 8080] [--request-log F] [--max-batch N]
+    [--allow-faults --fault invert|error:0.3|latency:20]
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault",
         action="append",
         default=None,
-        help="inject a fault: invert | error:<rate> | latency:<ms> (repeatable)",
+        help="inject a fault: invert | error:<rate> | latency:<ms> (repeatable; needs "
+        "--allow-faults)",
+    )
+    parser.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="let --fault / MLPIPE_SERVE_FAULT take effect (else they are refused); tests and "
+        "local rollouts only, never in production (also env MLPIPE_ALLOW_FAULTS=1)",
     )
     parser.add_argument("--max-batch", type=int, default=10_000, help="rows per request")
     parser.add_argument(
@@ -42,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        faults = faults_from_env(args.fault)
+        faults = faults_from_env(args.fault, allow=args.allow_faults)
     except ValueError as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 2
