@@ -79,6 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         request_log=args.request_log,
+        request_log_max_bytes=int(args.request_log_max_mb * 1024 * 1024),
+        request_log_backups=args.request_log_backups,
+        max_body_bytes=args.max_body_bytes,
         faults=faults,
         on_bound=on_bound,
         follow_s=args.follow_s if model_uri.startswith("models:/") and "@" in model_uri else 0.0,
@@ -114,6 +117,9 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 = any free port")
     p.add_argument("--request-log", default=None, help="JSON-lines request/response log file")
+    from components.serve.__main__ import add_bound_arguments
+
+    add_bound_arguments(p)
     p.add_argument(
         "--follow-s",
         type=float,
