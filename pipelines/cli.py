@@ -5,7 +5,8 @@ mlpipe compile [--output F] [--pipeline training|monitoring]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | rollback | models
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
-mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F] [--fault SPEC]
+mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F]
+             [--allow-faults --fault SPEC]
 mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
 """

@@ -1,7 +1,7 @@
 """`mlpipe serve`: run the model server in the foreground.
 
 mlpipe serve [--model models:/<registered_model>@champion | --model DIR] [--name N]
-             [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault SPEC ...]
+             [--host 127.0.0.1] [--port 8080] [--request-log F] [--allow-faults --fault SPEC]
 
 By default it serves the registry's current champion (`project.registered_model` of the config,
 alias `champion`) from the MLflow store in MLFLOW_TRACKING_URI (else outputs/mlflow). It prints
@@ -56,12 +56,12 @@ def banner(name: str, url: str, spec: dict[str, Any], version: str, source: str)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from components.serve.faults import parse_faults
+    from components.serve.faults import parse_faults, require_allowed
     from components.serve.model_source import ModelSourceError
     from components.serve.server import ServeOptions, load, serve
 
     try:
-        faults = parse_faults(args.fault)
+        faults = require_allowed(parse_faults(args.fault), args.allow_faults)
     except ValueError as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 2
@@ -79,6 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         request_log=args.request_log,
+        request_log_max_bytes=int(args.request_log_max_mb * 1024 * 1024),
+        request_log_backups=args.request_log_backups,
+        max_body_bytes=args.max_body_bytes,
         faults=faults,
         on_bound=on_bound,
         follow_s=args.follow_s if model_uri.startswith("models:/") and "@" in model_uri else 0.0,
@@ -114,6 +117,9 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 = any free port")
     p.add_argument("--request-log", default=None, help="JSON-lines request/response log file")
+    from components.serve.__main__ import add_bound_arguments
+
+    add_bound_arguments(p)
     p.add_argument(
         "--follow-s",
         type=float,
@@ -122,7 +128,15 @@ def add_serve_parser(sub: Any) -> None:
         "version it names (a promotion, `mlpipe rollback`); 0 = never",
     )
     p.add_argument(
-        "--fault", action="append", default=None, help="invert | error:<rate> | latency:<ms>"
+        "--fault",
+        action="append",
+        default=None,
+        help="invert | error:<rate> | latency:<ms> (needs --allow-faults)",
+    )
+    p.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="let --fault take effect (else it is refused); also env MLPIPE_ALLOW_FAULTS=1",
     )
     p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
     p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")

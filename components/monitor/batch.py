@@ -48,45 +48,54 @@ def _ok(status: Any) -> bool:
     return str(status).lower() in OK_STATUSES
 
 
+def _lines(path: Path):
+    with open(path) as fh:
+        yield from fh
+
+
 def read_request_log(path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
     """The logged input rows (plus `request_id`, `model_version`, `ts`, `prediction`) and
-    counts of requests read, skipped as failed and skipped as unreadable."""
+    counts of requests read, skipped as failed and skipped as unreadable. The server rotates
+    its log (`path.1` ... `path.<N>`, components/serve/request_log.py): those files are read
+    too, oldest first."""
+    from components.serve.request_log import request_log_files
+
     path = Path(path)
-    if not path.is_file():
+    files = request_log_files(path)
+    if not files:
         raise DataError(STAGE, f"request log {path} does not exist", subject=str(path))
     rows: list[dict[str, Any]] = []
     counts = {"requests": 0, "failed": 0, "unreadable": 0}
-    with open(path) as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                inputs = entry["inputs"]
-                if not isinstance(inputs, list):
-                    raise TypeError("inputs is not a list")
-            except (json.JSONDecodeError, KeyError, TypeError):
+    for line in (line for file in files for line in _lines(file)):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            inputs = entry["inputs"]
+            if not isinstance(inputs, list):
+                raise TypeError("inputs is not a list")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            counts["unreadable"] += 1
+            continue
+        if not _ok(entry.get("status")):
+            counts["failed"] += 1
+            continue
+        counts["requests"] += 1
+        outputs = entry.get("outputs") or []
+        for i, item in enumerate(inputs):
+            if not isinstance(item, dict):
                 counts["unreadable"] += 1
                 continue
-            if not _ok(entry.get("status")):
-                counts["failed"] += 1
-                continue
-            counts["requests"] += 1
-            outputs = entry.get("outputs") or []
-            for i, item in enumerate(inputs):
-                if not isinstance(item, dict):
-                    counts["unreadable"] += 1
-                    continue
-                rows.append(
-                    {
-                        **item,
-                        "request_id": entry.get("request_id"),
-                        "model_version": entry.get("model_version"),
-                        "ts": entry.get("ts"),
-                        "row": i,
-                        "prediction": outputs[i] if i < len(outputs) else None,
-                    }
-                )
+            rows.append(
+                {
+                    **item,
+                    "request_id": entry.get("request_id"),
+                    "model_version": entry.get("model_version"),
+                    "ts": entry.get("ts"),
+                    "row": i,
+                    "prediction": outputs[i] if i < len(outputs) else None,
+                }
+            )
     if not rows:
         raise DataError(
             STAGE, f"request log {path} holds no successful request rows ({counts})", subject="log"

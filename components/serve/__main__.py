@@ -1,7 +1,9 @@
 """`python -m components.serve`: the model server (the serving image runs this).
 
 python -m components.serve --model-dir D | --model-uri models:/<name>@<alias> --model-name N
-    [--host 127.0.0.1] [--port 8080] [--request-log F] [--fault invert|error:0.3|latency:20]
+    [--host 127.0.0.1] [--port 8080] [--request-log F [--request-log-max-mb 100]
+    [--request-log-backups 5]] [--max-body-bytes N] [--max-batch N]
+    [--allow-faults --fault invert|error:0.3|latency:20]
 """
 
 from __future__ import annotations
@@ -11,6 +13,25 @@ import logging
 import sys
 
 from components.serve.faults import faults_from_env
+
+
+def add_bound_arguments(parser) -> None:
+    """The server's bounds, shared by `python -m components.serve` and `mlpipe serve`."""
+    parser.add_argument(
+        "--request-log-max-mb",
+        type=float,
+        default=100.0,
+        help="rotate the request log past this size (MB; 0 = never)",
+    )
+    parser.add_argument(
+        "--request-log-backups", type=int, default=5, help="rotated request log files kept"
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        help="largest request body on any route (413 past it)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault",
         action="append",
         default=None,
-        help="inject a fault: invert | error:<rate> | latency:<ms> (repeatable)",
+        help="inject a fault: invert | error:<rate> | latency:<ms> (repeatable; needs "
+        "--allow-faults)",
+    )
+    parser.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="let --fault / MLPIPE_SERVE_FAULT take effect (else they are refused); tests and "
+        "local rollouts only, never in production (also env MLPIPE_ALLOW_FAULTS=1)",
     )
     parser.add_argument("--max-batch", type=int, default=10_000, help="rows per request")
+    add_bound_arguments(parser)
     parser.add_argument(
         "--kserve-routes",
         action="store_true",
@@ -42,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        faults = faults_from_env(args.fault)
+        faults = faults_from_env(args.fault, allow=args.allow_faults)
     except ValueError as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 2
@@ -55,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         request_log=args.request_log,
+        request_log_max_bytes=int(args.request_log_max_mb * 1024 * 1024),
+        request_log_backups=args.request_log_backups,
+        max_body_bytes=args.max_body_bytes,
         faults=faults,
         fast_routes=not args.kserve_routes,
         max_batch=args.max_batch,

@@ -14,10 +14,12 @@ the request log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -27,12 +29,12 @@ from components.serve._kserve import kserve  # noqa: F401  (argv-safe import fir
 from components.serve.faults import Faults
 from components.serve.metrics import ServerMetrics, endpoint_of
 from components.serve.request_log import RequestLog
-from components.serve.tabular_model import TabularModel
+from components.serve.tabular_model import OFFLOAD_ROWS, TabularModel, rows_of, run_scoring
 from components.serve.validation import RequestError
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024  # every route's request body (`--max-body-bytes`)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -74,10 +76,21 @@ def build_kserve_app(model: TabularModel):
         (errors.UnsupportedProtocol, errors.unsupported_protocol_error_handler),
         (errors.ServerNotLive, errors.server_not_live_handler),
         (errors.ServerNotReady, errors.server_not_ready_handler),
-        (Exception, errors.generic_exception_handler),
+        (Exception, _generic_exception_handler),
     ]:
         app.add_exception_handler(exc, handler)
     return app
+
+
+async def _generic_exception_handler(request, exc: Exception):
+    """KServe's handler answers the exception's text; this one logs it with the traceback and
+    answers a generic 500 with the request id."""
+    from fastapi.responses import Response
+
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    log.error("request %s failed (request id %s)", request.url.path, request_id, exc_info=exc)
+    headers = {"x-request-id": request_id}
+    return Response(_internal_error(request_id), 500, headers, "application/json")
 
 
 class ServingApp:
@@ -126,11 +139,15 @@ class ServingApp:
         hot = scope["method"] == "POST" and (
             path == self.v1_path or path == self.v2_path or path == self.v2_version_path
         )
+        endpoint = ("v1_predict" if path == self.v1_path else "v2_infer") if hot else None
+        if _declared_length(scope) > self.max_body_bytes:  # answered before reading the body
+            await _respond(send, 413, self._too_large(), _header(scope, b"x-request-id"))
+            self.metrics.observe(endpoint or endpoint_of(path), 413, time.perf_counter() - start, 0)
+            return
         if hot and self.fast_routes:
-            endpoint = "v1_predict" if path == self.v1_path else "v2_infer"
             status, rows = await self._predict(scope, receive, send, endpoint, start)
         else:
-            endpoint = endpoint_of(path)
+            endpoint = endpoint or endpoint_of(path)
             if hot and (fault := await self._fault()) is not None:
                 await _respond(send, 500, fault)
                 status, rows = 500, 0
@@ -138,16 +155,55 @@ class ServingApp:
                 status, rows = await self._delegate(scope, receive, send)
         self.metrics.observe(endpoint, status, time.perf_counter() - start, rows)
 
+    def _too_large(self) -> bytes:
+        return orjson.dumps({"error": f"request body exceeds {self.max_body_bytes} bytes"})
+
     async def _delegate(self, scope: dict, receive, send) -> tuple[int, int]:
-        seen = [500]
+        """KServe's app answers; its body is counted as it arrives (past the limit: 413 from
+        here, the app is told the client left and whatever it answers is dropped), and an
+        exception it lets out becomes a generic 500."""
+        seen = [0]  # the status sent (0: nothing yet)
+        received = [0]
+        cut = [False]
+
+        async def bounded_receive() -> dict:
+            if cut[0]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > self.max_body_bytes:
+                    cut[0] = True
+                    if not seen[0]:
+                        seen[0] = 413
+                        await _respond(
+                            send, 413, self._too_large(), _header(scope, b"x-request-id")
+                        )
+                    return {"type": "http.disconnect"}
+            return message
 
         async def capture(message: dict) -> None:
+            if cut[0]:
+                return  # we answered 413 already
             if message["type"] == "http.response.start":
                 seen[0] = message["status"]
             await send(message)
 
-        await self.kserve_app(scope, receive, capture)
-        return seen[0], 0
+        try:
+            await self.kserve_app(scope, bounded_receive, capture)
+        except Exception:  # Starlette re-raises after its handler answered: logged there
+            if cut[0]:
+                return 413, 0
+            if not seen[0]:
+                request_id = self._request_id(scope)
+                log.exception("%s %s failed (request id %s)", scope["method"], scope["path"],
+                              request_id)  # fmt: skip
+                seen[0] = 500
+                await _respond(send, 500, _internal_error(request_id), request_id)
+        return seen[0] or 500, 0
+
+    def _request_id(self, scope: dict) -> str:
+        return _header(scope, b"x-request-id") or f"{self._id_prefix}{next(self._ids)}"
 
     async def _fault(self) -> bytes | None:
         """The error/latency faults of one predict request: an error body, or None."""
@@ -158,7 +214,7 @@ class ServingApp:
         return None
 
     async def _predict(self, scope, receive, send, endpoint: str, start: float) -> tuple[int, int]:
-        request_id = _header(scope, b"x-request-id") or f"{self._id_prefix}{next(self._ids)}"
+        request_id = self._request_id(scope)
         protocol = endpoint[:2]
         raw = scores = None
         error = None
@@ -175,18 +231,23 @@ class ServingApp:
                         parsed = _binary_tensors(body, json_length)
                 except orjson.JSONDecodeError as exc:
                     raise RequestError(f"malformed JSON: {exc}") from None
+                model = self.model
                 if protocol == "v1":
-                    response, raw, scores = self.model.infer_v1(parsed)
+                    infer = functools.partial(_answer, model.infer_v1, parsed)
                 else:
-                    response, raw, scores = self.model.infer_v2(parsed, request_id)
-                status, payload = 200, orjson.dumps(response)
+                    infer = functools.partial(_answer, model.infer_v2, parsed, request_id)
+                # decoding stays here (orjson holds the GIL throughout: in a thread it would
+                # block the loop just the same); validation and scoring of more than
+                # OFFLOAD_ROWS rows run in a worker thread, which the loop can preempt
+                offload = rows_of(parsed) > OFFLOAD_ROWS
+                payload, raw, scores = await run_scoring(offload, infer)
+                status = 200
         except RequestError as exc:
             status, payload, error = exc.status, orjson.dumps(exc.to_json()), str(exc)
-        except Exception as exc:  # a bug, not the client's fault: 500 with a message, keep serving
-            log.exception("predict failed")
-            status = 500
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            payload = orjson.dumps({"error": error})
+        except Exception as exc:  # a bug, not the client's fault: a generic 500, keep serving
+            log.exception("predict failed (request id %s)", request_id)
+            status, payload = 500, _internal_error(request_id)
+            error = f"internal error: {type(exc).__name__}"  # server-side log only
         await _respond(send, status, payload, request_id)
         if self.request_log is not None:
             self.request_log.write(
@@ -201,6 +262,17 @@ class ServingApp:
                 error=error,
             )
         return status, 0 if scores is None else len(scores)
+
+
+def _answer(infer, *args) -> tuple[bytes, Any, Any]:
+    """(encoded response, raw matrix, scores) of `infer(*args)`."""
+    response, raw, scores = infer(*args)
+    return orjson.dumps(response), raw, scores
+
+
+def _internal_error(request_id: str) -> bytes:
+    """A 500's body: no exception text or trace (those go to the server's log)."""
+    return orjson.dumps({"error": "internal server error", "request_id": request_id})
 
 
 BINARY_HEADER = b"inference-header-content-length"
@@ -266,6 +338,14 @@ async def _read_body(receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _declared_length(scope: dict) -> int:
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 def _header(scope: dict, name: bytes) -> str | None:

@@ -5,6 +5,10 @@ Spec (CLI `--fault`, repeatable or comma-separated; env MLPIPE_SERVE_FAULT):
   invert        return 1 - p instead of p (a model that answers differently)
   error:0.3     30 % of predict requests answer HTTP 500
   latency:20    add 20 ms to every predict request (non-blocking sleep)
+
+A fault takes effect only with an explicit switch that the production images never set: CLI
+`--allow-faults` or env MLPIPE_ALLOW_FAULTS=1. A fault configured without it is refused at
+startup (`FaultsNotAllowed`), so a stray MLPIPE_SERVE_FAULT cannot break a production server.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import random
 from dataclasses import dataclass
 
 FAULT_ENV = "MLPIPE_SERVE_FAULT"
+ALLOW_ENV = "MLPIPE_ALLOW_FAULTS"
+
+
+class FaultsNotAllowed(ValueError):
+    """A fault was configured without `--allow-faults` / MLPIPE_ALLOW_FAULTS=1."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,24 @@ def parse_faults(specs: list[str] | str | None, seed: int | None = None) -> Faul
     return Faults(invert, error_rate, latency_ms, seed)
 
 
-def faults_from_env(cli: list[str] | None = None) -> Faults:
-    """The CLI's faults, else MLPIPE_SERVE_FAULT's."""
+def faults_allowed(flag: bool = False) -> bool:
+    """The explicit switch: the CLI flag, or MLPIPE_ALLOW_FAULTS=1."""
+    return flag or os.environ.get(ALLOW_ENV, "").strip() == "1"
+
+
+def require_allowed(faults: Faults, allow: bool = False) -> Faults:
+    """`faults`, or FaultsNotAllowed if any is active without the explicit switch."""
+    if faults.active and not faults_allowed(allow):
+        raise FaultsNotAllowed(
+            f"fault injection ({faults.describe()}) is off in this server: pass --allow-faults "
+            f"or set {ALLOW_ENV}=1 to inject faults (tests and local rollouts only)"
+        )
+    return faults
+
+
+def faults_from_env(cli: list[str] | None = None, allow: bool = False) -> Faults:
+    """The CLI's faults, else MLPIPE_SERVE_FAULT's; FaultsNotAllowed (a ValueError) if any is
+    set without `allow` (`--allow-faults`) or MLPIPE_ALLOW_FAULTS=1."""
     seed = os.environ.get("MLPIPE_SERVE_FAULT_SEED")
-    return parse_faults(cli or os.environ.get(FAULT_ENV), int(seed) if seed else None)
+    faults = parse_faults(cli or os.environ.get(FAULT_ENV), int(seed) if seed else None)
+    return require_allowed(faults, allow)

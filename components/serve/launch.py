@@ -121,6 +121,8 @@ def start_server(
     faults = [fault] if isinstance(fault, str) else list(fault or [])
     for item in faults:
         cmd += ["--fault", item]
+    if faults:
+        cmd.append("--allow-faults")  # the explicit switch (the production images never set it)
     if request_log:
         cmd += ["--request-log", str(request_log)]
     if kserve_routes:

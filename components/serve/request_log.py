@@ -10,6 +10,11 @@ Line format (one object per request):
    "request_id": "...", "protocol": "v1", "status": 200, "latency_ms": 0.41,
    "inputs": [{"AGEP": 35, "SCHL": 21, ...}], "outputs": [0.8731]}
 Rejected requests (status 4xx/5xx) carry "error" instead of inputs/outputs.
+
+Bounded: before a flush would take the file past `max_bytes` it is rotated like logging's
+RotatingFileHandler — `requests.jsonl` → `requests.jsonl.1` → ... → `requests.jsonl.<backups>`,
+the oldest dropped — so the log never holds more than (backups + 1) files of about `max_bytes`.
+`request_log_files(path)` lists them oldest first; `read_request_log` reads them all.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_BACKUPS = 5
+
 
 class RequestLog:
     def __init__(
@@ -31,8 +39,15 @@ class RequestLog:
         path: str | Path,
         features: list[tuple[str, bool]],
         flush_interval_s: float = 1.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backups: int = DEFAULT_BACKUPS,
     ) -> None:
-        """`features`: (name, is_integer) in the order of the matrices passed to write()."""
+        """`features`: (name, is_integer) in the order of the matrices passed to write();
+        `max_bytes` per file (0 = never rotate), `backups` rotated files kept."""
+        if max_bytes < 0 or backups < 0:
+            raise ValueError("max_bytes and backups must be >= 0")
+        self.max_bytes = max_bytes
+        self.backups = backups
         self.path = Path(path)
         self.names = [name for name, _ in features]
         self.integer = [is_int for _, is_int in features]
@@ -70,10 +85,33 @@ class RequestLog:
             while self._buffer:
                 lines.append(self._encode(self._buffer.popleft()))
             if lines:
+                data = b"".join(lines)
+                if self.max_bytes and self._size() + len(data) > self.max_bytes:
+                    self._rotate()
                 with self.path.open("ab") as fh:
-                    fh.write(b"".join(lines))
+                    fh.write(data)
                 self.written += len(lines)
             return len(lines)
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _rotate(self) -> None:
+        """path.<backups-1> → path.<backups> (replacing it), ..., path → path.1; with no
+        backups the file is just started again."""
+        if self._size() == 0:
+            return
+        if self.backups == 0:
+            self.path.unlink()
+            return
+        for n in range(self.backups - 1, 0, -1):
+            older = _rotated(self.path, n)
+            if older.exists():
+                older.replace(_rotated(self.path, n + 1))
+        self.path.replace(_rotated(self.path, 1))
 
     def close(self) -> None:
         self._stop.set()
@@ -113,7 +151,28 @@ class RequestLog:
         return orjson.dumps(record) + b"\n"
 
 
+def _rotated(path: Path, n: int) -> Path:
+    return path.with_name(f"{path.name}.{n}")
+
+
+def request_log_files(path: str | Path) -> list[Path]:
+    """The files of a (rotated) request log, oldest first: path.<N>, ..., path.1, path."""
+    path = Path(path)
+    rotated = []
+    for candidate in path.parent.glob(f"{path.name}.*"):
+        suffix = candidate.name[len(path.name) + 1 :]
+        if suffix.isdigit():
+            rotated.append((int(suffix), candidate))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    return [*files, path] if path.exists() else files
+
+
 def read_request_log(path: str | Path) -> list[dict[str, Any]]:
-    """Every entry of a request log (for monitoring and tests)."""
-    text = Path(path).read_bytes()
-    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    """Every entry of a request log, its rotated files included, oldest first (for monitoring
+    and tests)."""
+    return [
+        orjson.loads(line)
+        for file in request_log_files(path)
+        for line in file.read_bytes().splitlines()
+        if line.strip()
+    ]

@@ -29,6 +29,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     request_log: str | None = None
+    request_log_max_bytes: int = 100 * 1024 * 1024  # per file; rotated past it (request_log.py)
+    request_log_backups: int = 5  # rotated files kept
+    max_body_bytes: int = 32 * 1024 * 1024  # every route's request body (413 past it)
     faults: Faults = field(default_factory=Faults)
     fast_routes: bool = True
     max_batch: int = 10_000
@@ -92,9 +95,22 @@ def serve(options: ServeOptions, model: TabularModel | None = None) -> None:
     from components.serve.app import ServingApp
     from components.serve.request_log import RequestLog
 
-    request_log = RequestLog(options.request_log, model.features) if options.request_log else None
+    request_log = (
+        RequestLog(
+            options.request_log,
+            model.features,
+            max_bytes=options.request_log_max_bytes,
+            backups=options.request_log_backups,
+        )
+        if options.request_log
+        else None
+    )
     app = ServingApp(
-        model, fast_routes=options.fast_routes, request_log=request_log, faults=options.faults
+        model,
+        fast_routes=options.fast_routes,
+        request_log=request_log,
+        faults=options.faults,
+        max_body_bytes=options.max_body_bytes,
     )
     sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

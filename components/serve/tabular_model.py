@@ -8,11 +8,16 @@ paths share validation (validation.py), scoring (fast_path.py) and the `invert` 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 
 from components.serve._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
@@ -22,6 +27,37 @@ from components.serve.model_source import LoadedModel
 from components.serve.validation import DEFAULT_MAX_BATCH, RequestError, SpecValidator
 
 log = logging.getLogger(__name__)
+
+# a request of more rows than this is validated and scored in a worker thread, so the event loop
+# keeps answering (health probes, small requests); fewer rows stay on the loop (a thread hop
+# costs more than scoring them)
+OFFLOAD_ROWS = 256
+SCORING_THREADS = 2  # big batches scored at once; the others wait for a thread
+_LIMITERS: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+async def run_scoring(offload: bool, fn: Callable[[], Any]) -> Any:
+    """`fn()` in a bounded worker thread if `offload`, else right here on the event loop."""
+    if not offload:
+        return fn()
+    loop = asyncio.get_running_loop()  # one limiter per event loop (the server has one)
+    if (limiter := _LIMITERS.get(loop)) is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(SCORING_THREADS)
+    return await anyio.to_thread.run_sync(fn, limiter=limiter)
+
+
+def rows_of(body: Any) -> int:
+    """The rows a V1 / V2 body claims (cheap, no validation); 0 if it claims nothing readable."""
+    if not isinstance(body, dict):
+        return 0
+    instances = body.get("instances")
+    if isinstance(instances, list):
+        return len(instances)
+    inputs = body.get("inputs")
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        data = inputs[0].get("data")
+        return len(data) if isinstance(data, list) else 0
+    return 0
 
 
 class TabularModel(kserve.Model):
@@ -106,11 +142,15 @@ class TabularModel(kserve.Model):
                         for i in payload.inputs
                     ]
                 }
-                _, _, scores = self.infer_v2(body)
+                _, _, scores = await run_scoring(
+                    rows_of(body) > OFFLOAD_ROWS, functools.partial(self.infer_v2, body)
+                )
                 output = InferOutput("predictions", [len(scores)], "FP64", scores.tolist())
                 response_id = payload.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
                 return InferResponse(response_id, self.name, [output], model_version=self.version)
-            response, _, _ = self.infer_v1(payload)
+            response, _, _ = await run_scoring(
+                rows_of(payload) > OFFLOAD_ROWS, functools.partial(self.infer_v1, payload)
+            )
             return response
         except RequestError as exc:
             raise InvalidInput(str(exc)) from exc

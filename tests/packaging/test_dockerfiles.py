@@ -97,6 +97,11 @@ def test_the_serving_image_starts_the_model_server():
 
     parsed = build_parser().parse_args(args)
     assert (parsed.host, parsed.port, parsed.model_dir) == ("0.0.0.0", 8080, "/mnt/models")
+    # fault injection stays off in the image: no switch, no fault, anywhere in the Dockerfile
+    text = (REPO_ROOT / "images" / "serving" / "Dockerfile").read_text()
+    for word in ("--allow-faults", "MLPIPE_ALLOW_FAULTS", "--fault", "MLPIPE_SERVE_FAULT"):
+        assert word not in text
+    assert not parsed.allow_faults and parsed.fault is None
     assert build_parser().parse_args(["--model-dir", "m", "--model-name", "n"]).host == (
         "127.0.0.1"
     )

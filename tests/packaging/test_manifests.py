@@ -227,6 +227,12 @@ def test_serving_runtime_runs_the_serving_image_for_the_mlpipe_format(overlay):
 
     args = build_parser().parse_args(container["args"])
     assert (args.host, args.port, args.model_dir) == ("0.0.0.0", 8080, "/mnt/models")
+    # fault injection stays off in production: no switch and no fault in args or env
+    assert not args.allow_faults and args.fault is None
+    env = {e["name"] for e in container.get("env", [])}
+    assert not env & {"MLPIPE_ALLOW_FAULTS", "MLPIPE_SERVE_FAULT"}
+    text = (REPO_ROOT / "manifests" / "base" / "serving-runtime.yaml").read_text()
+    assert "MLPIPE_ALLOW_FAULTS" not in text and "allow-faults" not in text
     ctx = container["securityContext"]
     assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] == 10001
     assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"]
