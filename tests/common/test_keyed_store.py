@@ -19,6 +19,11 @@ def s3_url():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    import s3fs
+
+    # fsspec caches filesystems by their arguments, not the endpoint in the environment: an
+    # instance of an earlier module's (stopped) server would be reused
+    s3fs.S3FileSystem.clear_instance_cache()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -31,6 +36,7 @@ def s3_url():
             yield "s3://state/triggers"
         finally:
             server.stop()
+            s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(params=["local", "s3"])
