@@ -7,6 +7,9 @@ mlpipe rollback [--reason R]        the previous champion served again (the Infe
                                     `previous`; the demoted one is rejected
 mlpipe models                       every version: aliases, status, ROC AUC, lineage
 
+A rejected version is shown as rejected whatever alias a crash may have left on it
+(`registry.reconcile`, which every move runs first, removes such an alias).
+
 The registered model comes from the config (project.registered_model) unless --model names it;
 the store from MLFLOW_TRACKING_URI, else the local store under outputs/mlflow.
 """
@@ -77,9 +80,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from components.deploy.rollout import CandidateFailed
 
     client, name = _target(args)
-    previous = registry.alias_version(client, name, registry.PREVIOUS)
-    if previous is None:
-        print(f"mlpipe rollback: {name} has no previous champion to go back to", file=sys.stderr)
+    try:
+        _, previous = registry.rollback_target(client, name)
+    except registry.RegistryError as exc:
+        print(f"mlpipe rollback: {exc}", file=sys.stderr)
         return 1
     # what is served first: the registry moves only once the previous model serves again
     try:
@@ -133,7 +137,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
         aliases = ",".join(held.get(str(mv.version), [])) or "-"
-        status = tags.get(registry.STATUS_TAG, "candidate")
+        status = registry.derived_status(tags, held.get(str(mv.version), [])) or "candidate"
         auc = tags.get("metric.roc_auc", "")
         auc = f"{float(auc):.4f}" if auc else "-"
         print(
