@@ -35,6 +35,10 @@ equal to `champion` is dropped, a rejected version holding `challenger`/`previou
 status tags that disagree with the aliases are rewritten. The old order (previous before
 champion) could leave champion == previous, after which `rollback` rejected the serving model.
 
+Concurrency: the moves themselves take no lock; their callers (the deploy stage, `mlpipe
+rollback`, `mlpipe reject`) hold `lock(client, name)` around them — one lock per registered model,
+see `lock`.
+
 Status tags are derived, never a second source of truth: `derived_status` is what
 `mlpipe models` shows, whatever a stale tag says.
 """
@@ -42,6 +46,13 @@ Status tags are derived, never a second source of truth: `derived_status` is wha
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +65,17 @@ GATE_TAG = "mlpipe.gate"  # "passed" on versions the quality gate blessed
 REJECTED_TAG = "mlpipe.rejected_reason"
 DIGEST_TAG = "mlpipe.model_digest"
 MOVE_TAG = "mlpipe.move"  # registered-model tag: the move in progress (see the module docstring)
+LOCK_TAG = "mlpipe.lock"  # registered-model tag: the lease of `lock` on a remote store
 REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
+LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
 
 
 class RegistryError(RuntimeError):
     """A registry move that is not allowed, or a version/alias that does not exist."""
+
+
+class RegistryLocked(RegistryError):
+    """Another process holds the registered model's lock (a deploy, a rollback)."""
 
 
 def client(tracking_uri: str = "") -> Any:
@@ -204,7 +221,8 @@ def set_challenger(client: Any, name: str, version: str) -> None:
 
 def promote(client: Any, name: str, version: str) -> str | None:
     """Point `champion` at `version`; the old champion becomes `previous`. Returns the old
-    champion's version (None if there was none or it already was `version`)."""
+    champion's version (None if there was none or it already was `version`). The caller holds
+    `lock`."""
     version = str(version)
     reconcile(client, name)
     mv = get_version(client, name, version)
@@ -257,7 +275,7 @@ def rollback_target(client: Any, name: str) -> tuple[Any, Any]:
 
 def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
     """`mlpipe rollback`: `champion` goes back to `previous`; the demoted version is tagged
-    rejected. Returns (demoted version, champion now)."""
+    rejected. Returns (demoted version, champion now). The caller holds `lock`."""
     current, previous = rollback_target(client, name)
     move = {
         "op": "rollback",
@@ -339,3 +357,138 @@ def download_extra_files(
         artifact_uri=f"models:/{name}/{mv.version}/extra_files", dst_path=str(dst)
     )
     return Path(local), mv
+
+
+def _lock_file(name: str) -> Path:
+    """Beside a local SQLite store (outputs/mlflow/locks/), else under the state folder."""
+    import mlflow
+
+    from components.common import runtime_env
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).parent
+    else:
+        root = Path(runtime_env.local_state_dir())
+    folder = root / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"registry-{name.replace('/', '_')}.lock"
+
+
+def _lock_mode() -> str:
+    """ "file" for a store on this machine (SQLite, a folder), "lease" for an MLflow server
+    (also on a cluster): a file lock would not be seen by another machine."""
+    import mlflow
+
+    from components.common import runtime_env
+
+    uri = mlflow.get_tracking_uri()
+    if runtime_env.in_cluster() or uri.split(":", 1)[0] in ("http", "https", "databricks"):
+        return "lease"
+    return "file"
+
+
+@contextmanager
+def lock(
+    client: Any, name: str, what: str = "deploy", mode: str | None = None, settle: float = 1.0
+) -> Iterator[str]:
+    """Hold the registered model's lock around a deploy, a rollback or a reject: two at once
+    would move the aliases (and the served model) on a state the other is changing.
+
+    Fails fast with RegistryLocked naming the holder; it does not wait: a deploy holds the lock
+    for its whole rollout (minutes), and the second one would then deploy against a registry
+    that changed under it. Re-run it after the first one finished.
+
+    - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
+      store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
+      dies.
+    - `lease` (an MLflow server, a cluster): the registered-model tag `mlpipe.lock` =
+      {owner, what, expires}. Taken when absent or expired, re-read after `settle` seconds to
+      confirm (two takers: the last write wins, the other one sees it and backs off), renewed by
+      a background thread every third of its lifetime (MLPIPE_REGISTRY_LOCK_TTL, default 900 s),
+      deleted in `finally` if still ours. A crashed holder blocks at most until its lease
+      expires.
+    """
+    mode = mode or _lock_mode()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if mode == "file":
+        import fcntl
+
+        path = _lock_file(name)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RegistryLocked(
+                    f"{name} is locked by {holder} ({path}): another deploy or rollback is "
+                    "running; re-run this one after it finished"
+                ) from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{what} {owner}")
+                fh.flush()
+                yield owner
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    with _lease(client, name, what, owner, settle):
+        yield owner
+
+
+def _lease_value(client: Any, name: str) -> str | None:
+    return (client.get_registered_model(name).tags or {}).get(LOCK_TAG)
+
+
+@contextmanager
+def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iterator[None]:
+    ttl = float(os.environ.get(LOCK_TTL_ENV, "") or 900)
+
+    def value() -> str:
+        return json.dumps({"owner": owner, "what": what, "expires": time.time() + ttl})
+
+    current = _lease_value(client, name)
+    if current:
+        try:
+            held = json.loads(current)
+            expires = float(held.get("expires", 0))
+        except (ValueError, AttributeError):
+            held, expires = {"owner": current}, 0.0
+        if expires > time.time():
+            raise RegistryLocked(
+                f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, tag "
+                f"{LOCK_TAG}, expires in {expires - time.time():.0f} s): another deploy or "
+                "rollback is running; re-run this one after it finished"
+            )
+    mine = value()
+    client.set_registered_model_tag(name, LOCK_TAG, mine)
+    time.sleep(settle)
+    seen = _lease_value(client, name)
+    if seen != mine:
+        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}")
+    state = {"mine": mine}
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                if _lease_value(client, name) != state["mine"]:
+                    return  # expired and taken over: nothing left to renew
+                state["mine"] = value()
+                client.set_registered_model_tag(name, LOCK_TAG, state["mine"])
+            except Exception:  # a transient store error: the next round tries again
+                continue
+
+    renewer = threading.Thread(target=renew, name=f"mlpipe-lock-{name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        if _lease_value(client, name) == state["mine"]:
+            client.delete_registered_model_tag(name, LOCK_TAG)

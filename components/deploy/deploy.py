@@ -17,7 +17,9 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   (a cluster without live traffic, e.g. kind).
 - promoted → `champion` moves, the old one becomes `previous`; rolled back → the version is
   tagged rejected with the reason and `champion` stays.
-- It starts with `registry.reconcile` (finishes a registry move a crash interrupted).
+- The whole stage holds the registered model's lock (`registry.lock`: a file lock beside a local
+  store, a tag lease on an MLflow server); a second deploy or `mlpipe rollback` meanwhile fails
+  fast. It starts with `registry.reconcile` (finishes a registry move a crash interrupted).
 - A version already rejected is not deployed, validated or announced as awaiting approval
   (outcome `rejected`; nothing moves).
 """
@@ -110,21 +112,23 @@ def run(
 ) -> dict[str, Any]:
     """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
     happened; raises StageError when infra validation fails (after tagging the version
-    rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`."""
+    rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`.
+    Raises registry.RegistryLocked when another deploy or rollback holds the model's lock."""
     cfg = _config(deployment)
     client = registry.client()
     registry.get_version(client, registered_model, version)
-    return _deploy(
-        client,
-        cfg,
-        registered_model,
-        version,
-        model_dir,
-        test_path,
-        log,
-        fault,
-        awaiting_approval,
-    )
+    with registry.lock(client, registered_model, f"deploy of version {version}"):
+        return _deploy(
+            client,
+            cfg,
+            registered_model,
+            version,
+            model_dir,
+            test_path,
+            log,
+            fault,
+            awaiting_approval,
+        )
 
 
 def _deploy(

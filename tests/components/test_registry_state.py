@@ -2,6 +2,9 @@
 MLflow store (SQLite in a temporary folder; versions point at an empty folder: no model is
 loaded here)."""
 
+import json
+import time
+
 import mlflow
 import pytest
 
@@ -224,3 +227,39 @@ def test_a_rejected_version_stays_rejected(store, tmp_path, capsys):
     assert rows[2].split()[:3] == [v2, "challenger", "rejected"]
     registry.reconcile(store, "m")
     assert registry.held_aliases(store, "m") == {CHAMPION: "1"}
+
+
+def test_one_deploy_at_a_time_file_lock(store, tmp_path, capsys):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    registry.promote(store, "m", v2)
+    with registry.lock(store, "m", "deploy of version 3", mode="file"):
+        with pytest.raises(registry.RegistryLocked, match="locked by deploy of version 3"):
+            deploy.run("m", v2, str(tmp_path), str(tmp_path / "none"), {})
+        assert main(["rollback", "--model", "m"]) == 1
+        assert "locked by deploy of version 3" in capsys.readouterr().err
+    assert registry.held_aliases(store, "m") == {CHAMPION: v2, PREVIOUS: v1}
+    with registry.lock(store, "m", mode="file"):  # released
+        pass
+
+
+def test_one_deploy_at_a_time_tag_lease(store, tmp_path, monkeypatch):
+    add_versions(store, "m", 1, tmp_path)
+    with registry.lock(store, "m", "deploy of version 1", mode="lease", settle=0):
+        lease = json.loads(store.get_registered_model("m").tags[registry.LOCK_TAG])
+        assert lease["what"] == "deploy of version 1" and lease["expires"] > time.time()
+        second = registry.lock(store, "m", mode="lease", settle=0)
+        with pytest.raises(registry.RegistryLocked, match="locked by .*deploy of version 1"):
+            second.__enter__()
+    assert registry.LOCK_TAG not in store.get_registered_model("m").tags  # released
+    # a crashed holder's lease expires
+    dead = {"owner": "gone:1:x", "what": "deploy", "expires": time.time() - 1}
+    store.set_registered_model_tag("m", registry.LOCK_TAG, json.dumps(dead))
+    with registry.lock(store, "m", mode="lease", settle=0):
+        pass
+    # a short lease is renewed while held
+    monkeypatch.setenv(registry.LOCK_TTL_ENV, "0.3")
+    with registry.lock(store, "m", mode="lease", settle=0):
+        time.sleep(0.5)
+        with pytest.raises(registry.RegistryLocked):
+            registry.lock(store, "m", mode="lease", settle=0).__enter__()
