@@ -321,6 +321,8 @@ def _deploy_line(dep: dict[str, Any]) -> str:
         return f"deployed: version {version} is champion ({dep.get('reason')}{moved})"
     if dep.get("outcome") == "unchanged":
         return f"deployed: version {version} is already the champion"
+    if dep.get("outcome") == "rejected":
+        return f"not deployed: {dep.get('reason')}; champion stays {dep.get('champion')}"
     if dep.get("outcome") == "awaiting_approval":
         return (
             f"awaiting approval: mlpipe approve {version}  |  mlpipe reject {version} --reason ..."

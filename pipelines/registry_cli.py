@@ -7,6 +7,11 @@ mlpipe rollback [--reason R]        the previous champion served again (the Infe
                                     `previous`; the demoted one is rejected
 mlpipe models                       every version: aliases, status, ROC AUC, lineage
 
+approve, reject and rollback hold the registered model's lock (`registry.lock`; approve through
+the deploy stage): one of them while a deploy runs fails fast, naming the holder. A rejected
+version is shown as rejected whatever alias a crash may have left on it (`registry.reconcile`,
+which every move runs first, removes such an alias).
+
 The registered model comes from the config (project.registered_model) unless --model names it;
 the store from MLFLOW_TRACKING_URI, else the local store under outputs/mlflow.
 """
@@ -77,20 +82,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from components.deploy.rollout import CandidateFailed
 
     client, name = _target(args)
-    previous = registry.alias_version(client, name, registry.PREVIOUS)
-    if previous is None:
-        print(f"mlpipe rollback: {name} has no previous champion to go back to", file=sys.stderr)
-        return 1
-    # what is served first: the registry moves only once the previous model serves again
     try:
-        served = restore_served(
-            client, name, str(previous.version), _settings(args).pipeline.deployment.model_dump()
-        )
-    except (StageError, KubernetesError, CandidateFailed) as exc:
-        print(f"mlpipe rollback: nothing changed, serving failed: {exc}", file=sys.stderr)
-        return 1
-    try:
-        demoted, now = registry.rollback(client, name, args.reason)
+        with registry.lock(client, name, "mlpipe rollback"):
+            _, previous = registry.rollback_target(client, name)
+            # what is served first: the registry moves only once the previous model serves again
+            try:
+                served = restore_served(
+                    client,
+                    name,
+                    str(previous.version),
+                    _settings(args).pipeline.deployment.model_dump(),
+                )
+            except (StageError, KubernetesError, CandidateFailed) as exc:
+                print(f"mlpipe rollback: nothing changed, serving failed: {exc}", file=sys.stderr)
+                return 1
+            demoted, now = registry.rollback(client, name, args.reason)
     except registry.RegistryError as exc:
         print(f"mlpipe rollback: {exc}", file=sys.stderr)
         return 1
@@ -105,7 +111,8 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
     client, name = _target(args)
     try:
-        registry.reject(client, name, args.version, args.reason)
+        with registry.lock(client, name, f"mlpipe reject {args.version}"):
+            registry.reject(client, name, args.version, args.reason)
     except registry.RegistryError as exc:
         print(f"mlpipe reject: {exc}", file=sys.stderr)
         return 1
@@ -133,7 +140,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
         aliases = ",".join(held.get(str(mv.version), [])) or "-"
-        status = tags.get(registry.STATUS_TAG, "candidate")
+        status = registry.derived_status(tags, held.get(str(mv.version), [])) or "candidate"
         auc = tags.get("metric.roc_auc", "")
         auc = f"{float(auc):.4f}" if auc else "-"
         print(

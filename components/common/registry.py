@@ -5,21 +5,54 @@
                                                         +--reject--> rejected  +--> previous
 
 - `set_challenger`: the gate passed (the register step; MLflow keeps one version per alias, so a
-  newer challenger replaces an older one, which stays a candidate).
+  newer challenger replaces an older one, which goes back to candidate). A rejected version is
+  never made challenger again (a cached `train` re-registering the same digest included).
 - `promote`: `champion` moves to the version and the old champion becomes `previous`; the
   version stops being `challenger`. Owned by the deploy stage, after a successful rollout (also
   when `mlpipe approve` deploys a version that waited for approval).
 - `rollback` (`mlpipe rollback`): `champion` goes back to `previous`; the demoted version is
-  tagged rejected.
-- `reject`: the version is tagged rejected (with the reason) and loses `challenger`; a rejected
-  version is never promoted. The champion is never rejected: promote another version first.
+  tagged rejected. Refused without a distinct, unrejected `previous`.
+- `reject`: the version is tagged rejected (with the reason) and loses `challenger` and
+  `previous`; a rejected version is never promoted, approved or rolled back to. The champion is
+  never rejected: promote another version first.
 
-Every move also sets the version's `mlpipe.status` tag, so the state reads at a glance in the UI.
+Crash safety. MLflow has no transactions: a move is several calls, and the process may die
+between any two. The order is chosen so that every prefix leaves a servable champion:
+
+1. the move is written first as a registered-model tag (`mlpipe.move`, a journal of one entry:
+   the versions it involves, read before anything changed);
+2. `champion` moves first (promote: to the new version; rollback: to `previous`), so the alias
+   that is served never points at a version about to be rejected, and never is absent;
+3. then `previous` (promote: the old champion; rollback: dropped when it equals the champion)
+   and `challenger` (dropped from the promoted version), then the rejected tag (rollback);
+4. then every status tag (`mlpipe.status`), derived from the aliases and the rejected tag;
+5. the journal tag is deleted last.
+
+`reconcile` runs first in every move (and in the deploy stage): it finishes a move whose
+journal is still there (each step is idempotent, the versions come from the journal, not from
+the half-moved aliases), then repairs what a crash outside a journaled move can leave: `previous`
+equal to `champion` is dropped, a rejected version holding `challenger`/`previous` loses it, and
+status tags that disagree with the aliases are rewritten. The old order (previous before
+champion) could leave champion == previous, after which `rollback` rejected the serving model.
+
+Concurrency: the moves themselves take no lock; their callers (the deploy stage, `mlpipe
+rollback`, `mlpipe reject`) hold `lock(client, name)` around them — one lock per registered model,
+see `lock`.
+
+Status tags are derived, never a second source of truth: `derived_status` is what
+`mlpipe models` shows, whatever a stale tag says.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +64,18 @@ STATUS_TAG = "mlpipe.status"
 GATE_TAG = "mlpipe.gate"  # "passed" on versions the quality gate blessed
 REJECTED_TAG = "mlpipe.rejected_reason"
 DIGEST_TAG = "mlpipe.model_digest"
+MOVE_TAG = "mlpipe.move"  # registered-model tag: the move in progress (see the module docstring)
+LOCK_TAG = "mlpipe.lock"  # registered-model tag: the lease of `lock` on a remote store
+REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
+LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
 
 
 class RegistryError(RuntimeError):
     """A registry move that is not allowed, or a version/alias that does not exist."""
+
+
+class RegistryLocked(RegistryError):
+    """Another process holds the registered model's lock (a deploy, a rollback)."""
 
 
 def client(tracking_uri: str = "") -> Any:
@@ -66,35 +107,135 @@ def get_version(client: Any, name: str, version: str) -> Any:
         raise RegistryError(f"registered model {name!r} has no version {version}") from None
 
 
-def _status(client: Any, name: str, version: str, status: str) -> None:
-    client.set_model_version_tag(name, str(version), STATUS_TAG, status)
+def is_rejected(mv: Any) -> bool:
+    return REJECTED_TAG in (mv.tags or {})
+
+
+def held_aliases(client: Any, name: str) -> dict[str, str]:
+    """{alias: version} of the three aliases the state machine uses."""
+    out = {}
+    for alias in (CHAMPION, CHALLENGER, PREVIOUS):
+        mv = alias_version(client, name, alias)
+        if mv is not None:
+            out[alias] = str(mv.version)
+    return out
+
+
+def derived_status(tags: dict[str, str], aliases: list[str]) -> str | None:
+    """A version's status from its aliases and rejected tag: champion wins (a champion is never
+    rejected), then rejected (kept as `rolled_back` when a rollback demoted it), then challenger,
+    previous; else candidate (None: no status tag was ever written, also a candidate)."""
+    if CHAMPION in aliases:
+        return CHAMPION
+    if REJECTED_TAG in tags:
+        return ROLLED_BACK if tags.get(STATUS_TAG) == ROLLED_BACK else REJECTED
+    for alias in (CHALLENGER, PREVIOUS):
+        if alias in aliases:
+            return alias
+    return CANDIDATE if STATUS_TAG in tags else None
+
+
+def _drop_alias(client: Any, name: str, alias: str, version: str | None = None) -> None:
+    """Delete `alias` (only if `version` holds it, when given); nothing if it is not set."""
+    mv = alias_version(client, name, alias)
+    if mv is not None and (version is None or str(mv.version) == str(version)):
+        client.delete_registered_model_alias(name, alias)
+
+
+def _sync_statuses(client: Any, name: str) -> None:
+    held = held_aliases(client, name)
+    by_version: dict[str, list[str]] = {}
+    for alias, v in held.items():
+        by_version.setdefault(v, []).append(alias)
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        tags = mv.tags or {}
+        status = derived_status(tags, by_version.get(str(mv.version), []))
+        if status is not None and tags.get(STATUS_TAG) != status:
+            client.set_model_version_tag(name, str(mv.version), STATUS_TAG, status)
+
+
+def _apply(client: Any, name: str, move: dict[str, Any]) -> None:
+    """The alias moves of a journaled move, in the crash-safe order; idempotent."""
+    if move["op"] == "promote":
+        version, old = move["version"], move.get("old")
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if old is not None and old != version:
+            client.set_registered_model_alias(name, PREVIOUS, old)
+        else:
+            _drop_alias(client, name, PREVIOUS, version)
+        _drop_alias(client, name, CHALLENGER, version)
+    elif move["op"] == "rollback":
+        demote, to = move["demote"], move["to"]
+        client.set_registered_model_alias(name, CHAMPION, to)
+        _drop_alias(client, name, PREVIOUS, to)
+        client.set_model_version_tag(name, demote, REJECTED_TAG, move["reason"])
+        client.set_model_version_tag(name, demote, STATUS_TAG, ROLLED_BACK)
+    else:
+        raise RegistryError(f"{name}: unknown move in {MOVE_TAG}: {move}")
+
+
+def _run_move(client: Any, name: str, move: dict[str, Any]) -> None:
+    client.set_registered_model_tag(name, MOVE_TAG, json.dumps(move, sort_keys=True))
+    _apply(client, name, move)
+    _sync_statuses(client, name)
+    client.delete_registered_model_tag(name, MOVE_TAG)
+
+
+def reconcile(client: Any, name: str) -> None:
+    """Finish a move a crash interrupted (its journal tag), then make the aliases and status
+    tags agree: no `previous` equal to `champion`, no rejected version holding `challenger` or
+    `previous`, every status tag derived from the aliases. Nothing when the model does not exist.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise
+    pending = (model.tags or {}).get(MOVE_TAG)
+    if pending:
+        _apply(client, name, json.loads(pending))
+    held = held_aliases(client, name)
+    if held.get(PREVIOUS) is not None and held.get(PREVIOUS) == held.get(CHAMPION):
+        client.delete_registered_model_alias(name, PREVIOUS)
+    for alias in (CHALLENGER, PREVIOUS):
+        mv = alias_version(client, name, alias)
+        if mv is not None and is_rejected(mv):
+            client.delete_registered_model_alias(name, alias)
+    _sync_statuses(client, name)
+    if pending:
+        client.delete_registered_model_tag(name, MOVE_TAG)
 
 
 def set_challenger(client: Any, name: str, version: str) -> None:
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    """The gate passed: `challenger` moves to the version. Refused for a rejected version."""
+    mv = get_version(client, name, version)
+    if is_rejected(mv):
+        raise RegistryError(f"{name} version {version} was rejected: {mv.tags[REJECTED_TAG]}")
     client.set_model_version_tag(name, str(version), GATE_TAG, "passed")
-    _status(client, name, version, CHALLENGER)
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    _sync_statuses(client, name)
 
 
 def promote(client: Any, name: str, version: str) -> str | None:
     """Point `champion` at `version`; the old champion becomes `previous`. Returns the old
-    champion's version (None if there was none or it already was `version`)."""
+    champion's version (None if there was none or it already was `version`). The caller holds
+    `lock`."""
     version = str(version)
+    reconcile(client, name)
     mv = get_version(client, name, version)
-    if REJECTED_TAG in (mv.tags or {}):
+    if is_rejected(mv):
         raise RegistryError(f"{name} version {version} was rejected: {mv.tags[REJECTED_TAG]}")
     old = alias_version(client, name, CHAMPION)
-    challenger = alias_version(client, name, CHALLENGER)
-    if challenger is not None and str(challenger.version) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
     if old is not None and str(old.version) == version:
+        _drop_alias(client, name, CHALLENGER, version)
+        _sync_statuses(client, name)
         return None
-    if old is not None:
-        client.set_registered_model_alias(name, PREVIOUS, old.version)
-        _status(client, name, old.version, PREVIOUS)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    _status(client, name, version, CHAMPION)
-    return str(old.version) if old is not None else None
+    move = {"op": "promote", "version": version, "old": str(old.version) if old else None}
+    _run_move(client, name, move)
+    return move["old"]
 
 
 def check_approvable(client: Any, name: str, version: str) -> Any:
@@ -111,37 +252,56 @@ def check_approvable(client: Any, name: str, version: str) -> Any:
     return mv
 
 
-def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
-    """`mlpipe rollback`: `champion` goes back to `previous`; the demoted version is tagged
-    rejected. Returns (demoted version, champion now)."""
+def rollback_target(client: Any, name: str) -> tuple[Any, Any]:
+    """(champion, previous) of a rollback, after `reconcile`; RegistryError when there is no
+    champion, no distinct previous, or the previous was rejected."""
+    reconcile(client, name)
     current = alias_version(client, name, CHAMPION)
     previous = alias_version(client, name, PREVIOUS)
-    if current is None or previous is None:
-        raise RegistryError(f"{name} has no champion and previous pair to roll back between")
-    client.set_registered_model_alias(name, CHAMPION, previous.version)
-    client.delete_registered_model_alias(name, PREVIOUS)
-    _status(client, name, previous.version, CHAMPION)
-    client.set_model_version_tag(
-        name, str(current.version), REJECTED_TAG, f"rolled back: {reason or 'by hand'}"
-    )
-    _status(client, name, current.version, "rolled_back")
-    return str(current.version), str(previous.version)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    if previous is None or str(previous.version) == str(current.version):
+        raise RegistryError(
+            f"{name} has no previous champion distinct from the champion (version "
+            f"{current.version}) to roll back to"
+        )
+    if is_rejected(previous):
+        raise RegistryError(
+            f"{name} previous version {previous.version} was rejected: "
+            f"{previous.tags[REJECTED_TAG]}"
+        )
+    return current, previous
+
+
+def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
+    """`mlpipe rollback`: `champion` goes back to `previous`; the demoted version is tagged
+    rejected. Returns (demoted version, champion now). The caller holds `lock`."""
+    current, previous = rollback_target(client, name)
+    move = {
+        "op": "rollback",
+        "demote": str(current.version),
+        "to": str(previous.version),
+        "reason": f"rolled back: {reason or 'by hand'}",
+    }
+    _run_move(client, name, move)
+    return move["demote"], move["to"]
 
 
 def reject(client: Any, name: str, version: str, reason: str) -> None:
-    """`mlpipe reject`: tag the version rejected; the champion stays where it is."""
+    """`mlpipe reject`: tag the version rejected; the champion stays where it is. The rejected
+    tag is written first (what must survive a crash), then the aliases it loses, then statuses."""
     version = str(version)
+    reconcile(client, name)
     get_version(client, name, version)
     champion = alias_version(client, name, CHAMPION)
     if champion is not None and str(champion.version) == version:
         raise RegistryError(
             f"{name} version {version} is the champion: promote another version before rejecting it"
         )
-    challenger = alias_version(client, name, CHALLENGER)
-    if challenger is not None and str(challenger.version) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
     client.set_model_version_tag(name, version, REJECTED_TAG, reason or "rejected by hand")
-    _status(client, name, version, "rejected")
+    _drop_alias(client, name, CHALLENGER, version)
+    _drop_alias(client, name, PREVIOUS, version)
+    _sync_statuses(client, name)
 
 
 def load_version(
@@ -197,3 +357,138 @@ def download_extra_files(
         artifact_uri=f"models:/{name}/{mv.version}/extra_files", dst_path=str(dst)
     )
     return Path(local), mv
+
+
+def _lock_file(name: str) -> Path:
+    """Beside a local SQLite store (outputs/mlflow/locks/), else under the state folder."""
+    import mlflow
+
+    from components.common import runtime_env
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).parent
+    else:
+        root = Path(runtime_env.local_state_dir())
+    folder = root / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"registry-{name.replace('/', '_')}.lock"
+
+
+def _lock_mode() -> str:
+    """ "file" for a store on this machine (SQLite, a folder), "lease" for an MLflow server
+    (also on a cluster): a file lock would not be seen by another machine."""
+    import mlflow
+
+    from components.common import runtime_env
+
+    uri = mlflow.get_tracking_uri()
+    if runtime_env.in_cluster() or uri.split(":", 1)[0] in ("http", "https", "databricks"):
+        return "lease"
+    return "file"
+
+
+@contextmanager
+def lock(
+    client: Any, name: str, what: str = "deploy", mode: str | None = None, settle: float = 1.0
+) -> Iterator[str]:
+    """Hold the registered model's lock around a deploy, a rollback or a reject: two at once
+    would move the aliases (and the served model) on a state the other is changing.
+
+    Fails fast with RegistryLocked naming the holder; it does not wait: a deploy holds the lock
+    for its whole rollout (minutes), and the second one would then deploy against a registry
+    that changed under it. Re-run it after the first one finished.
+
+    - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
+      store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
+      dies.
+    - `lease` (an MLflow server, a cluster): the registered-model tag `mlpipe.lock` =
+      {owner, what, expires}. Taken when absent or expired, re-read after `settle` seconds to
+      confirm (two takers: the last write wins, the other one sees it and backs off), renewed by
+      a background thread every third of its lifetime (MLPIPE_REGISTRY_LOCK_TTL, default 900 s),
+      deleted in `finally` if still ours. A crashed holder blocks at most until its lease
+      expires.
+    """
+    mode = mode or _lock_mode()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if mode == "file":
+        import fcntl
+
+        path = _lock_file(name)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RegistryLocked(
+                    f"{name} is locked by {holder} ({path}): another deploy or rollback is "
+                    "running; re-run this one after it finished"
+                ) from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{what} {owner}")
+                fh.flush()
+                yield owner
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    with _lease(client, name, what, owner, settle):
+        yield owner
+
+
+def _lease_value(client: Any, name: str) -> str | None:
+    return (client.get_registered_model(name).tags or {}).get(LOCK_TAG)
+
+
+@contextmanager
+def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iterator[None]:
+    ttl = float(os.environ.get(LOCK_TTL_ENV, "") or 900)
+
+    def value() -> str:
+        return json.dumps({"owner": owner, "what": what, "expires": time.time() + ttl})
+
+    current = _lease_value(client, name)
+    if current:
+        try:
+            held = json.loads(current)
+            expires = float(held.get("expires", 0))
+        except (ValueError, AttributeError):
+            held, expires = {"owner": current}, 0.0
+        if expires > time.time():
+            raise RegistryLocked(
+                f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, tag "
+                f"{LOCK_TAG}, expires in {expires - time.time():.0f} s): another deploy or "
+                "rollback is running; re-run this one after it finished"
+            )
+    mine = value()
+    client.set_registered_model_tag(name, LOCK_TAG, mine)
+    time.sleep(settle)
+    seen = _lease_value(client, name)
+    if seen != mine:
+        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}")
+    state = {"mine": mine}
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                if _lease_value(client, name) != state["mine"]:
+                    return  # expired and taken over: nothing left to renew
+                state["mine"] = value()
+                client.set_registered_model_tag(name, LOCK_TAG, state["mine"])
+            except Exception:  # a transient store error: the next round tries again
+                continue
+
+    renewer = threading.Thread(target=renew, name=f"mlpipe-lock-{name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        if _lease_value(client, name) == state["mine"]:
+            client.delete_registered_model_tag(name, LOCK_TAG)

@@ -24,8 +24,9 @@ def deploy(
         test_data: Test rows: infra validation's reference answers and the replayed traffic.
         deployment: The `deployment` config section (environment, rollout strategy and policy).
         tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
-        deployed: Metadata (and JSON file): outcome (promoted | rolled_back | awaiting_approval),
-            reason, steps, windows, requests the candidate answered, the champion afterwards.
+        deployed: Metadata (and JSON file): outcome (promoted | rolled_back | awaiting_approval
+            | rejected | unchanged), reason, steps, windows, requests the candidate answered, the
+            champion afterwards.
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task

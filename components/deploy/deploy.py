@@ -17,6 +17,11 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   (a cluster without live traffic, e.g. kind).
 - promoted → `champion` moves, the old one becomes `previous`; rolled back → the version is
   tagged rejected with the reason and `champion` stays.
+- The whole stage holds the registered model's lock (`registry.lock`: a file lock beside a local
+  store, a tag lease on an MLflow server); a second deploy or `mlpipe rollback` meanwhile fails
+  fast. It starts with `registry.reconcile` (finishes a registry move a crash interrupted).
+- A version already rejected is not deployed, validated or announced as awaiting approval
+  (outcome `rejected`; nothing moves).
 """
 
 from __future__ import annotations
@@ -107,14 +112,50 @@ def run(
 ) -> dict[str, Any]:
     """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
     happened; raises StageError when infra validation fails (after tagging the version
-    rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`."""
-    from components.serve.infra_validation import InfraValidationError, validate_infra
-
+    rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`.
+    Raises registry.RegistryLocked when another deploy or rollback holds the model's lock."""
     cfg = _config(deployment)
     client = registry.client()
     registry.get_version(client, registered_model, version)
+    with registry.lock(client, registered_model, f"deploy of version {version}"):
+        return _deploy(
+            client,
+            cfg,
+            registered_model,
+            version,
+            model_dir,
+            test_path,
+            log,
+            fault,
+            awaiting_approval,
+        )
+
+
+def _deploy(
+    client: Any,
+    cfg: Any,
+    registered_model: str,
+    version: str,
+    model_dir: str,
+    test_path: str,
+    log: Callable[[str], None],
+    fault: str | None,
+    awaiting_approval: bool,
+) -> dict[str, Any]:
+    from components.serve.infra_validation import InfraValidationError, validate_infra
+
+    registry.reconcile(client, registered_model)
+    mv = registry.get_version(client, registered_model, version)
     champion = registry.alias_version(client, registered_model, registry.CHAMPION)
     out: dict[str, Any] = {"registered_model": registered_model, "version": str(version)}
+    if registry.is_rejected(mv):
+        out.update(
+            outcome="rejected",
+            reason=f"version {version} was rejected: {mv.tags[registry.REJECTED_TAG]}",
+            champion=str(champion.version) if champion is not None else None,
+            previous_champion=None,
+        )
+        return out
     if champion is not None and str(champion.version) == str(version):
         out.update(outcome="unchanged", reason="already the champion", champion=str(version))
         out["previous_champion"] = None

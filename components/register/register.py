@@ -5,7 +5,10 @@ deploy stage's move, after a successful rollout (or `mlpipe approve` when
 `deployment.approval_required` is set); components/common/registry.py holds the state machine.
 
 Idempotent: a model whose content digest is already registered is not registered again; its
-version keeps (or gets) the aliases.
+version keeps (or gets) the aliases. A version that was rejected (a canary rolled back, `mlpipe
+reject`, `mlpipe rollback`) stays rejected: a cached `train` re-registering the same digest does
+not make it challenger again and it is never announced as awaiting approval (`alias` is then
+`rejected`, and the deploy stage does nothing with it).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def run(
     champion = registry.alias_version(client, registered_model, registry.CHAMPION)
     if champion is not None and str(champion.version) == version:
         alias = registry.CHAMPION  # already serving: nothing to move
+    elif existing is not None and registry.is_rejected(existing):
+        alias = registry.REJECTED  # rejected stays rejected: no challenger, no approval
     else:
         registry.set_challenger(client, registered_model, version)
         alias = registry.CHALLENGER

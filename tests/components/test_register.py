@@ -104,7 +104,7 @@ def test_rollback_puts_previous_back(store):
     assert (
         store.get_model_version("m", "2").tags[registry.REJECTED_TAG] == "rolled back: p99 too high"
     )
-    with pytest.raises(RegistryError, match="no champion and previous"):
+    with pytest.raises(RegistryError, match="no previous champion distinct"):
         registry.rollback(store, "m", "again")
 
 

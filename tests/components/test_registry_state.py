@@ -1,0 +1,265 @@
+"""The registry's state machine under crashes, rejections and concurrent moves, against a real
+MLflow store (SQLite in a temporary folder; versions point at an empty folder: no model is
+loaded here)."""
+
+import json
+import time
+
+import mlflow
+import pytest
+
+from components.common import registry
+from components.common.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryError
+from components.deploy import deploy
+from components.register import register
+from pipelines.cli import main
+
+WRITES = ("set_", "delete_", "create_", "update_")
+
+
+class Killed(BaseException):
+    """The process dies here (BaseException, like SystemExit: no `except Exception` stops it)."""
+
+
+class CrashingClient:
+    """An MlflowClient whose `crash_at`-th write call dies before it reaches the store."""
+
+    def __init__(self, crash_at: int) -> None:
+        self.inner, self.crash_at, self.writes = mlflow.MlflowClient(), crash_at, []
+
+    def __getattr__(self, attr):
+        method = getattr(self.inner, attr)
+        if not attr.startswith(WRITES):
+            return method
+
+        def write(*args, **kwargs):
+            self.writes.append((attr, args[1:3]))
+            if len(self.writes) == self.crash_at:
+                raise Killed(attr)
+            return method(*args, **kwargs)
+
+        return write
+
+
+@pytest.fixture()
+def store(mlflow_store, tmp_path):
+    (tmp_path / "model").mkdir()
+    return mlflow_store
+
+
+def add_versions(client, name: str, n: int, tmp_path) -> list[str]:
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    out = []
+    for i in range(n):
+        mv = client.create_model_version(
+            name, (tmp_path / "model").as_uri(), tags={registry.DIGEST_TAG: f"{name}-{i}"}
+        )
+        out.append(str(mv.version))
+    return out
+
+
+def assert_invariants(client, name: str) -> dict[str, str]:
+    """Champion exists and is not rejected, differs from previous, no rejected version holds an
+    alias, no move left half done, every status tag derived from the aliases."""
+    held = registry.held_aliases(client, name)
+    assert CHAMPION in held
+    champion = client.get_model_version(name, held[CHAMPION])
+    assert not registry.is_rejected(champion)
+    assert held.get(PREVIOUS) != held[CHAMPION]
+    assert registry.MOVE_TAG not in (client.get_registered_model(name).tags or {})
+    by_version: dict[str, list[str]] = {}
+    for alias, v in held.items():
+        by_version.setdefault(v, []).append(alias)
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        tags, aliases = mv.tags or {}, by_version.get(str(mv.version), [])
+        if registry.is_rejected(mv):
+            assert aliases == [], f"rejected version {mv.version} holds {aliases}"
+        assert tags.get(registry.STATUS_TAG) == registry.derived_status(tags, aliases)
+    return held
+
+
+def test_promote_moves_champion_before_previous(store, tmp_path):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    recorder = CrashingClient(crash_at=0)
+    registry.promote(recorder, "m", v2)
+    aliases = [args for call, args in recorder.writes if call == "set_registered_model_alias"]
+    assert aliases == [("champion", v2), ("previous", v1)]
+    statuses = [i for i, (call, _) in enumerate(recorder.writes) if call.endswith("version_tag")]
+    alias_moves = [i for i, (call, _) in enumerate(recorder.writes) if "alias" in call]
+    assert max(alias_moves) < min(statuses)  # status tags after every alias move
+
+
+def _crash_then_rerun(name, operation, rerun) -> int:
+    """`name(n)` sets up a registered model for the n-th try. Kill `operation` at its 1st,
+    2nd, ... write until it runs through; after each kill `rerun` (a fresh client) finishes the
+    job. Returns how many kill points there were."""
+    n = 1
+    while True:
+        crashing, model = CrashingClient(n), name(n)
+        try:
+            operation(crashing, model)
+        except Killed:
+            rerun(mlflow.MlflowClient(), model)
+            n += 1
+            continue
+        return n - 1
+
+
+def test_crash_between_any_two_promote_writes(store, tmp_path):
+    def setup(n: int) -> str:
+        v1, v2, v3 = add_versions(store, f"p{n}", 3, tmp_path)
+        registry.promote(store, f"p{n}", v1)
+        registry.promote(store, f"p{n}", v2)
+        registry.set_challenger(store, f"p{n}", v3)
+        return f"p{n}"
+
+    def rerun(client, name):
+        assert registry.promote(client, name, "3") in ("2", None)
+        held = assert_invariants(client, name)
+        assert held == {CHAMPION: "3", PREVIOUS: "2"}
+
+    points = _crash_then_rerun(setup, lambda c, name: registry.promote(c, name, "3"), rerun)
+    assert points >= 4  # journal, champion, previous, challenger, statuses, journal
+    assert assert_invariants(store, f"p{points + 1}") == {CHAMPION: "3", PREVIOUS: "2"}
+
+
+def test_crash_between_any_two_rollback_writes(store, tmp_path):
+    def setup(n: int) -> str:
+        v1, v2 = add_versions(store, f"r{n}", 2, tmp_path)
+        registry.promote(store, f"r{n}", v1)
+        registry.promote(store, f"r{n}", v2)
+        return f"r{n}"
+
+    def rerun(client, name):
+        try:
+            assert registry.rollback(client, name, "p99") == ("2", "1")
+        except RegistryError as exc:  # the interrupted rollback was finished by reconcile
+            assert "no previous champion distinct" in str(exc)
+        held = assert_invariants(client, name)
+        assert held == {CHAMPION: "1"}
+        assert client.get_model_version(name, "2").tags[registry.REJECTED_TAG] == "rolled back: p99"
+
+    points = _crash_then_rerun(setup, lambda c, name: registry.rollback(c, name, "p99"), rerun)
+    assert points >= 3
+
+
+def test_crash_between_any_two_register_writes(store, tmp_path, monkeypatch):
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+    uri = (tmp_path / "model").as_uri()
+
+    def setup(n: int) -> str:
+        (v1,) = add_versions(store, f"g{n}", 1, tmp_path)
+        registry.promote(store, f"g{n}", v1)
+        return f"g{n}"
+
+    def register_run(client, name):
+        monkeypatch.setattr(registry, "client", lambda *_: client)
+        return register.run(name, uri, run_id, "digest-new", {"roc_auc": 0.9}, {})
+
+    def rerun(client, name):
+        out = register_run(client, name)
+        assert out["alias"] == CHALLENGER
+        registry.promote(client, name, out["version"])
+        held = assert_invariants(client, name)
+        assert held == {CHAMPION: out["version"], PREVIOUS: "1"}
+        assert len(client.search_model_versions(f"name = '{name}'")) == 2
+
+    assert _crash_then_rerun(setup, register_run, rerun) >= 2
+
+
+def test_reconcile_repairs_champion_equal_to_previous_and_stale_statuses(store, tmp_path):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    # what the old order (previous before champion) left after a crash
+    store.set_registered_model_alias("m", PREVIOUS, v1)
+    store.set_model_version_tag("m", v2, registry.STATUS_TAG, CHAMPION)
+    registry.reconcile(store, "m")
+    assert assert_invariants(store, "m") == {CHAMPION: v1}
+
+
+def test_rollback_refuses_without_a_distinct_previous(store, tmp_path):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    with pytest.raises(RegistryError, match="no previous champion distinct"):
+        registry.rollback(store, "m", "no previous")
+    store.set_registered_model_alias("m", PREVIOUS, v1)  # previous == champion
+    with pytest.raises(RegistryError, match="no previous champion distinct"):
+        registry.rollback(store, "m", "same")
+    assert not registry.is_rejected(store.get_model_version("m", v1))
+    assert registry.held_aliases(store, "m") == {CHAMPION: v1}
+    # a previous that was rejected meanwhile is not rolled back to either
+    registry.promote(store, "m", v2)
+    registry.reject(store, "m", v1, "bias")
+    with pytest.raises(RegistryError, match="no previous champion distinct"):
+        registry.rollback(store, "m", "again")
+    assert_invariants(store, "m")
+
+
+def test_a_rejected_version_stays_rejected(store, tmp_path, capsys):
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+    uri = (tmp_path / "model").as_uri()
+
+    def reg(digest, approval=False):
+        return register.run("m", uri, run_id, digest, {"roc_auc": 0.9}, {}, approval)
+
+    registry.promote(store, "m", reg("a")["version"])
+    v2 = reg("b")["version"]
+    registry.reject(store, "m", v2, "rolled back: canary error rate")  # the deploy stage's move
+    # a cached train registers the same model again, with approval required
+    again = reg("b", approval=True)
+    assert again["version"] == v2 and again["alias"] == "rejected"
+    assert not again["awaiting_approval"]
+    assert registry.held_aliases(store, "m") == {CHAMPION: "1"}
+    assert store.get_model_version("m", v2).tags[registry.STATUS_TAG] == "rejected"
+    with pytest.raises(RegistryError, match="was rejected"):
+        registry.set_challenger(store, "m", v2)
+    # the deploy stage does not announce it as awaiting approval (nor validate it)
+    out = deploy.run("m", v2, str(tmp_path), str(tmp_path / "none"), {}, awaiting_approval=True)
+    assert out["outcome"] == "rejected" and out["champion"] == "1"
+    # `mlpipe models` shows it rejected, even with an alias a crash left on it
+    store.set_registered_model_alias("m", CHALLENGER, v2)
+    assert main(["models", "--model", "m"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].split()[:3] == [v2, "challenger", "rejected"]
+    registry.reconcile(store, "m")
+    assert registry.held_aliases(store, "m") == {CHAMPION: "1"}
+
+
+def test_one_deploy_at_a_time_file_lock(store, tmp_path, capsys):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    registry.promote(store, "m", v2)
+    with registry.lock(store, "m", "deploy of version 3", mode="file"):
+        with pytest.raises(registry.RegistryLocked, match="locked by deploy of version 3"):
+            deploy.run("m", v2, str(tmp_path), str(tmp_path / "none"), {})
+        assert main(["rollback", "--model", "m"]) == 1
+        assert "locked by deploy of version 3" in capsys.readouterr().err
+    assert registry.held_aliases(store, "m") == {CHAMPION: v2, PREVIOUS: v1}
+    with registry.lock(store, "m", mode="file"):  # released
+        pass
+
+
+def test_one_deploy_at_a_time_tag_lease(store, tmp_path, monkeypatch):
+    add_versions(store, "m", 1, tmp_path)
+    with registry.lock(store, "m", "deploy of version 1", mode="lease", settle=0):
+        lease = json.loads(store.get_registered_model("m").tags[registry.LOCK_TAG])
+        assert lease["what"] == "deploy of version 1" and lease["expires"] > time.time()
+        second = registry.lock(store, "m", mode="lease", settle=0)
+        with pytest.raises(registry.RegistryLocked, match="locked by .*deploy of version 1"):
+            second.__enter__()
+    assert registry.LOCK_TAG not in store.get_registered_model("m").tags  # released
+    # a crashed holder's lease expires
+    dead = {"owner": "gone:1:x", "what": "deploy", "expires": time.time() - 1}
+    store.set_registered_model_tag("m", registry.LOCK_TAG, json.dumps(dead))
+    with registry.lock(store, "m", mode="lease", settle=0):
+        pass
+    # a short lease is renewed while held
+    monkeypatch.setenv(registry.LOCK_TTL_ENV, "0.3")
+    with registry.lock(store, "m", mode="lease", settle=0):
+        time.sleep(0.5)
+        with pytest.raises(registry.RegistryLocked):
+            registry.lock(store, "m", mode="lease", settle=0).__enter__()
