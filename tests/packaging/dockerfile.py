@@ -2,7 +2,8 @@
 
 `parse` joins continuation lines, drops comments and splits the file into build stages;
 `dockerfile_errors` says what breaks the rules (empty: none):
-- every base image pinned by version, no `:latest` anywhere;
+- every base image pinned by version (FROM read through the global ARG defaults, as Docker does),
+  no `:latest` anywhere;
 - the final stage installs Python packages only from its own `images/<image>/requirements.lock`
   (`--no-deps`, plus `--require-hashes` when the lock carries hashes) and the project wheel with
   `--no-deps`; the lock is copied and installed before the project code (layer caching);
@@ -67,8 +68,9 @@ class Stage:
         return [i for i in self.instructions if i.keyword == keyword]
 
 
-def parse(text: str) -> list[Stage]:
-    """Stages in order; instructions before the first FROM (ARG) are ignored."""
+def parse(text: str, resolve_args: bool = True) -> list[Stage]:
+    """Stages in order. ARGs before the first FROM are not instructions of a stage; as in Docker,
+    their defaults fill `${NAME}`/`$NAME` in FROM (unless `resolve_args` is false)."""
     logical: list[tuple[int, str]] = []
     buffer, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -86,10 +88,20 @@ def parse(text: str) -> list[Stage]:
     if buffer:
         logical.append((start, buffer))
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for number, line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = args.strip().partition("=")
+            global_args[name] = default
         if keyword == "FROM":
+            if resolve_args:
+                args = re.sub(
+                    r"\$\{(\w+)\}|\$(\w+)",
+                    lambda m: global_args.get(m.group(1) or m.group(2), m.group(0)),
+                    args,
+                )
             parts = args.split()
             parts = [p for p in parts if not p.startswith("--platform")]
             name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None

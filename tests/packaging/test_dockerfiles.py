@@ -74,7 +74,11 @@ def test_dockerfile_installs_from_its_lock_and_runs_as_non_root(image):
 def test_dockerfile_facts(image):
     stages = parse((REPO_ROOT / "images" / image / "Dockerfile").read_text())
     final = stages[-1]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", root_base(stages, final))
+    # the BASE build argument's default: the official slim image, by tag and digest
+    assert re.fullmatch(
+        r"docker\.io/library/python:3\.11\.\d+-slim(-\w+)?@sha256:[0-9a-f]{64}",
+        root_base(stages, final),
+    )
     # one base for every stage (the wheel is built by the interpreter that installs it)
     assert {root_base(stages, stage) for stage in stages} == {root_base(stages, final)}
     (user,) = {u.args for u in final.all("USER")}
