@@ -9,7 +9,7 @@ TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
-	lock-images images container-host cluster-rehearsal kind-load kind-up kind-down
+	lock-images images pin-images container-host cluster-rehearsal kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
 
@@ -94,12 +94,24 @@ lock-images: setup-uv
 		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--no-header --quiet
 
+# BASE_IMAGE: another base than the Dockerfiles' digest-pinned default (their `ARG BASE`), passed
+# as --build-arg BASE; `make container-host` prints the one to use where the default cannot be
+# pulled (the local stand-in). Empty: the pinned official base.
+BASE_IMAGE ?=
 images:
 	@for image in $(IMAGES); do \
-		echo "building $(IMAGE_REGISTRY)/$$image:$(VERSION) with $(DOCKER)"; \
+		echo "building $(IMAGE_REGISTRY)/$$image:$(VERSION) with $(DOCKER)$(if $(BASE_IMAGE), on $(BASE_IMAGE))"; \
 		$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f images/$$image/Dockerfile \
+			$(if $(BASE_IMAGE),--build-arg BASE=$(BASE_IMAGE)) \
 			--build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/$$image:$(VERSION) . || exit 1; \
 	done
+
+# at release, after pushing the images: pin them by digest in the cloud overlay and in
+# images/digests.env (read by `mlpipe compile`); DIGESTS="pipeline=sha256:... serving=... tfdv=..."
+# or, empty, the digests $(DOCKER) recorded on push (manifests/scripts/pin_images.py)
+pin-images: setup-main
+	$(UV) run --frozen python manifests/scripts/pin_images.py --registry $(IMAGE_REGISTRY) \
+		--version $(VERSION) --engine $(DOCKER) $(DIGESTS)
 
 # a machine without Docker (CI: fresh Debian, root): podman with the Docker-compatible API on
 # /run/podman/podman.sock, and the images' base made locally when no registry is reachable

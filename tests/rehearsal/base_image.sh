@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Make the images' base, python:3.11.14-slim-bookworm, available to the container engine
-# (make container-host runs it after container_host.sh).
+# Make a base for the images available to the container engine (make container-host runs it after
+# container_host.sh). The Dockerfiles build FROM ${BASE}, by default the official
+# python:3.11.14-slim-bookworm pinned by digest (the `ARG BASE=` line of images/*/Dockerfile).
 #
-# With a Docker engine that can pull, pull it. Where no image registry is reachable (CI VMs reach
-# only the Debian and PyPI mirrors) build a stand-in under the same name: Debian bookworm
+# With a Docker engine that can pull, pull that pinned reference: the builds use it as it is.
+# Where no image registry is reachable (CI VMs reach only the Debian and PyPI mirrors) build a
+# stand-in under its OWN name, $STAND_IN (never the official name: a digest-pinned FROM would not
+# match it anyway, and a release must never be built from it by accident), and print
+# `BASE_IMAGE=$STAND_IN` as the last line: `make images BASE_IMAGE=...` passes it as
+# --build-arg BASE (the cluster rehearsal does). The stand-in is Debian bookworm
 # (debootstrap --variant=minbase from this machine's Debian mirror) with Debian's python3 3.11,
 # venv and pip, no compiler, like the slim image. Then:
 #   - this machine's CA bundle goes in (and its local CAs, so update-ca-certificates keeps them):
@@ -15,7 +20,13 @@
 # either. Idempotent: does nothing when the image exists. Needs root (debootstrap, chroot).
 set -euo pipefail
 
-BASE=${BASE_IMAGE:-docker.io/library/python:3.11.14-slim-bookworm}
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# the pinned official base, from the Dockerfiles' build argument default
+OFFICIAL=$(sed -n 's/^ARG BASE=//p' "$ROOT_DIR/images/serving/Dockerfile" | head -n 1)
+STAND_IN=${BASE_STAND_IN:-localhost/mlpipe/python-stand-in:3.11-bookworm}
+# the name stand-ins had before the base was pinned by digest (re-tagged, not rebuilt)
+LEGACY=docker.io/library/python:3.11.14-slim-bookworm
+LABEL_KEY=io.mlpipe.base-stand-in
 SUITE=bookworm
 PACKAGES="python3 python3-venv python3-pip python-is-python3 ca-certificates"
 
@@ -30,14 +41,32 @@ docker_engine() { # a real Docker engine, not podman's Docker-compatible API beh
 }
 if docker_engine; then ENGINE=docker; else ENGINE=podman; fi
 
-if $ENGINE image inspect "$BASE" >/dev/null 2>&1; then
-	say "$BASE is present ($ENGINE): nothing to do"
+[ -n "$OFFICIAL" ] || { echo "base-image: no ARG BASE= in images/serving/Dockerfile" >&2; exit 1; }
+use_stand_in() { # the last line: what `make images BASE_IMAGE=...` needs
+	say "builds must use it: make images BASE_IMAGE=$STAND_IN"
+	echo "BASE_IMAGE=$STAND_IN"
+	exit 0
+}
+
+if $ENGINE image inspect "$OFFICIAL" >/dev/null 2>&1; then
+	say "$OFFICIAL is present ($ENGINE): nothing to do"
 	exit 0
 fi
 if [ "$ENGINE" = docker ]; then
-	say "docker pull $BASE"
-	if docker pull "$BASE"; then exit 0; fi
-	say "the pull failed: building a local stand-in instead"
+	say "docker pull $OFFICIAL"
+	if docker pull "$OFFICIAL"; then exit 0; fi
+	say "the pull failed: using a local stand-in instead"
+fi
+if $ENGINE image inspect "$STAND_IN" >/dev/null 2>&1; then
+	say "stand-in $STAND_IN is present ($ENGINE)"
+	use_stand_in
+fi
+legacy_label=$($ENGINE image inspect --format "{{index .Config.Labels \"$LABEL_KEY\"}}" "$LEGACY" \
+	2>/dev/null || true)
+if [ -n "$legacy_label" ] && [ "$legacy_label" != "<no value>" ]; then
+	say "an earlier stand-in is named $LEGACY: tagging it $STAND_IN"
+	$ENGINE tag "$LEGACY" "$STAND_IN"
+	use_stand_in
 fi
 
 if [ "$(id -u)" != 0 ]; then
@@ -137,13 +166,14 @@ version=$(chroot "$ROOT" python --version 2>&1)
 pip_version=$(chroot "$ROOT" pip --version 2>&1 | cut -d' ' -f1-2)
 say "stand-in has $version, $pip_version ($(du -sh "$ROOT" | cut -f1))"
 
-say "importing it as $BASE ($ENGINE)"
+say "importing it as $STAND_IN ($ENGINE)"
 quiet=()
 [ "$ENGINE" != podman ] || quiet=(--quiet)
 tar -C "$ROOT" -c . | $ENGINE import "${quiet[@]}" \
 	--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'ENV LANG=C.UTF-8' \
-	--change 'LABEL io.mlpipe.base-stand-in="Debian bookworm python3 (debootstrap minbase)"' \
+	--change "LABEL $LABEL_KEY=\"Debian bookworm python3 (debootstrap minbase)\"" \
 	--change 'CMD ["python3"]' \
-	- "$BASE" >/dev/null
+	- "$STAND_IN" >/dev/null
 say "done in $(($(date +%s) - start)) s"
+use_stand_in

@@ -125,7 +125,9 @@ class Report:
 
 
 def engine_env() -> dict[str, str]:
-    """Prepare the container engine (`make container-host`) and return the DOCKER_HOST to use."""
+    """Prepare the container engine (`make container-host`) and return what it printed for the
+    builds and clients: DOCKER_HOST (podman's socket) and BASE_IMAGE (the locally made base, where
+    the pinned official one cannot be pulled)."""
     out = subprocess.run(
         ["make", "--no-print-directory", "container-host"],
         cwd=REPO_ROOT,
@@ -134,17 +136,28 @@ def engine_env() -> dict[str, str]:
     )
     if out.returncode != 0:
         raise RuntimeError(f"make container-host failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
-    found = dict(
-        line.split("=", 1) for line in out.stdout.splitlines() if line.startswith("DOCKER_HOST=")
-    )
-    return found
+    return parse_engine_output(out.stdout)
 
 
-def build_images(detail: dict[str, Any]) -> None:
+def parse_engine_output(stdout: str) -> dict[str, str]:
+    """The `DOCKER_HOST=` and `BASE_IMAGE=` lines of `make container-host`'s output."""
+    keys = ("DOCKER_HOST", "BASE_IMAGE")
+    return dict(line.split("=", 1) for line in stdout.splitlines() if line.split("=", 1)[0] in keys)
+
+
+def build_command(base_image: str | None) -> list[str]:
+    """`make images`, with the locally made base passed as the Dockerfiles' BASE build argument
+    (never tagged as the official name: their FROM pins that by digest)."""
+    command = ["make", "--no-print-directory", "images"]
+    if base_image:
+        command.append(f"BASE_IMAGE={base_image}")
+    return command
+
+
+def build_images(detail: dict[str, Any], base_image: str | None = None) -> None:
     started = time.monotonic()
-    out = subprocess.run(
-        ["make", "--no-print-directory", "images"], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    detail["base"] = base_image or "the Dockerfiles' pinned default"
+    out = subprocess.run(build_command(base_image), cwd=REPO_ROOT, capture_output=True, text=True)
     detail["build_seconds"] = round(time.monotonic() - started, 1)
     if out.returncode != 0:
         raise RuntimeError(f"make images failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
@@ -500,7 +513,8 @@ def session(log: Callable = print) -> Iterator[Rehearsal]:
     """Container engine, services and a work folder outside the repository (images built)."""
     import docker
 
-    os.environ.update(engine_env())
+    engine = engine_env()
+    os.environ.update({k: v for k, v in engine.items() if k == "DOCKER_HOST"})
     client = docker.from_env()
     work = Path(tempfile.mkdtemp(prefix="mlpipe-rehearsal-"))
     work.chmod(0o755)
@@ -528,9 +542,10 @@ def rehearse(report: Report, build: bool = True) -> None:
     import docker
 
     with report.check("images_built") as detail:
-        os.environ.update(engine_env())
+        engine = engine_env()
+        os.environ.update({k: v for k, v in engine.items() if k == "DOCKER_HOST"})
         if build:
-            build_images(detail)
+            build_images(detail, engine.get("BASE_IMAGE"))
         client = docker.from_env()
         check_images(client, detail)
         client.close()
