@@ -97,9 +97,11 @@ def start_server(
     kserve_routes: bool = False,
     max_batch: int | None = None,
     env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> RunningServer:
     """Start `python -m components.serve` for `model_dir` (a model dir or a models:/ URI) on
-    127.0.0.1 (`port` None or 0 = a free port); return once it answers ready."""
+    127.0.0.1 (`port` None or 0 = a free port); return once it answers ready. `extra_args`: more
+    command-line options (e.g. the request log's rotation size)."""
     workdir = Path(tempfile.mkdtemp(prefix="mlpipe-serve-"))
     port_file, log_path = workdir / "port", workdir / "server.log"
     source = str(model_dir)
@@ -129,6 +131,7 @@ def start_server(
         cmd.append("--kserve-routes")
     if max_batch:
         cmd += ["--max-batch", str(max_batch)]
+    cmd += extra_args or []
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("PYTHONPATH", str(REPO_ROOT))
     if not faults:
