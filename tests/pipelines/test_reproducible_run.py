@@ -50,6 +50,7 @@ def outcome(proc: subprocess.CompletedProcess) -> tuple[str, str]:
     return sha256_dir(model), next(x for x in lines if x.startswith("test metrics: "))
 
 
+@pytest.mark.timeout(2400)  # two cold runs, one beside a busy core: 22 min on a crowded 2-core box
 def test_no_cache_rerun_on_a_busy_machine_gives_the_same_model(tmp_path, full_data):
     sample = pd.concat(
         [full_data[full_data.year == y].sample(3000, random_state=y) for y in (2015, 2016)],
