@@ -341,6 +341,20 @@ def _gate_line(result: RunResult) -> str:
     return f"quality gate: BLOCKED ({mode}{against}): {failed} (model not registered)"
 
 
+def _budget_lines(result: RunResult) -> list[str]:
+    """One line per study the wall-time cap stopped: its result depends on machine speed."""
+    lines = []
+    for row in result.tasks:
+        details = row.get("details") or {}
+        if details.get("stopped_by") == "time_budget":
+            lines.append(
+                f"tuning: {row['task']} stopped by the time budget "
+                f"({details.get('time_budget_s'):g} s) before {details.get('max_trials')} trials: "
+                "not reproducible on another machine load"
+            )
+    return lines
+
+
 def format_summary(result: RunResult, settings: Settings) -> str:
     """The table and pointers printed at the end of `mlpipe run`."""
     lines = [
@@ -366,6 +380,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
                 f"business threshold: {result.metrics['decision_threshold']:.4f} "
                 f"(expected cost {result.metrics['expected_cost']:.4f} per row)"
             )
+    lines += _budget_lines(result)
     if result.nothing_new:
         lines.append(f"nothing new to ingest: {result.error}")
     elif result.ok:

@@ -32,9 +32,17 @@ SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustS
 SELECTION_SAMPLE = 20_000  # rows used to rank features: enough for a stable order, fast on 2 cores
 
 
+def canonical_features(schema: DataSchema) -> list[str]:
+    """The schema's feature names in one canonical (sorted) order. The schema reaches this task
+    as a KFP struct parameter, a protobuf map whose key order changes from process to process:
+    column order decides the transformer's output, the estimator's column sampling and the feature
+    spec, so it must not depend on it."""
+    return sorted(schema.feature_names)
+
+
 def rank_features(train: pd.DataFrame, schema: DataSchema, method: str, seed: int) -> list[str]:
     """Feature names, most useful first, by `method` (mutual_info | importance | rfe)."""
-    names = schema.feature_names
+    names = canonical_features(schema)
     sample = train.sample(min(len(train), SELECTION_SAMPLE), random_state=seed)
     x, y = sample[names].to_numpy(dtype=float), sample[schema.label.name].to_numpy()
     if method == "mutual_info":
@@ -59,13 +67,12 @@ def rank_features(train: pd.DataFrame, schema: DataSchema, method: str, seed: in
 def select_features(
     train: pd.DataFrame, schema: DataSchema, method: str, max_features: int | None, seed: int
 ) -> list[str]:
-    """The features to keep, in schema order."""
+    """The features to keep, in canonical order (`canonical_features`)."""
+    names = canonical_features(schema)
     if method == "none":
-        chosen = schema.feature_names
-    else:
-        chosen = rank_features(train, schema, method, seed)[: max_features or None]
-    keep = set(chosen)
-    return [n for n in schema.feature_names if n in keep]
+        return names
+    keep = set(rank_features(train, schema, method, seed)[: max_features or None])
+    return [n for n in names if n in keep]
 
 
 def build_transformer(
@@ -112,7 +119,8 @@ def run(
     feature_cfg = FeatureConfig.model_validate(feature_cfg).model_dump(mode="json")
     df = pd.read_parquet(data_path)
     label = schema.label.name
-    missing = [c for c in [*schema.feature_names, label] if c not in df.columns]
+    all_features = canonical_features(schema)
+    missing = [c for c in [*all_features, label] if c not in df.columns]
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
     split_cfg = feature_cfg["split"]
@@ -161,7 +169,7 @@ def run(
     train_meta = write_dataset(train[columns], train_out)
     # the test rows keep every schema feature: the champion (maybe trained on other features) is
     # scored on them, and slices may cut by features the model does not use
-    test_meta = write_dataset(test[[*keys, *schema.feature_names, label]], test_out)
+    test_meta = write_dataset(test[[*keys, *all_features, label]], test_out)
     transformer_meta = save_model(transformer, transformer_out, spec)
     return {
         "train": {**train_meta, "positive_rate": float(train[label].mean())},

@@ -40,4 +40,6 @@ def tune(
             uris=(train_data.uri, transformer.uri),
         )
         rec.metrics = {"cv_roc_auc": out["best_score"], "trials": out["trials"]}
+        # `mlpipe run` reports a study that the wall-time cap stopped (not reproducible)
+        rec.details = {k: out[k] for k in ("stopped_by", "max_trials", "time_budget_s") if k in out}
     result.metadata.update(summary(out), task=rec.to_dict())

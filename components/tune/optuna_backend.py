@@ -2,6 +2,11 @@
 
 Trials run one at a time in this process (n_jobs=1) with the estimator's own threads capped by the
 config; kfp.local already runs two algorithms' tune tasks at once, which fills the 2 cores.
+
+Reproducible: the study stops after `max_trials` trials, run in order with a seeded sampler, so the
+same config, data and seed give the same trials and the same best params on any machine load. The
+optional wall-time cap (`time_budget_s`) breaks that when it binds (how many trials fit depends on
+the machine): the result then says so (`stopped_by: time_budget`) and the task prints it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def run_optuna(
     strategy: str,
     seed: int,
     max_trials: int,
-    time_budget_s: float,
+    time_budget_s: float | None,
     order: Any = None,
 ) -> dict[str, Any]:
     """Search `space` (on top of the `fixed` params); return the typed tuning result."""
@@ -97,6 +102,13 @@ def run_optuna(
     )
     wall = time.perf_counter() - started
     states = [t.state for t in study.trials]
+    stopped_by = stop_reason(len(states), max_trials, time_budget_s)
+    if stopped_by == "time_budget":
+        print(
+            f"[tune {algorithm}] WARNING: the time budget ({time_budget_s:g} s) stopped the study "
+            f"after {len(states)} of {max_trials} trials: the result depends on machine speed",
+            flush=True,
+        )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     if not done:
@@ -121,6 +133,9 @@ def run_optuna(
         "trials_complete": len(done),
         "trials_failed": len(failed),
         "trials_pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states),
+        "max_trials": max_trials,
+        "time_budget_s": time_budget_s,
+        "stopped_by": stopped_by,
         "wall_s": round(wall, 2),
         "trials_per_min": round(len(states) / wall * 60, 2) if wall > 0 else None,
         "history": [
@@ -135,3 +150,10 @@ def run_optuna(
             for t in study.trials
         ],
     }
+
+
+def stop_reason(trials: int, max_trials: int, time_budget_s: float | None) -> str:
+    """What ended the study: `max_trials` (reproducible) or the wall-time cap `time_budget`."""
+    if trials < max_trials and time_budget_s is not None:
+        return "time_budget"
+    return "max_trials"

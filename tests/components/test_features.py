@@ -45,7 +45,8 @@ def test_time_split_and_native_transformer(tmp_path, sample_data, schema):
     # numeric first, scaled; categorical codes kept as they are for the GBDT
     assert abs(out[:, 0].mean()) < 1e-6
     assert spec["native_categorical_indices"] == list(range(1, 16))
-    np.testing.assert_array_equal(out[:, 1], train["SCHL"].to_numpy())
+    assert spec["categorical"] == sorted(spec["categorical"])
+    np.testing.assert_array_equal(out[:, 1], train[spec["categorical"][0]].to_numpy())
     assert meta["train"]["rows"] == 2000
 
 
@@ -89,3 +90,39 @@ def test_empty_test_window(tmp_path, sample_data, schema):
     with pytest.raises(DataError, match="test split is empty"):
         _run(tmp_path, sample_data, schema, split=split)
     assert not (tmp_path / "train.parquet").exists()
+
+
+def _schema_in_order(schema, names: list[str]) -> dict:
+    """The schema as a task receives it, its features mapping in the order `names`."""
+    data = schema.model_dump(mode="json")
+    data["features"] = {n: data["features"][n] for n in names}
+    return data
+
+
+@pytest.mark.parametrize("selection", ["none", "importance"])
+def test_feature_order_does_not_depend_on_the_schema_mapping_order(
+    tmp_path, sample_data, schema, selection
+):
+    # a KFP struct parameter (a protobuf map) reaches each task with its keys in another order
+    src = tmp_path / "data.parquet"
+    sample_data.to_parquet(src)
+    names = schema.feature_names
+    outputs = []
+    for i, order in enumerate([names, names[::-1], names[1::2] + names[::2]]):
+        out = tmp_path / str(i)
+        meta = run(
+            str(src),
+            _schema_in_order(schema, order),
+            _cfg(feature_selection=selection, max_features=8),
+            str(out / "train.parquet"),
+            str(out / "test.parquet"),
+            str(out / "transformer"),
+        )
+        outputs.append(meta)
+    digests = {
+        (m["transformer"]["sha256"], m["train"]["sha256"], m["test"]["sha256"]) for m in outputs
+    }
+    assert len(digests) == 1
+    features = outputs[0]["transformer"]["features"]
+    numeric = [f for f in features if schema.features[f].kind == "numeric"]
+    assert features == sorted(numeric) + sorted(set(features) - set(numeric))

@@ -89,3 +89,29 @@ def test_single_class_rejected(prepared, tmp_path):
             1,
             str(tmp_path / "m"),
         )
+
+
+def test_same_content_same_digest_whatever_the_schema_mapping_order(tmp_path, sample_data, schema):
+    # the schema reaches the features task as a protobuf map: its key order changes per process
+    sample_data.to_parquet(tmp_path / "data.parquet")
+    names = schema.feature_names
+    digests = set()
+    for i, order in enumerate([names, names[::-1]]):
+        data = schema.model_dump(mode="json")
+        data["features"] = {n: data["features"][n] for n in order}
+        d = tmp_path / str(i)
+        features(
+            str(tmp_path / "data.parquet"),
+            data,
+            {"split": SPLIT, "scaling_method": "standard", "categorical_encoding": "native"},
+            str(d / "train.parquet"),
+            str(d / "test.parquet"),
+            str(d / "transformer"),
+        )
+        # column sampling picks columns by position: the order decides the model
+        params = {"n_estimators": 50, "n_jobs": 1, "colsample_bytree": 0.5}
+        meta = run(
+            str(d / "train.parquet"), str(d / "transformer"), "lightgbm", params, 7, str(d / "m")
+        )
+        digests.add(meta["sha256"])
+    assert len(digests) == 1

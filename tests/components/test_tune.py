@@ -15,7 +15,7 @@ from components.select.select_model import choose
 from components.select.select_model import run as select
 from components.tune.cv import cross_validate, split_indices
 from components.tune.optuna_backend import run_optuna
-from components.tune.tune import run
+from components.tune.tune import run, summary
 
 SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
 FAST_LGBM = {"n_estimators": 200, "learning_rate": 0.1, "n_jobs": 1}
@@ -72,11 +72,12 @@ def test_max_trials_is_respected(prepared):
         time_budget_s=600,
     )
     assert out["trials"] == 4 and out["trials_complete"] >= 1
+    assert out["stopped_by"] == "max_trials"
     assert 0.01 <= out["best_params"]["C"] <= 10 and out["best_params"]["max_iter"] == 300
     assert out["best_score"] == max(t["value"] for t in out["history"] if t["value"] is not None)
 
 
-def test_time_budget_is_respected(prepared):
+def test_time_budget_is_respected_and_reported_when_it_binds(prepared, capsys):
     _, train, transformer, spec = prepared
     space = _space(num_leaves={"type": "int", "low": 8, "high": 64})
     started = time.perf_counter()
@@ -99,6 +100,26 @@ def test_time_budget_is_respected(prepared):
     # the study stops after the trial running at the limit; the slack covers the study's setup
     # and a busy machine (500 trials would take minutes)
     assert elapsed <= 2.0 + longest + 4.0
+    # the cap made the result depend on machine speed: the result and the log say so
+    assert out["stopped_by"] == "time_budget" and out["time_budget_s"] == 2.0
+    assert summary(out)["stopped_by"] == "time_budget"  # the tune artifact's metadata
+    assert f"stopped the study after {out['trials']} of 500 trials" in capsys.readouterr().out
+
+
+def test_no_time_budget_by_default_and_same_seed_same_study(prepared, settings):
+    assert settings.pipeline.model_training.time_budget_s is None
+    _, train, transformer, spec = prepared
+    space = _space(
+        num_leaves={"type": "int", "low": 8, "high": 64},
+        colsample_bytree={"type": "float", "low": 0.4, "high": 1.0},
+    )
+    args = (train, spec, transformer, "lightgbm", space, FAST_LGBM, 3, "stratified", 5)
+    runs = [run_optuna(*args, max_trials=3, time_budget_s=None) for _ in range(2)]
+    for out in runs:
+        assert out["stopped_by"] == "max_trials" and out["trials"] == 3
+    a, b = ({k: r[k] for k in ("best_params", "best_score", "best_trial")} for r in runs)
+    assert a == b
+    assert [t["value"] for t in runs[0]["history"]] == [t["value"] for t in runs[1]["history"]]
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
