@@ -129,7 +129,7 @@ def main() -> int:
         {k: int(v) for k, v in r.items()} for r in rows[names].to_dict("records")
     ]  # the champion's requests: its feature spec's columns
     wrong = 0
-    with ServeBackend() as backend:
+    with ServeBackend(timeout_s=300) as backend:  # a loaded machine: imports take long
         for label in only:
             model_dir, fault = models[label]
             print(f"{label:11s} offline: {offline(stable, model_dir, rows, fault == 'invert')}")

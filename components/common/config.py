@@ -621,7 +621,7 @@ class RolloutPolicy(_Strict):
     min_canary_requests: Annotated[int, Field(ge=1)] = 200  # no decision before
     # the canary's 4xx rate may exceed stable's by this much (a candidate refusing its requests)
     max_client_error_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
-    min_answered_share: Annotated[float, Field(ge=0, le=1)] = 0.99  # 2xx with scores
+    min_answered_share: Annotated[float, Field(ge=0, le=1)] = 0.99  # 2xx with scores, x stable's
     # Spearman's rho of both versions' scores on the same rows (retrains ~0.8-0.9, invert -1)
     min_rank_correlation: Annotated[float, Field(ge=-1, le=1)] = 0.5
 

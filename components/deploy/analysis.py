@@ -10,8 +10,9 @@ between equal-quality retrains, verdicts flipping between identical re-runs). Wh
   a candidate that refuses the requests stable answers (another feature set, a stricter schema)
   is broken for these clients even though it never answers 5xx. Compared with stable's rate:
   clients that send bad requests get 400 from both;
-- answered share: the share of canary requests answered 2xx with scores (`min_answered_share`,
-  or stable's share less the 4xx and 5xx allowances when clients send requests neither answers);
+- answered share: the share of canary requests answered 2xx with scores, at least
+  `min_answered_share` times stable's share (clients sending requests neither can answer are not
+  the canary's fault);
 - p99 latency of the canary upstream above `max_p99_ms` — when the canary is also slower than
   stable in the same period (its p50 or p90 above `latency_stable_ratio` times stable's): a
   canary is not blamed for a slow node both share. p50 and p90, not p99, for that comparison:
@@ -230,14 +231,9 @@ def analyze(
         return Analysis("continue", [reason], [], metrics)
 
     increase = canary.client_error_rate - stable.client_error_rate
-    # when clients send requests stable cannot answer either, the canary is held to stable's
-    # share less the 4xx and 5xx allowances, not to a share no server could reach
-    stable_floor = (
-        stable.answered_share - policy.max_client_error_increase - policy.max_error_rate
-        if stable.requests
-        else 1.0
-    )
-    answered_floor = min(policy.min_answered_share, stable_floor)
+    # relative to stable's share: when clients send requests stable cannot answer either, the
+    # canary is not held to a share no server could reach
+    answered_floor = policy.min_answered_share * (stable.answered_share if stable.requests else 1)
     checks = [
         Check("error_rate", canary.error_rate, policy.max_error_rate,
               canary.error_rate <= policy.max_error_rate),

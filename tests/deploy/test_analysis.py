@@ -82,6 +82,11 @@ def test_most_canary_requests_must_return_scores():
     result = analyze(window(2000, 1), canary, POLICY)
     assert [c.name for c in result.failed] == ["answered_share"]
     assert "300 of 400 answered" in result.reasons[0]
+    # stable answers everything: the canary must answer 99 % itself
+    limit = next(c.limit for c in result.checks if c.name == "answered_share")
+    assert limit == pytest.approx(0.99)
+    edge = Window(400, 0, [2.0] * 400, list(scores(395, 2)), answered=395)
+    assert analyze(window(2000, 1), edge, POLICY).decision == "rollback"
 
 
 def _pairs(n: int, seed: int, noise: float, flip=False, constant=False):

@@ -62,7 +62,7 @@ def models(tmp_path_factory, full_data):
 
 @pytest.fixture(scope="module")
 def serve_backend():
-    with ServeBackend() as backend:
+    with ServeBackend(timeout_s=180) as backend:  # KServe imports on a loaded 2-core machine
         yield backend
 
 
