@@ -148,6 +148,15 @@ def main() -> int:
                     for k in ("psi", "ks", "rank_correlation", "pairs", "canary_error_rate")
                     if k in last
                 )
+                if result.windows:  # the worst window: the first (fewest samples), usually
+                    psis = [w.metrics["psi"] for w in result.windows if "psi" in w.metrics]
+                    rhos = [
+                        w.metrics["rank_correlation"]
+                        for w in result.windows
+                        if "rank_correlation" in w.metrics
+                    ]
+                    figures += f"; max psi {max(psis, default=float('nan')):.3g}"
+                    figures += f" min rho {min(rhos, default=float('nan')):.3g}"
                 ok = verdict == EXPECTED[label]
                 wrong += not ok
                 print(
