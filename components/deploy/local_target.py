@@ -5,11 +5,18 @@ drained it (nothing in flight), so no client request fails because of a switch.
 
 Mirroring serves two windows: the blue-green shadow window (the candidate gets copies) and the
 100 % step (stable gets copies, so the canary's latency and scores are compared with stable's in
-the same period; stable's answers are discarded and cost no client anything)."""
+the same period; stable's answers are discarded and cost no client anything).
+
+Before any traffic the candidate must score the last requests stable answered (`preflight`): a
+candidate with another feature set is refused there. While it takes canary traffic the router
+pairs its requests with stable (each canary row scored by both) for the paired checks."""
 
 from __future__ import annotations
 
+import httpx
+
 from components.deploy.backend import Backend
+from components.deploy.preflight import Incompatible, probe
 from components.deploy.rollout import Candidate, CandidateFailed
 from components.deploy.router import Router
 from components.deploy.windows import Window
@@ -19,9 +26,18 @@ class LocalTarget:
     supports_shadow = True
 
     def __init__(
-        self, backend: Backend, router: Router, name: str, *, drain_timeout_s: float = 30.0
+        self,
+        backend: Backend,
+        router: Router,
+        name: str,
+        *,
+        drain_timeout_s: float = 30.0,
+        preflight: bool = True,
+        pairing: bool = True,
     ) -> None:
         self.backend = backend
+        self.preflight = preflight  # probe the candidate with stable's requests before traffic
+        self.pairing = pairing
         self.router = router
         self.name = name
         self.drain_timeout_s = drain_timeout_s
@@ -73,11 +89,17 @@ class LocalTarget:
         except Exception as exc:
             raise CandidateFailed(f"{type(exc).__name__}: {exc}") from exc
         self._candidate, self._candidate_url = candidate, url
+        if self.preflight:
+            try:
+                probe(url, self.router.answered_requests())
+            except (Incompatible, OSError, httpx.HTTPError) as exc:
+                raise CandidateFailed(f"refused before any traffic: {exc}") from exc
 
     def set_canary_traffic(self, percent: int) -> None:
         if self._candidate_url is None:
             raise CandidateFailed("no candidate started")
         if self.router.routes.canary is None:
+            self.router.set_pairing(self.pairing)
             self.router.set_canary(
                 self._candidate_url, label=self._candidate.version, weight=percent
             )
@@ -124,6 +146,10 @@ class LocalTarget:
         if self._candidate_url is not None:
             self.backend.stop(self._candidate_url)
         self._candidate = self._candidate_url = None
+
+    def read_pairs(self) -> list[tuple[float, float]]:
+        """(stable, candidate) scores of the canary rows both answered (since traffic began)."""
+        return self.router.pairs()
 
     def open_window(self) -> None:
         self.router.take_windows(reset=True)

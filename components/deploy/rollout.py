@@ -223,7 +223,11 @@ class Rollout:
             elapsed = self.clock() - start
             complete = elapsed >= spec.seconds and canary.requests >= spec.min_requests
             analysis = analyze(
-                self._reference(stable), canary, self.policy, window_complete=complete
+                self._reference(stable),
+                canary,
+                self.policy,
+                window_complete=complete,
+                pairs=self._pairs() if phase != "shadow" else None,
             )
             if analysis.decision == "continue" and elapsed >= spec.max_seconds:
                 analysis = Analysis(
@@ -262,6 +266,11 @@ class Rollout:
         )
         return report
 
+    def _pairs(self) -> list[tuple[float, float]]:
+        """Both versions' scores of the same rows, from a target that pairs (the local router)."""
+        read = getattr(self.target, "read_pairs", None)
+        return read() if read is not None else []
+
     def _reference(self, stable: Window) -> Window:
         """What the canary is compared with: stable's scores since the rollout began (the 100 %
         step has no stable traffic of its own), but stable's latencies of this window only —
@@ -277,6 +286,8 @@ class Rollout:
             list(latencies),
             [*self._baseline.scores, *stable.scores],
             stable.seconds,
+            stable.client_errors,
+            stable.answered,
         )
 
     def _promote(self, result: RolloutResult, reason: str) -> None:

@@ -2,7 +2,8 @@
 
 An ASGI app under uvicorn (in a background thread with its own event loop) forwards every request
 with httpx.AsyncClient (one keep-alive pool per upstream) and records, per upstream, a `Window`:
-requests, errors (5xx and connection errors), upstream latency and the scores it proxied
+requests, errors (5xx and connection errors), client errors (4xx), answered requests (2xx with
+scores), upstream latency and the scores it proxied
 (`predictions` of a V1 response, the `predictions` output tensor of a V2 one).
 
 Traffic split: deterministic. Request i of a routing table goes to the canary when
@@ -25,6 +26,7 @@ Control is in-process (`set_canary`, `set_weight`, `set_mirror`, `promote`, `rol
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import socket
 import threading
@@ -72,6 +74,8 @@ class Upstream:
     window: Window = field(default_factory=Window)
     window_started: float = field(default_factory=time.monotonic)
     client: httpx.AsyncClient | None = None
+    # (stable score, this upstream's score) of rows both answered, while pairing (a canary's)
+    pairs: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Routes:
     canary: Upstream | None = None
     weight: int = 0  # percent of requests to the canary
     mirror: Upstream | None = None
+    pair: bool = False  # also send each canary request to stable; record both scores
 
 
 def scores_of(body: bytes) -> list[float]:
@@ -135,6 +140,8 @@ class Router:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
+        # the last requests stable answered 2xx: a candidate must answer them too
+        self._answered: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=20)
         self.url = ""
 
     # ------------------------------------------------------------ lifecycle
@@ -254,6 +261,24 @@ class Router:
 
         return self._on_loop(change)
 
+    def set_pairing(self, on: bool) -> None:
+        """Send every canary request to stable too (its answer discarded, not counted in stable's
+        window) and keep both scores of each row: paired measures compare the two versions on
+        the same rows. When stable already gets a mirrored copy, that copy is used."""
+
+        def change() -> None:
+            self._swap(replace(self._routes, pair=on))
+
+        self._on_loop(change)
+
+    def answered_requests(self) -> list[tuple[str, bytes]]:
+        """(path, body) of the last POSTs stable answered 2xx (clients' requests, as sent)."""
+        return self._on_loop(lambda: list(self._answered))
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """(stable, canary) scores of the rows both answered since the canary was set."""
+        return self._on_loop(lambda: list(self._routes.canary.pairs) if self._routes.canary else [])
+
     def promote(self) -> Upstream:
         """The canary becomes stable (all traffic); returns the old stable upstream to drain."""
 
@@ -261,7 +286,7 @@ class Router:
             routes = self._routes
             if routes.canary is None:
                 raise RouterError("no canary to promote")
-            self._swap(Routes(routes.canary, None, 0, routes.mirror))
+            self._swap(Routes(routes.canary, None, 0, routes.mirror, routes.pair))
             return routes.stable
 
         return self._on_loop(change)
@@ -273,7 +298,7 @@ class Router:
             routes = self._routes
             if routes.canary is None:
                 raise RouterError("no canary to roll back")
-            self._swap(Routes(routes.stable, None, 0, routes.mirror))
+            self._swap(Routes(routes.stable, None, 0, routes.mirror, routes.pair))
             return routes.canary
 
         return self._on_loop(change)
@@ -355,8 +380,9 @@ class Router:
             if up is not None and up.client is not None:
                 await up.client.aclose()
 
-    def _pick(self) -> tuple[Upstream, Upstream | None]:
-        """The upstream for the next request (and the mirror), counted in flight at once."""
+    def _pick(self) -> tuple[Upstream, Upstream | None, Upstream | None]:
+        """The upstream for the next request, the mirror and the pairing partner (stable, for a
+        canary request while pairing, unless the mirror is stable), counted in flight at once."""
         routes = self._routes
         i = self._counter
         self._counter += 1
@@ -366,16 +392,24 @@ class Router:
         up.in_flight += 1
         if routes.mirror is not None:
             routes.mirror.in_flight += 1
-        return up, routes.mirror
+        partner = None
+        if routes.pair and up is routes.canary:
+            if routes.mirror is not None and routes.mirror.url == routes.stable.url:
+                partner = routes.mirror
+            else:
+                partner = routes.stable
+                partner.in_flight += 1
+        return up, routes.mirror, partner
 
     async def _forward(
-        self, up: Upstream, method: str, path: str, headers: list, body: bytes
+        self, up: Upstream, method: str, path: str, headers: list, body: bytes, record: bool = True
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         started = time.perf_counter()
         try:
             resp = await self._client(up).request(method, path, headers=headers, content=body)
         except httpx.HTTPError as exc:
-            up.window.record((time.perf_counter() - started) * 1000, True)
+            if record:
+                up.window.record((time.perf_counter() - started) * 1000, True)
             detail = json.dumps({"error": f"upstream {up.label} failed: {type(exc).__name__}"})
             return 502, [("content-type", "application/json")], detail.encode()
         finally:
@@ -383,7 +417,14 @@ class Router:
         latency = (time.perf_counter() - started) * 1000
         content = resp.content
         ok = resp.status_code < 500
-        up.window.record(latency, not ok, scores_of(content) if ok else None)
+        if not record:
+            return resp.status_code, [], content
+        up.window.record(
+            latency,
+            not ok,
+            scores_of(content) if resp.status_code < 300 else None,
+            client_error=400 <= resp.status_code < 500,
+        )
         out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS]
         return resp.status_code, out_headers, content
 
@@ -407,16 +448,40 @@ class Router:
                 for k, v in scope["headers"]
                 if k.decode().lower() not in _HOP_HEADERS
             ]
-            up, mirror = self._pick()  # no await before this: the table cannot change under it
+            # no await before this: the table cannot change under it
+            up, mirror, partner = self._pick()
+            method = scope["method"]
+            paired: asyncio.Task | None = None
             if mirror is not None:
-                task = asyncio.create_task(self._forward(mirror, scope["method"], path, fwd, body))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            status, headers, content = await self._forward(up, scope["method"], path, fwd, body)
+                task = self._spawn(self._forward(mirror, method, path, fwd, body))
+                paired = task if partner is mirror else None
+            if partner is not None and partner is not mirror:
+                paired = self._spawn(self._forward(partner, method, path, fwd, body, False))
+            status, headers, content = await self._forward(up, method, path, fwd, body)
+            if up is self._routes.stable and status < 300 and method == "POST":
+                self._answered.append((path, body))
+            if paired is not None:
+                self._spawn(self._record_pair(up, status, content, paired))
         raw = [(k.encode(), v.encode()) for k, v in headers]
         raw.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": content})
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _record_pair(up: Upstream, status: int, content: bytes, partner: asyncio.Task):
+        """Keep (stable, canary) scores of one row when both answered it with as many scores."""
+        p_status, _, p_content = await partner
+        if status >= 300 or p_status >= 300:
+            return
+        mine, theirs = scores_of(content), scores_of(p_content)
+        if mine and len(mine) == len(theirs):
+            up.pairs.extend(zip(theirs, mine, strict=True))
 
     def _status(self) -> bytes:
         routes = self._routes

@@ -7,6 +7,11 @@ process sending real 2016 rows as V1 requests through the router.
 - the candidate with `invert` (scores 1 - p) and with `error:0.3` (30 % HTTP 500) is rolled back
   inside its first window; clients see no failure but the canary's own 500s. Their first step is
   20 % (as in test_rollout_local.py): the same first-window decision, reached twice as fast.
+- a candidate trained without its three strongest features (another feature spec) is refused
+  before any traffic: it answers the champion's requests with 400; with that pre-traffic probe off
+  the same canary is rolled back by its 4xx rate in its first window;
+- a candidate trained with those features blanked (the same spec, it learned nothing from them)
+  is rolled back on its scores.
 
 One stable server serves the whole module (a server start costs 5-10 s of KServe imports on a
 loaded 2-core machine): the bad canaries run first and leave it in place, the good one is last.
@@ -24,7 +29,12 @@ from components.deploy.backend import ServeBackend
 from components.deploy.local_target import LocalTarget
 from components.deploy.rollout import Candidate, Rollout, WindowSpec
 from tests.deploy.conftest import LoadClient
-from tests.deploy.real_models import stable_and_candidate, write_request_rows
+from tests.deploy.real_models import (
+    STRONGEST,
+    stable_and_candidate,
+    train_lightgbm,
+    write_request_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +62,7 @@ def models(tmp_path_factory, full_data):
 
 @pytest.fixture(scope="module")
 def serve_backend():
-    with ServeBackend() as backend:
+    with ServeBackend(timeout_s=180) as backend:  # KServe imports on a loaded 2-core machine
         yield backend
 
 
@@ -74,7 +84,8 @@ def roll_out(target, rows, candidate, steps=STEPS):
 
 
 @pytest.mark.parametrize(
-    ("fault", "failed_checks"), [("invert", ("psi", "ks")), ("error:0.3", ("error_rate",))]
+    ("fault", "failed_checks"),
+    [("invert", ("psi", "rank_correlation")), ("error:0.3", ("error_rate",))],
 )
 def test_bad_canary_is_rolled_back_in_its_first_window(
     target, serve_backend, models, fault, failed_checks
@@ -108,6 +119,67 @@ def test_bad_canary_is_rolled_back_in_its_first_window(
     assert serve_backend.running == [stable.url]
 
 
+@pytest.fixture(scope="module")
+def without_strongest(tmp_path_factory, full_data):
+    """(dropped, blanked): trained without the three strongest features, and with them set to
+    one value (the same feature spec)."""
+    root = tmp_path_factory.mktemp("without-strongest")
+    return (
+        train_lightgbm(root / "drop", 1, 11, full_data, drop=STRONGEST),
+        train_lightgbm(root / "blank", 1, 11, full_data, blank=STRONGEST),
+    )
+
+
+def test_a_candidate_with_another_feature_set_is_refused_before_any_traffic(
+    target, serve_backend, models, without_strongest
+):
+    stable = target.router.routes.stable
+    candidate = Candidate(str(without_strongest[0]), "other-features")
+    result, load = roll_out(target, models[2], candidate, BAD_STEPS)
+    print(f"\nanother feature set: {result.outcome}; {result.reason}")
+    assert result.outcome == "rolled_back"
+    assert "refused before any traffic" in result.reason and "HTTP 400" in result.reason
+    assert result.steps == [] and result.windows == [] and result.canary_requests == 0
+    assert load.failures == {} and load.ok > 0
+    assert target.router.routes.stable is stable and serve_backend.running == [stable.url]
+
+
+def test_a_canary_answering_400_is_rolled_back_on_its_client_error_rate(
+    target, serve_backend, models, without_strongest
+):
+    # the pre-traffic probe off: the traffic checks must catch it on their own
+    stable = target.router.routes.stable
+    target.preflight = False
+    try:
+        candidate = Candidate(str(without_strongest[0]), "other-features-400")
+        result, load = roll_out(target, models[2], candidate, BAD_STEPS)
+    finally:
+        target.preflight = True
+    print(f"\n400 canary: {result.outcome} after {result.seconds:.1f} s; {result.reason}")
+    assert result.outcome == "rolled_back" and result.steps == [20]
+    assert "client_error_increase" in result.reason and "answered_share" in result.reason
+    assert result.canary_errors == 0  # no 5xx at all: the old error check promoted it
+    assert set(load.failures) == {"HTTP 400"}
+    assert load.failures["HTTP 400"] <= result.canary_requests + LOAD_THREADS
+    assert target.router.routes.stable is stable and serve_backend.running == [stable.url]
+
+
+def test_a_candidate_that_learned_nothing_from_its_strongest_features_is_rolled_back(
+    target, serve_backend, models, without_strongest
+):
+    stable = target.router.routes.stable
+    candidate = Candidate(str(without_strongest[1]), "blanked")
+    result, load = roll_out(target, models[2], candidate, BAD_STEPS)
+    print(
+        f"\nblanked: {result.outcome} at {result.steps} after {result.seconds:.1f} s; "
+        f"{result.reason}"
+    )
+    assert result.outcome == "rolled_back", result.reason
+    assert "psi " in result.reason
+    assert load.failures == {}
+    assert target.router.routes.stable is stable and serve_backend.running == [stable.url]
+
+
 def test_good_candidate_is_promoted_through_every_step_with_zero_failed_requests(
     target, serve_backend, models
 ):
@@ -117,7 +189,9 @@ def test_good_candidate_is_promoted_through_every_step_with_zero_failed_requests
         f"\ngood: {result.outcome} after {result.seconds:.1f} s; the canary answered "
         f"{result.canary_requests} client requests of {load.ok + load.failed}; "
         + "; ".join(
-            f"{w.percent}%: psi {w.metrics['psi']} ks {w.metrics['ks']}" for w in result.windows
+            f"{w.percent}%: psi {w.metrics['psi']} ks {w.metrics['ks']} "
+            f"rho {w.metrics.get('rank_correlation')}"
+            for w in result.windows
         )
     )
     assert result.outcome == "promoted", result.reason

@@ -138,3 +138,46 @@ def test_zero_failed_requests_under_load_through_steps_promote_and_rollback(back
     assert load.failures == {} and load.ok > 200
     assert router.routes.stable.label == "v2" and windows["stable"].requests > 0
     assert backend.stopped == [v1, v3]
+
+
+def test_client_errors_are_counted_apart_and_pairs_hold_both_scores_of_a_row(backend):
+    stable = backend.start("m1", MODEL)
+    inverted = backend.start("m2", MODEL, "invert")
+    other = backend.start("m3", "another-model")  # answers this model's path with 404
+    with Router(stable, stable_label="v1").start() as router:
+        router.set_pairing(True)
+        router.set_canary(inverted, label="v2", weight=50)
+        with httpx.Client(base_url=router.url) as client:
+            for i in range(40):
+                client.post(V1, json={"instances": [{"i": i}]})
+        time.sleep(0.2)  # the pair partners' answers land in the background
+        windows = router.take_windows()
+        # stable's paired copies are not its traffic
+        assert windows["stable"].requests == 20 and windows["canary"].requests == 20
+        pairs = router.pairs()
+        assert len(pairs) == 20
+        assert all(c == pytest.approx(1 - s) for s, c in pairs)
+        router.rollback()
+        router.set_canary(other, label="v3", weight=50)
+        with httpx.Client(base_url=router.url) as client:
+            codes = [client.post(V1, json={"instances": [{"i": i}]}).status_code for i in range(40)]
+        canary = router.take_windows()["canary"]
+        assert codes.count(404) == 20
+        assert (canary.requests, canary.errors, canary.client_errors) == (20, 0, 20)
+        assert canary.answered_share == 0.0 and router.pairs() == []
+
+
+def test_preflight_probes_a_candidate_with_the_requests_stable_answered(backend):
+    from components.deploy.preflight import Incompatible, probe
+
+    stable = backend.start("m1", MODEL)
+    with Router(stable, stable_label="v1").start() as router:
+        with httpx.Client(base_url=router.url) as client:
+            for i in range(30):
+                client.post(V1, json={"instances": [{"i": i}, {"i": i + 1}]})
+        answered = router.answered_requests()
+        assert len(answered) == 20 and answered[-1][0] == V1
+        assert probe(backend.start("m2", MODEL), answered) == 20
+        with pytest.raises(Incompatible, match="HTTP 404"):
+            probe(backend.start("m3", "another-model"), answered)
+        assert probe(backend.start("m4", MODEL, "error:1"), answered) == 20  # 5xx: the windows'
