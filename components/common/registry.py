@@ -35,9 +35,11 @@ equal to `champion` is dropped, a rejected version holding `challenger`/`previou
 status tags that disagree with the aliases are rewritten. The old order (previous before
 champion) could leave champion == previous, after which `rollback` rejected the serving model.
 
-Concurrency: the moves themselves take no lock; their callers (the deploy stage, `mlpipe
-rollback`, `mlpipe reject`) hold `lock(client, name)` around them — one lock per registered model,
-see `lock`.
+Concurrency: the moves themselves take no lock; their callers (the register stage's challenger
+move, the deploy stage, `mlpipe rollback`, `mlpipe reject`) hold `lock(client, name)` around them
+— one lock per registered model, see `lock`. Without it, a register setting `challenger` while a
+deploy promoted the same version (two runs of the same model) left that version champion and
+challenger at once.
 
 Status tags are derived, never a second source of truth: `derived_status` is what
 `mlpipe models` shows, whatever a stale tag says.
@@ -52,7 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +185,9 @@ def _run_move(client: Any, name: str, move: dict[str, Any]) -> None:
 
 def reconcile(client: Any, name: str) -> None:
     """Finish a move a crash interrupted (its journal tag), then make the aliases and status
-    tags agree: no `previous` equal to `champion`, no rejected version holding `challenger` or
-    `previous`, every status tag derived from the aliases. Nothing when the model does not exist.
+    tags agree: no `previous` or `challenger` equal to `champion`, no rejected version holding
+    `challenger` or `previous`, every status tag derived from the aliases. Nothing when the model
+    does not exist.
     """
     from mlflow.exceptions import MlflowException
 
@@ -198,8 +201,9 @@ def reconcile(client: Any, name: str) -> None:
     if pending:
         _apply(client, name, json.loads(pending))
     held = held_aliases(client, name)
-    if held.get(PREVIOUS) is not None and held.get(PREVIOUS) == held.get(CHAMPION):
-        client.delete_registered_model_alias(name, PREVIOUS)
+    for alias in (PREVIOUS, CHALLENGER):  # the champion holds neither
+        if held.get(alias) is not None and held.get(alias) == held.get(CHAMPION):
+            client.delete_registered_model_alias(name, alias)
     for alias in (CHALLENGER, PREVIOUS):
         mv = alias_version(client, name, alias)
         if mv is not None and is_rejected(mv):
@@ -210,10 +214,14 @@ def reconcile(client: Any, name: str) -> None:
 
 
 def set_challenger(client: Any, name: str, version: str) -> None:
-    """The gate passed: `challenger` moves to the version. Refused for a rejected version."""
+    """The gate passed: `challenger` moves to the version. Refused for a rejected version and for
+    the champion (already serving). The caller holds `lock`."""
     mv = get_version(client, name, version)
     if is_rejected(mv):
         raise RegistryError(f"{name} version {version} was rejected: {mv.tags[REJECTED_TAG]}")
+    champion = alias_version(client, name, CHAMPION)
+    if champion is not None and str(champion.version) == str(version):
+        raise RegistryError(f"{name} version {version} is the champion: it cannot be challenger")
     client.set_model_version_tag(name, str(version), GATE_TAG, "passed")
     client.set_registered_model_alias(name, CHALLENGER, str(version))
     _sync_statuses(client, name)
@@ -390,14 +398,23 @@ def _lock_mode() -> str:
 
 @contextmanager
 def lock(
-    client: Any, name: str, what: str = "deploy", mode: str | None = None, settle: float = 1.0
+    client: Any,
+    name: str,
+    what: str = "deploy",
+    mode: str | None = None,
+    settle: float = 1.0,
+    wait: float = 0.0,
+    log: Any = print,
 ) -> Iterator[str]:
-    """Hold the registered model's lock around a deploy, a rollback or a reject: two at once
-    would move the aliases (and the served model) on a state the other is changing.
+    """Hold the registered model's lock around every alias move (register's challenger, a deploy,
+    a rollback, a reject): two at once would move the aliases (and the served model) on a state
+    the other is changing.
 
-    Fails fast with RegistryLocked naming the holder; it does not wait: a deploy holds the lock
-    for its whole rollout (minutes), and the second one would then deploy against a registry
-    that changed under it. Re-run it after the first one finished.
+    With `wait=0` (a deploy, a rollback) it fails fast with RegistryLocked naming the holder: a
+    deploy holds the lock for its whole rollout (minutes), and the second one would then deploy
+    against a registry that changed under it. Re-run it after the first one finished. A short
+    move (register's challenger) passes `wait`: it retries until the holder is done, then
+    RegistryLocked.
 
     - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
       store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
@@ -411,33 +428,50 @@ def lock(
     """
     mode = mode or _lock_mode()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if mode == "file":
-        import fcntl
-
-        path = _lock_file(name)
-        with open(path, "a+") as fh:
+    deadline, waited = time.monotonic() + wait, False
+    with ExitStack() as stack:
+        while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise RegistryLocked(
-                    f"{name} is locked by {holder} ({path}): another deploy or rollback is "
-                    "running; re-run this one after it finished"
-                ) from None
-            try:
-                fh.seek(0)
-                fh.truncate()
-                fh.write(f"{what} {owner}")
-                fh.flush()
-                yield owner
-            finally:
-                fh.seek(0)
-                fh.truncate()
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return
-    with _lease(client, name, what, owner, settle):
+                if mode == "file":
+                    stack.enter_context(_flock(name, what, owner))
+                else:
+                    stack.enter_context(_lease(client, name, what, owner, settle))
+                break
+            except RegistryLocked as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                if not waited:
+                    log(f"{what}: waiting for the lock ({exc})")
+                waited = True
+                time.sleep(1.0)
         yield owner
+
+
+@contextmanager
+def _flock(name: str, what: str, owner: str) -> Iterator[None]:
+    import fcntl
+
+    path = _lock_file(name)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RegistryLocked(
+                f"{name} is locked by {holder} ({path}): another deploy or rollback is "
+                "running; re-run this one after it finished"
+            ) from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{what} {owner}")
+            fh.flush()
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _lease_value(client: Any, name: str) -> str | None:
