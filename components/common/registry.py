@@ -70,6 +70,8 @@ MOVE_TAG = "mlpipe.move"  # registered-model tag: the move in progress (see the 
 LOCK_TAG = "mlpipe.lock"  # registered-model tag: the lease of `lock` on a remote store
 REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
 LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
+SHORT_MOVE = "register"  # a holder whose `what` starts so moves one alias: seconds, worth waiting
+SHORT_WAIT = 120.0  # s: how long any taker waits for a short move's holder
 
 
 class RegistryError(RuntimeError):
@@ -77,7 +79,12 @@ class RegistryError(RuntimeError):
 
 
 class RegistryLocked(RegistryError):
-    """Another process holds the registered model's lock (a deploy, a rollback)."""
+    """Another process holds the registered model's lock (a deploy, a rollback). `holder`: what
+    it is doing (e.g. "register of version 3"), when known."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def client(tracking_uri: str = "") -> Any:
@@ -412,9 +419,10 @@ def lock(
 
     With `wait=0` (a deploy, a rollback) it fails fast with RegistryLocked naming the holder: a
     deploy holds the lock for its whole rollout (minutes), and the second one would then deploy
-    against a registry that changed under it. Re-run it after the first one finished. A short
-    move (register's challenger) passes `wait`: it retries until the holder is done, then
-    RegistryLocked.
+    against a registry that changed under it. Re-run it after the first one finished. Except
+    that everyone waits (up to SHORT_WAIT) for a register's challenger move, which takes
+    seconds: a deploy of run A must not fail because run B was registering. Register itself
+    passes `wait`: it retries until the holder (a deploy) is done, then RegistryLocked.
 
     - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
       store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
@@ -428,7 +436,8 @@ def lock(
     """
     mode = mode or _lock_mode()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    deadline, waited = time.monotonic() + wait, False
+    started = time.monotonic()
+    deadline, waited = started + wait, False
     with ExitStack() as stack:
         while True:
             try:
@@ -438,7 +447,9 @@ def lock(
                     stack.enter_context(_lease(client, name, what, owner, settle))
                 break
             except RegistryLocked as exc:
-                if time.monotonic() >= deadline:
+                # a register's challenger move takes seconds: a deploy waits for it too
+                short = exc.holder.startswith(SHORT_MOVE)
+                if time.monotonic() >= max(deadline, started + (SHORT_WAIT if short else 0)):
                     raise
                 if not waited:
                     log(f"{what}: waiting for the lock ({exc})")
@@ -460,7 +471,8 @@ def _flock(name: str, what: str, owner: str) -> Iterator[None]:
             holder = fh.read().strip() or "another process"
             raise RegistryLocked(
                 f"{name} is locked by {holder} ({path}): another deploy or rollback is "
-                "running; re-run this one after it finished"
+                "running; re-run this one after it finished",
+                holder,
             ) from None
         try:
             fh.seek(0)
@@ -496,14 +508,19 @@ def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iter
             raise RegistryLocked(
                 f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, tag "
                 f"{LOCK_TAG}, expires in {expires - time.time():.0f} s): another deploy or "
-                "rollback is running; re-run this one after it finished"
+                "rollback is running; re-run this one after it finished",
+                str(held.get("what", "")),
             )
     mine = value()
     client.set_registered_model_tag(name, LOCK_TAG, mine)
     time.sleep(settle)
     seen = _lease_value(client, name)
     if seen != mine:
-        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}")
+        try:
+            winner = str(json.loads(seen or "{}").get("what", ""))
+        except (ValueError, AttributeError):
+            winner = ""
+        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}", winner)
     state = {"mine": mine}
     stop = threading.Event()
 

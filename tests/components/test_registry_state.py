@@ -301,3 +301,34 @@ def test_reconcile_drops_challenger_equal_to_champion(store, tmp_path):
         registry.set_challenger(store, "m", v2)
     registry.reconcile(store, "m")
     assert assert_invariants(store, "m") == {CHAMPION: v2, PREVIOUS: v1}
+
+
+def test_a_deploy_waits_for_a_register_but_not_for_another_deploy(store, tmp_path):
+    """Register's challenger move holds the lock for seconds: a deploy of another run waits for
+    it instead of failing (two real runs at once hit exactly that). Another deploy's lock still
+    fails fast."""
+    add_versions(store, "m", 1, tmp_path)
+    for holder, waits in (("register of version 2", True), ("deploy of version 2", False)):
+        held, release = threading.Event(), threading.Event()
+
+        def hold(what=holder, held=held, release=release):
+            with registry.lock(store, "m", what, mode="file"):
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        threading.Timer(1.5, release.set).start()
+        started = time.monotonic()
+        try:
+            if waits:
+                with registry.lock(store, "m", "deploy of version 1", mode="file"):
+                    assert time.monotonic() - started >= 1.0  # it waited for the register
+            else:
+                with pytest.raises(registry.RegistryLocked, match="deploy of version 2"):
+                    registry.lock(store, "m", "deploy of version 1", mode="file").__enter__()
+                assert time.monotonic() - started < 1.0  # failed fast
+        finally:
+            release.set()
+            t.join()
