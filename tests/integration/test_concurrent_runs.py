@@ -208,6 +208,12 @@ def test_two_runs_at_once_keep_the_registry_and_the_watermark_consistent(shared,
     assert watch.seen, "the watermark was never written"
     assert watch.seen == sorted(watch.seen), watch.seen
     assert watch.seen[-1] == 2016, watch.seen
+    # its one transition (none -> 2016) was claimed once in the store, whoever committed second
+    claims = s3_server.client.list_objects_v2(
+        Bucket=STATE_BUCKET, Prefix=f"{shared['prefix']}/watermark-claims/"
+    ).get("Contents", [])
+    assert len(claims) == 1, [c["Key"] for c in claims]
+    print(f"watermark values seen: {watch.seen}")
 
 
 # the act task of the monitoring pipeline on a cluster (components/monitor/component.py `act`,
