@@ -35,9 +35,11 @@ equal to `champion` is dropped, a rejected version holding `challenger`/`previou
 status tags that disagree with the aliases are rewritten. The old order (previous before
 champion) could leave champion == previous, after which `rollback` rejected the serving model.
 
-Concurrency: the moves themselves take no lock; their callers (the deploy stage, `mlpipe
-rollback`, `mlpipe reject`) hold `lock(client, name)` around them — one lock per registered model,
-see `lock`.
+Concurrency: the moves themselves take no lock; their callers (the register stage's challenger
+move, the deploy stage, `mlpipe rollback`, `mlpipe reject`) hold `lock(client, name)` around them
+— one lock per registered model, see `lock`. Without it, a register setting `challenger` while a
+deploy promoted the same version (two runs of the same model) left that version champion and
+challenger at once.
 
 Status tags are derived, never a second source of truth: `derived_status` is what
 `mlpipe models` shows, whatever a stale tag says.
@@ -52,7 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,8 @@ MOVE_TAG = "mlpipe.move"  # registered-model tag: the move in progress (see the 
 LOCK_TAG = "mlpipe.lock"  # registered-model tag: the lease of `lock` on a remote store
 REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
 LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
+SHORT_MOVE = "register"  # a holder whose `what` starts so moves one alias: seconds, worth waiting
+SHORT_WAIT = 120.0  # s: how long any taker waits for a short move's holder
 
 
 class RegistryError(RuntimeError):
@@ -75,7 +79,12 @@ class RegistryError(RuntimeError):
 
 
 class RegistryLocked(RegistryError):
-    """Another process holds the registered model's lock (a deploy, a rollback)."""
+    """Another process holds the registered model's lock (a deploy, a rollback). `holder`: what
+    it is doing (e.g. "register of version 3"), when known."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def client(tracking_uri: str = "") -> Any:
@@ -183,8 +192,9 @@ def _run_move(client: Any, name: str, move: dict[str, Any]) -> None:
 
 def reconcile(client: Any, name: str) -> None:
     """Finish a move a crash interrupted (its journal tag), then make the aliases and status
-    tags agree: no `previous` equal to `champion`, no rejected version holding `challenger` or
-    `previous`, every status tag derived from the aliases. Nothing when the model does not exist.
+    tags agree: no `previous` or `challenger` equal to `champion`, no rejected version holding
+    `challenger` or `previous`, every status tag derived from the aliases. Nothing when the model
+    does not exist.
     """
     from mlflow.exceptions import MlflowException
 
@@ -198,8 +208,9 @@ def reconcile(client: Any, name: str) -> None:
     if pending:
         _apply(client, name, json.loads(pending))
     held = held_aliases(client, name)
-    if held.get(PREVIOUS) is not None and held.get(PREVIOUS) == held.get(CHAMPION):
-        client.delete_registered_model_alias(name, PREVIOUS)
+    for alias in (PREVIOUS, CHALLENGER):  # the champion holds neither
+        if held.get(alias) is not None and held.get(alias) == held.get(CHAMPION):
+            client.delete_registered_model_alias(name, alias)
     for alias in (CHALLENGER, PREVIOUS):
         mv = alias_version(client, name, alias)
         if mv is not None and is_rejected(mv):
@@ -210,10 +221,14 @@ def reconcile(client: Any, name: str) -> None:
 
 
 def set_challenger(client: Any, name: str, version: str) -> None:
-    """The gate passed: `challenger` moves to the version. Refused for a rejected version."""
+    """The gate passed: `challenger` moves to the version. Refused for a rejected version and for
+    the champion (already serving). The caller holds `lock`."""
     mv = get_version(client, name, version)
     if is_rejected(mv):
         raise RegistryError(f"{name} version {version} was rejected: {mv.tags[REJECTED_TAG]}")
+    champion = alias_version(client, name, CHAMPION)
+    if champion is not None and str(champion.version) == str(version):
+        raise RegistryError(f"{name} version {version} is the champion: it cannot be challenger")
     client.set_model_version_tag(name, str(version), GATE_TAG, "passed")
     client.set_registered_model_alias(name, CHALLENGER, str(version))
     _sync_statuses(client, name)
@@ -390,14 +405,24 @@ def _lock_mode() -> str:
 
 @contextmanager
 def lock(
-    client: Any, name: str, what: str = "deploy", mode: str | None = None, settle: float = 1.0
+    client: Any,
+    name: str,
+    what: str = "deploy",
+    mode: str | None = None,
+    settle: float = 1.0,
+    wait: float = 0.0,
+    log: Any = print,
 ) -> Iterator[str]:
-    """Hold the registered model's lock around a deploy, a rollback or a reject: two at once
-    would move the aliases (and the served model) on a state the other is changing.
+    """Hold the registered model's lock around every alias move (register's challenger, a deploy,
+    a rollback, a reject): two at once would move the aliases (and the served model) on a state
+    the other is changing.
 
-    Fails fast with RegistryLocked naming the holder; it does not wait: a deploy holds the lock
-    for its whole rollout (minutes), and the second one would then deploy against a registry
-    that changed under it. Re-run it after the first one finished.
+    With `wait=0` (a deploy, a rollback) it fails fast with RegistryLocked naming the holder: a
+    deploy holds the lock for its whole rollout (minutes), and the second one would then deploy
+    against a registry that changed under it. Re-run it after the first one finished. Except
+    that everyone waits (up to SHORT_WAIT) for a register's challenger move, which takes
+    seconds: a deploy of run A must not fail because run B was registering. Register itself
+    passes `wait`: it retries until the holder (a deploy) is done, then RegistryLocked.
 
     - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
       store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
@@ -411,33 +436,54 @@ def lock(
     """
     mode = mode or _lock_mode()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if mode == "file":
-        import fcntl
-
-        path = _lock_file(name)
-        with open(path, "a+") as fh:
+    started = time.monotonic()
+    deadline, waited = started + wait, False
+    with ExitStack() as stack:
+        while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise RegistryLocked(
-                    f"{name} is locked by {holder} ({path}): another deploy or rollback is "
-                    "running; re-run this one after it finished"
-                ) from None
-            try:
-                fh.seek(0)
-                fh.truncate()
-                fh.write(f"{what} {owner}")
-                fh.flush()
-                yield owner
-            finally:
-                fh.seek(0)
-                fh.truncate()
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return
-    with _lease(client, name, what, owner, settle):
+                if mode == "file":
+                    stack.enter_context(_flock(name, what, owner))
+                else:
+                    stack.enter_context(_lease(client, name, what, owner, settle))
+                break
+            except RegistryLocked as exc:
+                # a register's challenger move takes seconds: a deploy waits for it too
+                short = exc.holder.startswith(SHORT_MOVE)
+                if time.monotonic() >= max(deadline, started + (SHORT_WAIT if short else 0)):
+                    raise
+                if not waited:
+                    log(f"{what}: waiting for the lock ({exc})")
+                waited = True
+                time.sleep(1.0)
         yield owner
+
+
+@contextmanager
+def _flock(name: str, what: str, owner: str) -> Iterator[None]:
+    import fcntl
+
+    path = _lock_file(name)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise RegistryLocked(
+                f"{name} is locked by {holder} ({path}): another deploy or rollback is "
+                "running; re-run this one after it finished",
+                holder,
+            ) from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{what} {owner}")
+            fh.flush()
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _lease_value(client: Any, name: str) -> str | None:
@@ -462,14 +508,19 @@ def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iter
             raise RegistryLocked(
                 f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, tag "
                 f"{LOCK_TAG}, expires in {expires - time.time():.0f} s): another deploy or "
-                "rollback is running; re-run this one after it finished"
+                "rollback is running; re-run this one after it finished",
+                str(held.get("what", "")),
             )
     mine = value()
     client.set_registered_model_tag(name, LOCK_TAG, mine)
     time.sleep(settle)
     seen = _lease_value(client, name)
     if seen != mine:
-        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}")
+        try:
+            winner = str(json.loads(seen or "{}").get("what", ""))
+        except (ValueError, AttributeError):
+            winner = ""
+        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}", winner)
     state = {"mine": mine}
     stop = threading.Event()
 

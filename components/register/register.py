@@ -9,6 +9,9 @@ version keeps (or gets) the aliases. A version that was rejected (a canary rolle
 reject`, `mlpipe rollback`) stays rejected: a cached `train` re-registering the same digest does
 not make it challenger again and it is never announced as awaiting approval (`alias` is then
 `rejected`, and the deploy stage does nothing with it).
+
+The challenger move holds the registered model's lock (`registry.lock`), waiting for a deploy or
+rollback that holds it to finish (at most `LOCK_WAIT`): every alias move is serialised.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from components.common import registry
 
 STAGE = "register"
+LOCK_WAIT = 1800.0  # s: the longest a deploy holding the model's lock is waited for
 
 
 def data_lineage(data_meta: dict[str, Any]) -> dict[str, str]:
@@ -70,14 +74,19 @@ def run(
         )
         version, created = str(mv.version), True
 
-    champion = registry.alias_version(client, registered_model, registry.CHAMPION)
-    if champion is not None and str(champion.version) == version:
-        alias = registry.CHAMPION  # already serving: nothing to move
-    elif existing is not None and registry.is_rejected(existing):
-        alias = registry.REJECTED  # rejected stays rejected: no challenger, no approval
-    else:
-        registry.set_challenger(client, registered_model, version)
-        alias = registry.CHALLENGER
+    # the alias move under the model's lock: a concurrent deploy may be promoting this very
+    # version (the same model from another run); waits for a deploy's rollout to end
+    with registry.lock(client, registered_model, f"register of version {version}", wait=LOCK_WAIT):
+        registry.reconcile(client, registered_model)
+        champion = registry.alias_version(client, registered_model, registry.CHAMPION)
+        current = registry.get_version(client, registered_model, version)
+        if champion is not None and str(champion.version) == version:
+            alias = registry.CHAMPION  # already serving: nothing to move
+        elif registry.is_rejected(current):
+            alias = registry.REJECTED  # rejected stays rejected: no challenger, no approval
+        else:
+            registry.set_challenger(client, registered_model, version)
+            alias = registry.CHALLENGER
     return {
         "registered_model": registered_model,
         "version": version,

@@ -3,6 +3,7 @@ MLflow store (SQLite in a temporary folder; versions point at an empty folder: n
 loaded here)."""
 
 import json
+import threading
 import time
 
 import mlflow
@@ -13,6 +14,7 @@ from components.common.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryE
 from components.deploy import deploy
 from components.register import register
 from pipelines.cli import main
+from tests.support.registry import assert_invariants
 
 WRITES = ("set_", "delete_", "create_", "update_")
 
@@ -57,26 +59,6 @@ def add_versions(client, name: str, n: int, tmp_path) -> list[str]:
         )
         out.append(str(mv.version))
     return out
-
-
-def assert_invariants(client, name: str) -> dict[str, str]:
-    """Champion exists and is not rejected, differs from previous, no rejected version holds an
-    alias, no move left half done, every status tag derived from the aliases."""
-    held = registry.held_aliases(client, name)
-    assert CHAMPION in held
-    champion = client.get_model_version(name, held[CHAMPION])
-    assert not registry.is_rejected(champion)
-    assert held.get(PREVIOUS) != held[CHAMPION]
-    assert registry.MOVE_TAG not in (client.get_registered_model(name).tags or {})
-    by_version: dict[str, list[str]] = {}
-    for alias, v in held.items():
-        by_version.setdefault(v, []).append(alias)
-    for mv in client.search_model_versions(f"name = '{name}'"):
-        tags, aliases = mv.tags or {}, by_version.get(str(mv.version), [])
-        if registry.is_rejected(mv):
-            assert aliases == [], f"rejected version {mv.version} holds {aliases}"
-        assert tags.get(registry.STATUS_TAG) == registry.derived_status(tags, aliases)
-    return held
 
 
 def test_promote_moves_champion_before_previous(store, tmp_path):
@@ -263,3 +245,90 @@ def test_one_deploy_at_a_time_tag_lease(store, tmp_path, monkeypatch):
         time.sleep(0.5)
         with pytest.raises(registry.RegistryLocked):
             registry.lock(store, "m", mode="lease", settle=0).__enter__()
+
+
+def test_register_waits_for_a_deploy_and_never_makes_the_champion_challenger(
+    store, tmp_path, monkeypatch
+):
+    """Two runs of the same model: run A's deploy promotes version 2 while run B's register of
+    the same model (same digest: version 2 again) reads the champion. Without the lock around
+    register's move, B read champion 1, A promoted 2, then B made 2 challenger: champion and
+    challenger on one version. The interleaving is forced: B's champion read waits for A's
+    promote when it can happen first."""
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+    uri = (tmp_path / "model").as_uri()
+    register.run("m", uri, run_id, "a", {"roc_auc": 0.9}, {})
+    registry.promote(store, "m", "1")
+    assert register.run("m", uri, run_id, "b", {"roc_auc": 0.9}, {})["alias"] == CHALLENGER
+    champion_read, promoted = threading.Event(), threading.Event()
+
+    class RunB:
+        inner = mlflow.MlflowClient()
+
+        def __getattr__(self, attr):
+            return getattr(self.inner, attr)
+
+        def get_model_version_by_alias(self, name, alias):
+            found = self.inner.get_model_version_by_alias(name, alias)
+            if alias == CHAMPION and not champion_read.is_set():
+                champion_read.set()
+                promoted.wait(10)  # A's promote lands between B's read and B's move
+            return found
+
+    def deploy_a():
+        with registry.lock(store, "m", "deploy of version 2", mode="file"):
+            champion_read.wait(2)  # B reads first if nothing stops it
+            registry.promote(mlflow.MlflowClient(), "m", "2")
+        promoted.set()
+
+    a = threading.Thread(target=deploy_a)
+    a.start()
+    time.sleep(0.2)  # A holds the lock
+    monkeypatch.setattr(registry, "client", lambda *_: RunB())
+    out = register.run("m", uri, run_id, "b", {"roc_auc": 0.9}, {})
+    a.join()
+    assert out["version"] == "2" and out["alias"] == CHAMPION
+    assert assert_invariants(store, "m") == {CHAMPION: "2", PREVIOUS: "1"}
+
+
+def test_reconcile_drops_challenger_equal_to_champion(store, tmp_path):
+    v1, v2 = add_versions(store, "m", 2, tmp_path)
+    registry.promote(store, "m", v1)
+    registry.promote(store, "m", v2)
+    store.set_registered_model_alias("m", CHALLENGER, v2)  # what the race above left
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.set_challenger(store, "m", v2)
+    registry.reconcile(store, "m")
+    assert assert_invariants(store, "m") == {CHAMPION: v2, PREVIOUS: v1}
+
+
+def test_a_deploy_waits_for_a_register_but_not_for_another_deploy(store, tmp_path):
+    """Register's challenger move holds the lock for seconds: a deploy of another run waits for
+    it instead of failing (two real runs at once hit exactly that). Another deploy's lock still
+    fails fast."""
+    add_versions(store, "m", 1, tmp_path)
+    for holder, waits in (("register of version 2", True), ("deploy of version 2", False)):
+        held, release = threading.Event(), threading.Event()
+
+        def hold(what=holder, held=held, release=release):
+            with registry.lock(store, "m", what, mode="file"):
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        threading.Timer(1.5, release.set).start()
+        started = time.monotonic()
+        try:
+            if waits:
+                with registry.lock(store, "m", "deploy of version 1", mode="file"):
+                    assert time.monotonic() - started >= 1.0  # it waited for the register
+            else:
+                with pytest.raises(registry.RegistryLocked, match="deploy of version 2"):
+                    registry.lock(store, "m", "deploy of version 1", mode="file").__enter__()
+                assert time.monotonic() - started < 1.0  # failed fast
+        finally:
+            release.set()
+            t.join()
