@@ -97,6 +97,7 @@ def start_server(
     kserve_routes: bool = False,
     max_batch: int | None = None,
     env: dict[str, str] | None = None,
+    model_sha256: str | None = None,
 ) -> RunningServer:
     """Start `python -m components.serve` for `model_dir` (a model dir or a models:/ URI) on
     127.0.0.1 (`port` None or 0 = a free port); return once it answers ready."""
@@ -118,6 +119,8 @@ def start_server(
         "--port-file",
         str(port_file),
     ]
+    if model_sha256:
+        cmd += ["--model-sha256", model_sha256]
     faults = [fault] if isinstance(fault, str) else list(fault or [])
     for item in faults:
         cmd += ["--fault", item]
