@@ -406,7 +406,11 @@ def kserve_rollout(
         target.deploy(model)
         return {"outcome": "promoted", "reason": "first InferenceService created"}
     if not stable.sha256 and lookup is not None and stable.version:
-        target.stable_model = lookup(stable.version)  # a rollback must verify it too
+        try:  # a rollback renders the stable model again: with its digest
+            target.stable_model = lookup(stable.version)
+        except StageError as exc:  # served from before manifests: moving away stays possible
+            log(f"deploy: stable version {stable.version} has no manifest digest ({exc}); a "
+                "rollback to it will be refused")  # fmt: skip
     target.digests[version] = (model.sha256, model.manifest)
     rollout = Rollout.from_config(target, cfg.rollout, log=log)
     candidate = Candidate(storage_uri, version)

@@ -217,8 +217,11 @@ def test_kserve_entry_checks_mnt_models_against_the_rendered_digest(version, tmp
     from components.serve.launch import ServerStartError, start_server
 
     client = registry.client()
-    digest = client.get_model_version(NAME, version).tags[mi.MANIFEST_SHA256_TAG]
-    obj = render_inference_service(NAME, _model(version, digest), KServeSettings())
+    tags = client.get_model_version(NAME, version).tags
+    digest = tags[mi.MANIFEST_SHA256_TAG]
+    obj = render_inference_service(
+        NAME, _model(version, digest, tags[mi.MANIFEST_TAG]), KServeSettings()
+    )
     env = {e["name"]: e["value"] for e in obj["spec"]["predictor"]["model"]["env"]}
     assert env[mi.SHA256_ENV] == digest
     mnt = tmp_path / "mnt" / "models"
@@ -228,14 +231,16 @@ def test_kserve_entry_checks_mnt_models_against_the_rendered_digest(version, tmp
     with pytest.raises(ServerStartError, match="no expected manifest digest"):
         start_server(mnt, NAME, timeout=120)  # a pod without the digest loads nothing
     tamper(mnt / "model.pkl")
-    with pytest.raises(ServerStartError, match="changed: model.pkl"):
+    with pytest.raises(ServerStartError, match="changed: model.pkl"):  # named by the manifest
         start_server(mnt, NAME, timeout=120, env=env)
+    with pytest.raises(ServerStartError, match="not the recorded model"):  # the digest alone
+        start_server(mnt, NAME, timeout=120, env={mi.SHA256_ENV: digest})
 
 
-def _model(version: str, digest: str):
+def _model(version: str, digest: str, manifest: str = ""):
     from components.deploy.kserve_target import Model
 
-    return Model(version, "s3://mlflow/artifacts/1/models/m-x/artifacts", digest)
+    return Model(version, "s3://mlflow/artifacts/1/models/m-x/artifacts", digest, manifest)
 
 
 # ---------------------------------------------------------------- deploy
