@@ -56,6 +56,7 @@ def banner(name: str, url: str, spec: dict[str, Any], version: str, source: str)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from components.common.model_integrity import ModelIntegrityError
     from components.serve.faults import parse_faults, require_allowed
     from components.serve.model_source import ModelSourceError
     from components.serve.server import ServeOptions, load, serve
@@ -88,6 +89,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         model = load(options)  # fails here, with a clear message, before binding
+    except ModelIntegrityError as exc:  # tampered or unrecorded files: never served
+        print(f"mlpipe serve: {exc}", file=sys.stderr)
+        return 1
     except ModelSourceError as exc:
         hint = ""
         if model_uri.startswith("models:/"):

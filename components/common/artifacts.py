@@ -107,19 +107,31 @@ def write_text(text: str, path: str | Path) -> None:
 
 
 def save_model(model: Any, path: str | Path, feature_spec: dict[str, Any]) -> dict[str, Any]:
-    """Write a Model artifact: a directory holding the fitted object and its feature spec."""
+    """Write a Model artifact: a directory holding the fitted object, its feature spec and
+    MANIFEST.json (sha256 of each file). `sha256` in the returned metadata is the manifest's
+    digest: what `load_model(path, expected)` checks the dir against."""
     import joblib
+
+    from components.common.model_integrity import write_manifest
 
     with atomic_dir(path) as tmp:
         joblib.dump(model, tmp / MODEL_FILE)
         (tmp / FEATURE_SPEC_FILE).write_text(json.dumps(feature_spec, indent=2, sort_keys=True))
-    return {"sha256": sha256_dir(path), "format": "joblib"}
+        digest = write_manifest(tmp)
+    return {"sha256": digest, "format": "joblib"}
 
 
-def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
+def load_model(path: str | Path, expected_sha256: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """(fitted object, feature spec) of a model dir, after checking its files against its
+    MANIFEST.json and, when the caller has it (the upstream artifact's `sha256` metadata), the
+    manifest against `expected_sha256`: model.joblib is a pickle, loading it runs code.
+    ModelIntegrityError otherwise."""
     import joblib
 
+    from components.common.model_integrity import verify_model_dir
+
     path = Path(path)
+    verify_model_dir(path, expected_sha256, what=f"model dir {path}")
     return joblib.load(path / MODEL_FILE), json.loads((path / FEATURE_SPEC_FILE).read_text())
 
 

@@ -322,21 +322,30 @@ def reject(client: Any, name: str, version: str, reason: str) -> None:
 def load_version(
     name: str, ref: str, dst: str | Path, tracking_uri: str = ""
 ) -> tuple[Any, dict[str, Any], str]:
-    """Download a registered version (`ref`: an alias or a version number) and load it:
-    (the sklearn model, its feature spec, the version number)."""
+    """Download a registered version (`ref`: an alias or a version number), check its files
+    against the manifest register recorded on the version, and load it: (the sklearn model, its
+    feature spec, the version number). model_integrity.ModelIntegrityError when the files differ
+    (or the version has no manifest): nothing is unpickled then."""
     import mlflow
 
     c = client(tracking_uri)
-    mv = get_version(c, name, ref) if str(ref).isdigit() else alias_version(c, name, ref)
-    if mv is None:
-        raise RegistryError(f"registered model {name!r} has no version with alias {ref!r}")
+    mv = resolve(c, name, ref)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dst)
     )
+    verify_download(local, mv, name)
     model = mlflow.sklearn.load_model(local)
     spec_file = Path(local) / "extra_files" / FEATURE_SPEC_FILE
     spec = json.loads(spec_file.read_text())
     return model, spec, str(mv.version)
+
+
+def verify_download(local: str | Path, mv: Any, name: str) -> str | None:
+    """Check a downloaded version against its manifest tags (ModelIntegrityError naming the
+    version and the files); the digest, None when unverified versions are allowed."""
+    from components.common.model_integrity import verify_version
+
+    return verify_version(local, mv.tags or {}, f"{name} version {mv.version}")
 
 
 def resolve(c: Any, name: str, ref: str) -> Any:

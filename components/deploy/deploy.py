@@ -22,6 +22,13 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   fast. It starts with `registry.reconcile` (finishes a registry move a crash interrupted).
 - A version already rejected is not deployed, validated or announced as awaiting approval
   (outcome `rejected`; nothing moves).
+- Integrity (components/common/model_integrity.py): before anything is started, the candidate's
+  files are checked against what the registry recorded for the version (a train model dir
+  against the `mlpipe.model_digest` tag, a downloaded MLflow model against
+  `mlpipe.model_manifest_sha256`); a version without a manifest or with other files fails the
+  stage (StageError naming the version and the files) and never becomes champion. On KServe the
+  version's manifest digest goes into the InferenceService (env MLPIPE_MODEL_SHA256): the model
+  server refuses files under /mnt/models that do not match it.
 """
 
 from __future__ import annotations
@@ -161,6 +168,7 @@ def _deploy(
         out["previous_champion"] = None
         return out
 
+    verify_candidate(mv, registered_model, model_dir)
     log(f"deploy: infra validation of version {version}")
     try:
         iv = cfg.infra_validation
@@ -184,8 +192,19 @@ def _deploy(
         return out
     if cfg.environment == "kserve":
         rows = replay_rows(test_path, model_dir, REPLAY_ROWS)
-        uri = model_storage_uri(client, registered_model, str(version))
-        out.update(kserve_rollout(registered_model, str(version), uri, cfg, log, rows=rows))
+        model = kserve_model(client, registered_model, str(version))
+        out.update(
+            kserve_rollout(
+                registered_model,
+                str(version),
+                model.storage_uri,
+                cfg,
+                log,
+                rows=rows,
+                model=model,
+                lookup=lambda v: kserve_model(client, registered_model, v),
+            )
+        )
     elif champion is None:
         out.update(outcome="promoted", reason="first champion: nothing serving to compare with")
     else:
@@ -216,6 +235,46 @@ def _deploy(
     return out
 
 
+def verify_candidate(mv: Any, name: str, model_dir: str) -> None:
+    """The candidate's files are the registered version's: a train model dir (MANIFEST.json)
+    against the version's `mlpipe.model_digest` (the train stage's manifest digest), an MLflow
+    model against the manifest tags. StageError otherwise (nothing was started)."""
+    from pathlib import Path
+
+    from components.common import model_integrity as mi
+    from components.common.artifacts import MODEL_FILE
+
+    what = f"{name} version {mv.version}"
+    tags = mv.tags or {}
+    try:
+        mi.version_expectation(tags, what)  # refuses a version registered without a manifest
+        if (Path(model_dir) / MODEL_FILE).is_file():
+            mi.verify_model_dir(model_dir, tags.get(registry.DIGEST_TAG), what)
+        else:
+            mi.verify_version(model_dir, tags, what)
+    except mi.ModelIntegrityError as exc:
+        raise StageError(STAGE, str(exc), subject=str(mv.version)) from exc
+
+
+def kserve_model(client: Any, name: str, version: str) -> Any:
+    """The version as the InferenceService serves it: its storage URI and the manifest digest
+    recorded on it (StageError for a version without one: KServe would load it unchecked)."""
+    from components.common import model_integrity as mi
+    from components.deploy.kserve_target import Model
+
+    mv = registry.get_version(client, name, version)
+    tags = mv.tags or {}
+    if not tags.get(mi.MANIFEST_SHA256_TAG):
+        raise StageError(
+            STAGE,
+            f"{name} version {version} has no {mi.MANIFEST_SHA256_TAG} tag: the model server "
+            "could not check its files; re-register it (`mlpipe run`)",
+            subject=str(version),
+        )
+    uri = model_storage_uri(client, name, version)
+    return Model(version, uri, tags[mi.MANIFEST_SHA256_TAG], tags.get(mi.MANIFEST_TAG, ""))
+
+
 REPLAY_ARTIFACT = "deploy/replay_rows.parquet"
 
 
@@ -241,6 +300,11 @@ def fetch_for_approval(name: str, version: str, dst: str) -> tuple[str, str]:
     model_dir = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{mv.version}", dst_path=f"{dst}/model"
     )
+    # checked against the registry now; MANIFEST.json lets the servers started on it re-check
+    from components.common import model_integrity
+
+    if registry.verify_download(model_dir, mv, name):
+        model_integrity.write_manifest(model_dir)
     try:
         rows = mlflow.artifacts.download_artifacts(
             run_id=mv.run_id, artifact_path=REPLAY_ARTIFACT, dst_path=f"{dst}/rows"
@@ -307,14 +371,18 @@ def kserve_rollout(
     adapter: Any = None,
     metrics: Any = None,
     rows: list[dict[str, Any]] | None = None,
+    model: Any = None,
+    lookup: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Roll the InferenceService `registered_model` out to `version` (model at `storage_uri`).
-    Anything but "not found" when reading the service (no rights, a timeout) aborts with what
-    is served unchanged."""
+    """Roll the InferenceService `registered_model` out to `version` (`model`: a kserve_target
+    Model with its storage URI and manifest digest). `lookup(version)` gives the stable model's
+    digest when the live service predates manifests. Anything but "not found" when reading the
+    service (no rights, a timeout) aborts with what is served unchanged."""
     from components.common.k8s import KubernetesError
     from components.deploy.kserve_target import KServeSettings, KServeTarget, Model
     from components.deploy.rollout import Candidate, Rollout
 
+    model = model or Model(version, storage_uri)
     k = cfg.rollout.kserve
     if adapter is None:
         from components.common.k8s import CustomObjectsAdapter
@@ -335,8 +403,15 @@ def kserve_rollout(
         ) from exc
     if stable is None:
         log(f"deploy: creating InferenceService {k.namespace}/{registered_model} ({version})")
-        target.deploy(Model(version, storage_uri))
+        target.deploy(model)
         return {"outcome": "promoted", "reason": "first InferenceService created"}
+    if not stable.sha256 and lookup is not None and stable.version:
+        try:  # a rollback renders the stable model again: with its digest
+            target.stable_model = lookup(stable.version)
+        except StageError as exc:  # served from before manifests: moving away stays possible
+            log(f"deploy: stable version {stable.version} has no manifest digest ({exc}); a "
+                "rollback to it will be refused")  # fmt: skip
+    target.digests[version] = (model.sha256, model.manifest)
     rollout = Rollout.from_config(target, cfg.rollout, log=log)
     candidate = Candidate(storage_uri, version)
     if not (rows and k.replay_test_rows):
@@ -357,14 +432,17 @@ def restore_served(
     cfg = _config(deployment)
     if cfg.environment != "kserve":
         return None
-    from components.deploy.kserve_target import KServeSettings, KServeTarget, Model
+    from components.deploy.kserve_target import KServeSettings, KServeTarget
 
     k = cfg.rollout.kserve
     if adapter is None:
         from components.common.k8s import CustomObjectsAdapter
 
         adapter = CustomObjectsAdapter()
-    uri = model_storage_uri(client, registered_model, version)
+    model = kserve_model(client, registered_model, version)
     target = KServeTarget(adapter, registered_model, KServeSettings.from_config(k))
-    target.restore(Model(version, uri))
-    return f"InferenceService {k.namespace}/{registered_model} serves version {version} ({uri})"
+    target.restore(model)
+    return (
+        f"InferenceService {k.namespace}/{registered_model} serves version {version} "
+        f"({model.storage_uri})"
+    )

@@ -14,10 +14,17 @@ Rendered object (validated against the CRD in components/common/schemas before e
     metadata.annotations: serving.kserve.io/deploymentMode: Knative
                           mlpipe.io/model-version, mlpipe.io/stable-version,
                           mlpipe.io/stable-storage-uri (what to put back on rollback)
+                          mlpipe.io/stable-model-sha256 (the stable model's manifest digest)
     spec.predictor: {minReplicas, serviceAccountName, automountServiceAccountToken: false,
                      canaryTrafficPercent (during a rollout only),
                      model: {modelFormat: {name: mlpipe}, runtime: mlpipe, storageUri,
-                             protocolVersion: v2, resources}}
+                             protocolVersion: v2, resources,
+                             env: MLPIPE_MODEL_SHA256 (+ MLPIPE_MODEL_MANIFEST)}}
+
+The model server refuses to load files under /mnt/models whose manifest digest is not
+MLPIPE_MODEL_SHA256: the deploy stage takes it from the version's `mlpipe.model_manifest_sha256`
+tag (MLflow's database), so whoever can write the artifact bucket cannot make the pods unpickle
+other files. KServe merges `env` into the runtime's container by name.
 
 Every change of `storageUri` makes a new Knative revision (`<name>-predictor-0000N`); a change of
 `canaryTrafficPercent` only moves the route. So:
@@ -54,6 +61,7 @@ from components.common.k8s import (
     schema_errors,
     wait_for,
 )
+from components.common.model_integrity import MANIFEST_ENV, SHA256_ENV
 from components.deploy.metrics import MetricsSource
 from components.deploy.rollout import Candidate, CandidateFailed
 from components.deploy.windows import Window
@@ -64,6 +72,7 @@ MODEL_FORMAT = "mlpipe"
 VERSION_ANNOTATION = "mlpipe.io/model-version"
 STABLE_VERSION = "mlpipe.io/stable-version"
 STABLE_URI = "mlpipe.io/stable-storage-uri"
+STABLE_SHA256 = "mlpipe.io/stable-model-sha256"
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,13 @@ class KServeSettings:
 
 @dataclass(frozen=True)
 class Model:
-    """A model version and where KServe's storage initializer fetches it."""
+    """A model version, where KServe's storage initializer fetches it, and the manifest digest
+    (and manifest JSON, to name changed files) the server checks those files against."""
 
     version: str
     storage_uri: str
+    sha256: str = ""
+    manifest: str = ""
 
 
 class RenderError(ValueError):
@@ -127,6 +139,11 @@ def render_inference_service(
     }
     if settings.resources:
         model_spec["resources"] = copy.deepcopy(settings.resources)
+    if not model.sha256:
+        raise RenderError([f"model version {model.version}: no manifest digest to verify it by"])
+    model_spec["env"] = [{"name": SHA256_ENV, "value": model.sha256}]
+    if model.manifest:
+        model_spec["env"].append({"name": MANIFEST_ENV, "value": model.manifest})
     predictor: dict = {
         "minReplicas": settings.min_replicas,
         # model pods never talk to the API server (the storage initializer reads S3 with the
@@ -150,6 +167,7 @@ def render_inference_service(
                 VERSION_ANNOTATION: model.version,
                 STABLE_VERSION: stable.version,
                 STABLE_URI: stable.storage_uri,
+                STABLE_SHA256: stable.sha256,
             },
         },
         "spec": {"predictor": predictor},
@@ -256,6 +274,9 @@ class KServeTarget:
         self.percent = 0
         self._window_start = 0.0
         self.rendered: list[dict] = []  # every object written, in order (for reports and tests)
+        # {version: (manifest digest, manifest JSON)} of candidates (a rollout's Candidate
+        # carries only the URI): rendered into the predictor so the server checks its files
+        self.digests: dict[str, tuple[str, str]] = {}
 
     @property
     def metrics(self) -> MetricsSource:
@@ -356,8 +377,15 @@ class KServeTarget:
         except NotFound:
             return None
         notes = obj["metadata"].get("annotations") or {}
-        uri = notes.get(STABLE_URI) or obj["spec"]["predictor"]["model"]["storageUri"]
-        self.stable_model = Model(notes.get(STABLE_VERSION, ""), uri)
+        model = obj["spec"]["predictor"]["model"]
+        uri = notes.get(STABLE_URI) or model["storageUri"]
+        env = {e.get("name"): e.get("value", "") for e in model.get("env") or []}
+        # the stable model's digest: annotated since manifests exist, else the served one's env
+        # when it serves the stable model; "" = the deploy stage looks it up in the registry
+        digest = notes.get(STABLE_SHA256) or (
+            env.get(SHA256_ENV, "") if uri == model["storageUri"] else ""
+        )
+        self.stable_model = Model(notes.get(STABLE_VERSION, ""), uri, digest)
         self.stable = predictor_status(obj).get("latestRolledoutRevision")
         return self.stable_model
 
@@ -398,7 +426,9 @@ class KServeTarget:
     def start_candidate(self, candidate: Candidate) -> None:
         if self.stable_model is None and self.adopt() is None:
             raise CandidateFailed(f"no InferenceService {self.name} to roll out on")
-        model = Model(candidate.version, candidate.uri)
+        model = Model(
+            candidate.version, candidate.uri, *self.digests.get(candidate.version, ("", ""))
+        )
         before = self._latest_created()
         obj = render_inference_service(
             self.name, model, self.settings, stable=self.stable_model, canary_percent=0

@@ -36,7 +36,9 @@ def evaluate(
     from components.evaluate.evaluate import run
 
     with record_task("evaluate") as rec:
-        result = run(model.path, test_data.path, evaluation, summary.path)
+        result = run(
+            model.path, test_data.path, evaluation, summary.path, model.metadata.get("sha256")
+        )
         rec.rows = int(result["metrics"]["rows"])
         rec.metrics = dict(result["metrics"])
     for name, value in result["metrics"].items():

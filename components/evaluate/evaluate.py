@@ -51,10 +51,12 @@ def parse_config(evaluation: dict[str, Any]) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-def load(model_dir: str) -> tuple[Any, dict[str, Any]]:
-    """The fitted model and its feature spec; an error naming what is missing or unreadable."""
+def load(model_dir: str, expected_sha256: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The fitted model and its feature spec, its files checked against the train stage's digest
+    (`expected_sha256`, when given) first; an error naming what is missing, changed or
+    unreadable."""
     try:
-        model, spec = load_model(model_dir)
+        model, spec = load_model(model_dir, expected_sha256)
     except FileNotFoundError as exc:
         raise StageError(
             STAGE, f"model artifact {model_dir}: missing {exc.filename}", subject=model_dir
@@ -225,12 +227,17 @@ def evaluate_model(
 
 
 def run(
-    model_dir: str, test_path: str, evaluation: dict[str, Any], summary_path: str | None = None
+    model_dir: str,
+    test_path: str,
+    evaluation: dict[str, Any],
+    summary_path: str | None = None,
+    model_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the model at `model_dir` on the test rows at `test_path`; write the summary as
-    JSON to `summary_path` (if given) and return it."""
+    """Evaluate the model at `model_dir` (checked against `model_sha256`, the Model artifact's
+    digest) on the test rows at `test_path`; write the summary as JSON to `summary_path` (if
+    given) and return it."""
     cfg = parse_config(evaluation)
-    model, spec = load(model_dir)
+    model, spec = load(model_dir, model_sha256)
     summary = evaluate_model(model, spec, read_test_set(test_path), cfg, test_path)
     summary["model"].update(model_dir=str(model_dir), test_path=str(test_path))
     if summary_path:

@@ -32,7 +32,8 @@ def register(
         tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         data: The ingested Dataset: its metadata names the data version (content digest) and the
             source it was read from (lineage tags); its rows are not read.
-        logged_model: From track: MLflow run id and logged model URI.
+        logged_model: From track: MLflow run id, logged model URI and the manifest of its files
+            (recorded on the version as tags; loaders verify downloads against them).
         model: The model artifact (its content digest makes registering idempotent).
         metrics: Evaluation metrics, copied onto the version as tags.
         registration: Metadata only: name, version, alias, whether it was created, the
@@ -64,6 +65,7 @@ def register(
             },
             approval_required=approval_required,
             model_id=logged_model.metadata.get("model_id"),
+            model_manifest=logged_model.metadata.get("model_manifest"),
         )
         rec.details = out
     registration.metadata.update(out, task=rec.to_dict())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.common import registry
+from components.common import model_integrity, registry
 
 STAGE = "register"
 LOCK_WAIT = 1800.0  # s: the longest a deploy holding the model's lock is waited for
@@ -34,10 +34,35 @@ def data_lineage(data_meta: dict[str, Any]) -> dict[str, str]:
 
 
 def find_version(client: Any, name: str, digest: str) -> Any | None:
-    versions = client.search_model_versions(
-        f"name = '{name}' and tags.`{registry.DIGEST_TAG}` = '{digest}'"
-    )
+    """The first version of the model dir `digest` that carries a manifest: one registered
+    before manifests were recorded is not reused (a new version with its manifest replaces it,
+    which is how such a version is re-registered)."""
+    versions = [
+        v
+        for v in client.search_model_versions(
+            f"name = '{name}' and tags.`{registry.DIGEST_TAG}` = '{digest}'"
+        )
+        if (v.tags or {}).get(model_integrity.MANIFEST_SHA256_TAG)
+    ]
     return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def store_manifest(model_uri: str, claimed: str | dict[str, str] | None) -> dict[str, str]:
+    """The logged model's manifest as the store holds it now; when track passed the one it
+    recorded right after logging, the two must agree (else the files changed in between)."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        if claimed:
+            files = model_integrity.parse_manifest(claimed) if isinstance(claimed, str) else claimed
+            if files is None:
+                raise model_integrity.ModelIntegrityError(f"{model_uri}: not a manifest: {claimed}")
+            model_integrity.verify(local, files, what=f"logged model {model_uri}")
+            return dict(files)
+        return model_integrity.manifest(local)
 
 
 def run(
@@ -49,9 +74,13 @@ def run(
     lineage: dict[str, str],
     approval_required: bool = False,
     model_id: str | None = None,
+    model_manifest: str | dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`model_id`: the logged model's id when `model_uri` is `models:/<model_id>` (an MLflow
-    server refuses such a source without it; a local SQLite store does not check)."""
+    server refuses such a source without it; a local SQLite store does not check).
+    `model_manifest`: what track recorded of the logged model's files; the new version's tags
+    `mlpipe.model_manifest_sha256` / `mlpipe.model_manifest` hold it (computed from the store
+    when not given), and every loader checks a download against them."""
     import mlflow
 
     client = registry.client()
@@ -64,8 +93,11 @@ def run(
     if existing is not None:
         version, created = str(existing.version), False
     else:
+        files = store_manifest(model_uri, model_manifest)
         tags = {
             registry.DIGEST_TAG: model_digest,
+            model_integrity.MANIFEST_SHA256_TAG: model_integrity.digest_of(files),
+            model_integrity.MANIFEST_TAG: model_integrity.canonical(files),
             **{f"mlpipe.{k}": str(v) for k, v in lineage.items()},
             **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
         }

@@ -1,6 +1,7 @@
 """`python -m components.serve`: the model server (the serving image runs this).
 
 python -m components.serve --model-dir D | --model-uri models:/<name>@<alias> --model-name N
+    [--model-sha256 HEX]
     [--host 127.0.0.1] [--port 8080] [--request-log F [--request-log-max-mb 100]
     [--request-log-backups 5]] [--max-body-bytes N] [--max-batch N]
     [--allow-faults --fault invert|error:0.3|latency:20]
@@ -39,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", help="a model dir (model.joblib + feature_spec.json)")
     source.add_argument("--model-uri", help="models:/<name>@<alias> or models:/<name>/<version>")
+    parser.add_argument(
+        "--model-sha256",
+        default=None,
+        help="the model's manifest digest (default: env MLPIPE_MODEL_SHA256): its files are "
+        "checked against it before unpickling; the deploy stage sets it on KServe",
+    )
     parser.add_argument("--model-name", required=True, help="the name in the endpoint paths")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 = any free port")
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 2
+    from components.common.model_integrity import ModelIntegrityError
     from components.serve.model_source import ModelSourceError
     from components.serve.server import ServeOptions, serve
 
@@ -91,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         fast_routes=not args.kserve_routes,
         max_batch=args.max_batch,
         port_file=args.port_file,
+        model_sha256=args.model_sha256,
     )
     try:
         serve(options)
-    except ModelSourceError as exc:
+    except (ModelSourceError, ModelIntegrityError) as exc:
         print(f"mlpipe serve: {exc}", file=sys.stderr)
         return 1
     return 0

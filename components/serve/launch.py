@@ -97,6 +97,7 @@ def start_server(
     kserve_routes: bool = False,
     max_batch: int | None = None,
     env: dict[str, str] | None = None,
+    model_sha256: str | None = None,
     extra_args: list[str] | None = None,
 ) -> RunningServer:
     """Start `python -m components.serve` for `model_dir` (a model dir or a models:/ URI) on
@@ -120,6 +121,8 @@ def start_server(
         "--port-file",
         str(port_file),
     ]
+    if model_sha256:
+        cmd += ["--model-sha256", model_sha256]
     faults = [fault] if isinstance(fault, str) else list(fault or [])
     for item in faults:
         cmd += ["--fault", item]

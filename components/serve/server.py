@@ -38,6 +38,7 @@ class ServeOptions:
     port_file: str | None = None  # written once the socket is bound (launch.py waits on it)
     follow_s: float = 0.0  # > 0 with a models:/<name>@<alias> model: follow the alias (follow.py)
     on_bound: Callable[[TabularModel, int], None] | None = None  # e.g. print the URLs
+    model_sha256: str | None = None  # a model dir's expected manifest digest (model_integrity)
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -78,7 +79,10 @@ class _Server:
 
 def load(options: ServeOptions, download_dir: str | None = None) -> TabularModel:
     """The TabularModel, loaded and ready."""
-    loaded: LoadedModel = load_model_uri(options.model, download_dir)
+    # checked before unpickling: the registry's manifest tag, else the dir's manifest
+    loaded: LoadedModel = load_model_uri(
+        options.model, download_dir, expected_sha256=options.model_sha256
+    )
     from components.serve.tabular_model import TabularModel  # KServe: after a bad source failed
 
     model = TabularModel(options.name, loaded, options.faults, options.max_batch)

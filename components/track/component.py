@@ -42,7 +42,9 @@ def track(
         data, statistics, anomalies, validation_report, train_data, transformer, tuning, model,
         metrics, evaluation: The outputs of ingest, validate, features, tune (one per
         algorithm), select and evaluate (its summary JSON: threshold, curves, slices, ...).
-        logged_model: Metadata only: MLflow run id, logged model URI and id.
+        logged_model: Metadata only: MLflow run id, logged model URI and id, and the manifest of
+            the logged model's files as the store holds them (`model_manifest`, its digest
+            `model_manifest_sha256`): register records them on the version.
     """
     import os
     import shutil

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from components.common import model_integrity
 from components.common.artifacts import FEATURE_SPEC_FILE, load_model, read_dataset
 from components.common.mlflow_utils import configure, flatten, parent_run_id
 from components.common.redact import redact_params
@@ -99,7 +100,8 @@ def run(
     run_id = parent_run_id(experiment, pipeline_run)
     # nested runs go to the active experiment: make it the parent's, not MLflow's default
     mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
-    model, spec = load_model(model_dir)
+    # the train stage's digest of the model dir: the pickle is checked before it is loaded
+    model, spec = load_model(model_dir, stages.get("train", {}).get("meta", {}).get("sha256"))
     names = [f["name"] for f in spec["features"]]
     data = read_dataset(data_path)
     example = data[names].head(5)
@@ -165,7 +167,26 @@ def run(
             )
         if all_metrics:
             mlflow.log_metrics(all_metrics, model_id=info.model_id)
-    return {"run_id": run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+    files = logged_manifest(info.model_uri)
+    return {
+        "run_id": run_id,
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        # register writes these on the model version (the registry's database): every loader
+        # of the version checks the downloaded files against them before unpickling
+        "model_manifest_sha256": model_integrity.digest_of(files),
+        "model_manifest": model_integrity.canonical(files),
+    }
+
+
+def logged_manifest(model_uri: str) -> dict[str, str]:
+    """The manifest of the logged model as the artifact store holds it (downloaded right after
+    logging: what every later download must equal)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return model_integrity.manifest(local)
 
 
 def stage(meta: dict[str, Any], *files: str, with_metrics: bool = False) -> dict[str, Any]:

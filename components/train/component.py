@@ -32,6 +32,15 @@ def train(
 
     with record_task(f"train-{algorithm}") as rec:
         params, cv = tuned_params(tuned.path)
-        meta = run(train_data.path, transformer.path, algorithm, params, seed, model.path, cv)
+        meta = run(
+            train_data.path,
+            transformer.path,
+            algorithm,
+            params,
+            seed,
+            model.path,
+            cv,
+            transformer_sha256=transformer.metadata.get("sha256"),
+        )
         rec.rows = meta["rows"]
     model.metadata.update(meta, task=rec.to_dict())

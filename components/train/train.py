@@ -36,8 +36,10 @@ def run(
     seed: int,
     model_out: str,
     cv: dict[str, Any] | None = None,
+    transformer_sha256: str | None = None,
 ) -> dict[str, Any]:
-    transformer, spec = load_model(transformer_dir)
+    # the features stage's digest of the transformer dir: checked before it is unpickled
+    transformer, spec = load_model(transformer_dir, transformer_sha256)
     names = [f["name"] for f in spec["features"]]
     df = read_dataset(train_path)
     x, y = df[names], df[spec["label"]].to_numpy()

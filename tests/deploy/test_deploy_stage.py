@@ -9,6 +9,7 @@ import pytest
 from components.common import registry
 from components.common.config import REPO_ROOT
 from components.common.errors import StageError
+from components.common.model_integrity import digest_of, manifest
 from components.deploy import deploy
 from tests.fixtures.models import FEATURES, LABEL, logistic, register, save
 
@@ -37,7 +38,8 @@ def store(mlflow_store):
 
 def challenger(data, i: int) -> tuple[str, str]:
     model, spec, model_dir = data["models"][i]
-    version = register(model, spec, "m", f"digest-{i}", promote=False)
+    # the train stage's digest of the model dir (what deploy checks the dir against)
+    version = register(model, spec, "m", digest_of(manifest(model_dir)), promote=False)
     registry.set_challenger(mlflow.MlflowClient(), "m", version)
     return version, str(model_dir)
 

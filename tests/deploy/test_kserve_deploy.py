@@ -48,6 +48,13 @@ def cluster():
     return cluster
 
 
+def m(version: str):
+    """A stand-in version: its storage URI and a manifest digest (the stand-in fetches nothing)."""
+    from components.deploy.kserve_target import Model
+
+    return Model(version, f"s3://b/m{version}", version * 64)
+
+
 def cfg():
     return load_pipeline_config(overrides=FAST).deployment
 
@@ -68,7 +75,7 @@ def test_a_local_store_cannot_feed_kserve(mlflow_store, models):
 
 
 def test_the_first_champion_creates_the_inference_service(cluster):
-    out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster)
+    out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
     assert out["outcome"] == "promoted" and "first InferenceService" in out["reason"]
     assert served(cluster) == {"s3://b/m1": 100}
 
@@ -79,11 +86,11 @@ def test_the_first_champion_creates_the_inference_service(cluster):
     ids=["403", "timeout"],
 )  # fmt: skip
 def test_an_api_error_reading_the_service_aborts_with_the_live_predictor_unchanged(cluster, deny):
-    deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster)
+    deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
     before = cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)]
     deny(cluster)
     with pytest.raises(StageError, match="nothing was changed"):
-        deploy.kserve_rollout(NAME, "2", "s3://b/m2", cfg(), print, adapter=cluster)
+        deploy.kserve_rollout(NAME, "2", "s3://b/m2", cfg(), print, adapter=cluster, model=m("2"))
     assert cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)] == before
     assert not cluster.verbs("patch") and len(cluster.verbs("create")) == 1
 
@@ -96,7 +103,8 @@ def test_mlpipe_rollback_serves_the_previous_model_again(server, models, cluster
     uri1, uri2 = (deploy.model_storage_uri(server, NAME, v) for v in (v1, v2))
     download = server.get_model_version_download_uri(NAME, v1)  # proxied: mlflow-artifacts:/
     assert uri1 == f"{DESTINATION}/{download.split(':', 1)[1].lstrip('/')}"
-    deploy.kserve_rollout(NAME, v2, uri2, cfg(), print, adapter=cluster)
+    model2 = deploy.kserve_model(server, NAME, v2)
+    deploy.kserve_rollout(NAME, v2, uri2, cfg(), print, adapter=cluster, model=model2)
     assert served(cluster) == {uri2: 100}
     monkeypatch.setattr("components.common.k8s.CustomObjectsAdapter", lambda: cluster)
     sets = [x for k, v in FAST.items() for x in ("--set", f"{k}={v}")]
@@ -115,9 +123,8 @@ def test_a_rollback_that_cannot_serve_leaves_the_registry_alone(
 
     v1 = register(*models[0], NAME, "d0")
     v2 = register(*models[1], NAME, "d1")
-    deploy.kserve_rollout(
-        NAME, v2, deploy.model_storage_uri(server, NAME, v2), cfg(), print, adapter=cluster
-    )
+    model2 = deploy.kserve_model(server, NAME, v2)
+    deploy.kserve_rollout(NAME, v2, model2.storage_uri, cfg(), print, adapter=cluster, model=model2)
     cluster.deny("patch", ISVC.plural)
     monkeypatch.setattr("components.common.k8s.CustomObjectsAdapter", lambda: cluster)
     sets = [x for k, v in FAST.items() for x in ("--set", f"{k}={v}")]

@@ -36,8 +36,8 @@ SETTINGS = KServeSettings(
     ready_timeout_s=60,
     poll_s=1,
 )
-V1 = Model("1", "s3://mlflow/artifacts/1/models/m-1/artifacts")
-V2 = Model("2", "s3://mlflow/artifacts/1/models/m-2/artifacts")
+V1 = Model("1", "s3://mlflow/artifacts/1/models/m-1/artifacts", "1" * 64)
+V2 = Model("2", "s3://mlflow/artifacts/1/models/m-2/artifacts", "2" * 64)
 R1, R2, R3 = (f"acs-predictor-{n:05d}" for n in (1, 2, 3))
 
 
@@ -124,7 +124,9 @@ def test_bad_settings_fail_at_render_time():
 
 def make(cluster, metrics=None, clock=None) -> KServeTarget:
     clock = clock or FakeClock()
-    return KServeTarget(cluster, "acs", SETTINGS, metrics, clock=clock, sleep=clock.sleep)
+    target = KServeTarget(cluster, "acs", SETTINGS, metrics, clock=clock, sleep=clock.sleep)
+    target.digests["2"] = (V2.sha256, "")  # what the deploy stage sets from the registry tag
+    return target
 
 
 def rollout(target, strategy="canary") -> Rollout:

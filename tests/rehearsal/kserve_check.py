@@ -75,12 +75,17 @@ def check_kserve_rollout(reh: Any, model_name: str, version: str, detail: dict[s
         if now != expected:
             raise RuntimeError(f"{what}: traffic {now}, expected {expected}")
 
-    first = deploy.kserve_rollout(model_name, version, uri, cfg, lambda _: None, adapter=cluster)
+    digest = "0" * 64  # the stand-in fetches nothing: any manifest digest renders
+    first = deploy.kserve_rollout(
+        model_name, version, uri, cfg, lambda _: None, adapter=cluster,
+        model=Model(version, uri, digest),
+    )  # fmt: skip
     if first["outcome"] != "promoted":
         raise RuntimeError(f"first champion: {first}")
     steps.append({"step": "first champion creates the service", "traffic": served()})
     second, third = f"{uri}-v2", f"{uri}-v3"  # later versions (the stand-in fetches nothing)
     target = KServeTarget(cluster, model_name, KServeSettings.from_config(cfg.rollout.kserve))
+    target.digests.update({v: (digest, "") for v in ("v2", "v3", "v4")})
     move("adopt", target.adopt, {uri: 100})
     move("canary start", lambda: target.start_candidate(Candidate(second, "v2")), {uri: 100})
     move("canary 10%", lambda: target.set_canary_traffic(10), {uri: 90, second: 10})
@@ -96,7 +101,9 @@ def check_kserve_rollout(reh: Any, model_name: str, version: str, detail: dict[s
     else:
         raise RuntimeError("a revision that fails to load was not reported as failed")
     move("rollback of the failed revision", target.rollback, {second: 100})
-    move("restore (mlpipe rollback)", lambda: target.restore(Model(version, uri)), {uri: 100})
+    move(
+        "restore (mlpipe rollback)", lambda: target.restore(Model(version, uri, digest)), {uri: 100}
+    )
 
     invalid = [e for o in target.rendered for e in schema_errors(o)]
     if invalid:

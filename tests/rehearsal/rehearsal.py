@@ -431,6 +431,7 @@ def check_registered(
         model_uri=uri,
         s3_objects=len(keys),
         s3_prefix=prefix,
+        model_sha256=tags.get("mlpipe.model_manifest_sha256"),
         data_version=data_version,
         data_source=dataset_url,
         roc_auc=tags.get("metric.roc_auc"),
@@ -583,7 +584,9 @@ def rehearse(report: Report, build: bool = True) -> None:
         with report.check("serving_container") as detail:
             from tests.rehearsal.serving_check import check_serving_container
 
-            check_serving_container(reh, registered["s3_prefix"], detail)
+            check_serving_container(
+                reh, registered["s3_prefix"], detail, model_sha256=registered.get("model_sha256")
+            )
         with report.check("kserve_rollout") as detail:
             from tests.rehearsal.kserve_check import check_kserve_rollout
 

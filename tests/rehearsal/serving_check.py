@@ -251,11 +251,18 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_serving_container(
-    reh: Any, model_uri: str, detail: dict[str, Any], *, ready_timeout: float = 180
+    reh: Any,
+    model_uri: str,
+    detail: dict[str, Any],
+    *,
+    ready_timeout: float = 180,
+    model_sha256: str | None = None,
 ) -> None:
     """See the module docstring. `reh`: a Rehearsal (`docker`, `services` with the rendered
     `manifests` and a boto3 `s3` client on the rehearsal's S3 API, `work`); `model_uri`: the
-    s3:// URI of an MLflow model directory (MLmodel, model.pkl, extra_files/feature_spec.json)."""
+    s3:// URI of an MLflow model directory (MLmodel, model.pkl, extra_files/feature_spec.json);
+    `model_sha256`: its manifest digest as the InferenceService gives it (the version's
+    `mlpipe.model_manifest_sha256`); None: the digest of what the initializer fetched."""
     from tests.rehearsal.rehearsal import SERVING_IMAGE
 
     manifests: Rendered = reh.services.manifests
@@ -273,7 +280,11 @@ def check_serving_container(
     if "MLmodel" not in detail["files"]:
         raise RuntimeError(f"no MLmodel under /mnt/models after the download: {detail['files']}")
 
-    env = {**manifests.container_env(container, NAMESPACE)}
+    from components.common import model_integrity
+
+    # what the deploy stage renders into the InferenceService's predictor env
+    digest = model_sha256 or model_integrity.digest_of(model_integrity.manifest(models))
+    env = {**manifests.container_env(container, NAMESPACE), model_integrity.SHA256_ENV: digest}
     args = [expand(a, env).replace("{{.Name}}", MODEL_NAME) for a in container["args"]]
     ctx = container.get("securityContext", {})
     limits = container.get("resources", {}).get("limits", {})

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from components.common.artifacts import FEATURE_SPEC_FILE
+from components.common.model_integrity import write_manifest
 from components.serve.infra_validation import InfraValidationError, validate_infra
 
 ROWS = 40
@@ -48,6 +49,9 @@ def test_tampered_model_dir_is_rejected(lgbm_model_dir, tmp_path):
         if feature["name"] == "SEX":
             feature["values"] = [1]
     (tampered / FEATURE_SPEC_FILE).write_text(json.dumps(spec))
+    # a model dir written that way (its manifest agrees): what is tested is the server's input
+    # validation, not integrity (an unrecorded edit is refused: tests/common/test_model_integrity)
+    write_manifest(tampered)
     with pytest.raises(InfraValidationError, match="HTTP 400") as err:
         validate_infra(tampered, lgbm_model_dir.parent / "test.parquet", n_rows=ROWS)
     assert "SEX" in str(err.value)

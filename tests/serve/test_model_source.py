@@ -11,6 +11,7 @@ from components.serve.model_source import (
     load_model_source,
     load_model_uri,
 )
+from tests.fixtures.models import record_manifest
 
 
 def test_model_dir_and_its_digest_version(lgbm_model_dir):
@@ -52,6 +53,7 @@ def test_registered_model_by_alias_and_version(lgbm_model_dir, test_rows, tmp_pa
             registered_model_name="acs-test",
         )
     client = mlflow.MlflowClient()
+    record_manifest(client, "acs-test", info.registered_model_version)
     client.set_registered_model_alias("acs-test", "champion", info.registered_model_version)
 
     by_alias = load_model_uri("models:/acs-test@champion", tmp_path / "a")
