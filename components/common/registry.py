@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,10 @@ GATE_TAG = "mlpipe.gate"  # "passed" on versions the quality gate blessed
 REJECTED_TAG = "mlpipe.rejected_reason"
 DIGEST_TAG = "mlpipe.model_digest"
 MOVE_TAG = "mlpipe.move"  # registered-model tag: the move in progress (see the module docstring)
-LOCK_TAG = "mlpipe.lock"  # registered-model tag: the lease of `lock` on a remote store
+LOCK_SUFFIX = ".mlpipe-lock"  # `lock` on a server: the registered model `<name>.mlpipe-lock`
+LOCK_TAG = "mlpipe.lock"  # its tag {owner, what, id}: marks it a lock, names the holder
+LOCK_EXPIRES_TAG = "mlpipe.lock.expires"  # its tag: epoch seconds, renewed while held
+STALE_KEEP = 3600.0  # s: how long a lock's tombstone (`<lock>.stale.<id>`) is kept, see `_bury`
 REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
 LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
 SHORT_MOVE = "register"  # a holder whose `what` starts so moves one alias: seconds, worth waiting
@@ -418,7 +421,6 @@ def lock(
     name: str,
     what: str = "deploy",
     mode: str | None = None,
-    settle: float = 1.0,
     wait: float = 0.0,
     log: Any = print,
 ) -> Iterator[str]:
@@ -436,13 +438,23 @@ def lock(
     - `file` (a local store): `fcntl.flock` on `locks/registry-<name>.lock` beside the SQLite
       store (else under MLPIPE_STATE_DIR / outputs/state). The kernel drops it when the holder
       dies.
-    - `lease` (an MLflow server, a cluster): the registered-model tag `mlpipe.lock` =
-      {owner, what, expires}. Taken when absent or expired, re-read after `settle` seconds to
-      confirm (two takers: the last write wins, the other one sees it and backs off), renewed by
-      a background thread every third of its lifetime (MLPIPE_REGISTRY_LOCK_TTL, default 900 s),
-      deleted in `finally` if still ours. A crashed holder blocks at most until its lease
-      expires.
+    - `lease` (an MLflow server, a cluster): the registered model `<name>.mlpipe-lock`, tagged
+      `mlpipe.lock` = {owner, what, id} and `mlpipe.lock.expires`. Taking it is creating that
+      model: the store's unique key on the name makes exactly one of two creators succeed (the
+      other gets RESOURCE_ALREADY_EXISTS, reads the holder and backs off), with no settle time
+      and no window. Renewed by a background thread every third of its lifetime
+      (MLPIPE_REGISTRY_LOCK_TTL, default 900 s). An expired lock (a crashed holder) is taken
+      over by renaming it to its tombstone `<lock>.stale.<id>` (`_bury`, atomic too: one
+      renamer wins) and creating it again. Released by burying it too, which fails when it was
+      taken over meanwhile: the new holder's lock is never deleted. A crashed holder blocks at
+      most until its lease expires. The suffix is reserved: a model named so is refused here
+      (RegistryError) and one created outside mlpipe is reported, never taken for a lock;
+      `is_lock_model` tells listings to skip lock models and their tombstones.
     """
+    if is_lock_model(name):
+        raise RegistryError(
+            f"{name}: the suffix {LOCK_SUFFIX} is reserved for mlpipe's registry locks"
+        )
     mode = mode or _lock_mode()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -453,7 +465,7 @@ def lock(
                 if mode == "file":
                     stack.enter_context(_flock(name, what, owner))
                 else:
-                    stack.enter_context(_lease(client, name, what, owner, settle))
+                    stack.enter_context(_lease(client, name, what, owner))
                 break
             except RegistryLocked as exc:
                 # a register's challenger move takes seconds: a deploy waits for it too
@@ -495,51 +507,123 @@ def _flock(name: str, what: str, owner: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _lease_value(client: Any, name: str) -> str | None:
-    return (client.get_registered_model(name).tags or {}).get(LOCK_TAG)
+def lock_model_name(name: str) -> str:
+    """The registered model that is `name`'s lock on an MLflow server (see `lock`)."""
+    return f"{name}{LOCK_SUFFIX}"
+
+
+def is_lock_model(name: str) -> bool:
+    """A lock model or its tombstone, never a user's model: listings skip these."""
+    return LOCK_SUFFIX in name
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def _lease_held(client: Any, lock_name: str) -> tuple[dict[str, Any], float] | None:
+    """The lock model's {owner, what, id} and expiry (epoch s), or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(lock_name).tags or {}
+    except MlflowException as exc:
+        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if LOCK_TAG not in tags:
+        raise RegistryError(
+            f"a registered model named {lock_name} exists but is no mlpipe lock: the suffix "
+            f"{LOCK_SUFFIX} is reserved for the locks of `mlpipe`; rename that model"
+        )
+    try:
+        held = dict(json.loads(tags[LOCK_TAG]))
+    except (ValueError, TypeError):
+        held = {"owner": tags[LOCK_TAG]}
+    try:
+        expires = float(tags.get(LOCK_EXPIRES_TAG, 0))
+    except ValueError:
+        expires = 0.0
+    return held, expires
+
+
+def _bury(client: Any, lock_name: str, lock_id: str) -> bool:
+    """Atomically remove the lock instance `lock_id` from `lock_name`: rename it to its
+    tombstone `<lock_name>.stale.<lock_id>`. Only one caller can succeed for one instance: the
+    source name is gone after the first rename, and the tombstone (kept STALE_KEEP seconds)
+    makes a later rename of a NEWER instance by a caller that read the old one fail too.
+    (Renaming and deleting at once, as a plain "rename then delete" would, lets a taker that
+    read the expired instance rename the fresh lock of whoever took over before it.)"""
+    try:
+        client.rename_registered_model(lock_name, f"{lock_name}.stale.{lock_id}")
+    except Exception:  # gone, or this instance already buried: someone else was first
+        return False
+    return True
+
+
+def _sweep(client: Any, lock_name: str) -> None:
+    """Delete this lock's tombstones older than STALE_KEEP (best effort)."""
+    prefix = f"{lock_name}.stale."
+    try:
+        found = client.search_registered_models(f"name LIKE '{prefix}%'")
+        for rm in found:
+            age = time.time() - (rm.last_updated_timestamp or 0) / 1000
+            if rm.name.startswith(prefix) and age > STALE_KEEP:
+                client.delete_registered_model(rm.name)
+    except Exception:  # clutter only: the next taker sweeps again
+        return
 
 
 @contextmanager
-def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iterator[None]:
+def _lease(client: Any, name: str, what: str, owner: str) -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
     ttl = float(os.environ.get(LOCK_TTL_ENV, "") or 900)
-
-    def value() -> str:
-        return json.dumps({"owner": owner, "what": what, "expires": time.time() + ttl})
-
-    current = _lease_value(client, name)
-    if current:
+    lock_name, lock_id = lock_model_name(name), uuid.uuid4().hex
+    mine = json.dumps({"owner": owner, "what": what, "id": lock_id})
+    for _attempt in range(3):
         try:
-            held = json.loads(current)
-            expires = float(held.get("expires", 0))
-        except (ValueError, AttributeError):
-            held, expires = {"owner": current}, 0.0
+            client.create_registered_model(
+                lock_name,
+                tags={LOCK_TAG: mine, LOCK_EXPIRES_TAG: str(time.time() + ttl)},
+                description=f"mlpipe lock of the registered model {name} (not a model)",
+            )
+            break  # the store's unique name: nobody else created it
+        except MlflowException as exc:
+            if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
+        found = _lease_held(client, lock_name)
+        if found is None:
+            continue  # released since: free again
+        held, expires = found
+        if held.get("id") == lock_id:
+            break  # a retried create whose first attempt had succeeded: ours
         if expires > time.time():
             raise RegistryLocked(
-                f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, tag "
-                f"{LOCK_TAG}, expires in {expires - time.time():.0f} s): another deploy or "
+                f"{name} is locked by {held.get('owner')} ({held.get('what', '?')}, model "
+                f"{lock_name}, expires in {expires - time.time():.0f} s): another deploy or "
                 "rollback is running; re-run this one after it finished",
                 str(held.get("what", "")),
             )
-    mine = value()
-    client.set_registered_model_tag(name, LOCK_TAG, mine)
-    time.sleep(settle)
-    seen = _lease_value(client, name)
-    if seen != mine:
-        try:
-            winner = str(json.loads(seen or "{}").get("what", ""))
-        except (ValueError, AttributeError):
-            winner = ""
-        raise RegistryLocked(f"{name}: lost the race for the lock {LOCK_TAG} to {seen}", winner)
-    state = {"mine": mine}
+        # expired (a crashed holder): whoever buries this instance first creates the lock anew
+        if not _bury(client, lock_name, str(held.get("id", ""))):
+            raise RegistryLocked(f"{name}: lost the race for the expired lock {lock_name}")
+    else:
+        raise RegistryLocked(f"{name}: the lock {lock_name} keeps changing hands")
+    _sweep(client, lock_name)
+    state = {"expires": time.time() + ttl}
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(ttl / 3):
             try:
-                if _lease_value(client, name) != state["mine"]:
+                found = _lease_held(client, lock_name)
+                if found is None or found[0].get("id") != lock_id:
                     return  # expired and taken over: nothing left to renew
-                state["mine"] = value()
-                client.set_registered_model_tag(name, LOCK_TAG, state["mine"])
+                # (taken over between this read and the write: the new holder's lock lives a bit
+                # longer, its holder unharmed; we stop at the next round)
+                state["expires"] = time.time() + ttl
+                client.set_registered_model_tag(lock_name, LOCK_EXPIRES_TAG, str(state["expires"]))
             except Exception:  # a transient store error: the next round tries again
                 continue
 
@@ -550,5 +634,8 @@ def _lease(client: Any, name: str, what: str, owner: str, settle: float) -> Iter
     finally:
         stop.set()
         renewer.join()
-        if _lease_value(client, name) == state["mine"]:
-            client.delete_registered_model_tag(name, LOCK_TAG)
+        # only our own instance is buried: if it was taken over, its tombstone exists already
+        if _bury(client, lock_name, lock_id) and state["expires"] - time.time() > ttl / 3:
+            # still far from expiry: nobody can hold a read of it as expired, no tombstone needed
+            with suppress(MlflowException):
+                client.delete_registered_model(f"{lock_name}.stale.{lock_id}")

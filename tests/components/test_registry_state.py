@@ -227,24 +227,29 @@ def test_one_deploy_at_a_time_file_lock(store, tmp_path, capsys):
 
 def test_one_deploy_at_a_time_tag_lease(store, tmp_path, monkeypatch):
     add_versions(store, "m", 1, tmp_path)
-    with registry.lock(store, "m", "deploy of version 1", mode="lease", settle=0):
-        lease = json.loads(store.get_registered_model("m").tags[registry.LOCK_TAG])
-        assert lease["what"] == "deploy of version 1" and lease["expires"] > time.time()
-        second = registry.lock(store, "m", mode="lease", settle=0)
+    lock_name = registry.lock_model_name("m")
+    with registry.lock(store, "m", "deploy of version 1", mode="lease"):
+        tags = store.get_registered_model(lock_name).tags
+        assert json.loads(tags[registry.LOCK_TAG])["what"] == "deploy of version 1"
+        assert float(tags[registry.LOCK_EXPIRES_TAG]) > time.time()
+        second = registry.lock(store, "m", mode="lease")
         with pytest.raises(registry.RegistryLocked, match="locked by .*deploy of version 1"):
             second.__enter__()
-    assert registry.LOCK_TAG not in store.get_registered_model("m").tags  # released
+    assert not store.search_registered_models(f"name = '{lock_name}'")  # released
     # a crashed holder's lease expires
-    dead = {"owner": "gone:1:x", "what": "deploy", "expires": time.time() - 1}
-    store.set_registered_model_tag("m", registry.LOCK_TAG, json.dumps(dead))
-    with registry.lock(store, "m", mode="lease", settle=0):
+    dead = {"owner": "gone:1:x", "what": "deploy", "id": "dead"}
+    store.create_registered_model(
+        lock_name,
+        tags={registry.LOCK_TAG: json.dumps(dead), registry.LOCK_EXPIRES_TAG: str(time.time() - 1)},
+    )
+    with registry.lock(store, "m", mode="lease"):
         pass
     # a short lease is renewed while held
     monkeypatch.setenv(registry.LOCK_TTL_ENV, "0.3")
-    with registry.lock(store, "m", mode="lease", settle=0):
+    with registry.lock(store, "m", mode="lease"):
         time.sleep(0.5)
         with pytest.raises(registry.RegistryLocked):
-            registry.lock(store, "m", mode="lease", settle=0).__enter__()
+            registry.lock(store, "m", mode="lease").__enter__()
 
 
 def test_register_waits_for_a_deploy_and_never_makes_the_champion_challenger(

@@ -142,6 +142,7 @@ def registry_state(url: str, name: str) -> dict:
         "aliases": registry.held_aliases(c, name),
         "versions": versions,
         "model_tags": dict(model.tags or {}),
+        "lock_held": registry._lease_held(c, registry.lock_model_name(name)),
     }
 
 
@@ -164,7 +165,7 @@ def assert_consistent(state: dict) -> None:
         assert tags.get(registry.STATUS_TAG) == derived, (version, state)
     # no move left half done, no lock left held
     assert registry.MOVE_TAG not in state["model_tags"], state
-    assert registry.LOCK_TAG not in state["model_tags"], state
+    assert state["lock_held"] is None, state
 
 
 def test_two_runs_at_once_keep_the_registry_and_the_watermark_consistent(shared, s3_server):
