@@ -136,16 +136,19 @@ class LocalTarget:
         self.backend.stop(old.url)
         self._candidate = self._candidate_url = None
 
-    def rollback(self) -> None:
+    def rollback(self) -> Window | None:
         routes = self.router.routes
+        drained = None
         if routes.mirror is not None:
             self._stop_mirror()
         if routes.canary is not None:
             old = self.router.rollback()
             self.router.drain(old, self.drain_timeout_s)
+            drained = old.window.merged(Window())  # nothing in flight: its final count
         if self._candidate_url is not None:
             self.backend.stop(self._candidate_url)
         self._candidate = self._candidate_url = None
+        return drained
 
     def read_pairs(self) -> list[tuple[float, float]]:
         """(stable, candidate) scores of the canary rows both answered (since traffic began)."""

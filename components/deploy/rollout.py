@@ -75,8 +75,11 @@ class Target(Protocol):
     def promote(self) -> None:
         """The candidate becomes stable; the old stable stops once drained."""
 
-    def rollback(self) -> None:
-        """Remove the candidate; stable takes all traffic; the candidate stops once drained."""
+    def rollback(self) -> Window | None:
+        """Remove the candidate; stable takes all traffic; the candidate stops once drained.
+        Returns the candidate's window since `open_window` as it stood once drained (requests
+        that reached it between the decision and the switch count too), or None if the target
+        cannot tell."""
 
     def open_window(self) -> None:
         """Start counting a new analysis window."""
@@ -140,6 +143,7 @@ class Rollout:
         self.sleep = sleep
         self.log = log
         self._baseline = Window()
+        self._last_canary = Window()
         self._recent_latencies: list[float] = []
 
     @classmethod
@@ -157,6 +161,7 @@ class Rollout:
     def run(self, candidate: Candidate) -> RolloutResult:
         started = self.clock()
         self._baseline = Window()  # stable's history: this rollout's only
+        self._last_canary = Window()  # the candidate's live window as counted at the decision
         self._recent_latencies: list[float] = []
         result = RolloutResult(self.strategy, "rolled_back", "")
         try:
@@ -250,6 +255,7 @@ class Rollout:
         else:
             result.canary_requests += canary.requests
             result.canary_errors += canary.errors
+            self._last_canary = canary
         report = WindowReport(
             phase,
             percent,
@@ -295,7 +301,10 @@ class Rollout:
         result.outcome, result.reason = "promoted", reason
 
     def _rollback(self, result: RolloutResult, reason: str) -> None:
-        self.target.rollback()
+        drained = self.target.rollback()
+        if drained is not None:  # answered after the decision, before traffic left it
+            result.canary_requests += max(0, drained.requests - self._last_canary.requests)
+            result.canary_errors += max(0, drained.errors - self._last_canary.errors)
         result.outcome, result.reason = "rolled_back", reason
 
     def _safe_rollback(self, result: RolloutResult) -> None:

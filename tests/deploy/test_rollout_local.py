@@ -68,8 +68,9 @@ def test_bad_canary_is_rolled_back_in_its_first_window(target, backend, fault, f
     window = result.windows[0]
     assert window.decision == "rollback" and failed_check in result.reason
     assert window.seconds < WINDOW.max_seconds
-    # the result says how many requests the bad canary answered: about 20 % of the traffic
-    assert result.canary_requests == window.canary["requests"] >= POLICY.min_canary_requests
+    # the result says how many requests the bad canary answered: about 20 % of the traffic,
+    # including those that reached it between the decision and the switch
+    assert result.canary_requests >= window.canary["requests"] >= POLICY.min_canary_requests
     assert result.canary_requests < 0.3 * (load.ok + load.failed)
     # clients saw exactly the canary's own errors, nothing from the switches
     expected = {"HTTP 500": result.canary_errors} if result.canary_errors else {}
