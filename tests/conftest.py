@@ -11,6 +11,10 @@ import pytest
 from components.common.config import REPO_ROOT, load_data_schema, load_settings
 
 DATA_FILE = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
+# MLflow's usage telemetry would try to reach the internet from every client and server the
+# tests start (and once failed a server start with a KeyError on its session id)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 TFDV_PYTHON = Path(os.environ.get("MLPIPE_TFDV_PYTHON", REPO_ROOT / ".venvs/tfdv/bin/python"))
 
 
