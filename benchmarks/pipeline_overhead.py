@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from components.common.config import load_settings
-from pipelines.cli import _parse_overrides
+from pipelines.cli_args import parse_overrides
 from pipelines.local_run import run_local
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default=None, help="default: a temporary folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    settings = load_settings(overrides=_parse_overrides(args.set))
+    settings = load_settings(overrides=parse_overrides(args.set))
     with tempfile.TemporaryDirectory(prefix="mlpipe-bench-") as tmp:
         out = Path(args.output_dir or tmp)
         cold = measure(settings, out, "cold")

@@ -14,7 +14,7 @@ import json
 import tempfile
 
 from components.common.config import load_settings
-from pipelines.cli import _parse_overrides
+from pipelines.cli_args import parse_overrides
 from pipelines.local_run import run_local
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 2026])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    overrides = _parse_overrides(args.set)
+    overrides = parse_overrides(args.set)
     rows = [one_seed(seed, overrides) for seed in args.seeds]
     for row in rows:
         print(json.dumps(row))

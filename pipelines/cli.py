@@ -16,56 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from components.common.config import (
-    DEFAULT_DATA_SCHEMA,
-    DEFAULT_PIPELINE_CONFIG,
-    REPO_ROOT,
-    ConfigError,
-    Settings,
-    load_settings,
-)
-
-
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. model_training.seed=7")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    """The config, the schema, the profile (commands that target a cluster have `--profile`,
-    default `cluster`), then `--set`."""
-    profile = getattr(args, "profile", None)
-    return load_settings(
-        args.config,
-        args.schema,
-        _parse_overrides(args.set or []),
-        None if profile in (None, "none") else profile,
-    )
-
-
-def add_profile_arg(p: argparse.ArgumentParser) -> None:
-    """`--profile` for commands whose output runs on a cluster (compile, submit, schedule)."""
-    p.add_argument(
-        "--profile",
-        default="cluster",
-        help="config changes for where the pipeline runs: `cluster` (config/profiles/cluster.yaml:"
-        " data, MLflow and state in the cluster's services), a YAML file, or `none`",
-    )
+from components.common.config import REPO_ROOT, ConfigError
+from pipelines.cli_args import add_config_args, add_profile_arg, settings_from_args
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.local_run import format_summary, run_local
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     print(f"mlpipe: running the training pipeline locally (config {args.config})", flush=True)
     result = run_local(
         settings,
@@ -81,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.kfp_package import compile_package
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     output = Path(args.output or REPO_ROOT / "outputs" / f"{args.pipeline}_pipeline.yaml")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(compile_package(settings, args.pipeline).yaml_bytes)
@@ -93,15 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
-        p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
-        p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
-        )
-
     run = sub.add_parser("run", help="run the training pipeline locally with kfp.local")
-    common(run)
+    add_config_args(run)
     run.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
     run.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
     run.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
@@ -109,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="write the pipeline spec YAML for KFP")
-    common(comp)
+    add_config_args(comp)
     comp.add_argument("--output", default=None, help="default outputs/<pipeline>_pipeline.yaml")
     comp.add_argument("--pipeline", default="training", choices=["training", "monitoring"])
     add_profile_arg(comp)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from components.common.config import REPO_ROOT, ConfigError, parse_duration
+from pipelines.cli_args import add_config_args, settings_from_args
 
 
 def _files(args: argparse.Namespace) -> list[str]:
@@ -34,10 +34,9 @@ def _files(args: argparse.Namespace) -> list[str]:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from components.common.alerts import AlertSink
-    from pipelines.cli import _settings
     from pipelines.monitoring_run import format_monitoring_summary, run_monitoring_local
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     mon = settings.pipeline.monitoring
     every = parse_duration(args.every) if args.every else None
     sink = AlertSink.from_config(mon, Path(args.output_dir) / "logs")
@@ -67,10 +66,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from pipelines.cli import _settings
     from pipelines.simulate import format_timeline, simulate
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     started = time.perf_counter()
     timeline = simulate(
         settings,
@@ -88,12 +86,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def add_monitor_parser(sub: Any) -> None:
     """Register `mlpipe monitor` and `mlpipe simulate` on the CLI's subparsers."""
-    from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
-
     p = sub.add_parser("monitor", help="drift and decay of a batch or the request log; alerts")
-    p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
-    p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    add_config_args(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--batch", help="a batch file (Parquet, CSV, JSON lines) or a glob")
     what.add_argument("--request-log", help="the model server's JSON-lines request log")
@@ -107,9 +101,7 @@ def add_monitor_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_monitor)
 
     sim = sub.add_parser("simulate", help="replay 2016-2018: serve, monitor, retrain, canary")
-    sim.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
-    sim.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
-    sim.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    add_config_args(sim)
     sim.add_argument("--years", type=int, nargs="+", default=[2016, 2017, 2018])
     sim.add_argument(
         "--shift",
@@ -122,9 +114,3 @@ def add_monitor_parser(sub: Any) -> None:
     sim.add_argument("--full-training", action="store_true", help="the config's tuning too")
     sim.add_argument("--output-dir", default=str(REPO_ROOT / "outputs" / "simulate"))
     sim.set_defaults(func=cmd_simulate)
-
-
-def main() -> int:  # pragma: no cover - `python -m pipelines.monitor_cli` for quick use
-    from pipelines.cli import main as cli_main
-
-    return cli_main(["monitor", *sys.argv[1:]])

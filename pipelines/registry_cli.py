@@ -22,13 +22,8 @@ import argparse
 import sys
 from typing import Any
 
-from components.common.config import DEFAULT_PIPELINE_CONFIG, load_pipeline_config, load_settings
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    from pipelines.cli import _parse_overrides
-
-    return load_settings(args.config, overrides=_parse_overrides(args.set or []))
+from components.common.config import load_pipeline_config
+from pipelines.cli_args import add_config_args, settings_from_args
 
 
 def _target(args: argparse.Namespace) -> tuple[Any, str]:
@@ -48,7 +43,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from components.deploy.deploy import run as deploy
 
     client, name = _target(args)
-    settings = _settings(args)
+    settings = settings_from_args(args)
     try:
         registry.check_approvable(client, name, args.version)
         with tempfile.TemporaryDirectory(prefix="mlpipe-approve-") as tmp:
@@ -91,7 +86,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                     client,
                     name,
                     str(previous.version),
-                    _settings(args).pipeline.deployment.model_dump(),
+                    settings_from_args(args).pipeline.deployment.model_dump(),
                 )
             except (StageError, KubernetesError, CandidateFailed) as exc:
                 print(f"mlpipe rollback: nothing changed, serving failed: {exc}", file=sys.stderr)
@@ -151,8 +146,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def add_registry_parser(sub: Any) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
+    def common(p: argparse.ArgumentParser, overrides: bool = False) -> None:
+        add_config_args(p, schema=False, overrides=overrides)
         p.add_argument("--model", help="registered model (default: project.registered_model)")
         p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI)")
 
@@ -160,18 +155,12 @@ def add_registry_parser(sub: Any) -> None:
         "approve", help="deploy a challenger that waits for approval (rollout, then champion)"
     )
     approve.add_argument("version")
-    common(approve)
-    approve.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
-    )
+    common(approve, overrides=True)
     approve.set_defaults(func=cmd_approve)
 
     back = sub.add_parser("rollback", help="put the previous champion back; reject the current")
     back.add_argument("--reason", default="by hand", help="recorded on the demoted version")
-    common(back)
-    back.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeat)"
-    )
+    common(back, overrides=True)
     back.set_defaults(func=cmd_rollback)
 
     reject = sub.add_parser("reject", help="reject a challenger; the champion stays")

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
+from pipelines.cli_args import add_config_args
 
 
 def registered_model(config: str, schema: str) -> str:
@@ -142,6 +142,5 @@ def add_serve_parser(sub: Any) -> None:
         action="store_true",
         help="let --fault take effect (else it is refused); also env MLPIPE_ALLOW_FAULTS=1",
     )
-    p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
-    p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
+    add_config_args(p, overrides=False)
     p.set_defaults(func=cmd_serve)

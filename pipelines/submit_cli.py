@@ -34,13 +34,8 @@ from typing import Any
 from components.common.config import ConfigError, Settings
 from components.common.cron import CronError, to_kfp_cron
 from components.common.kfp_client import KfpClient, KfpError
+from pipelines.cli_args import add_config_args, add_profile_arg, settings_from_args
 from pipelines.kfp_package import PIPELINES, Package, compile_package, describe_params, parse_params
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    from pipelines.cli import _settings as load  # the same --config/--schema/--set handling
-
-    return load(args)
 
 
 def _client(args: argparse.Namespace) -> KfpClient:
@@ -91,7 +86,7 @@ def _with_retraining(
 
 def _prepare(args: argparse.Namespace) -> tuple[Settings, Package, dict[str, Any]]:
     """Everything that needs no server: settings, the compiled package, checked parameters."""
-    settings = _settings(args)
+    settings = settings_from_args(args)
     package = compile_package(settings, args.pipeline)
     params = parse_params(package, args.param or [])
     if "source_digest" in package.parameters and "source_digest" not in params:
@@ -273,12 +268,7 @@ def _connection(p: argparse.ArgumentParser) -> None:
 
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
-    from components.common.config import DEFAULT_DATA_SCHEMA, DEFAULT_PIPELINE_CONFIG
-    from pipelines.cli import add_profile_arg
-
-    p.add_argument("--config", default=str(DEFAULT_PIPELINE_CONFIG), help="pipeline config")
-    p.add_argument("--schema", default=str(DEFAULT_DATA_SCHEMA), help="data schema")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    add_config_args(p)
     p.add_argument("--pipeline", default="training", choices=sorted(PIPELINES))
     p.add_argument(
         "--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeat)"
