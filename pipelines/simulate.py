@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,19 @@ def prepare_data(source: str, out: Path, sample: int | None, seed: int = 0) -> P
     return path
 
 
+def canary(client: Any, name: str, version: str, rollout: Callable[[], Any]) -> Any:
+    """Run a challenger's canary `rollout` and move the registry by its outcome (promote, or
+    reject with its reason), all under the registered model's lock, as the deploy stage does: a
+    deploy or rollback started meanwhile must not move the aliases under this rollout."""
+    with registry.lock(client, name, f"simulate: canary of version {version}"):
+        outcome = rollout()
+        if outcome.outcome == "promoted":
+            registry.promote(client, name, version)
+        else:
+            registry.reject(client, name, version, outcome.reason)
+    return outcome
+
+
 def simulate(
     settings: Settings,
     output_dir: Path,
@@ -237,7 +251,9 @@ def simulate(
         first = run_local(s, out)
         if not first.ok or not first.registration:
             raise RuntimeError(f"the first training run failed: {first.error or first.gate}")
-        registry.promote(client, name, first.registration["version"])  # no rollout yet
+        first_version = first.registration["version"]
+        with registry.lock(client, name, f"simulate: first champion {first_version}"):
+            registry.promote(client, name, first_version)  # no rollout yet
         champion = registry.alias_version(client, name, registry.CHAMPION)
     version = str(champion.version)
 
@@ -297,18 +313,20 @@ def simulate(
                     action = "retrain: gate blocked"
                 elif reg.get("alias") == registry.CHALLENGER or reg.get("awaiting_approval"):
                     candidate_version = str(reg["version"])
-                    with BackgroundTraffic(target.url, name, rows):
-                        rollout = Rollout.from_config(target, s.pipeline.deployment.rollout)
-                        outcome = rollout.run(
-                            Candidate(f"models:/{name}/{candidate_version}", candidate_version)
-                        )
+
+                    def rollout(v: str = candidate_version, rows: list = rows) -> Any:
+                        with BackgroundTraffic(target.url, name, rows):
+                            policy = s.pipeline.deployment.rollout
+                            return Rollout.from_config(target, policy).run(
+                                Candidate(f"models:/{name}/{v}", v)
+                            )
+
+                    outcome = canary(client, name, candidate_version, rollout)
                     details["rollout"] = {"outcome": outcome.outcome, "reason": outcome.reason}
                     if outcome.outcome == "promoted":
-                        registry.promote(client, name, candidate_version)
                         version = candidate_version
                         action = f"retrain → v{candidate_version} canary promoted"
                     else:
-                        registry.reject(client, name, candidate_version, outcome.reason)
                         action = f"retrain → v{candidate_version} canary rolled back"
                 else:
                     action = "retrain: already registered"
