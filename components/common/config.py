@@ -619,13 +619,24 @@ class RolloutPolicy(_Strict):
     max_p99_ms: Annotated[float, Field(gt=0)] = 10.0  # the upstream's p99 latency ...
     latency_stable_ratio: Annotated[float, Field(ge=1)] = 1.5  # ... if slower than stable
     max_psi: Annotated[float, Field(gt=0)] = 0.2  # score distribution vs stable (effect size)
-    max_ks: Annotated[float, Field(gt=0, le=1)] = 0.1  # reported only: KS rejects retrains
     min_canary_requests: Annotated[int, Field(ge=1)] = 200  # no decision before
     # the canary's 4xx rate may exceed stable's by this much (a candidate refusing its requests)
     max_client_error_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
     min_answered_share: Annotated[float, Field(ge=0, le=1)] = 0.99  # 2xx with scores, x stable's
     # Spearman's rho of both versions' scores on the same rows (retrains ~0.8-0.9, invert -1)
     min_rank_correlation: Annotated[float, Field(ge=-1, le=1)] = 0.5
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_max_ks(cls, data: Any) -> Any:
+        # an old config's key, refused with the reason rather than as an unknown field
+        if isinstance(data, dict) and "max_ks" in data:
+            raise ValueError(
+                "max_ks was removed: KS is reported with each window but never decides (equal-"
+                "quality retrains exceed any useful limit); delete the key — max_psi and "
+                "min_rank_correlation judge the score distribution"
+            )
+        return data
 
 
 class AnalysisWindow(_Strict):

@@ -60,14 +60,13 @@ class Policy:
     max_error_rate: float = 0.01
     max_p99_ms: float = 10.0
     max_psi: float = 0.2
-    max_ks: float = 0.1  # reported against, never decides (see the module docstring)
     min_canary_requests: int = 200
     max_client_error_increase: float = 0.01
     min_answered_share: float = 0.99
     min_rank_correlation: float = 0.5
     min_pairs: int = 50
     latency_stable_ratio: float = 1.5
-    # significance of the PSI and KS noise floors; strict because a window is tested again at
+    # significance of the PSI noise floor; strict because a window is tested again at
     # every check interval, and each look is another chance for noise to pass a limit
     alpha: float = 0.001
     psi_bins: int = 10
@@ -79,7 +78,6 @@ class Policy:
             max_error_rate=cfg.max_error_rate,
             max_p99_ms=cfg.max_p99_ms,
             max_psi=cfg.max_psi,
-            max_ks=cfg.max_ks,
             min_canary_requests=cfg.min_canary_requests,
             latency_stable_ratio=cfg.latency_stable_ratio,
             max_client_error_increase=cfg.max_client_error_increase,
@@ -159,14 +157,6 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     return sums[inverse] / counts[inverse]
-
-
-def ks_critical(n: int, m: int, alpha: float = 0.01) -> float:
-    """The KS statistic two samples of sizes n and m exceed with probability `alpha` when drawn
-    from one distribution (asymptotic: c(alpha) * sqrt((n + m) / (n m)))."""
-    if n == 0 or m == 0:
-        return 1.0
-    return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
 
 
 def psi_critical(n: int, m: int, bins: int = 10, alpha: float = 0.01) -> float:

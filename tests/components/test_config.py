@@ -40,6 +40,16 @@ def test_unknown_key_names_key_and_file(tmp_path):
     assert "model_training.n_trees: unknown key" in str(err.value)
 
 
+def test_the_removed_max_ks_is_refused_with_the_reason(tmp_path):
+    """KS never decided a rollout: an old config's `max_ks` must not look like a limit."""
+    data = _default()
+    data["deployment"]["rollout"]["policy"]["max_ks"] = 0.5
+    with pytest.raises(ConfigError, match=r"deployment\.rollout\.policy.*max_ks was removed"):
+        load_pipeline_config(_write(tmp_path, data))
+    with pytest.raises(ConfigError, match="max_ks was removed"):
+        load_pipeline_config(overrides={"deployment.rollout.policy.max_ks": 0.5})
+
+
 def test_wrong_type_names_key(tmp_path):
     data = _default()
     data["model_training"]["seed"] = "abc"
