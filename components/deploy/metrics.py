@@ -70,13 +70,17 @@ class PrometheusMetrics:
         self.timeout_s = timeout_s
 
     def queries(self, predictor: str, seconds: float) -> dict[str, str]:
-        """The PromQL of one window: requests, errors, p99 (ms) and the score histogram."""
+        """The PromQL of one window: requests, errors (5xx), client errors (4xx), p99 (ms) and
+        the score histogram."""
         sel = self.selector.format(namespace=self.namespace, predictor=predictor)
         predict = f'{sel},{names.ENDPOINT}=~"{names.predict_endpoints_regex()}"'
         rng = f"[{max(1, round(seconds))}s]"
         return {
             "requests": f"sum(increase({self.requests_metric}{{{predict}}}{rng}))",
             "errors": f'sum(increase({self.requests_metric}{{{predict},code=~"5.."}}{rng}))',
+            "client_errors": (
+                f'sum(increase({self.requests_metric}{{{predict},code=~"4.."}}{rng}))'
+            ),
             "p99_ms": (
                 "histogram_quantile(0.99, sum by (le) "
                 f"(rate({self.latency_metric}_bucket{{{predict}}}{rng}))) * 1000"
@@ -106,10 +110,16 @@ class PrometheusMetrics:
         with httpx.Client(timeout=self.timeout_s) as client:
             requests = round(self._scalar(self._query(client, q["requests"])))
             errors = round(self._scalar(self._query(client, q["errors"])))
+            client_errors = round(self._scalar(self._query(client, q["client_errors"])))
             p99 = self._scalar(self._query(client, q["p99_ms"]))
             buckets = self._query(client, q["scores"])
         return Window(
-            requests, errors, [p99] if requests else [], self._scores(buckets), end - start
+            requests,
+            errors,
+            [p99] if requests else [],
+            self._scores(buckets),
+            end - start,
+            client_errors,
         )
 
     def _scores(self, result: list[dict]) -> list[float]:
@@ -171,6 +181,7 @@ class Counts:
 
     requests: float = 0.0
     errors: float = 0.0  # 5xx
+    client_errors: float = 0.0  # 4xx: a candidate refusing requests stable answers
     latency: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
     scores: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
 
@@ -182,6 +193,7 @@ class Counts:
         return Counts(
             self.requests - base.requests,
             max(0.0, self.errors - base.errors),
+            max(0.0, self.client_errors - base.client_errors),
             {le: max(0.0, c - base.latency.get(le, 0.0)) for le, c in self.latency.items()},
             {le: max(0.0, c - base.scores.get(le, 0.0)) for le, c in self.scores.items()},
         )
@@ -193,6 +205,7 @@ class Counts:
         return Counts(
             self.requests + other.requests,
             self.errors + other.errors,
+            self.client_errors + other.client_errors,
             add(self.latency, other.latency),
             add(self.scores, other.scores),
         )
@@ -209,7 +222,7 @@ class Snapshot:
 
 
 def parse_metrics(text: str, model: str | None = None) -> Counts:
-    """The prediction endpoints' requests, 5xx, latency buckets and score buckets of one
+    """The prediction endpoints' requests, 5xx, 4xx, latency buckets and score buckets of one
     server's Prometheus text (`model`: only that model's series)."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -227,8 +240,11 @@ def parse_metrics(text: str, model: str | None = None) -> Counts:
                 continue
             if sample.name == requests and labels.get(names.ENDPOINT) in predict:
                 counts.requests += sample.value
-                if labels.get(names.CODE, "").startswith("5"):
+                code = labels.get(names.CODE, "")
+                if code.startswith("5"):
                     counts.errors += sample.value
+                elif code.startswith("4"):
+                    counts.client_errors += sample.value
             elif sample.name == latency and labels.get(names.ENDPOINT) in predict:
                 le = float(labels[names.LE])
                 counts.latency[le] = counts.latency.get(le, 0.0) + sample.value
@@ -341,6 +357,7 @@ class ScrapeMetrics:
             latencies if requests else [],
             bucket_midpoints(total.scores, self.max_samples),
             now.at - base.at,
+            round(total.client_errors),
         )
 
 

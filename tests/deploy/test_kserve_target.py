@@ -218,6 +218,19 @@ def test_failing_analysis_rolls_back_and_the_stable_model_is_served_again():
     assert target.stable == R3 and serves(final, R3, 100, None)
 
 
+def test_a_candidate_answering_4xx_is_rolled_back_on_kserve():
+    """The model servers' metrics count 4xx apart from 5xx (components/deploy/metrics.py): a
+    candidate refusing requests stable answers fails the client-error check, never 5xx."""
+    cluster, controller = cluster_with()
+    refusing = Window(600, 0, [2.0] * 600, scores(540, 2), client_errors=60)
+    target = make(cluster, FakeMetrics({R1: good(3000, 1), R2: refusing}))
+    target.deploy(V1)
+    result = rollout(target).run(Candidate(V2.storage_uri, "2"))
+    assert result.outcome == "rolled_back" and result.steps == [10]
+    assert "client_error" in result.reason, result.reason
+    assert served_uri(cluster, controller) == {V1.storage_uri: 100}
+
+
 def test_a_rollback_after_the_100_percent_step_returns_to_the_previous_revision():
     """Upstream's subtle case: at 100 % the canary became latestRolledoutRevision; setting the
     percent back to 0 makes KServe return it to previousRolledoutRevision."""

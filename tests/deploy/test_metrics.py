@@ -82,6 +82,8 @@ def prometheus():
                 result, status = _vector([*buckets, ({"le": "+Inf"}, "100")]), 200
             elif 'code=~"5.."' in query:
                 result, status = _vector([({}, "3")]), 200
+            elif 'code=~"4.."' in query:
+                result, status = _vector([({}, "4")]), 200
             else:
                 result, status = _vector([({}, "100")]), 200
             body = json.dumps(result).encode()
@@ -115,8 +117,10 @@ def test_prometheus_queries_and_window(prometheus):
         'endpoint=~"v1_predict|v2_infer"}[60s]))'
     )
     assert 'code=~"5.."' in q["errors"] and "histogram_quantile(0.99" in q["p99_ms"]
+    assert 'code=~"4.."' in q["client_errors"]
     window = source.window("acs-v2", 100.0, 160.0)
     assert (window.requests, window.errors, window.p99_ms) == (100, 3, pytest.approx(4.2))
+    assert window.client_errors == 4 and window.answered_requests == 100 - 3 - 4
     assert len(window.scores) == 100
     assert window.scores.count(0.125) == 60 and window.scores.count(0.75) == 30
     assert set(seen) == set(q.values())
@@ -225,6 +229,7 @@ def test_scrape_window_is_the_difference_summed_over_pods(pods):
     stable_b.serve(5, code=503)
     stable_a.metrics.observe("health", 200, 0.001)  # probes and scrapes never count
     canary.serve(7, code=500)
+    canary.serve(4, code=400)  # a candidate refusing requests: counted apart from 5xx
     canary.serve(3, score=0.95)
     clock.now = 70.0
     stable = source.window("acs-v2", 10.0, 70.0)
@@ -235,7 +240,9 @@ def test_scrape_window_is_the_difference_summed_over_pods(pods):
     assert len(stable.latencies_ms) == 55
     assert 3 < stable.percentile_ms(50) <= 5 and 10 < stable.p99_ms <= 25
     canary_window = source.window("acs-v3", 10.0, 70.0)
-    assert (canary_window.requests, canary_window.errors) == (10, 7)
+    assert (canary_window.requests, canary_window.errors) == (14, 7)
+    assert canary_window.client_errors == 4 and stable.client_errors == 0
+    assert canary_window.answered_requests == 3
     assert canary_window.scores == [pytest.approx(0.95)] * 3
     # the next window starts at the end of this one
     stable_a.serve(4)
@@ -328,6 +335,7 @@ def test_the_real_server_exports_every_series_and_label_the_analysis_reads(lgbm_
     served = len(rows) + 1  # the malformed request is a prediction request too
     assert window.requests == served
     assert window.errors == sum(r.status_code >= 500 for r in [*codes, bad])
+    assert window.client_errors == sum(400 <= r.status_code < 500 for r in [*codes, bad])
     assert len(window.scores) == len(ok) and window.latencies_ms
     answered = sorted(r.json()["predictions"][0] for r in ok)
     assert np.allclose(answered, sorted(want[[c.status_code == 200 for c in codes]]), atol=1e-12)
