@@ -12,9 +12,11 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
 - `environment: kserve`: the InferenceService (Knative mode) is rolled out for real through the
   Kubernetes adapter: the registered version's files in the object store become `storageUri`
   (KServe's storage initializer fetches them), `canaryTrafficPercent` moves the traffic; the
-  first champion creates the InferenceService. Windows come from Prometheus, or from the model
-  pods' own `/metrics`; with `replay_test_rows` test rows are sent through the service's URL
-  (a cluster without live traffic, e.g. kind).
+  first champion creates the InferenceService. Before it changes, test rows shaped as the
+  champion's clients send them (its feature spec) must pass the candidate's request validation
+  (preflight.check_spec): a candidate with another feature set is rolled back before any traffic.
+  Windows come from Prometheus, or from the model pods' own `/metrics`; with `replay_test_rows`
+  test rows are sent through the service's URL (a cluster without live traffic, e.g. kind).
 - promoted → `champion` moves, the old one becomes `previous`; rolled back → the version is
   tagged rejected with the reason and `champion` stays.
 - The whole stage holds the registered model's lock (`registry.lock`: a file lock beside a local
@@ -54,22 +56,26 @@ def _config(deployment: dict[str, Any]) -> Any:
         raise StageError(STAGE, f"invalid deployment config: {exc}", subject="deployment") from None
 
 
-def replay_rows(test_path: str, model_dir: str, n: int) -> list[dict[str, Any]]:
-    """The first `n` test rows as JSON-ready dicts of the model's features (replayed traffic)."""
+def feature_spec(model_dir: str) -> dict[str, Any]:
+    """The feature spec of a model dir, a downloaded MLflow model (the spec rides in
+    extra_files/) or a version's downloaded extra_files folder."""
     import json
     from pathlib import Path
 
-    import pandas as pd
-
     from components.common.artifacts import FEATURE_SPEC_FILE
 
-    # a model dir, or a downloaded MLflow model (the spec rides in extra_files/)
     found = [
         Path(model_dir) / FEATURE_SPEC_FILE,
         Path(model_dir) / "extra_files" / FEATURE_SPEC_FILE,
     ]
-    spec = json.loads(next((f for f in found if f.is_file()), found[0]).read_text())
-    names = [f["name"] for f in spec["features"]]
+    return json.loads(next((f for f in found if f.is_file()), found[0]).read_text())
+
+
+def replay_rows(test_path: str, model_dir: str, n: int) -> list[dict[str, Any]]:
+    """The first `n` test rows as JSON-ready dicts of the model's features (replayed traffic)."""
+    import pandas as pd
+
+    names = [f["name"] for f in feature_spec(model_dir)["features"]]
     rows = pd.read_parquet(test_path, columns=names).head(n).to_dict("records")
     return [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in rows]
 
@@ -190,7 +196,15 @@ def _deploy(
         keep_replay_rows(client, registered_model, version, test_path)
         out.update(outcome="awaiting_approval", reason="deployment.approval_required")
         return out
-    if cfg.environment == "kserve":
+    refused = None
+    if cfg.environment == "kserve" and champion is not None:
+        refused = refuses_champions_requests(
+            registered_model, str(champion.version), model_dir, test_path, log
+        )
+    if refused is not None:
+        log(f"deploy: version {version} refused before any traffic: {refused}")
+        out.update(outcome="rolled_back", reason=f"refused before any traffic: {refused}")
+    elif cfg.environment == "kserve":
         rows = replay_rows(test_path, model_dir, REPLAY_ROWS)
         model = kserve_model(client, registered_model, str(version))
         out.update(
@@ -233,6 +247,34 @@ def _deploy(
         registry.alias_version(client, registered_model, registry.CHAMPION).version
     )
     return out
+
+
+def refuses_champions_requests(
+    name: str, champion: str, model_dir: str, test_path: str, log: Callable[[str], None] = print
+) -> str | None:
+    """KServe's preflight (components/deploy/preflight.py `check_spec`): why the candidate at
+    `model_dir` would refuse test rows shaped as the champion's clients send them, or None. Only
+    the champion's feature spec is downloaded (JSON, nothing is deserialised). Test rows without
+    one of the champion's features cannot be shaped so: the check is skipped, with a log line."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from components.deploy.preflight import Incompatible, check_spec
+
+    with tempfile.TemporaryDirectory(prefix="mlpipe-preflight-") as tmp:
+        extra, _ = registry.download_extra_files(name, champion, tmp)
+        try:
+            rows = replay_rows(test_path, str(extra), REPLAY_ROWS)
+        except (KeyError, ValueError, pa.ArrowException) as exc:
+            log(f"deploy: preflight skipped: the test rows lack a feature of champion {champion} "
+                f"({exc})")  # fmt: skip
+            return None
+    try:
+        check_spec(feature_spec(model_dir), rows)
+    except Incompatible as exc:
+        return f"candidate {exc} (champion {champion}'s feature spec)"
+    return None
 
 
 def verify_candidate(mv: Any, name: str, model_dir: str) -> None:

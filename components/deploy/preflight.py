@@ -1,14 +1,20 @@
 """Before any traffic: does the candidate answer the requests the champion answers?
 
 A candidate trained on another feature set passes its own infra validation (its own spec, its own
-rows) and then refuses every production row with 400. Here the candidate's server gets the last
-requests stable answered 2xx (recorded by the router, exactly as clients sent them); one it
-refuses (4xx) or answers without a score per row refuses the candidate before any client
-request."""
+rows) and then refuses every production row with 400.
+
+- `probe` (the local router): the candidate's server gets the last requests stable answered 2xx
+  (recorded by the router, exactly as clients sent them); one it refuses (4xx) or answers without
+  a score per row refuses the candidate before any client request.
+- `check_spec` (KServe: no router of ours records stable's requests): rows shaped as the
+  champion's clients send them (the champion's feature spec) go through the candidate's request
+  validation — the model server's own `SpecValidator`, built from the candidate's spec — in the
+  deploy task; a row it refuses refuses the candidate before the InferenceService changes."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -46,3 +52,16 @@ def _rows(body: bytes) -> int | None:
         return None
     rows = doc.get("instances") if isinstance(doc, dict) else None
     return len(rows) if isinstance(rows, list) else None
+
+
+def check_spec(candidate_spec: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    """Validate `rows` (the champion's clients' rows) as the candidate's model server would; the
+    number checked, or `Incompatible` with the validator's message for the first it refuses."""
+    from components.serve.validation import RequestError, SpecValidator
+
+    validator = SpecValidator(candidate_spec, max_batch=max(1, len(rows)))
+    try:
+        validator.v1({"instances": rows})
+    except RequestError as exc:
+        raise Incompatible(f"it refuses a request the champion answers: HTTP 400 {exc}") from exc
+    return len(rows)

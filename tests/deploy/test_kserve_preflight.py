@@ -1,0 +1,78 @@
+"""KServe's preflight: before the InferenceService changes, the candidate's request validation
+(the model server's own) must accept rows shaped as the champion's clients send them. Against a
+real MLflow server (proxied artifacts) and the Kubernetes stand-in with KServe's Knative-mode
+controller, with real models on the bundled data."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from components.common import model_integrity, registry
+from components.common.config import REPO_ROOT, load_pipeline_config
+from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
+from components.deploy import deploy
+from components.deploy.preflight import Incompatible, check_spec
+from tests.deploy.test_kserve_deploy import FAST, NAME, NS, cluster, served, server  # noqa: F401
+from tests.fixtures.models import FEATURES, LABEL, logistic, register
+
+DROPPED = ["AGEP", "SCHL", "MAR"]  # a candidate trained without them: another feature set
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
+    return df[df.year == 2015].sample(2000, random_state=0), df[df.year == 2016].head(500)
+
+
+def test_check_spec_accepts_the_same_features_and_refuses_another_set(data):
+    train, test = data
+    _, full = logistic(train)
+    _, fewer = logistic(train, [f for f in FEATURES if f not in DROPPED])
+    rows = test[FEATURES].head(50).to_dict("records")
+    assert check_spec(full, rows) == 50
+    with pytest.raises(Incompatible, match="unknown field 'AGEP'"):
+        check_spec(fewer, rows)
+
+
+def test_a_candidate_with_another_feature_set_never_reaches_the_inference_service(
+    server, cluster, data, tmp_path, monkeypatch
+):
+    train, test = data
+    v1 = register(*logistic(train), NAME, "d0")  # champion, served below
+    model1 = deploy.kserve_model(server, NAME, v1)
+    deploy.kserve_rollout(
+        NAME, v1, model1.storage_uri, _cfg(), print, adapter=cluster, model=model1
+    )
+    before = cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)]
+    writes = len(cluster.verbs("patch")) + len(cluster.verbs("create"))
+
+    features = [f for f in FEATURES if f not in DROPPED]
+    v2 = register(*logistic(train, features), NAME, "d1", promote=False)
+    registry.set_challenger(server, NAME, v2)
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{NAME}/{v2}", dst_path=str(tmp_path / "model")
+    )
+    # as the deploy task gets it: checked against the registry, then its manifest written
+    registry.verify_download(model_dir, server.get_model_version(NAME, v2), NAME)
+    model_integrity.write_manifest(model_dir)
+    test_path = tmp_path / "test.parquet"
+    test[[*FEATURES, LABEL]].to_parquet(test_path)
+    monkeypatch.setattr("components.common.k8s.CustomObjectsAdapter", lambda: cluster)
+
+    out = deploy.run(NAME, v2, model_dir, str(test_path), _cfg().model_dump())
+
+    assert out["outcome"] == "rolled_back", out
+    assert "before any traffic" in out["reason"] and "unknown field 'AGEP'" in out["reason"]
+    assert cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)] == before
+    assert len(cluster.verbs("patch")) + len(cluster.verbs("create")) == writes
+    assert served(cluster) == {model1.storage_uri: 100}
+    assert registry.is_rejected(server.get_model_version(NAME, v2))
+    assert str(registry.alias_version(server, NAME, registry.CHAMPION).version) == v1
+
+
+def _cfg():
+    # infra validation's latency budget is not under test here (a busy machine misses 50 ms)
+    overrides = {**FAST, "deployment.infra_validation.p99_budget_ms": 5000}
+    return load_pipeline_config(overrides=overrides).deployment
