@@ -133,14 +133,19 @@ def source_digest(source: str, ingestion: dict[str, Any] | IngestionConfig | Non
 
 
 def _batches(
-    cfg: IngestionConfig, location: str, watermark: Any, stats: dict[str, Any]
+    cfg: IngestionConfig,
+    location: str,
+    watermark: Any,
+    stats: dict[str, Any],
+    window: dict[str, int] | None,
+    time_column: str | None,
 ) -> Iterator[pa.Table]:
     if cfg.source_type == "file":
         return sources.iter_file(location, cfg)
     if cfg.source_type == "url":
         return sources.iter_url(location, cfg)
     if cfg.source_type == "sql":
-        return sources.iter_sql(cfg, watermark)
+        return sources.iter_sql(cfg, watermark, window, time_column)  # pushed down
     return sources.iter_api(cfg, watermark, stats)
 
 
@@ -283,7 +288,7 @@ def _write(
                 assert store is not None
                 chunks = _pinned_batches(store, pinned, cfg.batch_size)
             else:
-                chunks = _batches(cfg, location, wm_from, stats)
+                chunks = _batches(cfg, location, wm_from, stats, window, time_column)
             for table in chunks:
                 writer.write(table)
         finally:

@@ -363,8 +363,16 @@ def _quote_name(engine: Any, name: str) -> str:
     return ".".join(prep.quote(part) for part in name.split("."))
 
 
-def sql_statement(cfg: IngestionConfig, engine: Any, watermark: Any) -> tuple[str, dict]:
-    """The SELECT to run: the query or table, with the watermark filter pushed down."""
+def sql_statement(
+    cfg: IngestionConfig,
+    engine: Any,
+    watermark: Any,
+    window: dict[str, int] | None = None,
+    time_column: str | None = None,
+) -> tuple[str, dict]:
+    """The SELECT to run: the query or table, with the watermark filter and the time window
+    pushed down (the database reads and sends only those rows; the writer still applies both,
+    which then removes nothing)."""
     sql = cfg.sql
     assert sql is not None
     base = (
@@ -372,14 +380,26 @@ def sql_statement(cfg: IngestionConfig, engine: Any, watermark: Any) -> tuple[st
         if sql.query
         else f"SELECT * FROM {_quote_name(engine, sql.table)}"
     )
-    if cfg.incremental is None:
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if window and time_column:
+        time = _quote_name(engine, time_column)
+        where.append(f"{time} >= :window_start AND {time} <= :window_end")
+        params.update(window_start=window["start"], window_end=window["end"])
+    order = ""
+    if cfg.incremental is not None:
+        column = _quote_name(engine, cfg.incremental.watermark_column)
+        if watermark is None:
+            where.append(f"{column} IS NOT NULL")
+        else:
+            where.append(f"{column} > :watermark")
+            params["watermark"] = watermark
+        order = f" ORDER BY {column}"
+    if not where:
         return base, {}
-    column = _quote_name(engine, cfg.incremental.watermark_column)
     if sql.query:
         base = f"SELECT * FROM ({base}) AS mlpipe_source"
-    if watermark is None:
-        return f"{base} WHERE {column} IS NOT NULL ORDER BY {column}", {}
-    return f"{base} WHERE {column} > :watermark ORDER BY {column}", {"watermark": watermark}
+    return f"{base} WHERE {' AND '.join(where)}{order}", params
 
 
 def classify_sql(exc: BaseException) -> str:
@@ -430,7 +450,12 @@ def _sql_error(shown: str, exc: BaseException, doing: str) -> SourceError:
     return SourceError(shown, f"query failed while {doing}: {detail}")
 
 
-def iter_sql(cfg: IngestionConfig, watermark: Any) -> Iterator[pa.Table]:
+def iter_sql(
+    cfg: IngestionConfig,
+    watermark: Any,
+    window: dict[str, int] | None = None,
+    time_column: str | None = None,
+) -> Iterator[pa.Table]:
     import sqlalchemy as sa
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
     from sqlalchemy.pool import NullPool
@@ -451,7 +476,7 @@ def iter_sql(cfg: IngestionConfig, watermark: Any) -> Iterator[pa.Table]:
     try:
         with engine.connect() as conn:
             doing = "running the query"
-            text, params = sql_statement(cfg, engine, watermark)
+            text, params = sql_statement(cfg, engine, watermark, window, time_column)
             conn = conn.execution_options(stream_results=True, max_row_buffer=cfg.batch_size)
             result = conn.execute(sa.text(text), params)
             names = list(result.keys())

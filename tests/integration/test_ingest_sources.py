@@ -267,6 +267,28 @@ def test_sqlite_table_and_query(tmp_path, sample_data):
         ingest(tmp_path, bad, name="bad")
 
 
+def test_sql_time_window_is_pushed_into_the_query(tmp_path, sample_data):
+    """The database sends only the window's rows (rows_read), for a table and a query alike."""
+    db = tmp_path / "census.db"
+    with sqlite3.connect(db) as conn:
+        sample_data.to_sql("people", conn, index=False)
+    cfg = {
+        "source_type": "sql",
+        "source_url": f"sqlite:///{db}",
+        "sql": {"table": "people"},
+        "window": {"start": 2016, "end": 2017},
+    }
+    want = sample_data[sample_data.year.between(2016, 2017)]
+    meta, out = ingest(tmp_path, cfg)
+    assert meta["rows_read"] == meta["rows"] == len(want) < len(sample_data)
+    frame_equal(read_dataset(out), want.reset_index(drop=True))
+    query = {**cfg, "sql": {"query": "SELECT * FROM people WHERE SEX = 1"}}
+    meta, _ = ingest(tmp_path, query, name="q")
+    assert meta["rows_read"] == meta["rows"] == int((want.SEX == 1).sum())
+    with pytest.raises(SourceError, match="query failed while running the query: .*no_such"):
+        ingest(tmp_path, cfg, time_column="no_such", name="bad")
+
+
 # ---------------------------------------------------------------- sql: PostgreSQL
 
 
