@@ -216,6 +216,7 @@ def dataset_checks(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]
             )
     if contract.id_column in columns:
         out.extend(_duplicate_ids(df[contract.id_column], contract))
+    out.extend(_duplicate_rows(df, contract))
     return out
 
 
@@ -270,6 +271,45 @@ def _duplicate_ids(ids: pd.Series, contract: Contract) -> list[dict[str, Any]]:
             "duplicate_ids",
             f"{_plural(len(dup), 'duplicate id')} ({_pct(fraction)}, at most {allowed} allowed; "
             f"e.g. {_examples(dup)})",
+        )
+    ]
+
+
+def duplicate_row_share(df: pd.DataFrame, contract: Contract) -> float:
+    """The share of rows repeating an earlier row's features and label (the declared features,
+    else every column but the id and the time column)."""
+    if len(df) == 0:
+        return 0.0
+    skip = {contract.id_column, contract.time_column}
+    if contract.features is not None:
+        cols = [c for c in contract.features if c in df.columns]
+    else:
+        cols = [c for c in df.columns if c not in skip and c != contract.label_name]
+    if contract.label_name in df.columns:
+        cols.append(contract.label_name)
+    if not cols:
+        return 0.0
+    hashed = pd.util.hash_pandas_object(df[cols], index=False)
+    return float(hashed.duplicated().mean())
+
+
+def _duplicate_rows(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]:
+    share = duplicate_row_share(df, contract)
+    warn = contract.checks.warn_duplicate_row_fraction
+    limit = contract.checks.max_duplicate_row_fraction
+    if share <= min(warn, limit):
+        return []
+    blocking = share > limit
+    bound = f"at most {_pct(limit)} allowed" if blocking else f"reported above {_pct(warn)}"
+    return [
+        finding(
+            DATASET,
+            None,
+            "duplicate_rows",
+            f"{_pct(share)} of rows repeat an earlier row's features and label ({bound}): "
+            "copied data? Exact copies leak across cross-validation folds",
+            kind=BLOCKING if blocking else DRIFT,
+            share=round(share, 4),
         )
     ]
 

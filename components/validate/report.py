@@ -128,6 +128,10 @@ def _window_cell(entry: dict[str, Any] | None) -> str:
     return "<br>".join(lines)
 
 
+def _share(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1%}"
+
+
 def render_report(summary: dict[str, Any], stats: dict[str, dict[str, Any]]) -> str:
     """The report page from the job's summary (anomalies.json) and per-window stats summaries."""
     status = summary["status"]
@@ -139,7 +143,9 @@ def render_report(summary: dict[str, Any], stats: dict[str, dict[str, Any]]) -> 
         f"<h1>Data validation: <span class='{status}'>{status.upper()}</span></h1>",
         f"<p>{summary.get('blocking', 0)} blocking and {summary.get('drift', 0)} drift findings. "
         f"Rows: dataset {_fmt(rows.get('dataset'))}, train window {_fmt(rows.get('train'))}, "
-        f"test window {_fmt(rows.get('test'))}. Schema: {escape(str(summary.get('schema_source')))}"
+        f"test window {_fmt(rows.get('test'))}; {_share(summary.get('duplicate_row_share'))} "
+        "repeat an earlier row's features and label. "
+        f"Schema: {escape(str(summary.get('schema_source')))}"
         f"; split: <code>{escape(str(summary.get('split')))}</code>; "
         f"TFDV {escape(str(summary.get('tfdv_version')))}.</p>",
         "<h2>Findings</h2>",

@@ -291,6 +291,9 @@ def validate(
         "blocking": len(blocking),
         "drift": sum(1 for f in findings if f["kind"] == DRIFT),
         "rows": rows,
+        "duplicate_row_share": (
+            None if df is None else round(checks.duplicate_row_share(df, contract), 4)
+        ),
         "schema_source": schema_source,
         "split": split_cfg,
         "tfdv_version": tfdv.__version__,

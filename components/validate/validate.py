@@ -144,6 +144,7 @@ def collect(
         "rows": summary["rows"]["dataset"],
         "rows_train": summary["rows"]["train"],
         "rows_test": summary["rows"]["test"],
+        "duplicate_row_share": summary.get("duplicate_row_share"),
         "blocking": summary["blocking"],
         "drift": summary["drift"],
         "drift_per_feature": {n: m["value"] for n, m in summary["drift_measurements"].items()},

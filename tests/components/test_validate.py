@@ -93,6 +93,23 @@ def test_max_missing_fraction_of_a_feature_overrides_the_default(base, schema_di
     assert findings == []
 
 
+def test_duplicate_rows_are_measured_reported_then_blocking(base, contract, schema_dict):
+    """People share profiles: a share is a finding only well above the natural one."""
+    assert checks.duplicate_row_share(base, contract) < 0.15
+    assert checks.duplicate_row_share(base.head(0), contract) == 0.0
+    doubled = pd.concat([base] * 5, ignore_index=True)  # ~80 %: over 75, not over 90
+    doubled["id"] = range(len(doubled))
+    findings = checks.dataset_checks(doubled, contract)
+    assert [(f["check"], f["kind"]) for f in findings] == [("duplicate_rows", "drift")]
+    assert 0.75 < findings[0]["share"] < 0.9
+    assert "reported above 75.0%" in findings[0]["description"]
+    stricter = json.loads(json.dumps(schema_dict))
+    stricter["checks"]["max_duplicate_row_fraction"] = 0.5
+    strict = Contract.from_dict(stricter)
+    findings = checks.dataset_checks(doubled, strict)
+    assert [(f["check"], f["kind"]) for f in findings] == [("duplicate_rows", "blocking")]
+
+
 def test_contract_without_features_checks_only_what_it_knows(base):
     contract = Contract.from_dict(PARTIAL_SCHEMA)
     assert not contract.declared
