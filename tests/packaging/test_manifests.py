@@ -223,6 +223,7 @@ def test_kind_mlflow_auth_secrets_agree_and_keep_the_auth_store_in_postgres(kind
     ini.read_string(server["basic_auth.ini"])
     auth = ini["mlflow"]
     assert auth["default_permission"] == "NO_PERMISSIONS"
+    assert 0 < int(auth["auth_cache_ttl_seconds"]) <= 300  # not a PBKDF2 hash per request
     args = rendered.container("Deployment", "mlflow", "mlpipe")["args"]
     backend = next(a for a in args if a.startswith("--backend-store-uri="))
     assert auth["database_uri"] == backend.partition("=")[2]
