@@ -17,6 +17,7 @@ from tests.packaging.render import (
     render,
     validation_errors,
 )
+from tests.support.manifests import Rendered
 
 PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -213,8 +214,6 @@ def test_kind_mlflow_auth_secrets_agree_and_keep_the_auth_store_in_postgres(kind
     PostgreSQL database (no credentials in the URI: libpq reads PGUSER/PGPASSWORD, no SQLite file
     lost with the pod), and the pipeline's login is the admin user the server creates."""
     import configparser
-
-    from tests.support.manifests import Rendered
 
     rendered = Rendered(kind_objects)
     server = rendered.secret("mlpipe-mlflow-server", "mlpipe")
@@ -444,3 +443,13 @@ def test_the_pipeline_pods_find_what_the_compiled_spec_mounts(name):
             and o["metadata"]["namespace"] == "kubeflow"
         )
         assert {k["secretKey"] for k in s3["keyToEnv"]} <= set(secret["data"])
+    # MLflow's login: generated on kind with every key the spec mounts; created per the README
+    login = next(s for s in mounts["secretAsEnv"] if s["secretName"] == "mlpipe-mlflow-auth")
+    if name == "kind":
+        secret = Rendered(objects).secret("mlpipe-mlflow-auth", "kubeflow")
+        assert {k["secretKey"] for k in login["keyToEnv"]} == set(secret)
+    else:
+        readme = (MANIFESTS / "README.md").read_text()
+        assert "-n kubeflow create secret generic mlpipe-mlflow-auth" in readme
+        for key in login["keyToEnv"]:
+            assert f"--from-literal={key['secretKey']}=" in readme
