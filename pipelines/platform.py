@@ -4,6 +4,9 @@ Every task gets, through `kfp.kubernetes` (the spec's `platforms.kubernetes` sec
 - the pipeline's ConfigMap (`runtime.env_config_map`) as environment variables: cluster mode,
   the MLflow server, the state store, the object store's endpoint and region, the KFP API;
 - the S3 Secret (`runtime.s3_secret`): the object store's credentials;
+- the MLflow login (`runtime.mlflow_auth_secret`): MLflow's client variables
+  MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for the server's basic auth (Katib trials
+  and model servers do not get it: they are not rendered from here);
 - the KFP run id from the pod's `pipeline/runid` label (KFP 2.17 sets it on every pod of a run:
   kubeflow/pipelines backend/src/apiserver/template/v2_template.go, `SetPodMetadataLabels`);
   failure records are filed under it.
@@ -42,6 +45,7 @@ CONFIG_MAP_KEYS = (
     "MLFLOW_ARTIFACTS_DESTINATION",  # deploy: a registered model's S3 location for KServe
 )
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+MLFLOW_AUTH_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 ALERTS_SECRET_KEY = "webhook_url"
 RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 EXIT_HANDLER = "run"  # the name of the group the exit handler wraps
@@ -60,6 +64,12 @@ def mount_cluster_env(task: dsl.PipelineTask, cfg: PipelineConfig, alerts: bool 
         task,
         secret_name=runtime.s3_secret,
         secret_key_to_env={key: key for key in S3_SECRET_KEYS},
+        optional=True,
+    )
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=runtime.mlflow_auth_secret,
+        secret_key_to_env={key: key for key in MLFLOW_AUTH_KEYS},
         optional=True,
     )
     kubernetes.use_field_path_as_env(task, env_name=RUN_ID_ENV, field_path=RUN_ID_FIELD)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -66,41 +67,19 @@ def mlflow_store(tmp_path, monkeypatch):
 def mlflow_server(tmp_path, monkeypatch):
     """A real MLflow tracking server (`mlflow server`, SQLite behind it) on 127.0.0.1 as this
     test's tracking URI: the REST checks a server makes that a local store skips."""
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import mlflow
 
-    from tests.support.servers import wait_http
+    from tests.support.servers import mlflow_server_process
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    binary = Path(sys.executable).parent / "mlflow"
-    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(binary), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            wait_http(f"{uri}/health", 120, lambda: proc.poll() is None, "mlflow server")
+            uri = stack.enter_context(mlflow_server_process(tmp_path))
         except RuntimeError as exc:
-            pytest.fail(f"{exc}: {(tmp_path / 'mlflow-server.log').read_text()[-3000:]}")
+            pytest.fail(str(exc))
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("t")
-        yield mlflow.MlflowClient()
-    finally:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
-        mlflow.set_tracking_uri("")
+        try:
+            mlflow.set_experiment("t")
+            yield mlflow.MlflowClient()
+        finally:
+            mlflow.set_tracking_uri("")

@@ -726,6 +726,9 @@ class RuntimeConfig(_Strict):
     service_account: str = "mlpipe-pipeline"  # runs and recurring runs (mlpipe submit|schedule)
     env_config_map: str = "mlpipe-pipeline-env"  # MLflow URI, state store, ... for every task
     s3_secret: str = "mlpipe-s3"  # S3 credentials for every task
+    # MLflow login (MLFLOW_TRACKING_USERNAME/PASSWORD) for every task; only here, not in `katib`:
+    # trials and model servers get no MLflow credentials
+    mlflow_auth_secret: str = "mlpipe-mlflow-auth"
     alerts_secret: str = "mlpipe-alerts"  # key webhook_url: the alert webhook (optional)
 
 

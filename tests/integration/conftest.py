@@ -269,8 +269,9 @@ def postgres() -> Iterator[Postgres]:
 
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, s3_server, tmp_path_factory):
-    """The MLflow server as the kind overlay runs it (command, arguments, environment from the
-    rendered Deployment) on PostgreSQL and moto's S3: (url, port, the mlpipe-storage ConfigMap).
+    """The MLflow server as the kind overlay runs it (command, arguments, environment and Secret
+    volumes from the rendered Deployment) on PostgreSQL and moto's S3: (url, port, the
+    mlpipe-storage ConfigMap). It runs basic auth: clients log in with `mlflow_login`.
     Service host names are mapped to the local servers; nothing else of the manifest changes."""
     manifests = Rendered.overlay("kind")
     container = manifests.container("Deployment", "mlflow", "mlpipe")
@@ -290,6 +291,21 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(outside)}
     env |= manifests.container_env(container, "mlpipe")
     env["HOME"] = str(tmp_path_factory.mktemp("home"))
+    # the Secret volumes (basic auth's ini) as files; the variables naming them point there, and
+    # the auth store's database (the backend's) is the local PostgreSQL like the backend store
+    postgres_host = f"{postgres.host}:{postgres.port}/{postgres.database}"
+    volumes = manifests.secret_volumes(
+        "Deployment", "mlflow", "mlpipe", tmp_path_factory.mktemp("volumes")
+    )
+    for mount_path, folder in volumes.items():
+        for file in folder.rglob("*"):
+            if file.is_file():
+                file.write_text(
+                    file.read_text().replace("mlflow-postgres:5432/mlflow", postgres_host)
+                )
+        for key, value in env.items():
+            if value.startswith(mount_path + "/"):
+                env[key] = str(folder) + value[len(mount_path) :]
 
     port = free_port()
     args = []
@@ -298,9 +314,7 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
         arg = arg.replace("--host=0.0.0.0", "--host=127.0.0.1").replace(
             "--port=5000", f"--port={port}"
         )
-        arg = arg.replace(
-            "mlflow-postgres:5432/mlflow", f"{postgres.host}:{postgres.port}/{postgres.database}"
-        )
+        arg = arg.replace("mlflow-postgres:5432/mlflow", postgres_host)
         args.append(arg)
     backend = next(a for a in args if a.startswith("--backend-store-uri="))
     assert postgres.password not in backend and "@" not in backend  # no credentials in the URI
@@ -335,6 +349,16 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+@pytest.fixture
+def mlflow_login(monkeypatch) -> tuple[str, str]:
+    """The kind overlay's pipeline login (Secret kubeflow/mlpipe-mlflow-auth) as MLflow's client
+    variables, as a pipeline pod has them; (user, password) for plain requests."""
+    login = Rendered.overlay("kind").secret("mlpipe-mlflow-auth", "kubeflow")
+    for key, value in login.items():
+        monkeypatch.setenv(key, value)
+    return login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"]
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:

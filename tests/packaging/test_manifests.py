@@ -17,6 +17,7 @@ from tests.packaging.render import (
     render,
     validation_errors,
 )
+from tests.support.manifests import Rendered
 
 PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -145,9 +146,17 @@ def _secret_refs(objects):
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     refs.add((ns, source["secretRef"]["name"]))
+        for _pod, volume in _secret_volumes(obj):
+            refs.add((ns, volume["secret"]["secretName"]))
         if obj["kind"] == "ServiceAccount":
             refs |= {(ns, s["name"]) for s in obj.get("secrets", [])}
     return refs
+
+
+def _secret_volumes(obj):
+    """(pod spec, volume) for every Secret volume of a workload's pod template."""
+    pod = (obj.get("spec") or {}).get("template", {}).get("spec") or {}
+    return [(pod, v) for v in pod.get("volumes", []) if "secret" in v]
 
 
 def test_kind_secrets_are_generated_and_marked_dev_only(kind_objects):
@@ -156,6 +165,8 @@ def test_kind_secrets_are_generated_and_marked_dev_only(kind_objects):
         "mlpipe-postgres",
         "mlpipe-minio",
         "mlpipe-s3",
+        "mlpipe-mlflow-server",
+        "mlpipe-mlflow-auth",
     }
     for secret in secrets:
         assert secret["metadata"]["labels"]["mlpipe.dev/dev-only-credentials"] == "true"
@@ -170,6 +181,72 @@ def test_cloud_overlay_expects_its_secrets_and_documents_them(cloud_objects):
     readme = (MANIFESTS / "README.md").read_text()
     for namespace, name in sorted(_secret_refs(cloud_objects)):
         assert f"-n {namespace} create secret generic {name}" in readme, (namespace, name)
+
+
+def test_mlflow_runs_basic_auth_configured_from_a_secret(overlay):
+    """`--app-name=basic-auth`; MLFLOW_AUTH_CONFIG_PATH names a file of a read-only Secret volume;
+    Flask's CSRF key from a Secret; the probes use /health, which basic auth leaves open."""
+    name, objects = overlay
+    deployment = _one(objects, "Deployment", "mlflow")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--app-name=basic-auth" in container["args"], name
+    env = {e["name"]: e for e in container["env"]}
+    path = env["MLFLOW_AUTH_CONFIG_PATH"]["value"]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    assert secret["secretName"] == "mlpipe-mlflow-server"
+    (item,) = [i for i in secret["items"] if i["path"] == path[len(mount["mountPath"]) + 1 :]]
+    assert item["key"] == "basic_auth.ini"
+    key = env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "mlpipe-mlflow-server", "key": "flask_secret_key"}
+    from mlflow.server.auth import is_unprotected_route
+
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert is_unprotected_route(container[probe]["httpGet"]["path"]), probe
+    assert not is_unprotected_route("/api/2.0/mlflow/registered-models/search")
+
+
+def test_kind_mlflow_auth_secrets_agree_and_keep_the_auth_store_in_postgres(kind_objects):
+    """The dev auth config: NO_PERMISSIONS by default, the auth tables in the backend store's
+    PostgreSQL database (no credentials in the URI: libpq reads PGUSER/PGPASSWORD, no SQLite file
+    lost with the pod), and the pipeline's login is the admin user the server creates."""
+    import configparser
+
+    rendered = Rendered(kind_objects)
+    server = rendered.secret("mlpipe-mlflow-server", "mlpipe")
+    assert server["flask_secret_key"]
+    ini = configparser.ConfigParser()
+    ini.read_string(server["basic_auth.ini"])
+    auth = ini["mlflow"]
+    assert auth["default_permission"] == "NO_PERMISSIONS"
+    assert 0 < int(auth["auth_cache_ttl_seconds"]) <= 300  # not a PBKDF2 hash per request
+    args = rendered.container("Deployment", "mlflow", "mlpipe")["args"]
+    backend = next(a for a in args if a.startswith("--backend-store-uri="))
+    assert auth["database_uri"] == backend.partition("=")[2]
+    assert "@" not in auth["database_uri"]
+    client = rendered.secret("mlpipe-mlflow-auth", "kubeflow")
+    assert client == {
+        "MLFLOW_TRACKING_USERNAME": auth["admin_username"],
+        "MLFLOW_TRACKING_PASSWORD": auth["admin_password"],
+    }
+
+
+def test_only_pipeline_pods_get_mlflow_credentials(overlay):
+    """MLflow's login lives in KFP's namespace only: no workload or ServingRuntime in `mlpipe`
+    (model servers, Katib's namespace) references it, and only MLflow reads the server's Secret."""
+    name, objects = overlay
+    for obj in objects:
+        text = str(obj)
+        if obj["kind"] != "Secret":
+            assert "mlpipe-mlflow-auth" not in text, (name, name_of(obj))
+        if "mlpipe-mlflow-server" in text and obj["kind"] != "Secret":
+            assert (obj["kind"], obj["metadata"]["name"]) == ("Deployment", "mlflow"), name_of(obj)
+    for obj in objects:
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] == "mlpipe-mlflow-auth":
+            assert obj["metadata"]["namespace"] == "kubeflow"
 
 
 def test_kind_overlay_runs_minio_and_never_pulls(kind_objects):
@@ -366,3 +443,13 @@ def test_the_pipeline_pods_find_what_the_compiled_spec_mounts(name):
             and o["metadata"]["namespace"] == "kubeflow"
         )
         assert {k["secretKey"] for k in s3["keyToEnv"]} <= set(secret["data"])
+    # MLflow's login: generated on kind with every key the spec mounts; created per the README
+    login = next(s for s in mounts["secretAsEnv"] if s["secretName"] == "mlpipe-mlflow-auth")
+    if name == "kind":
+        secret = Rendered(objects).secret("mlpipe-mlflow-auth", "kubeflow")
+        assert {k["secretKey"] for k in login["keyToEnv"]} == set(secret)
+    else:
+        readme = (MANIFESTS / "README.md").read_text()
+        assert "-n kubeflow create secret generic mlpipe-mlflow-auth" in readme
+        for key in login["keyToEnv"]:
+            assert f"--from-literal={key['secretKey']}=" in readme

@@ -158,6 +158,10 @@ def test_every_task_mounts_the_cluster_env_and_s3_credentials(tmp_path_factory, 
         secrets = {s["secretName"]: s for s in config["secretAsEnv"]}
         s3 = {k["envVar"] for k in secrets["mlpipe-s3"]["keyToEnv"]}
         assert s3 == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, label
+        # MLflow's login: names and keys only (never a value) from the client Secret
+        login = {(k["secretKey"], k["envVar"]) for k in secrets["mlpipe-mlflow-auth"]["keyToEnv"]}
+        assert login == {(k, k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        assert secrets["mlpipe-mlflow-auth"]["optional"] is True, label
         (run_id,) = config["fieldPathAsEnv"]
         assert run_id == {"name": "MLPIPE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}
         # the alert webhook only where alerts are sent, and only from the Secret
@@ -221,3 +225,38 @@ def test_a_webhook_url_in_the_config_is_refused_before_compiling(
     captured = capsys.readouterr()
     assert "webhook_url_env" in captured.err + captured.out
     assert "s3cr3t-path" not in captured.err + captured.out
+
+
+def test_trial_and_model_pods_get_no_mlflow_credentials(tmp_path_factory):
+    """The MLflow login is for pipeline tasks only: neither the Katib Experiment the tune task
+    renders (from the cluster profile) nor the InferenceService deploy renders names it, and no
+    password reaches the compiled spec."""
+    from components.common.config import REPO_ROOT, load_pipeline_config
+    from components.deploy.kserve_target import KServeSettings, Model, render_inference_service
+    from components.tune.katib_render import render_experiment
+
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    katib = cfg.model_training.katib
+    experiment = render_experiment(
+        namespace=katib.namespace,
+        algorithm="lightgbm",
+        space=cfg.model_training.search_spaces["lightgbm"],
+        train_uri="s3://b/train",
+        transformer_uri="s3://b/transformer",
+        env=katib.env,
+        env_from_secrets=tuple(katib.env_from_secrets),
+        env_config_map=katib.env_config_map,
+        s3_secret=katib.s3_secret,
+        service_account=katib.service_account,
+    )
+    settings = KServeSettings.from_config(cfg.deployment.rollout.kserve)
+    isvc = render_inference_service("acs", Model("3", "s3://b/models/3", "ab" * 32), settings)
+    for what, obj in (("trial", experiment), ("model", isvc)):
+        text = yaml.safe_dump(obj)
+        assert cfg.runtime.mlflow_auth_secret not in text, what
+        assert "MLFLOW_TRACKING_USERNAME" not in text and "MLFLOW_TRACKING_PASSWORD" not in text
+    assert "mlpipe-s3" in yaml.safe_dump(experiment)  # the trials' object store mount is there
+
+    spec, platform = _compile(tmp_path_factory, "--profile", "cluster")
+    compiled = yaml.safe_dump(spec) + yaml.safe_dump(platform)
+    assert "dev-only-mlflow-password" not in compiled

@@ -6,8 +6,9 @@
   pulled either), with the overlay's buckets;
 - the MLflow tracking server as the overlay's Deployment runs it: the pipeline image, the
   Deployment's command, arguments, environment (resolved from the rendered ConfigMaps and
-  Secrets), user, read-only root file system with an emptyDir on /tmp. One change: it binds
-  127.0.0.1 (tests never listen on other interfaces) instead of 0.0.0.0;
+  Secrets), Secret volumes (basic auth's ini, mounted read-only), user, read-only root file system
+  with an emptyDir on /tmp. One change: it binds 127.0.0.1 (tests never listen on other
+  interfaces) instead of 0.0.0.0; this process's MLflow clients log in with the pipeline's login;
 - the KFP API as the few v2beta1 calls we use (tests/support/kfp_standin.py, every request
   checked against the KFP swagger);
 - a webhook receiver for alerts.
@@ -113,6 +114,11 @@ def mlflow_server(docker: Any, manifests: Rendered, image: str, log: Path) -> It
     args = [expand(a, env).replace("--host=0.0.0.0", "--host=127.0.0.1") for a in container["args"]]
     pod = manifests.find("Deployment", "mlflow", "mlpipe")["spec"]["template"]["spec"]
     user = pod["securityContext"]
+    # the Secret volumes (basic auth's ini), read-only at their mount paths as in the pod
+    folders = manifests.secret_volumes("Deployment", "mlflow", "mlpipe", log.parent / "volumes")
+    for folder in folders.values():
+        for path in (folder, *folder.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the pod's user
     run = docker.containers.run(
         image=image,
         entrypoint=container["command"],
@@ -121,6 +127,7 @@ def mlflow_server(docker: Any, manifests: Rendered, image: str, log: Path) -> It
         user=f"{user['runAsUser']}:{user['runAsGroup']}",
         read_only=container["securityContext"].get("readOnlyRootFilesystem", False),
         tmpfs={"/tmp": ""},  # the Deployment's emptyDir
+        volumes={str(folder): {"bind": mount, "mode": "ro"} for mount, folder in folders.items()},
         network_mode="host",
         extra_hosts=HOSTS,
         detach=True,
@@ -192,12 +199,31 @@ def cluster_services(
         for bucket in _overlay_buckets(manifests):
             s3.create_bucket(Bucket=bucket)
         stack.enter_context(mlflow_server(docker, manifests, pipeline_image, logs["mlflow"]))
+        # the server runs basic auth: this process's own MLflow clients (the checks) log in as a
+        # pipeline pod does, with the overlay's Secret kubeflow/mlpipe-mlflow-auth
+        stack.enter_context(_environ(manifests.secret("mlpipe-mlflow-auth", "kubeflow") or {}))
         record = work / "kfp-requests.jsonl"
         stack.enter_context(kfp_api(record, logs["kfp"]))
         webhook = stack.enter_context(Receiver())
         # the cluster-only step the README asks for: the webhook URL in the alerts Secret
         manifests.objects.append(_secret("mlpipe-alerts", "kubeflow", webhook_url=webhook.url))
         yield Services(manifests, s3, webhook, record, logs)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _secret(name: str, namespace: str, **data: str) -> dict[str, Any]:

@@ -82,6 +82,30 @@ class Rendered:
                 env[item["name"]] = value
         return env
 
+    def secret_volumes(self, kind: str, name: str, namespace: str, root: Path) -> dict[str, Path]:
+        """The first container's Secret volumes as the kubelet projects them (each `items` key to
+        its `path`, else every key), written under `root`: mount path -> the local folder."""
+        pod = self.find(kind, name, namespace)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+        folders: dict[str, Path] = {}
+        for mount in pod["containers"][0].get("volumeMounts", []):
+            source = volumes.get(mount["name"])
+            if source is None:
+                continue
+            data = self.secret(source["secretName"], namespace)
+            if data is None:
+                raise PodStartError(f"Secret {namespace}/{source['secretName']} not found")
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            folder = root / mount["name"]
+            for item in items:
+                if item["key"] not in data:
+                    raise PodStartError(f"Secret {source['secretName']} has no {item['key']!r}")
+                target = folder / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(data[item["key"]])
+            folders[mount["mountPath"]] = folder
+        return folders
+
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined one kept."""
