@@ -8,12 +8,11 @@ PostgreSQL tests skip with a visible reason when the server binaries are missing
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,15 +28,9 @@ import pytest
 from components.common.runtime_env import STATE_ENV
 from tests.support.manifests import Rendered, expand
 from tests.support.postgres import Postgres, pg_bin, running_postgres
-from tests.support.servers import wait_http
+from tests.support.servers import free_port, server_process
 
 IN_CI = os.environ.get("CI") == "true"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def closed_port() -> int:
@@ -326,29 +319,15 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
     binary = shutil.which(command[0], path=str(Path(sys.executable).parent))
     assert binary, f"{command[0]} not in the environment"
     log = tmp_path_factory.mktemp("mlflow") / "server.log"
-    with open(log, "w") as out:
-        # its own process group: `mlflow server` runs uvicorn as a child process
-        proc = subprocess.Popen(
-            [binary, *command[1:], *args],
-            env=env,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            wait_http(f"{url}/health", 120, lambda: proc.poll() is None, "the MLflow server")
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}:\n{log.read_text()[-4000:]}")
+            stack.enter_context(
+                server_process([binary, *command[1:], *args], f"{url}/health", log, env)
+            )
+        except RuntimeError as exc:  # it did not come up: its log's end
+            pytest.fail(str(exc))
         yield url, port, storage
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group we started: the server and its workers
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 @pytest.fixture

@@ -33,6 +33,43 @@ def wait_http(
     raise RuntimeError(f"{what or url} did not answer within {timeout:g} s")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_process(
+    argv: Sequence[str],
+    health_url: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> Iterator[subprocess.Popen]:
+    """Run `argv` in its own process group (servers such as `mlflow server` fork workers) until
+    `health_url` answers; the process until the block ends, then the whole group is stopped.
+    RuntimeError with the end of its log when it does not come up."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(env) if env is not None else None,
+        )  # fmt: skip
+    try:
+        try:
+            wait_http(health_url, timeout, lambda: proc.poll() is None, Path(argv[0]).name)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
 @contextlib.contextmanager
 def mlflow_server_process(
     folder: Path,
@@ -43,31 +80,12 @@ def mlflow_server_process(
     """A real `mlflow server` (this environment's) on a free port of 127.0.0.1, SQLite and
     artifacts in `folder`, with `extra_args` and `env` added to this process's environment; its
     URL until the block ends. RuntimeError with the end of its log when it does not come up."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     binary = Path(sys.executable).parent / "mlflow"
-    log_path = folder / "mlflow-server.log"
-    with open(log_path, "w") as log:
-        # its own process group: `mlflow server` runs uvicorn as a child process
-        proc = subprocess.Popen(
-            [str(binary), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-             "--artifacts-destination", str(folder / "artifacts"), *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )  # fmt: skip
+    argv = [str(binary), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination", str(folder / "artifacts"), *extra_args]  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(f"{uri}/health", timeout, lambda: proc.poll() is None, "mlflow server")
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
+    log = folder / "mlflow-server.log"
+    with server_process(argv, f"{uri}/health", log, {**os.environ, **(env or {})}, timeout):
         yield uri
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
