@@ -15,6 +15,9 @@ DATA_FILE = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
 # MLflow's usage telemetry would try to reach the internet from every client and server the
 # tests start (and once failed a server start with a KeyError on its session id)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow 3's server-side job runners (8 more processes per `mlflow server`, ~600 MiB, seconds of
+# start-up): nothing here uses them, and the manifests switch them off too
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 TFDV_PYTHON = Path(os.environ.get("MLPIPE_TFDV_PYTHON", REPO_ROOT / ".venvs/tfdv/bin/python"))
 

@@ -70,3 +70,46 @@ def test_a_client_without_s3_credentials_logs_artifacts_into_the_bucket(
     body = s3_server.client.get_object(Bucket=bucket, Key=stored[0])["Body"].read()
     assert body == b"hello from the pipeline"
     assert client.get_run(run.info.run_id).data.metrics["roc_auc"] == 0.9
+
+
+def _memory_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+def test_every_process_of_the_server_fits_the_containers_memory_limit(mlflow_server, mlflow_login):
+    """The container's limit (the kind overlay's, the smallest) holds everything `mlflow server`
+    starts in it — its workers and any job runners — after real requests: summed PSS (shared
+    pages counted once, as the cgroup counts them)."""
+    import psutil
+
+    from tests.support.manifests import Rendered
+
+    url, port, _storage = mlflow_server
+    for _ in range(5):
+        requests.get(f"{url}/api/2.0/mlflow/registered-models/search", auth=mlflow_login,
+                     timeout=30).raise_for_status()  # fmt: skip
+    listener = next(
+        c.pid for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    )  # fmt: skip
+    group = os.getpgid(listener)
+    processes = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(proc.pid) == group:
+                processes.append((proc.memory_full_info().pss, " ".join(proc.cmdline()[:4])))
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+    total = sum(pss for pss, _ in processes)
+    container = Rendered.overlay("kind").container("Deployment", "mlflow", "mlpipe")
+    limit = _memory_bytes(container["resources"]["limits"]["memory"])
+    print(
+        f"\nmlflow server: {len(processes)} processes, {total / 2**20:.0f} MiB PSS "
+        f"(limit {limit / 2**20:.0f} MiB): "
+        + "; ".join(f"{pss / 2**20:.0f} MiB {cmd}" for pss, cmd in processes)
+    )
+    assert total < 0.8 * limit
