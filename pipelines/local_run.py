@@ -22,7 +22,7 @@ from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
-from components.common.runtime_env import STATE_ENV
+from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.ingest.ingest import source_digest
 from pipelines.progress import ProgressTee, original_stdout
 from pipelines.training import PIPELINE_NAME, build_pipeline
@@ -66,16 +66,8 @@ def _task_environment(out: Path, tfdv_python: str | None):
         or default_tracking_uri(out / "mlflow"),
         "PYTHONUNBUFFERED": "1",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environ(env):
         yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _record_failed_run(settings: Settings, run_name: str, result: RunResult, digest: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from components.common.alerts import Alert, AlertSink, failure_alert
 from components.common.artifacts import read_json, sha256_file
 from components.common.config import REPO_ROOT, PipelineConfig, Settings, _set_dotted
-from components.common.runtime_env import LOGS_ENV
+from components.common.runtime_env import LOGS_ENV, temporary_environ
 from components.monitor.actions import TriggerStore, retrain_overrides
 from pipelines.local_run import (
     RunResult,
@@ -143,46 +143,33 @@ def run_monitoring_local(
     sink = sink or AlertSink.from_config(mon, out / "logs")
     # the act task alerts through the same sink: its log folder and webhook (the URL through
     # the environment, never as a parameter), its retry settings as the task's config
-    url_env = mon.webhook_url_env
-    saved = {k: os.environ.get(k) for k in (LOGS_ENV, url_env)}
-    os.environ[LOGS_ENV] = sink.logs_dir
-    if sink.webhook_url:
-        os.environ[url_env] = sink.webhook_url
-    else:
-        os.environ.pop(url_env, None)
+    alerting = {LOGS_ENV: sink.logs_dir, mon.webhook_url_env: sink.webhook_url or None}
     task_monitoring = mon.model_dump(mode="json", exclude_none=True)
     task_monitoring |= {
         "webhook_retries": sink.retries,
         "webhook_backoff_s": sink.backoff_s,
         "webhook_timeout_s": sink.timeout_s,
     }
-    try:
-        with _task_environment(out, tfdv_python) as env:
-            run = _run(
-                retrain,
-                task_monitoring,
-                settings,
-                out,
-                run_name,
-                source,
-                source_kind,
-                labels,
-                use_cache,
-                verbose,
-                screen,
-                env["MLFLOW_TRACKING_URI"],
+    with temporary_environ(alerting), _task_environment(out, tfdv_python) as env:
+        run = _run(
+            retrain,
+            task_monitoring,
+            settings,
+            out,
+            run_name,
+            source,
+            source_kind,
+            labels,
+            use_cache,
+            verbose,
+            screen,
+            env["MLFLOW_TRACKING_URI"],
+        )
+        retrain_key = (run.actions.get("retrain") or {}).get("key")
+        if run.ok and retrain and (run.actions.get("retrain") or {}).get("status") == "claimed":
+            run.retrain = _retrain(
+                settings, run, out, tfdv_python, verbose, screen, retrain_key, retrain_batch
             )
-            retrain_key = (run.actions.get("retrain") or {}).get("key")
-            if run.ok and retrain and (run.actions.get("retrain") or {}).get("status") == "claimed":
-                run.retrain = _retrain(
-                    settings, run, out, tfdv_python, verbose, screen, retrain_key, retrain_batch
-                )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     _post_run_alerts(run, mon, sink, source)
     return run
 

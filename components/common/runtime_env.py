@@ -17,7 +17,9 @@ sets it in every pod). Only the standard library here: the tfdv environment impo
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from components.common.errors import StageError
@@ -136,3 +138,23 @@ def logs_dir(stage: str = "alerts") -> str:
 def run_id() -> str | None:
     """The KFP run's id when the spec mounted it (cluster), or the CLI set it (laptop)."""
     return _value(RUN_ID_ENV)
+
+
+@contextlib.contextmanager
+def temporary_environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set these variables (None: unset) for the block; the previous values come back after it
+    (what a local run's tasks inherit, without leaking into the caller's process)."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -62,3 +62,22 @@ def test_on_a_laptop_the_state_store_is_optional_unless_needed(monkeypatch):
     with pytest.raises(RuntimeEnvError, match="an incremental load needs a state store"):
         runtime_env.state_dir("ingest", required_for="an incremental load")
     assert runtime_env.logs_dir().endswith("outputs/logs")
+
+
+def test_temporary_environ_sets_unsets_and_restores(monkeypatch):
+    import os
+
+    from components.common.runtime_env import temporary_environ
+
+    monkeypatch.setenv("MLPIPE_T_KEPT", "before")
+    monkeypatch.setenv("MLPIPE_T_UNSET", "before")
+    monkeypatch.delenv("MLPIPE_T_NEW", raising=False)
+    with pytest.raises(RuntimeError):  # restored on failure too
+        with temporary_environ(
+            {"MLPIPE_T_KEPT": "during", "MLPIPE_T_UNSET": None, "MLPIPE_T_NEW": "during"}
+        ):
+            assert os.environ["MLPIPE_T_KEPT"] == os.environ["MLPIPE_T_NEW"] == "during"
+            assert "MLPIPE_T_UNSET" not in os.environ
+            raise RuntimeError("a failed run")
+    assert os.environ["MLPIPE_T_KEPT"] == os.environ["MLPIPE_T_UNSET"] == "before"
+    assert "MLPIPE_T_NEW" not in os.environ

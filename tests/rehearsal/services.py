@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.common.runtime_env import temporary_environ
 from tests.support.manifests import Rendered, expand
 from tests.support.postgres import running_postgres
 from tests.support.servers import wait_http
@@ -201,29 +202,15 @@ def cluster_services(
         stack.enter_context(mlflow_server(docker, manifests, pipeline_image, logs["mlflow"]))
         # the server runs basic auth: this process's own MLflow clients (the checks) log in as a
         # pipeline pod does, with the overlay's Secret kubeflow/mlpipe-mlflow-auth
-        stack.enter_context(_environ(manifests.secret("mlpipe-mlflow-auth", "kubeflow") or {}))
+        stack.enter_context(
+            temporary_environ(manifests.secret("mlpipe-mlflow-auth", "kubeflow") or {})
+        )
         record = work / "kfp-requests.jsonl"
         stack.enter_context(kfp_api(record, logs["kfp"]))
         webhook = stack.enter_context(Receiver())
         # the cluster-only step the README asks for: the webhook URL in the alerts Secret
         manifests.objects.append(_secret("mlpipe-alerts", "kubeflow", webhook_url=webhook.url))
         yield Services(manifests, s3, webhook, record, logs)
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    import os
-
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _secret(name: str, namespace: str, **data: str) -> dict[str, Any]:
