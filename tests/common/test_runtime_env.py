@@ -72,12 +72,10 @@ def test_temporary_environ_sets_unsets_and_restores(monkeypatch):
     monkeypatch.setenv("MLPIPE_T_KEPT", "before")
     monkeypatch.setenv("MLPIPE_T_UNSET", "before")
     monkeypatch.delenv("MLPIPE_T_NEW", raising=False)
-    with pytest.raises(RuntimeError):  # restored on failure too
-        with temporary_environ(
-            {"MLPIPE_T_KEPT": "during", "MLPIPE_T_UNSET": None, "MLPIPE_T_NEW": "during"}
-        ):
-            assert os.environ["MLPIPE_T_KEPT"] == os.environ["MLPIPE_T_NEW"] == "during"
-            assert "MLPIPE_T_UNSET" not in os.environ
-            raise RuntimeError("a failed run")
+    values = {"MLPIPE_T_KEPT": "during", "MLPIPE_T_UNSET": None, "MLPIPE_T_NEW": "during"}
+    with pytest.raises(RuntimeError), temporary_environ(values):  # restored on failure too
+        assert os.environ["MLPIPE_T_KEPT"] == os.environ["MLPIPE_T_NEW"] == "during"
+        assert "MLPIPE_T_UNSET" not in os.environ
+        raise RuntimeError("a failed run")
     assert os.environ["MLPIPE_T_KEPT"] == os.environ["MLPIPE_T_UNSET"] == "before"
     assert "MLPIPE_T_NEW" not in os.environ

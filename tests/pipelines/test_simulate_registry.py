@@ -31,9 +31,9 @@ def test_the_lock_is_held_through_the_rollout_and_the_move(mlflow_store, version
     seen = []
 
     def rollout():
-        with pytest.raises(RegistryLocked):  # a deploy started now must not get the lock
-            with registry.lock(mlflow_store, "m", "a deploy", mode="file"):
-                pass
+        # a deploy started now must not get the lock
+        with pytest.raises(RegistryLocked), registry.lock(mlflow_store, "m", "a deploy", "file"):
+            pass
         seen.append("ran")
         return _result(outcome)
 
@@ -51,9 +51,11 @@ def test_a_held_lock_stops_the_canary_before_any_traffic_or_move(mlflow_store, v
     def rollout():
         raise AssertionError("the canary started while another process held the lock")
 
-    with registry.lock(mlflow_store, "m", "a deploy", mode="file"):
-        with pytest.raises(RegistryLocked, match="a deploy"):
-            canary(mlflow_store, "m", versions[1], rollout)
+    with (
+        registry.lock(mlflow_store, "m", "a deploy", mode="file"),
+        pytest.raises(RegistryLocked, match="a deploy"),
+    ):
+        canary(mlflow_store, "m", versions[1], rollout)
     held = assert_invariants(mlflow_store, "m")
     assert held[CHAMPION] == versions[0]
     assert not registry.is_rejected(mlflow_store.get_model_version("m", versions[1]))
