@@ -50,6 +50,16 @@ def test_the_first_champion_creates_the_inference_service(cluster):
     assert served(cluster) == {"s3://b/m1": 100}
 
 
+def test_a_first_deploy_killed_before_the_registry_move_is_not_rolled_out_again(cluster):
+    """No champion yet, the InferenceService already serves the version (created, then the
+    process died before `registry.promote`): the re-run promotes it without a rollout of the
+    version against itself (a revision that never comes)."""
+    deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
+    out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
+    assert out["outcome"] == "promoted" and "already serves" in out["reason"]
+    assert served(cluster) == {"s3://b/m1": 100} and not cluster.verbs("patch")
+
+
 @pytest.mark.parametrize(
     "deny", [lambda c: c.deny("get", ISVC.plural), lambda c: c.script(ISVC.plural, NAME, [
         KubernetesError("cannot reach the API server: read timed out")])],
