@@ -21,7 +21,10 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   tagged rejected with the reason and `champion` stays.
 - The whole stage holds the registered model's lock (`registry.lock`: a file lock beside a local
   store, a tag lease on an MLflow server); a second deploy or `mlpipe rollback` meanwhile fails
-  fast. It starts with `registry.reconcile` (finishes a registry move a crash interrupted).
+  fast. It starts with `registry.reconcile` (finishes a registry move a crash interrupted), then
+  on KServe `serve_champion`: the registry is the source of truth, an InferenceService that
+  does not serve the champion alone (a crash between a rollout and the registry move) is put
+  back on it before anything else.
 - A version already rejected is not deployed, validated or announced as awaiting approval
   (outcome `rejected`; nothing moves).
 - Integrity (components/common/model_integrity.py): before anything is started, the candidate's
@@ -158,6 +161,8 @@ def _deploy(
     from components.serve.infra_validation import InfraValidationError, validate_infra
 
     registry.reconcile(client, registered_model)
+    if cfg.environment == "kserve":
+        serve_champion(client, cfg, registered_model, log)
     mv = registry.get_version(client, registered_model, version)
     champion = registry.alias_version(client, registered_model, registry.CHAMPION)
     out: dict[str, Any] = {"registered_model": registered_model, "version": str(version)}
@@ -436,6 +441,8 @@ def kserve_rollout(
     )
     try:
         stable = target.adopt()
+        # served already: a crash after the rollout, before the registry move (no champion)
+        already = stable is not None and target.serves_only(storage_uri)
     except KubernetesError as exc:
         raise StageError(
             STAGE,
@@ -447,6 +454,9 @@ def kserve_rollout(
         log(f"deploy: creating InferenceService {k.namespace}/{registered_model} ({version})")
         target.deploy(model)
         return {"outcome": "promoted", "reason": "first InferenceService created"}
+    if already:
+        log(f"deploy: InferenceService {k.namespace}/{registered_model} already serves {version}")
+        return {"outcome": "promoted", "reason": "the InferenceService already serves it"}
     if not stable.sha256 and lookup is not None and stable.version:
         try:  # a rollback renders the stable model again: with its digest
             target.stable_model = lookup(stable.version)
@@ -474,17 +484,63 @@ def restore_served(
     cfg = _config(deployment)
     if cfg.environment != "kserve":
         return None
+    return _restore(client, cfg, registered_model, version, _target(cfg, registered_model, adapter))
+
+
+def serve_champion(
+    client: Any, cfg: Any, registered_model: str, log: Callable[[str], None], adapter: Any = None
+) -> str | None:
+    """KServe, first in every deploy: the registry is the source of truth. When the
+    InferenceService does not serve the registry's champion alone (a crash between a rollout
+    and the registry move, or in the middle of a rollout: another model, a canary left at a
+    percent), the champion is served again (`restore_served`'s move) before anything else; the
+    candidate then goes through its rollout again. Nothing without a champion or without an
+    InferenceService (the deploy creates it). Returns what changed, if anything."""
+    from components.common.k8s import KubernetesError
+
+    champion = registry.alias_version(client, registered_model, registry.CHAMPION)
+    if champion is None:
+        return None
+    version = str(champion.version)
+    uri = model_storage_uri(client, registered_model, version)
+    target = _target(cfg, registered_model, adapter)
+    try:
+        found = target.serving()
+        if found is None or target.serves_only(uri):
+            return None
+    except KubernetesError as exc:
+        raise StageError(
+            STAGE,
+            f"cannot read InferenceService {cfg.rollout.kserve.namespace}/{registered_model}: "
+            f"{exc}; nothing was changed",
+            subject=version,
+        ) from exc
+    uri, percent = found
+    log(
+        f"deploy: InferenceService {registered_model} serves {uri}"
+        + (f" (canary at {percent}%)" if percent is not None else "")
+        + f", not the champion (version {version}): serving the champion again first"
+    )
+    done = _restore(client, cfg, registered_model, version, target)
+    log(f"deploy: {done}")
+    return done
+
+
+def _target(cfg: Any, registered_model: str, adapter: Any = None) -> Any:
     from components.deploy.kserve_target import KServeSettings, KServeTarget
 
-    k = cfg.rollout.kserve
     if adapter is None:
         from components.common.k8s import CustomObjectsAdapter
 
         adapter = CustomObjectsAdapter()
+    return KServeTarget(adapter, registered_model, KServeSettings.from_config(cfg.rollout.kserve))
+
+
+def _restore(client: Any, cfg: Any, registered_model: str, version: str, target: Any) -> str:
+    """The InferenceService serves `version` alone again (KServeTarget.restore)."""
     model = kserve_model(client, registered_model, version)
-    target = KServeTarget(adapter, registered_model, KServeSettings.from_config(k))
     target.restore(model)
     return (
-        f"InferenceService {k.namespace}/{registered_model} serves version {version} "
-        f"({model.storage_uri})"
+        f"InferenceService {cfg.rollout.kserve.namespace}/{registered_model} serves version "
+        f"{version} ({model.storage_uri})"
     )

@@ -389,6 +389,28 @@ class KServeTarget:
         self.stable = predictor_status(obj).get("latestRolledoutRevision")
         return self.stable_model
 
+    def serving(self) -> tuple[str, int | None] | None:
+        """(the predictor's storageUri, its `canaryTrafficPercent`) as the spec stands, or None
+        when there is no InferenceService (any other API error propagates)."""
+        try:
+            pred = self._get()["spec"]["predictor"]
+        except NotFound:
+            return None
+        return pred["model"]["storageUri"], pred.get("canaryTrafficPercent")
+
+    def serves_only(self, storage_uri: str) -> bool:
+        """The InferenceService serves the model at `storage_uri` alone: the spec's model is it,
+        no canary is left at a percent, and the route gives its (latest, ready) revision all
+        traffic."""
+        try:
+            obj = self._get()
+        except NotFound:
+            return False
+        pred = obj["spec"]["predictor"]
+        if pred["model"]["storageUri"] != storage_uri or "canaryTrafficPercent" in pred:
+            return False
+        return serves(obj, predictor_status(obj).get("latestCreatedRevision"), 100, None)
+
     def deploy(self, model: Model) -> None:
         """Serve `model` with all traffic (create the InferenceService, or replace what it serves)
         and wait until its revision is ready and routed."""
@@ -399,12 +421,18 @@ class KServeTarget:
         self._apply(render_inference_service(self.name, model, self.settings))
         what = f"{self.name} serving {model.version}"
         pred = (current or {}).get("spec", {}).get("predictor", {})
-        if pred.get("model", {}).get("storageUri") == model.storage_uri and (
-            pred.get("canaryTrafficPercent") is None
-        ):  # already the model of the latest revision: no new revision comes
-            latest = predictor_status(current).get("latestCreatedRevision")
-            self._route(latest, 100, None, what)
-            self.stable = latest
+        if pred.get("model", {}).get("storageUri") == model.storage_uri:
+            # already the model of the latest revision (a canary percent only shapes the route,
+            # e.g. a rollback interrupted after its stable model went back): no new revision
+            # comes, the latest one takes all traffic
+            found: dict[str, str] = {}
+
+            def routed(obj: dict) -> bool:
+                found["name"] = predictor_status(obj).get("latestCreatedRevision")
+                return serves(obj, found["name"], 100, None)
+
+            self._wait(routed, what)
+            self.stable = found["name"]
         else:
             before = predictor_status(current or {}).get("latestCreatedRevision")
             self.stable = self._new_revision(before, 100, None, what)

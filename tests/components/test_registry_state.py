@@ -14,33 +14,8 @@ from components.common.registry import CHALLENGER, CHAMPION, PREVIOUS, RegistryE
 from components.deploy import deploy
 from components.register import register
 from pipelines.cli import main
+from tests.support.crash import CrashingClient, Killed
 from tests.support.registry import assert_invariants
-
-WRITES = ("set_", "delete_", "create_", "update_")
-
-
-class Killed(BaseException):
-    """The process dies here (BaseException, like SystemExit: no `except Exception` stops it)."""
-
-
-class CrashingClient:
-    """An MlflowClient whose `crash_at`-th write call dies before it reaches the store."""
-
-    def __init__(self, crash_at: int) -> None:
-        self.inner, self.crash_at, self.writes = mlflow.MlflowClient(), crash_at, []
-
-    def __getattr__(self, attr):
-        method = getattr(self.inner, attr)
-        if not attr.startswith(WRITES):
-            return method
-
-        def write(*args, **kwargs):
-            self.writes.append((attr, args[1:3]))
-            if len(self.writes) == self.crash_at:
-                raise Killed(attr)
-            return method(*args, **kwargs)
-
-        return write
 
 
 @pytest.fixture()

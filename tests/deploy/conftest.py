@@ -92,3 +92,37 @@ def backend():
     b = ProcessBackend()
     yield b
     b.close()
+
+
+# ------------------------------------------------------------ KServe deploys (MLflow, stand-in)
+
+KSERVE_DESTINATION = "s3://mlflow/artifacts"  # the MLflow server's --artifacts-destination
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Two small real models (different samples of 2015) with their feature specs."""
+    import pandas as pd
+
+    from components.common.config import REPO_ROOT
+    from tests.fixtures.models import FEATURES, LABEL, logistic
+
+    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
+    train = df[df.year == 2015][[*FEATURES, LABEL]]
+    return [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]
+
+
+@pytest.fixture()
+def server(mlflow_server, monkeypatch):
+    """A real MLflow server proxying artifacts, as the cluster runs it: a version's files are
+    under KSERVE_DESTINATION (what KServe's storage initializer would fetch)."""
+    monkeypatch.setenv("MLFLOW_ARTIFACTS_DESTINATION", KSERVE_DESTINATION)
+    return mlflow_server
+
+
+@pytest.fixture()
+def cluster():
+    """The Kubernetes stand-in playing KServe 0.20 in Knative mode for every InferenceService."""
+    from tests.support.kserve_knative import knative_cluster
+
+    return knative_cluster()

@@ -6,46 +6,21 @@ previous model back where it is served before the registry moves."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from components.common import registry
-from components.common.config import REPO_ROOT, load_pipeline_config
+from components.common.config import load_pipeline_config
 from components.common.errors import StageError
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.common.k8s import KubernetesError
 from components.deploy import deploy
-from tests.fixtures.models import FEATURES, LABEL, logistic, register
-from tests.support.k8s_standin import InMemoryCluster
-from tests.support.kserve_knative import KnativeKServe
+from tests.deploy.conftest import KSERVE_DESTINATION as DESTINATION
+from tests.fixtures.models import register
+from tests.support.kserve_knative import served_uris
 
 NAME = "m"
 NS = "mlpipe"
-DESTINATION = "s3://mlflow/artifacts"
 FAST = {"deployment.environment": "kserve", "deployment.rollout.kserve.poll_s": 0.01}
-
-
-@pytest.fixture(scope="module")
-def models():
-    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
-    train = df[df.year == 2015][[*FEATURES, LABEL]]
-    return [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]
-
-
-@pytest.fixture()
-def server(mlflow_server, monkeypatch):
-    monkeypatch.setenv("MLFLOW_ARTIFACTS_DESTINATION", DESTINATION)
-    return mlflow_server
-
-
-@pytest.fixture()
-def cluster():
-    controller = KnativeKServe()
-    cluster = InMemoryCluster()
-    cluster.script(ISVC.plural, NAME, controller)
-    cluster.endpoints = controller.endpoints
-    cluster.controller = controller
-    return cluster
 
 
 def m(version: str):
@@ -60,12 +35,7 @@ def cfg():
 
 
 def served(cluster) -> dict[str, int]:
-    obj = cluster.objects[(ISVC.group, ISVC.plural, NS, NAME)]
-    out: dict[str, int] = {}
-    for target in obj["status"]["components"]["predictor"]["traffic"]:
-        uri = cluster.controller.revision_uri(NS, NAME, target["revisionName"])
-        out[uri] = out.get(uri, 0) + target["percent"]
-    return {k: v for k, v in out.items() if v}
+    return served_uris(cluster, NS, NAME)
 
 
 def test_a_local_store_cannot_feed_kserve(mlflow_store, models):
@@ -78,6 +48,16 @@ def test_the_first_champion_creates_the_inference_service(cluster):
     out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
     assert out["outcome"] == "promoted" and "first InferenceService" in out["reason"]
     assert served(cluster) == {"s3://b/m1": 100}
+
+
+def test_a_first_deploy_killed_before_the_registry_move_is_not_rolled_out_again(cluster):
+    """No champion yet, the InferenceService already serves the version (created, then the
+    process died before `registry.promote`): the re-run promotes it without a rollout of the
+    version against itself (a revision that never comes)."""
+    deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
+    out = deploy.kserve_rollout(NAME, "1", "s3://b/m1", cfg(), print, adapter=cluster, model=m("1"))
+    assert out["outcome"] == "promoted" and "already serves" in out["reason"]
+    assert served(cluster) == {"s3://b/m1": 100} and not cluster.verbs("patch")
 
 
 @pytest.mark.parametrize(

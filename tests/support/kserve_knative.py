@@ -222,3 +222,29 @@ class KnativeKServe:
                 if rev.ready and rev.name in routed and service == f"{rev.name}-private":
                     out.append(f"10.244.0.{10 + i}")
         return out
+
+
+def knative_cluster(name: str = "*", **controller: Any):
+    """The Kubernetes stand-in with this controller scripted on InferenceService `name` (every
+    one by default); `cluster.controller` is the controller."""
+    from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
+    from tests.support.k8s_standin import InMemoryCluster
+
+    kserve = KnativeKServe(**controller)
+    cluster = InMemoryCluster()
+    cluster.script(ISVC.plural, name, kserve)
+    cluster.endpoints = kserve.endpoints
+    cluster.controller = kserve
+    return cluster
+
+
+def served_uris(cluster: Any, namespace: str, name: str) -> dict[str, int]:
+    """Traffic percent by storage URI as the route of InferenceService `name` splits it."""
+    from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
+
+    obj = cluster.objects[(ISVC.group, ISVC.plural, namespace, name)]
+    out: dict[str, int] = {}
+    for target in obj["status"]["components"]["predictor"]["traffic"]:
+        uri = cluster.controller.revision_uri(namespace, name, target["revisionName"])
+        out[uri] = out.get(uri, 0) + target["percent"]
+    return {k: v for k, v in out.items() if v}
