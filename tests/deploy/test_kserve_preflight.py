@@ -14,13 +14,8 @@ from components.common.config import REPO_ROOT, load_pipeline_config
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.deploy import deploy
 from components.deploy.preflight import Incompatible, check_spec
-from tests.deploy import test_kserve_deploy as kserve_fixtures
 from tests.deploy.test_kserve_deploy import FAST, NAME, NS, served
 from tests.fixtures.models import FEATURES, LABEL, logistic, register
-
-# the KServe deploy tests' fixtures: a real MLflow server, the Knative-mode KServe stand-in
-cluster = kserve_fixtures.cluster
-server = kserve_fixtures.server
 
 DROPPED = ["AGEP", "SCHL", "MAR"]  # a candidate trained without them: another feature set
 
