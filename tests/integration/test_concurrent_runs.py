@@ -44,9 +44,10 @@ FAST = {
 
 
 @pytest.fixture
-def shared(mlflow_server, s3_server, tmp_path, full_data):
-    """What both runs share: the MLflow server, a state prefix in S3, a registered model name
-    of their own (the server's database lives for the session), a small sample of the data."""
+def shared(mlflow_server, mlflow_login, s3_server, tmp_path, full_data):
+    """What both runs share: the MLflow server (basic auth: the runs and this process log in as
+    a pipeline pod does), a state prefix in S3, a registered model name of their own (the
+    server's database lives for the session), a small sample of the data."""
     url, _port, _storage = mlflow_server
     buckets = {b["Name"] for b in s3_server.client.list_buckets().get("Buckets", [])}
     if STATE_BUCKET not in buckets:
@@ -61,6 +62,9 @@ def shared(mlflow_server, s3_server, tmp_path, full_data):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLPIPE_"))}
     env |= {
         "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": mlflow_login[0],
+        "MLFLOW_TRACKING_PASSWORD": mlflow_login[1],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLPIPE_STATE_DIR": f"s3://{STATE_BUCKET}/{prefix}",
         "AWS_ENDPOINT_URL": s3_server.endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
