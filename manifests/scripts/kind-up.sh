@@ -151,13 +151,14 @@ else
 fi
 
 step "7/9 mlpipe manifests (manifests/overlays/kind)"
-# a Job's pod template is immutable: drop the finished bucket Job so a new image can re-run it
-"${KUBECTL[@]}" -n mlpipe delete job minio-buckets --ignore-not-found
+# a Job's pod template is immutable: drop the finished Jobs so a new image or key can re-run them
+"${KUBECTL[@]}" -n mlpipe delete job minio-buckets minio-readonly-user --ignore-not-found
 # the KServe webhook validates the ServingRuntime: it may refuse for a few seconds after startup
 retry 5 15 "${KUBECTL[@]}" apply -k manifests/overlays/kind
 "${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/minio --timeout="$WAIT"
 "${KUBECTL[@]}" -n mlpipe rollout status statefulset/mlflow-postgres --timeout="$WAIT"
 "${KUBECTL[@]}" -n mlpipe wait --for=condition=Complete job/minio-buckets --timeout="$WAIT"
+"${KUBECTL[@]}" -n mlpipe wait --for=condition=Complete job/minio-readonly-user --timeout="$WAIT"
 "${KUBECTL[@]}" -n mlpipe wait --for=condition=Available deployment/mlflow --timeout="$WAIT"
 "${KUBECTL[@]}" -n mlpipe get servingruntime mlpipe >/dev/null
 

@@ -61,6 +61,7 @@ def test_the_script_waits_for_each_step_and_applies_the_kind_overlay():
     assert "wait --for condition=established" in text
     assert "apply -k manifests/overlays/kind" in text
     assert "wait --for=condition=Complete job/minio-buckets" in text
+    assert "wait --for=condition=Complete job/minio-readonly-user" in text
     assert "mlpipe compile" in text and "mlpipe submit --host" in text
     assert "kind create cluster" in text and "--config kind-config.yaml" in text
 

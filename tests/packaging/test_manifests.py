@@ -165,15 +165,137 @@ def test_kind_secrets_are_generated_and_marked_dev_only(kind_objects):
         "mlpipe-postgres",
         "mlpipe-minio",
         "mlpipe-s3",
+        "mlpipe-s3-readonly",
         "mlpipe-mlflow-server",
         "mlpipe-mlflow-auth",
     }
     for secret in secrets:
         assert secret["metadata"]["labels"]["mlpipe.dev/dev-only-credentials"] == "true"
-    s3 = _one(kind_objects, "Secret", "mlpipe-s3")
+    # KServe takes the endpoint from the read-only key's annotations; no read-write key has them
+    s3 = _one(kind_objects, "Secret", READ_ONLY_SECRET)
     annotations = s3["metadata"]["annotations"]
     assert annotations["serving.kserve.io/s3-endpoint"] == "minio.mlpipe.svc.cluster.local:9000"
     assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert annotations["serving.kserve.io/s3-region"] == "us-east-1"
+    for secret in secrets:
+        if secret["metadata"]["name"] != READ_ONLY_SECRET:
+            notes = secret["metadata"].get("annotations", {})
+            assert not [k for k in notes if k.startswith("serving.kserve.io/")], name_of(secret)
+
+
+READ_ONLY_SECRET = "mlpipe-s3-readonly"
+
+
+def _serving_settings():
+    from components.common.config import load_pipeline_config
+    from components.deploy.kserve_target import KServeSettings
+
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config" / "profiles" / "cluster.yaml")
+    return KServeSettings.from_config(cfg.deployment.rollout.kserve)
+
+
+def test_model_servers_get_only_the_read_only_key(overlay):
+    """The InferenceService the deploy task renders runs as the serving ServiceAccount, and that
+    account lists the read-only key alone (KServe's storage initializer uses every S3 Secret it
+    lists); the ServingRuntime names no Secret of its own."""
+    from components.deploy.kserve_target import Model, render_inference_service
+
+    name, objects = overlay
+    settings = _serving_settings()
+    model = Model("3", "s3://mlflow/artifacts/1/models/m-3/artifacts", sha256="ab" * 32)
+    isvc = render_inference_service("acs", model, settings)
+    predictor = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["namespace"] == settings.namespace
+    assert predictor["serviceAccountName"] == settings.service_account == "mlpipe-serving"
+    account = _one(objects, "ServiceAccount", predictor["serviceAccountName"], settings.namespace)
+    assert [s["name"] for s in account["secrets"]] == [READ_ONLY_SECRET], name
+    assert account["automountServiceAccountToken"] is False
+    assert "secret" not in str(_one(objects, "ServingRuntime", "mlpipe")["spec"]).lower()
+
+
+def test_kind_read_only_key_is_not_a_read_write_one(kind_objects):
+    rendered = Rendered(kind_objects)
+    read_only = rendered.secret(READ_ONLY_SECRET, "mlpipe")
+    assert set(read_only) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    root = rendered.secret("mlpipe-minio", "mlpipe")
+    writers = [root["MINIO_ROOT_USER"]] + [
+        rendered.secret("mlpipe-s3", ns)["AWS_ACCESS_KEY_ID"] for ns in ("mlpipe", "kubeflow")
+    ]
+    assert read_only["AWS_ACCESS_KEY_ID"] not in writers
+    assert read_only["AWS_SECRET_ACCESS_KEY"] != root["MINIO_ROOT_PASSWORD"]
+
+
+def test_kind_job_gives_the_read_only_key_a_read_only_minio_user(kind_objects):
+    """The Job runs MinIO's own client from the MinIO image, non-root and locked down, logs in
+    with the root credentials of MinIO's Secret, and makes the read-only key's user with a policy
+    that can only read and list the buckets the models and the trials' inputs live in."""
+    import json
+    import re
+
+    job = _one(kind_objects, "Job", "minio-readonly-user")
+    assert validation_errors(job, kind_kubernetes_version()) == []
+    assert container_errors(job) == []
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    assert job["spec"]["backoffLimit"] >= 1  # MinIO may still be starting
+    (container,) = pod["containers"]
+    minio = _one(kind_objects, "Deployment", "minio")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == minio["image"]
+    # root credentials from MinIO's own Secret, the new user's from the read-only Secret
+    refs = {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert refs == {
+        "MINIO_ROOT_USER": ("mlpipe-minio", "MINIO_ROOT_USER"),
+        "MINIO_ROOT_PASSWORD": ("mlpipe-minio", "MINIO_ROOT_PASSWORD"),
+        "READONLY_ACCESS_KEY": (READ_ONLY_SECRET, "AWS_ACCESS_KEY_ID"),
+        "READONLY_SECRET_KEY": (READ_ONLY_SECRET, "AWS_SECRET_ACCESS_KEY"),
+    }
+    rendered = Rendered(kind_objects)
+    env = rendered.container_env(container, "mlpipe")
+    assert env["MINIO_ROOT_USER"] == rendered.secret("mlpipe-minio", "mlpipe")["MINIO_ROOT_USER"]
+    ro = rendered.secret(READ_ONLY_SECRET, "mlpipe")
+    assert env["READONLY_ACCESS_KEY"] == ro["AWS_ACCESS_KEY_ID"]
+    script = container["command"][-1]
+    assert container["command"][0] == "/bin/sh"
+    for value in (*ro.values(), env["MINIO_ROOT_PASSWORD"]):
+        assert value not in script  # keys reach mc on stdin, from the environment
+    env_url = {e["name"]: e.get("value") for e in container["env"]}["MINIO_URL"]
+    assert env_url == "http://minio.mlpipe.svc.cluster.local:9000"
+    assert re.search(r"mc alias set .*\bstore \"\$MINIO_URL\"", script)
+    assert "mc ready store" in script  # waits for MinIO
+    assert re.search(r"\| mc admin user add store$", script, re.M)
+    created = re.search(r"mc admin policy create store (\S+) (\S+)", script)
+    attached = re.search(
+        r"mc admin policy attach store (\S+) --user \"\$READONLY_ACCESS_KEY\"", script
+    )
+    assert created and attached and created.group(1) == attached.group(1)
+    # the policy file is the ConfigMap's, mounted read-only
+    path = created.group(2)
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    policy_map = _one(kind_objects, "ConfigMap", volume["configMap"]["name"])
+    policy = json.loads(policy_map["data"][path[len(mount["mountPath"]) + 1 :]])
+    actions: set[str] = set()
+    resources: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions |= set(statement["Action"])
+        resources |= set(statement["Resource"])
+    assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}
+    # what the model servers (MLflow's artifacts) and trials (the state store) read
+    buckets = {r.removeprefix("arn:aws:s3:::").removesuffix("/*") for r in resources}
+    storage = _one(kind_objects, "ConfigMap", "mlpipe-pipeline-env", "kubeflow")["data"]
+    needed = {
+        storage[k].removeprefix("s3://").split("/")[0]
+        for k in ("MLFLOW_ARTIFACTS_DESTINATION", "MLPIPE_STATE_DIR")
+    }
+    assert needed <= buckets == {"mlflow", "mlpipe-data"}
 
 
 def test_cloud_overlay_expects_its_secrets_and_documents_them(cloud_objects):
@@ -252,6 +374,7 @@ def test_only_pipeline_pods_get_mlflow_credentials(overlay):
 def test_kind_overlay_runs_minio_and_never_pulls(kind_objects):
     _one(kind_objects, "Deployment", "minio")
     _one(kind_objects, "Job", "minio-buckets")
+    _one(kind_objects, "Job", "minio-readonly-user")
     for obj in kind_objects:
         for container in _containers(obj):
             assert container.get("imagePullPolicy") == "IfNotPresent", name_of(obj)
@@ -334,6 +457,7 @@ MODEL = Pod("mlpipe", {"serving.kserve.io/inferenceservice": "acs", "component":
 MLFLOW = Pod("mlpipe", {"app.kubernetes.io/name": "mlflow"})
 POSTGRES = Pod("mlpipe", {"app.kubernetes.io/name": "mlflow-postgres"})
 MINIO = Pod("mlpipe", {"app.kubernetes.io/name": "minio"})
+READONLY_USER_JOB = Pod("mlpipe", {"app.kubernetes.io/name": "minio-readonly-user"})
 SUGGESTION = Pod(
     "mlpipe", {"katib.kubeflow.org/suggestion": "e", "katib.kubeflow.org/experiment": "e"}
 )
@@ -348,6 +472,7 @@ ALLOWED = [
     (PIPELINE, MINIO, 9000),
     (MODEL, MINIO, 9000),  # KServe's storage initializer runs in the model's pod
     (TRIAL, MINIO, 9000),
+    (READONLY_USER_JOB, MINIO, 9000),  # the kind Job making the read-only key's MinIO user
     (KATIB_CONTROLLER, SUGGESTION, 6789),
     (TRIAL, SUGGESTION, 6788),
     (PIPELINE, MODEL, 8080),
@@ -363,6 +488,8 @@ DENIED = [
     (MLFLOW, POSTGRES, 5433),
     (STRANGER, MODEL, 8080),
     (STRANGER, SUGGESTION, 6789),
+    (READONLY_USER_JOB, MLFLOW, 5000),
+    (READONLY_USER_JOB, POSTGRES, 5432),
 ]
 
 
