@@ -449,16 +449,18 @@ class KatibConfig(_Strict):
     the pipeline's service account its Katib rights, labels the namespace for Katib's collector
     injection and lets trial pods reach the object store and MLflow); null: the namespace the
     tune task's own pod runs in (its service-account mount tells). `staging_url`: where the tune
-    task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`
-    / `s3_secret`: the ConfigMap and Secret in that namespace the trials take the object store's
-    endpoint and credentials from (default: `runtime.env_config_map` / `runtime.s3_secret`).
+    task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`:
+    the ConfigMap in that namespace the trials take the object store's endpoint from (default
+    `runtime.env_config_map`); `s3_secret`: the Secret there with the trials' object-store
+    credentials, a read-only key (trials only read what the tune task staged; default
+    `mlpipe-s3-readonly`, which the model servers' ServiceAccount lists too).
     `resources`: the trial container's requests and limits (both, cpu and memory; default
     requests 1 CPU / 2Gi, limits 2 CPU / 4Gi)."""
 
     namespace: str | None = "mlpipe"
     staging_url: str | None = None
     env_config_map: str = "mlpipe-pipeline-env"
-    s3_secret: str = "mlpipe-s3"
+    s3_secret: str = "mlpipe-s3-readonly"
     algorithm: str = "tpe"
     algorithm_settings: dict[str, Any] = {}
     parallel_trials: Annotated[int, Field(ge=1)] = 2
@@ -663,7 +665,8 @@ class KServeRollout(_Strict):
     """Where and how the InferenceService runs (`environment: kserve`)."""
 
     namespace: str = "mlpipe"
-    service_account: str | None = "mlpipe-serving"  # reads the model store
+    # reads the model store with the read-only key its ServiceAccount lists (manifests/)
+    service_account: str | None = "mlpipe-serving"
     runtime: str = "mlpipe"  # the ServingRuntime (model format `mlpipe`)
     resources: dict[str, dict[str, str]] = {
         "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -725,7 +728,7 @@ class RuntimeConfig(_Strict):
     # what the compiled pipeline asks the cluster for, by name (manifests/ creates them):
     service_account: str = "mlpipe-pipeline"  # runs and recurring runs (mlpipe submit|schedule)
     env_config_map: str = "mlpipe-pipeline-env"  # MLflow URI, state store, ... for every task
-    s3_secret: str = "mlpipe-s3"  # S3 credentials for every task
+    s3_secret: str = "mlpipe-s3"  # read-write S3 credentials for every task
     # MLflow login (MLFLOW_TRACKING_USERNAME/PASSWORD) for every task; only here, not in `katib`:
     # trials and model servers get no MLflow credentials
     mlflow_auth_secret: str = "mlpipe-mlflow-auth"
@@ -810,17 +813,17 @@ class PipelineConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _katib_mounts_follow_runtime(cls, data: Any) -> Any:
-        """Katib trials mount the runtime's ConfigMap and S3 Secret unless katib names its own
-        (the tune task sees only `model_training`, so the names travel there)."""
+        """Katib trials mount the runtime's ConfigMap unless katib names its own (the tune task
+        sees only `model_training`, so the name travels there). Not `runtime.s3_secret`: that is
+        the tasks' read-write key; trials have their own read-only one (`katib.s3_secret`)."""
         if not isinstance(data, dict) or not isinstance(data.get("runtime"), dict):
             return data
         training = data.get("model_training", {})
         if not isinstance(training, dict) or not isinstance(training.get("katib", {}), dict):
             return data  # model instances: already validated
         katib = dict(training.get("katib") or {})
-        for name in ("env_config_map", "s3_secret"):
-            if name not in katib and name in data["runtime"]:
-                katib[name] = data["runtime"][name]
+        if "env_config_map" not in katib and "env_config_map" in data["runtime"]:
+            katib["env_config_map"] = data["runtime"]["env_config_map"]
         training = {**training, "katib": katib}
         return {**data, "model_training": training}
 

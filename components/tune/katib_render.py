@@ -7,13 +7,13 @@ the objective is the *latest* value, i.e. the mean over all folds.
 
 A trial reads its inputs from the project's own object store (what the tune task staged there:
 components/tune/katib_staging.py) with the endpoint and credentials its template mounts from the
-pipeline's ConfigMap and S3 Secret (`runtime.env_config_map`, `runtime.s3_secret`), which must
-exist in the Experiment's namespace. Its pod runs as uid 10001, non-root, no privilege escalation,
-no capabilities, seccomp RuntimeDefault, without a service-account token (neither the trial nor
-Katib's StdOut collector sidecar talks to the Kubernetes API: the collector reports over gRPC to
-Katib's DB manager and early-stopping service — kubeflow/katib v0.19.0
-cmd/metricscollector/v1beta1/file-metricscollector/main.go), with CPU and memory requests and
-limits.
+pipeline's ConfigMap (`runtime.env_config_map`) and the read-only S3 Secret (`katib.s3_secret`:
+a trial writes nothing to the store), which must exist in the Experiment's namespace. Its pod
+runs as uid 10001, non-root, no privilege escalation, no capabilities, seccomp RuntimeDefault,
+without a service-account token (neither the trial nor Katib's StdOut collector sidecar talks to
+the Kubernetes API: the collector reports over gRPC to Katib's DB manager and early-stopping
+service — kubeflow/katib v0.19.0 cmd/metricscollector/v1beta1/file-metricscollector/main.go), with
+CPU and memory requests and limits.
 
 - `experiment_name` / `spec_hash`: a stable name and fingerprint for a spec.
 - `trial_command`: the trial container's shell-safe command.

@@ -5,8 +5,9 @@ the Service `minio-service` in `kubeflow`, credentials in Secret `mlpipeline-min
 that namespace, ingress limited by KFP's NetworkPolicies). Trial pods run in the Experiment's
 namespace and can reach none of that. So the tune task, which has the rows and the transformer as
 local files (KFP's launcher downloaded them), copies them to a per-experiment prefix of the
-project's own store, which trial pods reach with the credentials their template mounts
-(`runtime.s3_secret`) and the endpoint of `runtime.env_config_map`:
+project's own store (with the task's read-write `runtime.s3_secret`), which trial pods read with
+the read-only credentials their template mounts (`katib.s3_secret`) and the endpoint of
+`runtime.env_config_map`:
 
     <katib.staging_url | MLPIPE_STATE_DIR/katib-staging>/<algorithm>-<key>/
         train.parquet   the training rows (a file or a folder, as the features stage wrote them)

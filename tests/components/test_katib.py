@@ -704,7 +704,8 @@ def test_run_on_katib_stages_the_inputs_and_wires_the_config(cluster, trial_data
     for (fit, val), (efit, evalid) in zip(seen["read_folds"], expected, strict=True):
         assert (fit == efit).all() and (val == evalid).all()
     env = {e["name"]: e for e in container(exp)["env"]}
-    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlpipe-s3"
+    # the read-only key: trials only read the staged copy
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlpipe-s3-readonly"
     assert env["AWS_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "mlpipe-pipeline-env"
     assert not any(staging.iterdir())  # removed once the experiment is over
     assert any("staged under" in line for line in lines)
@@ -777,21 +778,24 @@ def test_the_namespace_defaults_to_the_pipelines_own(tmp_path):
         experiment_namespace(KatibConfig(namespace=None), tmp_path / "absent")
 
 
-def test_trials_mount_the_runtimes_config_map_and_secret():
-    from components.common.config import PipelineConfig
+def test_trials_mount_the_runtimes_config_map_and_a_read_only_secret():
+    """The ConfigMap follows the runtime's; the S3 Secret never follows the tasks' read-write
+    one: trials get the read-only key unless katib names another."""
+    from components.common.config import KatibConfig, PipelineConfig
 
     cfg = load_pipeline_config()
     katib = cfg.model_training.katib
-    assert (katib.env_config_map, katib.s3_secret) == (
-        cfg.runtime.env_config_map,
-        cfg.runtime.s3_secret,
-    )
+    assert katib.env_config_map == cfg.runtime.env_config_map
+    assert katib.s3_secret == KatibConfig().s3_secret == "mlpipe-s3-readonly"
+    assert katib.s3_secret != cfg.runtime.s3_secret
     data = cfg.model_dump(mode="json")
     data["runtime"] |= {"env_config_map": "env-b", "s3_secret": "s3-b"}
     for key in ("env_config_map", "s3_secret"):
         del data["model_training"]["katib"][key]
     other = PipelineConfig.model_validate(data).model_training.katib
-    assert (other.env_config_map, other.s3_secret) == ("env-b", "s3-b")
+    assert (other.env_config_map, other.s3_secret) == ("env-b", "mlpipe-s3-readonly")
+    data["model_training"]["katib"]["s3_secret"] = "ro-b"
+    assert PipelineConfig.model_validate(data).model_training.katib.s3_secret == "ro-b"
 
 
 # ---------------------------------------------------------------- the trial entrypoint
@@ -1039,8 +1043,9 @@ def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
 
 
 def test_the_trial_env_resolves_from_the_rendered_manifests():
-    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and credentials and
-    the MLflow URI, from the same-named objects the pipeline's tasks use in `kubeflow`."""
+    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and the MLflow URI
+    from the same-named ConfigMap the pipeline's tasks use in `kubeflow`, and the read-only key the
+    model servers' ServiceAccount lists, not the tasks' read-write one."""
     from tests.support.manifests import Rendered
 
     cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
@@ -1054,8 +1059,11 @@ def test_the_trial_env_resolves_from_the_rendered_manifests():
     task_s3 = manifests.secret(cfg.runtime.s3_secret, "kubeflow")
     for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
         assert env[key] == task_cm[key], key
+    serving = manifests.find("ServiceAccount", "mlpipe-serving", katib.namespace)
+    assert [s["name"] for s in serving["secrets"]] == [katib.s3_secret]
+    read_only = manifests.secret(katib.s3_secret, katib.namespace)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[key] == task_s3[key], key
+        assert env[key] == read_only[key] != task_s3[key], key
     for overlay in ("kind", "cloud"):  # the trials' copy never drifts from the tasks'
         rendered_overlay = Rendered.overlay(overlay)
         trials = rendered_overlay.config_map(cfg.runtime.env_config_map, katib.namespace)

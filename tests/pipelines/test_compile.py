@@ -255,7 +255,14 @@ def test_trial_and_model_pods_get_no_mlflow_credentials(tmp_path_factory):
         text = yaml.safe_dump(obj)
         assert cfg.runtime.mlflow_auth_secret not in text, what
         assert "MLFLOW_TRACKING_USERNAME" not in text and "MLFLOW_TRACKING_PASSWORD" not in text
-    assert "mlpipe-s3" in yaml.safe_dump(experiment)  # the trials' object store mount is there
+    # the trials' object store mount is there, with the read-only key, never the tasks' one
+    trial = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in trial["containers"][0]["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert refs == {"mlpipe-s3-readonly"} and cfg.runtime.s3_secret not in refs
 
     spec, platform = _compile(tmp_path_factory, "--profile", "cluster")
     compiled = yaml.safe_dump(spec) + yaml.safe_dump(platform)
