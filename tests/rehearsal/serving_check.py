@@ -7,9 +7,10 @@
    model into a folder that becomes /mnt/models. It runs in a container of the serving image
    (host network, the cluster's Service names mapped to this machine as for every rehearsal
    container), with the environment KServe's credential builder derives from the predictor's
-   ServiceAccount (`mlpipe-serving` -> Secret `mlpipe-s3` with its `serving.kserve.io/s3-*`
-   annotations): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_ENDPOINT, S3_USE_HTTPS,
-   AWS_ENDPOINT_URL, AWS_REGION. kserve-storage is not in the serving image (KServe brings its own
+   ServiceAccount (`mlpipe-serving` -> the read-only key's Secret `mlpipe-s3-readonly` with its
+   `serving.kserve.io/s3-*` annotations; moto does not enforce the key's rights):
+   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_ENDPOINT, S3_USE_HTTPS, AWS_ENDPOINT_URL,
+   AWS_REGION. kserve-storage is not in the serving image (KServe brings its own
    initializer image) and its pinned dependencies conflict with our lock, so its wheel is
    installed without dependencies into a folder (uv, the package index) and mounted read-only;
    everything it imports at that point (boto3, requests, certifi, yaml) is in the image.
