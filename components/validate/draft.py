@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -125,6 +126,9 @@ def _not_drafted(series: pd.Series, tfdv: dict[str, Any] | None) -> str | None:
         return f"string values ({found}); the schema has no text categories yet"
     if non_null.empty:
         return "no values"
+    infinite = int(np.isinf(non_null.to_numpy(dtype="float64")).sum())
+    if infinite:
+        return f"{infinite} infinite values (validation blocks them: clean them first)"
     return None
 
 
@@ -159,6 +163,8 @@ def _feature(
         )
         if lo >= 0 and lo - WIDEN * (hi - lo) < 0:
             note += " (not below 0: no negative value seen)"
+        if whole and distinct == len(series):
+            note += f"; every value distinct: an id? then --id-column {series.name}"
     missing = rows - len(non_null)
     if missing:
         # a little above what was seen: the default allows no missing value at all

@@ -83,6 +83,23 @@ def test_synthetic_draft_loads_and_validates_its_own_data(synthetic, tmp_path):
     assert [(f["feature"], f["check"]) for f in blocking] == [("city", "unexpected_column")]
 
 
+def test_columns_the_schema_cannot_declare_are_listed_not_drafted(synthetic):
+    df = synthetic.assign(
+        member=synthetic.flag == 1,
+        seen_at=pd.Timestamp("2024-01-01") + pd.to_timedelta(synthetic.visits, unit="D"),
+        bad=np.where(synthetic.grade == 6, np.inf, synthetic.income),
+    )
+    draft = draft_schema(df, "target")
+    assert set(draft.skipped) == {"city", "member", "seen_at", "bad"}
+    text = render(draft, "x")
+    assert "# member: not drafted: true/false values (re-encode them as 0/1" in text
+    assert "# seen_at: not drafted: timestamp values" in text
+    assert "# bad: not drafted: " in text and " infinite values (validation blocks them" in text
+    # without --id-column the id is a numeric feature, and the comment says what it may be
+    assert draft.schema["features"]["row_id"]["kind"] == "numeric"
+    assert "every value distinct: an id? then --id-column row_id" in text
+
+
 def test_floats_with_whole_values_and_gaps_stay_categorical_codes():
     # an integer column with missing values arrives as float64 from Parquet
     df = pd.DataFrame({"code": [1.0, 2.0, np.nan, 3.0] * 50, "y": [0, 1] * 100})
@@ -113,6 +130,11 @@ def test_floats_with_whole_values_and_gaps_stay_categorical_codes():
             pd.DataFrame({"a": [1, 2], "y": [0, 1]}),
             {"label": "y", "time_column": "when"},
             "time column 'when' not found",
+        ),
+        (
+            pd.DataFrame({"a": [1, 2], "t": ["2020-01-01", "2020-02-01"], "y": [0, 1]}),
+            {"label": "y", "time_column": "t"},
+            "time column 't' is not numeric (object): only numeric time columns",
         ),
         (
             pd.DataFrame({"a": ["x", "z"], "y": [0, 1]}),
