@@ -72,7 +72,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {draft.header[0]}")
     for name, why in draft.skipped.items():
         print(f"  not drafted: {name}: {why}")
-    print(f"review it, then: mlpipe run --schema {out}")
+    print(f"review it, then: mlpipe run --schema {out} --set data_ingestion.source_url={args.data}")
     return 0
 
 

@@ -173,7 +173,7 @@ def _feature(
         note += f"; {_pct(missing / rows)} missing, allowed up to {allowed:g}"
     if tfdv:
         tfdv_missing = tfdv.get("missing", 0)
-        note += f" (TFDV: {tfdv.get('inferred_type', tfdv.get('type'))}, {tfdv_missing} missing)"
+        note += f"; TFDV: {tfdv.get('inferred_type', tfdv.get('type'))}, {tfdv_missing} missing"
     return spec, note
 
 

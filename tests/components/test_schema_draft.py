@@ -167,7 +167,7 @@ def test_bundled_data_draft_loads_and_passes_validation(full_data, settings, tmp
     )
     assert any("statistics and inferred schema of 277,677 rows" in line for line in lines)
     assert "# kinds and domains: pandas; TFDV 1." in text
-    assert "(TFDV: INT, 0 missing)" in text
+    assert "; TFDV: INT, 0 missing" in text
     path = tmp_path / "data_schema.yaml"
     path.write_text(text)
     schema = load_data_schema(path)

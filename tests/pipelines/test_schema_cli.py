@@ -54,7 +54,7 @@ def test_infer_a_csv_folder_writes_a_draft_that_loads(csv_dir, tmp_path, capsys)
     assert schema.features["tier"].codes() == [1, 2, 3]
     assert (schema.id_column, schema.time_column) == ("id", "year")
     text = out.read_text()
-    assert "(TFDV: INT, 0 missing)" in text and "(TFDV: FLOAT, 0 missing)" in text
+    assert "; TFDV: INT, 0 missing" in text and "; TFDV: FLOAT, 0 missing" in text
     assert (
         "# colour: not drafted: string values (2 distinct, e.g. 'blue', 'red'; TFDV infers a "
         in text
