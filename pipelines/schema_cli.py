@@ -18,6 +18,7 @@ import pandas as pd
 
 from components.common.config import IngestionConfig
 from components.common.errors import StageError
+from components.common.tfdv_env import TFDV_PYTHON_ENV
 
 
 def read_data(source: str) -> pd.DataFrame:
@@ -38,7 +39,10 @@ def read_data(source: str) -> pd.DataFrame:
     tables = [t for s in sources for t in iter_file(s, cfg)]
     if not tables:
         raise StageError("schema infer", f"{source}: no rows")
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+    try:
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # files with clashing column types
+        raise StageError("schema infer", f"{source}: the files do not fit together: {exc}") from exc
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -62,7 +66,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     except (DraftError, StageError) as exc:
-        print(f"mlpipe schema infer: {exc}", file=sys.stderr)
+        no_tfdv = isinstance(exc, StageError) and exc.subject == TFDV_PYTHON_ENV
+        hint = " (or draft without TFDV: --no-tfdv)" if no_tfdv else ""
+        print(f"mlpipe schema infer: {exc}{hint}", file=sys.stderr)
         return 1
     if out is None:
         print(text, end="")
@@ -72,6 +78,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {draft.header[0]}")
     for name, why in draft.skipped.items():
         print(f"  not drafted: {name}: {why}")
+    for line in draft.warnings:
+        print(f"  warning: {line}")
     print(f"review it, then: mlpipe run --schema {out} --set data_ingestion.source_url={args.data}")
     return 0
 

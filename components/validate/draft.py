@@ -50,6 +50,8 @@ class Draft:
     notes: dict[str, str] = field(default_factory=dict)  # feature or key -> why
     skipped: dict[str, str] = field(default_factory=dict)  # column -> why it is not drafted
     header: list[str] = field(default_factory=list)
+    # what validation will block in this very data: the draft cannot declare it away
+    warnings: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- TFDV
@@ -205,8 +207,6 @@ def _label(df: pd.DataFrame, name: str) -> tuple[dict[str, Any], str]:
     note = (
         f"positive value {codes[-1]}, observed positive rate {rate:.3f}; bounds half-way to 0 and 1"
     )
-    if series.isna().any():
-        note += f"; {int(series.isna().sum())} rows without a label are blocking"
     return spec, note
 
 
@@ -248,6 +248,13 @@ def draft_schema(
         features[name], draft.notes[name] = _feature(df[name], rows, per_column.get(name))
     if not features:
         raise DraftError(f"no column can be a feature: {'; '.join(draft.skipped.values())}")
+    for name, role in ((label, "label"), (id_column, "id"), (time_column, "time")):
+        missing = int(df[name].isna().sum()) if name else 0
+        if missing:
+            draft.warnings.append(
+                f"{role} column {name!r} has {missing:,} row{'s' * (missing != 1)} without a "
+                "value: validation blocks them, drop those rows"
+            )
 
     checks: dict[str, Any] = SchemaChecks().model_dump()
     # windows hold a part of the rows: on small data a fixed 100 would fail every run
@@ -307,6 +314,7 @@ def render(draft: Draft, source: str) -> str:
         "# Kinds, domains and bounds below are guesses from this data only (each says why); a",
         "# value outside a declared domain stops a training run, so widen what may grow.",
         *(f"# {line}" for line in draft.header),
+        *(f"# WARNING: {line}" for line in draft.warnings),
         f"id_column: {_flow(s['id_column'])}",
         f"time_column: {_flow(s['time_column'])}",
         "label:",

@@ -100,6 +100,18 @@ def test_columns_the_schema_cannot_declare_are_listed_not_drafted(synthetic):
     assert "every value distinct: an id? then --id-column row_id" in text
 
 
+def test_what_validation_will_block_anyway_is_a_warning(synthetic):
+    df = synthetic.astype({"target": "float64", "row_id": "float64"})
+    df.loc[[3, 4], "target"] = np.nan
+    df.loc[5, "row_id"] = np.nan
+    draft = draft_schema(df, "target", id_column="row_id")
+    assert draft.warnings == [
+        "label column 'target' has 2 rows without a value: validation blocks them, drop those rows",
+        "id column 'row_id' has 1 row without a value: validation blocks them, drop those rows",
+    ]
+    assert "# WARNING: label column 'target' has 2 rows" in render(draft, "x")
+
+
 def test_floats_with_whole_values_and_gaps_stay_categorical_codes():
     # an integer column with missing values arrives as float64 from Parquet
     df = pd.DataFrame({"code": [1.0, 2.0, np.nan, 3.0] * 50, "y": [0, 1] * 100})

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from components.common.config import load_data_schema
+from components.common.tfdv_env import TFDV_PYTHON_ENV
 from pipelines.cli import main
 from tests.conftest import TFDV_PYTHON, needs_tfdv
 
@@ -95,3 +96,22 @@ def test_bad_inputs_are_refused_in_one_line(content, args, message, tmp_path, ca
     assert err.startswith("mlpipe schema infer: ") and message in err
     assert err.count("\n") == 1
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_a_folder_of_clashing_files_and_a_missing_tfdv_env_are_refused(
+    tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame({"x": [1, 2], "y": [0, 1]}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"x": ["a", "b"], "y": [0, 1]}).to_parquet(folder / "b.parquet")
+    assert _infer(str(folder), "--label", "y", "--no-tfdv") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlpipe schema infer: {folder}: the files do not fit together: ")
+
+    data = folder / "a.parquet"
+    monkeypatch.setenv(TFDV_PYTHON_ENV, str(tmp_path / "no-python"))
+    assert _infer(str(data), "--label", "y") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlpipe schema infer: {TFDV_PYTHON_ENV}=")
+    assert err.endswith("(or draft without TFDV: --no-tfdv)\n") and err.count("\n") == 1
