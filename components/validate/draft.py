@@ -28,6 +28,10 @@ from components.common.config import DataSchema, SchemaChecks
 from components.common.errors import StageError
 from components.validate.checks import Contract, duplicate_row_share, is_numeric
 
+# the validation messages' formats
+from components.validate.checks import _examples as value_examples
+from components.validate.checks import _pct as percent
+
 STAGE = "schema infer"
 JOB_MODULE = "components.validate.draft_job"
 # an integer column is a category when it has at most this many distinct values (the census
@@ -74,12 +78,6 @@ def tfdv_statistics(
 
 
 # ---------------------------------------------------------------- guesses per column
-
-
-def _pct(fraction: float) -> str:
-    if fraction == 0:
-        return "0%"
-    return f"{fraction:.1%}" if fraction >= 0.001 else f"{fraction:.3%}"
 
 
 def _number(value: float, as_int: bool) -> int | float:
@@ -172,7 +170,7 @@ def _feature(
         # a little above what was seen: the default allows no missing value at all
         allowed = min(1.0, math.ceil((missing / rows) * 1.5 * 100) / 100)
         spec["max_missing_fraction"] = allowed
-        note += f"; {_pct(missing / rows)} missing, allowed up to {allowed:g}"
+        note += f"; {percent(missing / rows)} missing, allowed up to {allowed:g}"
     if tfdv:
         tfdv_missing = tfdv.get("missing", 0)
         note += f"; TFDV: {tfdv.get('inferred_type', tfdv.get('type'))}, {tfdv_missing} missing"
@@ -193,10 +191,10 @@ def _label(df: pd.DataFrame, name: str) -> tuple[dict[str, Any], str]:
             f" values (e.g. {_examples(sorted(map(str, values.unique())))}): encode it as 0/1"
         )
     distinct = sorted(values.unique())
-    if len(distinct) != 2 or any(float(v) != int(v) for v in distinct):
+    if len(distinct) != 2 or not all(float(v).is_integer() for v in distinct):
         raise DraftError(
             f"label {name!r} is not binary: {len(distinct)} distinct values "
-            f"(e.g. {_examples([_number(float(v), False) for v in distinct])}); "
+            f"(e.g. {value_examples(distinct)}); "
             "the pipeline trains binary classifiers on two integer values"
         )
     codes = [int(v) for v in distinct]
@@ -264,10 +262,10 @@ def draft_schema(
         dup = float(df[id_column].duplicated().mean())
         if dup:
             checks["max_duplicate_id_fraction"] = math.ceil(dup * 100) / 100
-            draft.notes["max_duplicate_id_fraction"] = f"ids repeat in {_pct(dup)} of rows"
+            draft.notes["max_duplicate_id_fraction"] = f"ids repeat in {percent(dup)} of rows"
     contract = Contract(id_column, time_column, None, SchemaChecks(), None)
     share = duplicate_row_share(df.drop(columns=list(draft.skipped)), contract)
-    draft.notes["duplicate_rows"] = f"{_pct(share)} of rows repeat another's features and label"
+    draft.notes["duplicate_rows"] = f"{percent(share)} of rows repeat another's features and label"
     if share > checks["warn_duplicate_row_fraction"]:
         checks["warn_duplicate_row_fraction"] = min(1.0, math.ceil(share * 100) / 100)
     if share > checks["max_duplicate_row_fraction"]:

@@ -134,6 +134,11 @@ def test_floats_with_whole_values_and_gaps_stay_categorical_codes():
             "label 'y' is not binary: 3 distinct values",
         ),
         (
+            pd.DataFrame({"a": [1, 2, 3], "y": [0.0, 1.0, np.inf]}),
+            {"label": "y"},
+            "label 'y' is not binary: 3 distinct values (e.g. 0, 1, inf)",
+        ),
+        (
             pd.DataFrame({"a": [1, 2], "y": ["yes", "no"]}),
             {"label": "y"},
             "label 'y' holds text values (e.g. 'no', 'yes'): encode it as 0/1",
