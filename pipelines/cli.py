@@ -9,6 +9,7 @@ mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log 
              [--allow-faults --fault SPEC]
 mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
+mlpipe schema infer DATA --label COL [--time-column COL] [--id-column COL] [-o FILE]
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.monitor_cli import add_monitor_parser
 
     add_monitor_parser(sub)  # mlpipe monitor | simulate
+    from pipelines.schema_cli import add_schema_parser
+
+    add_schema_parser(sub)  # mlpipe schema infer: a draft data schema from data
     return parser
 
 
