@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from components.common.artifacts import write_text
 from components.common.config import IngestionConfig
 from components.common.errors import StageError
 from components.common.tfdv_env import TFDV_PYTHON_ENV
@@ -73,8 +74,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if out is None:
         print(text, end="")
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text(text, out)  # whole or not at all: a failed write never leaves half a schema
     print(f"wrote {out}: {draft.header[0]}")
     for name, why in draft.skipped.items():
         print(f"  not drafted: {name}: {why}")
