@@ -5,7 +5,8 @@ KServe's app (its own V1/V2 routers, health, metadata and /metrics handlers, reg
 callable that answers the two hot paths for this model itself —
 `POST /v1/models/<name>:predict` and `POST /v2/models/<name>/infer` — with one orjson decode, the
 spec validation, the numpy scorer and one orjson encode: no FastAPI routing, dependency
-injection, pydantic request models or KServe's per-request preprocess/postprocess machinery.
+injection, pydantic request models or KServe's per-request preprocess/postprocess machinery —
+and the server's two health probes, with KServe's own answers.
 Everything else (and both hot paths with `fast_routes=False`) goes to KServe's app unchanged.
 The front also times every request for Prometheus, applies the error/latency faults and writes
 the request log.
@@ -34,8 +35,16 @@ from components.serve.validation import RequestError
 
 log = logging.getLogger(__name__)
 
+# a body larger than this is decoded in the scoring thread with its validation and scoring:
+# orjson holds the GIL either way, but on the loop every queued decode would delay a probe in
+# turn, while the thread holds it for one decode at most before the loop gets it back
+OFFLOAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # every route's request body (`--max-body-bytes`)
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# the server's health answers, as KServe's V2 endpoints give them for a predictor (its
+# DataPlane.ready() is True without a predictor host): answered in front, so a probe costs no
+# routing and waits on the GIL once, not behind FastAPI's middleware stack
+HEALTH = {"/v2/health/live": b'{"live":true}', "/v2/health/ready": b'{"ready":true}'}
 
 
 def build_kserve_app(model: TabularModel):
@@ -136,6 +145,10 @@ class ServingApp:
             return
         start = time.perf_counter()
         path = scope["path"]
+        if (health := HEALTH.get(path)) is not None and scope["method"] == "GET":
+            await _respond(send, 200, health)
+            self.metrics.observe("health", 200, time.perf_counter() - start, 0)
+            return
         hot = scope["method"] == "POST" and (
             path == self.v1_path or path == self.v2_path or path == self.v2_version_path
         )
@@ -224,23 +237,19 @@ class ServingApp:
                 status, payload, error = 500, fault, "injected fault: error"
             else:
                 json_length = _header(scope, BINARY_HEADER) if protocol == "v2" else None
-                try:
-                    if json_length is None:
-                        parsed = orjson.loads(body)
-                    else:
-                        parsed = _binary_tensors(body, json_length)
-                except orjson.JSONDecodeError as exc:
-                    raise RequestError(f"malformed JSON: {exc}") from None
                 model = self.model
-                if protocol == "v1":
-                    infer = functools.partial(_answer, model.infer_v1, parsed)
-                else:
-                    infer = functools.partial(_answer, model.infer_v2, parsed, request_id)
-                # decoding stays here (orjson holds the GIL throughout: in a thread it would
-                # block the loop just the same); validation and scoring of more than
-                # OFFLOAD_ROWS rows run in a worker thread, which the loop can preempt
-                offload = rows_of(parsed) > OFFLOAD_ROWS
-                payload, raw, scores = await run_scoring(offload, infer)
+                infer = (
+                    model.infer_v1
+                    if protocol == "v1"
+                    else functools.partial(model.infer_v2, request_id=request_id)
+                )
+                # a big body is decoded in the scoring thread too (OFFLOAD_BYTES); a small one
+                # here, and its rows tell whether validation and scoring move to the thread
+                parsed = None if len(body) > OFFLOAD_BYTES else _parse(body, json_length)
+                offload = parsed is None or rows_of(parsed) > OFFLOAD_ROWS
+                payload, raw, scores = await run_scoring(
+                    offload, functools.partial(_answer, infer, body, json_length, parsed)
+                )
                 status = 200
         except RequestError as exc:
             status, payload, error = exc.status, orjson.dumps(exc.to_json()), str(exc)
@@ -264,10 +273,20 @@ class ServingApp:
         return status, 0 if scores is None else len(scores)
 
 
-def _answer(infer, *args) -> tuple[bytes, Any, Any]:
-    """(encoded response, raw matrix, scores) of `infer(*args)`."""
-    response, raw, scores = infer(*args)
+def _answer(infer, body: bytes, json_length: str | None, parsed: Any) -> tuple[bytes, Any, Any]:
+    """(encoded response, raw matrix, scores) of `infer` on the request: `parsed`, or `body`
+    decoded here when it is None."""
+    if parsed is None:
+        parsed = _parse(body, json_length)
+    response, raw, scores = infer(parsed)
     return orjson.dumps(response), raw, scores
+
+
+def _parse(body: bytes, json_length: str | None) -> Any:
+    try:
+        return orjson.loads(body) if json_length is None else _binary_tensors(body, json_length)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"malformed JSON: {exc}") from None
 
 
 def _internal_error(request_id: str) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from components.serve.tabular_model import TabularModel
 
 log = logging.getLogger("mlpipe.serve")
+
+SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass
@@ -121,6 +124,9 @@ def serve(options: ServeOptions, model: TabularModel | None = None) -> None:
     sock.bind((options.host, options.port))
     sock.listen(2048)  # connections queue from now on (readiness probes are not refused)
     port = sock.getsockname()[1]
+    # scoring threads hold the GIL in Python-level validation; a 1 ms switch interval (default
+    # 5 ms) hands it back to the event loop sooner, so probes are not queued behind big batches
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop, http = _loop_and_http()
     config = uvicorn.Config(
         app,

@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 # keeps answering (health probes, small requests); fewer rows stay on the loop (a thread hop
 # costs more than scoring them)
 OFFLOAD_ROWS = 256
-SCORING_THREADS = 2  # big batches scored at once; the others wait for a thread
+# big batches scored at once; the others wait. One: decoding and validation hold the GIL, so a
+# second thread adds no throughput (LightGBM's predict releases the GIL and uses every core
+# itself) but is one more thread the event loop must win the GIL from (probes waited longer)
+SCORING_THREADS = 1
 _LIMITERS: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 

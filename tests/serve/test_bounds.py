@@ -173,3 +173,52 @@ def test_an_unexpected_exception_is_a_generic_500_with_a_request_id(
     assert b"secret" not in body and b"RuntimeError" not in body and b"Traceback" not in body
     logged = [r for r in caplog.records if r.exc_info and "req-42" in r.getMessage()]
     assert logged and "secret internals" in str(logged[0].exc_info[1])
+
+
+def test_health_is_answered_in_front_as_kserve_answers_it(model):
+    """The front answers the server's health probes itself (no routing: a probe under load waits
+    on the GIL once); its answers are KServe's own, byte for byte."""
+    app = ServingApp(model)
+    for path in ("/v2/health/live", "/v2/health/ready"):
+        front = call(app, path, [b""], method="GET")
+        kserve = call(app.kserve_app, path, [b""], method="GET")
+        assert (
+            (front[0], orjson.loads(front[1]))
+            == (kserve[0], orjson.loads(kserve[1]))
+            == (
+                200,
+                {path.rsplit("/", 1)[1]: True},
+            )
+        )
+    from prometheus_client import generate_latest
+
+    assert 'endpoint="health"' in generate_latest(app.metrics._registry).decode()
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_a_big_body_is_decoded_off_the_loop_with_the_same_answers(model, offline, protocol):
+    """A body over OFFLOAD_BYTES is decoded in the scoring thread: malformed JSON is still a 400
+    and a valid one still scores (the event loop holds no decode of it)."""
+    names, rows, want = offline
+    app = ServingApp(model)
+    path = f"/v1/models/{NAME}:predict" if protocol == "v1" else f"/v2/models/{NAME}/infer"
+    pad = b" " * (app_module.OFFLOAD_BYTES + 1)  # JSON whitespace: the same request, bigger
+    bad = b'{"instances": [' + pad
+    status, answer, _ = call(app, path, [bad], JSON)
+    assert status == 400 and orjson.loads(answer)["error"].startswith("malformed JSON")
+    two = rows[:2]
+    body = (
+        {"instances": two}
+        if protocol == "v1"
+        else {
+            "inputs": [
+                {"name": n, "shape": [2], "datatype": "INT64", "data": [r[n] for r in two]}
+                for n in names
+            ]
+        }
+    )
+    status, answer, _ = call(app, path, [orjson.dumps(body) + pad], JSON)
+    assert status == 200, answer
+    got = orjson.loads(answer)
+    scores = got["predictions"] if protocol == "v1" else got["outputs"][0]["data"]
+    assert scores == pytest.approx(list(want[:2]), abs=1e-12)
