@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from components.common.artifacts import atomic_dir, write_json, write_text
+from components.common.config import DataSchema, LabelSpec, SchemaChecks, describe_errors
 from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
 from components.validate.checks import BLOCKING, DATASET, DRIFT, Contract, finding
@@ -360,7 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         data_schema = json.loads(args.schema_json)
         split_cfg = split_config(json.loads(args.split_json))
         Contract.from_dict(data_schema)
-    except ValueError as exc:  # JSON and pydantic errors both
+    except ValidationError as exc:
+        # from_dict validates the whole schema, or only its label/checks when it has no features
+        models = {m.__name__: m for m in (DataSchema, LabelSpec, SchemaChecks)}
+        problems = "; ".join(describe_errors(models.get(exc.title, DataSchema), exc))
+        print(f"validate: invalid argument: {problems}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad JSON
         print(f"validate: invalid argument: {exc}", file=sys.stderr)
         return 2
     validate(str(Path(args.data)), data_schema, split_cfg, args.out)
