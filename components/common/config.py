@@ -14,7 +14,15 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from components.common.search_space import ParamSpec
 
@@ -117,18 +125,53 @@ class SchemaChecks(_Strict):
     drift_threshold_default: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
+class ColumnsSpec(_Strict):
+    """Columns of the data that are neither features, label, id nor time."""
+
+    # read, then dropped before any check or training: never a feature. A column neither
+    # declared nor listed here stays a blocking `unexpected_column`.
+    ignore: list[str] = []
+
+    @field_validator("ignore")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({c for c in value if value.count(c) > 1})
+        if repeated:
+            raise ValueError(f"{repeated} listed more than once")
+        return value
+
+
 class DataSchema(_Strict):
     id_column: str | None = None
     time_column: str | None = None
     label: LabelSpec
     checks: SchemaChecks = SchemaChecks()
     features: dict[str, FeatureSpec]
+    columns: ColumnsSpec = ColumnsSpec()  # after the roles it is checked against
 
     @field_validator("features")
     @classmethod
     def _not_empty(cls, value: dict[str, FeatureSpec]) -> dict[str, FeatureSpec]:
         if not value:
             raise ValueError("declare at least one feature")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _ignored_are_unused(cls, value: ColumnsSpec, info: ValidationInfo) -> ColumnsSpec:
+        # a column is used or ignored, never both (only roles that validated are in info.data)
+        roles = {name: "a feature" for name in info.data.get("features") or {}}
+        label = info.data.get("label")
+        for name, role in (
+            (info.data.get("id_column"), "the id column"),
+            (info.data.get("time_column"), "the time column"),
+            (label.name if label else None, "the label"),
+        ):
+            if name:
+                roles[name] = role
+        clash = [f"{c!r} is {roles[c]}" for c in value.ignore if c in roles]
+        if clash:
+            raise ValueError(f"ignore lists columns the schema uses: {'; '.join(clash)}")
         return value
 
     @property

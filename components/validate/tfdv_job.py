@@ -250,6 +250,10 @@ def validate(
     windows: dict[str, pd.DataFrame] = {}
     if df is not None:
         log(f"read {len(df):,} rows x {len(df.columns)} columns from {data_path}")
+        ignored = [c for c in contract.ignore if c in df.columns]
+        if ignored:
+            df = contract.usable(df)
+            log(f"dropped {len(ignored)} ignored column(s) (columns.ignore): {', '.join(ignored)}")
         windows, more = checks.project_findings(df, contract, split_cfg)
         findings += more
     rows = {
