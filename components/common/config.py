@@ -369,6 +369,8 @@ class IngestionConfig(_Strict):
     # sql: SQLAlchemy URL without password; api: the endpoint
     source_url: str = "data/acs_employment_ma_2015_2018.parquet"
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"  # file/url: auto = by extension
+    # csv: the field separator, one character (";", "|", "\t" for tab-separated files)
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     storage_options: dict[str, Any] = {}  # url: fsspec options (nested allowed), no secrets
     sql: SqlSource | None = None
     api: ApiSource | None = None
@@ -386,6 +388,13 @@ class IngestionConfig(_Strict):
         from components.common.cron import validate_cron
 
         return None if value is None else validate_cron(value)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _separator(cls, value: str) -> str:
+        if value in ('"', "\n", "\r"):
+            raise ValueError(f"{value!r} cannot separate fields (it quotes or ends lines)")
+        return value
 
     @field_validator("source_url")
     @classmethod
@@ -420,6 +429,9 @@ class IngestionConfig(_Strict):
             raise ValueError("storage_options apply to source_type url only")
         if self.dataset_version is not None and self.incremental is not None:
             raise ValueError("a pinned dataset_version cannot be incremental: drop one of them")
+        text = self.source_type in ("file", "url") and self.format in ("auto", "csv")
+        if self.delimiter != "," and not text:
+            raise ValueError(f"delimiter applies to CSV files only, not {self.format} files")
         return self
 
     @property
