@@ -429,8 +429,11 @@ class IngestionConfig(_Strict):
             raise ValueError("storage_options apply to source_type url only")
         if self.dataset_version is not None and self.incremental is not None:
             raise ValueError("a pinned dataset_version cannot be incremental: drop one of them")
-        text = self.source_type in ("file", "url") and self.format in ("auto", "csv")
-        if self.delimiter != "," and not text:
+        if self.delimiter != "," and self.source_type in ("sql", "api"):
+            raise ValueError(
+                f"delimiter applies to CSV files only, not to a {self.source_type} source"
+            )
+        if self.delimiter != "," and self.format in ("parquet", "jsonl"):
             raise ValueError(f"delimiter applies to CSV files only, not {self.format} files")
         return self
 
