@@ -113,6 +113,7 @@ def build_monitoring_pipeline(
             labels=labels,
             label_column=settings.schema_.label.name,
             source_digest=source_digest,
+            delimiter=cfg.data_ingestion.delimiter,
         )
         _configure(batch_task, "load_batch", "Load the batch")
         ref_task = champion_reference(registered_model=registered_model, tracking_uri=tracking_uri)

@@ -253,7 +253,8 @@ def _retrain(
         from components.monitor.batch import read_table
 
         col = settings.schema_.time_column
-        times = read_table(retrain_batch).get(col) if col else None
+        delimiter = settings.pipeline.data_ingestion.delimiter
+        times = read_table(retrain_batch, delimiter).get(col) if col else None
         newest = int(times.max()) if times is not None and len(times) else newest
     source = retrain_source(settings, batch_path, newest, out, key) if batch_path else None
     overrides = retrain_overrides(settings, newest, source)

@@ -51,12 +51,15 @@ REPLAY_ROWS = 2000
 def _config(deployment: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
-    from components.common.config import DeploymentConfig
+    from components.common.config import DeploymentConfig, describe_errors
 
     try:
         return DeploymentConfig.model_validate(deployment or {})
     except ValidationError as exc:
-        raise StageError(STAGE, f"invalid deployment config: {exc}", subject="deployment") from None
+        problems = "; ".join(describe_errors(DeploymentConfig, exc))
+        raise StageError(
+            STAGE, f"invalid deployment config: {problems}", subject="deployment"
+        ) from None
 
 
 def feature_spec(model_dir: str) -> dict[str, Any]:

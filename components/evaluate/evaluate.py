@@ -37,14 +37,12 @@ def parse_config(evaluation: dict[str, Any]) -> dict[str, Any]:
     JSON: ints arrive as floats), as plain JSON values."""
     from pydantic import ValidationError
 
-    from components.common.config import EvaluationConfig
+    from components.common.config import EvaluationConfig, describe_errors
 
     try:
         cfg = EvaluationConfig.model_validate(evaluation or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(describe_errors(EvaluationConfig, exc))
         raise StageError(
             STAGE, f"invalid evaluation config: {problems}", subject="evaluation"
         ) from None

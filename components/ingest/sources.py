@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from components.common.config import IngestionConfig
+from components.common.delimited import delimiter_hint, one_column_message
 from components.common.errors import DataError
 
 STAGE = "ingest"
@@ -117,12 +118,16 @@ def _block_size(head: bytes, batch_size: int) -> int:
     return int(min(256 << 20, max(64 << 10, per_row * batch_size)))
 
 
-def iter_format(fh: Any, kind: str, batch_size: int, name: str) -> Iterator[pa.Table]:
-    """Tables of about `batch_size` rows from an open binary file `fh` of format `kind`."""
+def iter_format(
+    fh: Any, kind: str, batch_size: int, name: str, delimiter: str = ","
+) -> Iterator[pa.Table]:
+    """Tables of about `batch_size` rows from an open binary file `fh` of format `kind`
+    (`delimiter`: a CSV file's field separator)."""
     import pyarrow.csv as pcsv
     import pyarrow.json as pjson
     import pyarrow.parquet as pq
 
+    head = b""
     try:
         if kind == "parquet":
             pf = pq.ParquetFile(fh)
@@ -143,17 +148,30 @@ def iter_format(fh: Any, kind: str, batch_size: int, name: str) -> Iterator[pa.T
             source = _Prepend(head, fh)
         block = _block_size(head, batch_size)
         if kind == "csv":
-            reader = pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=block))
+            reader = pcsv.open_csv(
+                source,
+                read_options=pcsv.ReadOptions(block_size=block),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            )
         else:
             reader = pjson.open_json(source, read_options=pjson.ReadOptions(block_size=block))
         for batch in reader:
+            # one column of whole lines: the file uses another delimiter
+            if kind == "csv" and batch.num_columns == 1:
+                hint = delimiter_hint(head, delimiter)
+                if hint:
+                    raise SourceError(name, one_column_message(delimiter, hint))
             yield pa.Table.from_batches([batch])
     except SourceError:
         raise
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         if kind == "csv" and "Empty CSV file" in str(exc):
             raise SourceError(name, "the file is empty") from exc
-        raise SourceError(name, f"unreadable {kind} file: {exc}") from exc
+        # e.g. "Expected 1 columns, got 2": a one-column header, decimal commas in the rows
+        hint = delimiter_hint(head, delimiter) if kind == "csv" else None
+        raise SourceError(
+            name, f"unreadable {kind} file: {exc}" + (f"; {hint}" if hint else "")
+        ) from exc
 
 
 class _Prepend:
@@ -202,7 +220,7 @@ def iter_file(source: str, cfg: IngestionConfig) -> Iterator[pa.Table]:
             raise SourceError(str(path), "the file is empty")
         try:
             with open(path, "rb") as fh:
-                yield from iter_format(fh, kind, cfg.batch_size, str(path))
+                yield from iter_format(fh, kind, cfg.batch_size, str(path), cfg.delimiter)
         except OSError as exc:
             raise SourceError(str(path), f"unreadable {kind} file: {exc}") from exc
 
@@ -307,7 +325,7 @@ def iter_url(source: str, cfg: IngestionConfig) -> Iterator[pa.Table]:
                 {"block_size": 0} if protocol in ("http", "https") and kind != "parquet" else {}
             )
             with fs.open(path, "rb", **options) as fh:
-                yield from iter_format(fh, kind, cfg.batch_size, shown)
+                yield from iter_format(fh, kind, cfg.batch_size, shown, cfg.delimiter)
         except SourceError:
             raise
         except Exception as exc:

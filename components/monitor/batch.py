@@ -17,23 +17,33 @@ from typing import Any
 
 import pandas as pd
 
+from components.common.delimited import delimiter_hint, one_column_message
 from components.common.errors import DataError
 
 STAGE = "monitor"
 OK_STATUSES = {"ok", "success", "succeeded"}
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A batch file (a path or an fsspec URL such as s3://...): Parquet, CSV or JSON lines, by
-    extension."""
+def read_table(path: str | Path, delimiter: str = ",") -> pd.DataFrame:
+    """A batch file (a path or an fsspec URL such as s3://...): Parquet, CSV (fields separated
+    by `delimiter`, data_ingestion.delimiter) or JSON lines, by extension."""
     path = str(path)
     suffix = Path(path.rsplit("/", 1)[-1]).suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path)
+            df = pd.read_csv(path, sep=delimiter)
+            # one column of whole lines: the file uses another delimiter (the header tells)
+            hint = delimiter_hint(str(df.columns[0]), delimiter) if df.shape[1] == 1 else None
+            if hint:
+                raise DataError(
+                    STAGE, f"{path}: {one_column_message(delimiter, hint)}", subject=str(path)
+                )
+            return df
         if suffix in (".jsonl", ".ndjson", ".json"):
             return pd.read_json(path, lines=True)
         return pd.read_parquet(path)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(STAGE, f"batch file {path} does not exist", subject=str(path)) from None
     except Exception as exc:  # any unreadable file: one clear message naming it
@@ -103,9 +113,11 @@ def read_request_log(path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
     return pd.DataFrame(rows), counts
 
 
-def attach_labels(df: pd.DataFrame, labels_path: str | Path, label: str) -> pd.DataFrame:
+def attach_labels(
+    df: pd.DataFrame, labels_path: str | Path, label: str, delimiter: str = ","
+) -> pd.DataFrame:
     """Join late labels onto logged rows by request_id (and `row`, default 0)."""
-    labels = read_table(labels_path)
+    labels = read_table(labels_path, delimiter)
     missing = {"request_id", label} - set(labels.columns)
     if missing:
         raise DataError(STAGE, f"labels file {labels_path} lacks {sorted(missing)}", subject=label)

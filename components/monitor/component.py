@@ -20,6 +20,7 @@ def load_batch(
     label_column: str,
     source_digest: str,
     batch: Output[Dataset],
+    delimiter: str = ",",
 ):
     """Read the monitored rows into a Dataset.
 
@@ -30,6 +31,7 @@ def load_batch(
         label_column: The schema's label name.
         source_digest: Content digest of the source (the cache key; set by the CLI).
         batch: Output Dataset (Parquet); metadata: rows, columns, sha256, source, counts.
+        delimiter: A CSV file's field separator (data_ingestion.delimiter).
     """
     from components.common.artifacts import write_dataset
     from components.common.recorder import record_task
@@ -40,9 +42,9 @@ def load_batch(
         if source_kind == "request_log":
             df, counts = read_request_log(source)
             if labels:
-                df = attach_labels(df, labels, label_column)
+                df = attach_labels(df, labels, label_column, delimiter)
         else:
-            df = read_table(source)
+            df = read_table(source, delimiter)
         meta = write_dataset(df, batch.path)
         rec.rows = len(df)
     batch.metadata.update(meta, source=source, kind=source_kind, counts=counts, task=rec.to_dict())

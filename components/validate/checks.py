@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common.config import DataSchema, FeatureSpec, LabelSpec, SchemaChecks
+from components.common.config import (
+    ColumnsSpec,
+    DataSchema,
+    FeatureSpec,
+    LabelSpec,
+    SchemaChecks,
+)
 from components.common.errors import DataError
 from components.common.splitting import split
 
@@ -60,6 +66,7 @@ class Contract:
     label: LabelSpec | None = None
     checks: SchemaChecks = field(default_factory=SchemaChecks)
     features: dict[str, FeatureSpec] | None = None
+    ignore: tuple[str, ...] = ()  # columns.ignore: dropped before any check (`usable`)
 
     @classmethod
     def from_dict(cls, data_schema: dict[str, Any] | None) -> Contract:
@@ -74,6 +81,7 @@ class Contract:
                 schema.label,
                 schema.checks,
                 dict(schema.features),
+                tuple(schema.columns.ignore),
             )
         label = data_schema.get("label")
         return cls(
@@ -81,6 +89,7 @@ class Contract:
             time_column=data_schema.get("time_column"),
             label=LabelSpec.model_validate(label) if label else None,
             checks=SchemaChecks.model_validate(data_schema.get("checks") or {}),
+            ignore=tuple(ColumnsSpec.model_validate(data_schema.get("columns") or {}).ignore),
         )
 
     @property
@@ -98,6 +107,12 @@ class Contract:
         if self.label:
             cols.append(self.label.name)
         return list(dict.fromkeys(cols))
+
+    def usable(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` without the columns the schema ignores: no check, statistic, window or feature
+        ever sees them (a column neither declared nor ignored stays an unexpected column)."""
+        dropped = [c for c in df.columns if str(c) in self.ignore]
+        return df.drop(columns=dropped) if dropped else df
 
     def max_missing(self, column: str) -> float:
         spec = (self.features or {}).get(column)

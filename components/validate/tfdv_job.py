@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from components.common.artifacts import atomic_dir, write_json, write_text
+from components.common.config import DataSchema, LabelSpec, SchemaChecks, describe_errors
 from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
 from components.validate.checks import BLOCKING, DATASET, DRIFT, Contract, finding
@@ -248,6 +250,10 @@ def validate(
     windows: dict[str, pd.DataFrame] = {}
     if df is not None:
         log(f"read {len(df):,} rows x {len(df.columns)} columns from {data_path}")
+        ignored = [c for c in contract.ignore if c in df.columns]
+        if ignored:
+            df = contract.usable(df)
+            log(f"dropped {len(ignored)} ignored column(s) (columns.ignore): {', '.join(ignored)}")
         windows, more = checks.project_findings(df, contract, split_cfg)
         findings += more
     rows = {
@@ -360,7 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         data_schema = json.loads(args.schema_json)
         split_cfg = split_config(json.loads(args.split_json))
         Contract.from_dict(data_schema)
-    except ValueError as exc:  # JSON and pydantic errors both
+    except ValidationError as exc:
+        # from_dict validates the whole schema, or only its label/checks when it has no features
+        models = {m.__name__: m for m in (DataSchema, LabelSpec, SchemaChecks)}
+        problems = "; ".join(describe_errors(models.get(exc.title, DataSchema), exc))
+        print(f"validate: invalid argument: {problems}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad JSON
         print(f"validate: invalid argument: {exc}", file=sys.stderr)
         return 2
     validate(str(Path(args.data)), data_schema, split_cfg, args.out)

@@ -189,13 +189,10 @@ def _check_schema(data_schema: dict[str, Any]) -> None:
     """Fail before the 10-second TFDV launch when the data schema itself is invalid."""
     from pydantic import ValidationError
 
-    from components.common.config import DataSchema
+    from components.common.config import DataSchema, describe_errors
 
     try:
         DataSchema.model_validate(data_schema)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise StageError(
-            STAGE, f"invalid data schema: {where}: {first['msg']}", subject="data_schema"
-        ) from None
+        problems = "; ".join(describe_errors(DataSchema, exc))
+        raise StageError(STAGE, f"invalid data schema: {problems}", subject="data_schema") from None
