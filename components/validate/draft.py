@@ -6,7 +6,7 @@ the string domain of a text column. Every guess is written as a YAML comment, an
 checked against the config model before it is returned, so it always loads.
 
 Not drafted yet (the schema cannot say them): text, true/false and timestamp columns; they are
-listed as comments. The label must be binary and numeric.
+listed under `columns.ignore`, each with a comment saying why. The label must be binary and numeric.
 """
 
 from __future__ import annotations
@@ -279,6 +279,8 @@ def draft_schema(
         "checks": checks,
         "features": features,
     }
+    if draft.skipped:  # read and dropped before validation: the run goes on without them
+        draft.schema["columns"] = {"ignore": list(draft.skipped)}
     DataSchema.model_validate(draft.schema)  # a draft that does not load is a bug here
     tfdv_part = (
         f"TFDV {tfdv['tfdv_version']} statistics and infer_schema: types, missing counts, "
@@ -332,8 +334,14 @@ def render(draft: Draft, source: str) -> str:
     for name, spec in s["features"].items():
         out.append(f"  # {draft.notes[name]}")
         out.append(f"  {_flow(name)}: {_flow(spec)}")
-    for name, why in draft.skipped.items():
-        out.append(f"  # {_flow(name)}: not drafted: {why}")
+    if draft.skipped:
+        out += [
+            "columns:",
+            "  # not drafted, so ignored: read and dropped before validation, never features",
+            "  ignore:",
+        ]
+        for name, why in draft.skipped.items():
+            out += [f"    # {_flow(name)}: not drafted: {why}", f"    - {_flow(name)}"]
     return "\n".join(out) + "\n"
 
 
