@@ -140,21 +140,22 @@ def run_id() -> str | None:
     return _value(RUN_ID_ENV)
 
 
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set each variable; None unsets it."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def temporary_environ(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set these variables (None: unset) for the block; the previous values come back after it
     (what a local run's tasks inherit, without leaking into the caller's process)."""
     saved = {key: os.environ.get(key) for key in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(saved)

@@ -72,21 +72,13 @@ def test_a_client_without_s3_credentials_logs_artifacts_into_the_bucket(
     assert client.get_run(run.info.run_id).data.metrics["roc_auc"] == 0.9
 
 
-def _memory_bytes(quantity: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return int(float(quantity[: -len(suffix)]) * factor)
-    return int(quantity)
-
-
 def test_every_process_of_the_server_fits_the_containers_memory_limit(mlflow_server, mlflow_login):
     """The container's limit (the kind overlay's, the smallest) holds everything `mlflow server`
     starts in it — its workers and any job runners — after real requests: summed PSS (shared
     pages counted once, as the cgroup counts them)."""
     import psutil
 
-    from tests.support.manifests import Rendered
+    from tests.support.manifests import Rendered, quantity_bytes
 
     url, port, _storage = mlflow_server
     for _ in range(5):
@@ -106,7 +98,7 @@ def test_every_process_of_the_server_fits_the_containers_memory_limit(mlflow_ser
             continue
     total = sum(pss for pss, _ in processes)
     container = Rendered.overlay("kind").container("Deployment", "mlflow", "mlpipe")
-    limit = _memory_bytes(container["resources"]["limits"]["memory"])
+    limit = quantity_bytes(container["resources"]["limits"]["memory"])
     print(
         f"\nmlflow server: {len(processes)} processes, {total / 2**20:.0f} MiB PSS "
         f"(limit {limit / 2**20:.0f} MiB): "

@@ -17,7 +17,7 @@ from tests.packaging.render import (
     render,
     validation_errors,
 )
-from tests.support.manifests import Rendered
+from tests.support.manifests import Rendered, quantity_bytes
 
 PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -393,12 +393,11 @@ def test_cloud_overlay_has_no_minio_larger_mlflow_and_a_pdb(cloud_objects, kind_
     labels = mlflow["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
-    def memory_mi(objects):
+    def memory(objects):
         limit = _one(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
-        value = limit["resources"]["limits"]["memory"]
-        return int(value[:-2]) * (1024 if value.endswith("Gi") else 1)
+        return quantity_bytes(limit["resources"]["limits"]["memory"])
 
-    assert memory_mi(cloud_objects) > memory_mi(kind_objects)
+    assert memory(cloud_objects) > memory(kind_objects)
 
 
 def test_namespace_lets_katib_collect_trial_metrics(overlay):

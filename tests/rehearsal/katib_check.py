@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from components.common.images import PIPELINE_IMAGE
+from components.common.runtime_env import temporary_environ
 from components.common.search_space import SearchSpace, decode
 from tests.rehearsal.pod_env import KUBELET_ENV, PIPELINE_NAMESPACE
 from tests.rehearsal.services import HOSTS
+from tests.support.manifests import quantity_bytes, quantity_cpus
 
 # kubeflow/katib v0.19.0 pkg/metricscollector/v1beta1/common/const.go, DefaultFilter (Go's RE2:
 # \w and \d are ASCII)
@@ -106,33 +108,6 @@ def assignments(space: SearchSpace) -> list[dict[str, str]]:
     return out
 
 
-def _cpus(quantity: str) -> float:
-    text = str(quantity)
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-
-
-def _bytes(quantity: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
-    for suffix, factor in units.items():
-        if str(quantity).endswith(suffix):
-            return int(float(str(quantity)[: -len(suffix)]) * factor)
-    return int(quantity)
-
-
-@contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _features(work: Path) -> tuple[str, str]:
     """The features stage's output for a sample of the bundled data."""
     import pandas as pd
@@ -190,7 +165,7 @@ def check_katib_trial(reh: Any, detail: dict[str, Any], image: str = PIPELINE_IM
     # the tune task's environment: its pod's state store, the S3 API of this machine
     pod_cm = manifests.config_map(cfg.runtime.env_config_map, PIPELINE_NAMESPACE) or {}
     task_env = {"MLPIPE_CLUSTER": "1", STATE_ENV: pod_cm[STATE_ENV], **reh.services.s3_env()}
-    with _environ(task_env):
+    with temporary_environ(task_env):
         base = staging_base(katib.staging_url)
         splits = task_folds(train_path, tf_path, training)
         staged = stage_inputs(
@@ -251,7 +226,7 @@ def check_katib_trial(reh: Any, detail: dict[str, Any], image: str = PIPELINE_IM
             f"{t['objective']:.6f} = local {t['local_objective']:.6f}" for t in detail["trials"]
         )
     finally:
-        with _environ(task_env):
+        with temporary_environ(task_env):
             problem = remove_staged(staged.prefix)
             keys = reh.services.s3.list_objects_v2(
                 Bucket=staged.prefix.removeprefix("s3://").split("/", 1)[0],
@@ -298,8 +273,8 @@ def _run_trial(reh: Any, job: dict[str, Any], namespace: str, image: str, logs: 
         user=f"{user}:{group}",
         cap_drop=["ALL"] if "ALL" in sc.get("capabilities", {}).get("drop", []) else None,
         security_opt=["no-new-privileges"] if sc.get("allowPrivilegeEscalation") is False else None,
-        nano_cpus=int(_cpus(limits["cpu"]) * 1e9),
-        mem_limit=_bytes(limits["memory"]),
+        nano_cpus=int(quantity_cpus(limits["cpu"]) * 1e9),
+        mem_limit=quantity_bytes(limits["memory"]),
         volumes={str(logs): {"bind": METRICS_DIR, "mode": "rw"}},
         network_mode="host",
         extra_hosts=HOSTS,

@@ -48,7 +48,7 @@ import numpy as np
 
 from components.common.config import REPO_ROOT
 from tests.rehearsal.services import HOSTS
-from tests.support.manifests import Rendered, expand
+from tests.support.manifests import Rendered, expand, quantity_bytes, quantity_cpus
 
 NAMESPACE = "mlpipe"
 RUNTIME = "mlpipe"
@@ -128,18 +128,6 @@ def runtime_container(manifests: Rendered) -> dict[str, Any]:
         raise RuntimeError(f"no ServingRuntime {NAMESPACE}/{RUNTIME} in the overlay")
     (container,) = runtime["spec"]["containers"]
     return container
-
-
-def _quantity_bytes(value: str) -> int:
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 10**3, "M": 10**6, "G": 10**9}
-    for suffix, factor in units.items():
-        if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * factor)
-    return int(value)
-
-
-def _quantity_cpus(value: str) -> float:
-    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
 
 
 def _download(reh: Any, model_uri: str, models: Path, image: str) -> float:
@@ -301,8 +289,8 @@ def check_serving_container(
         read_only=bool(ctx.get("readOnlyRootFilesystem")),
         cap_drop=ctx.get("capabilities", {}).get("drop", []),
         security_opt=[] if ctx.get("allowPrivilegeEscalation", True) else ["no-new-privileges"],
-        mem_limit=_quantity_bytes(limits["memory"]) if "memory" in limits else None,
-        nano_cpus=int(_quantity_cpus(limits["cpu"]) * 1e9) if "cpu" in limits else None,
+        mem_limit=quantity_bytes(limits["memory"]) if "memory" in limits else None,
+        nano_cpus=int(quantity_cpus(limits["cpu"]) * 1e9) if "cpu" in limits else None,
         tmpfs=tmpfs,
         volumes={str(models): {"bind": "/mnt/models", "mode": "ro"}},
         network_mode="bridge",

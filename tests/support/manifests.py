@@ -110,3 +110,33 @@ class Rendered:
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined one kept."""
     return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+# Kubernetes resource quantities (apimachinery pkg/api/resource: binary suffixes Ki..Ei, decimal
+# k..E, CPU millicores "m"): the suffixes our manifests use
+_BYTE_SUFFIXES = {
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
+
+
+def quantity_bytes(value: str | int) -> int:
+    """A memory quantity ("768Mi", "1Gi", "500M", "1048576") in bytes."""
+    text = str(value)
+    for suffix, factor in _BYTE_SUFFIXES.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text))
+
+
+def quantity_cpus(value: str | int | float) -> float:
+    """A CPU quantity ("500m", "2", 1.5) in cores."""
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
