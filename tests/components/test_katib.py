@@ -562,6 +562,99 @@ def test_some_trial_failures_are_tolerated(cluster):
     assert result["best_params"]["learning_rate"] == 0.0731
 
 
+def _tracked_trials(result: dict, tmp_path: Path) -> tuple:
+    """`result` written as the tune task writes it and logged as the track task logs the tune
+    stage, under a pipeline run: (the `tune-<algorithm>` run, its trial runs by number)."""
+    import mlflow
+
+    from components.track import track
+    from components.tune.tune import summary, write_result
+
+    stage = f"tune-{result['algorithm']}"
+    write_result(result, str(tmp_path / stage))
+    with mlflow.start_run(run_name="pipeline-run") as pipeline_run:
+        track._log_stage(stage, summary(result), [tmp_path / stage], {})
+    client = mlflow.MlflowClient()
+    experiment = [pipeline_run.info.experiment_id]
+    under = "tags.mlflow.parentRunId = '{}'"
+    (tune_run,) = client.search_runs(experiment, under.format(pipeline_run.info.run_id))
+    trials = client.search_runs(experiment, under.format(tune_run.info.run_id))
+    return tune_run, sorted(trials, key=lambda r: int(r.data.tags["mlpipe.trial_number"]))
+
+
+def _local_trials(monkeypatch, n: int) -> dict:
+    """The Optuna backend's result for `n` trials over SPACE, cross-validation faked."""
+    import components.tune.optuna_backend as optuna_backend
+
+    def fake(train, spec, transformer, algorithm, params, folds, *args, **kw):
+        mean = 0.8 + params["learning_rate"]
+        return CVResult(mean, 0.004, [mean] * folds, [150] * folds)
+
+    monkeypatch.setattr(optuna_backend, "cross_validate", fake)
+    fixed = {"n_estimators": 2000}
+    return optuna_backend.run_optuna(
+        None, {}, None, "lightgbm", SPACE, fixed, 3, "stratified", 42, n, None
+    )
+
+
+def test_katib_trials_reach_mlflow_like_local_trials(cluster, mlflow_store, tmp_path, monkeypatch):
+    """Trial pods have no MLflow login: the trials Katib ran reach MLflow from the Trials the
+    tune task read back, as runs under the tune stage's run with the local trials' shape."""
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    pruned = {"learning_rate": "0.15", "num_leaves": "40", "boosting_type": "dart"}
+    cluster.script(
+        "experiments",
+        name,
+        [katib_experiment_status("Succeeded", succeeded=1, failed=1, early_stopped=1, best=BEST)],
+    )
+    cluster.add(
+        katib_trial("trial-a", name, NS, {"learning_rate": "0.02", "num_leaves": "31"}, "Failed")
+    )
+    cluster.add(
+        katib_trial("trial-best", name, NS, BEST["assignments"], "Succeeded", BEST["metrics"])
+    )
+    cluster.add(katib_trial("trial-c", name, NS, pruned, "EarlyStopped", {"cv_roc_auc": 0.85}))
+    katib_result, _, _ = launch(cluster, exp, fixed={"n_estimators": 2000}, algorithm="lightgbm")
+
+    tune_run, trials = _tracked_trials(katib_result, tmp_path / "katib")
+    assert tune_run.info.run_name == "tune-lightgbm"
+    assert [t.info.run_name for t in trials] == ["trial-a", "trial-best", "trial-c"]
+    assert [t.data.tags["mlpipe.trial"] for t in trials] == ["trial-a", "trial-best", "trial-c"]
+    failed, best, early = trials
+    assert failed.info.status == "FAILED" and failed.data.tags["mlpipe.trial_state"] == "FAIL"
+    assert "cv_roc_auc" not in failed.data.metrics
+    assert best.info.status == "FINISHED"
+    assert best.data.tags["mlpipe.backend"] == "katib"
+    assert best.data.tags["mlpipe.algorithm"] == "lightgbm"
+    assert best.data.params == {
+        "learning_rate": "0.0731",
+        "num_leaves": "96",
+        "boosting_type": "gbdt",
+    }
+    assert best.data.metrics == pytest.approx(
+        {"cv_roc_auc": 0.90412, "cv_roc_auc_std": 0.0021, "best_rounds": 371}
+    )
+    assert early.data.tags["mlpipe.trial_state"] == "PRUNED"
+    assert early.data.metrics == pytest.approx({"cv_roc_auc": 0.85})
+    assert tune_run.data.metrics["trial_cv_roc_auc"] == pytest.approx(0.85)  # the last step
+
+    # the local backend's trials: the same structure, tags, params and metric names
+    local_run, local = _tracked_trials(_local_trials(monkeypatch, 3), tmp_path / "local")
+    assert local_run.info.run_name == "tune-lightgbm"
+    assert [t.info.run_name for t in local] == [f"tune-lightgbm-{n}" for n in range(3)]
+    assert [t.data.tags["mlpipe.trial"] for t in local] == [t.info.run_name for t in local]
+    assert {t.data.tags["mlpipe.backend"] for t in local} == {"optuna"}
+    for katib_trial_run, local_trial_run in zip([best, best, best], local, strict=True):
+        assert set(local_trial_run.data.tags) == set(katib_trial_run.data.tags)
+        assert set(local_trial_run.data.params) == set(katib_trial_run.data.params) == set(SPACE)
+        assert set(local_trial_run.data.metrics) == set(katib_trial_run.data.metrics)
+        assert local_trial_run.info.status == "FINISHED"
+    first = local[0].data
+    assert first.metrics["best_rounds"] == 225  # 150 rounds on 2/3 of the rows, scaled
+    assert first.metrics["cv_roc_auc"] == pytest.approx(0.8 + float(first.params["learning_rate"]))
+
+
 def test_api_hiccups_while_waiting_are_ridden_out(cluster):
     exp = rendered()
     cluster.script(
