@@ -447,7 +447,7 @@ class KatibConfig(_Strict):
 
     `namespace`: where the Experiment and its trial pods run: `mlpipe` (where manifests/ grants
     the pipeline's service account its Katib rights, labels the namespace for Katib's collector
-    injection and lets trial pods reach the object store and MLflow); null: the namespace the
+    injection and lets trial pods reach the object store, not MLflow); null: the namespace the
     tune task's own pod runs in (its service-account mount tells). `staging_url`: where the tune
     task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`
     / `s3_secret`: the ConfigMap and Secret in that namespace the trials take the object store's

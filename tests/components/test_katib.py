@@ -1047,27 +1047,18 @@ def test_a_missing_input_fails_the_trial(tmp_path, capsys):
     assert "failed:" in capsys.readouterr().err
 
 
-def test_the_trial_logs_to_mlflow_when_configured(trial_data, tmp_path, monkeypatch, capsys):
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
+def test_the_trial_never_talks_to_mlflow(trial_data, tmp_path, monkeypatch, capsys):
+    """Even with an MLflow URI in its environment: trial pods have no MLflow login, and the
+    track task logs the trials (test_katib_trials_reach_mlflow_like_local_trials)."""
     import components.tune.cv as cv
 
-    # the trial sets MLflow's process-wide tracking URI: restore it after the test
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "katib-trials")
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.setenv("KATIB_TRIAL_NAME", "tune-lightgbm-abc-x7k2")
     monkeypatch.setattr(cv, "cross_validate", _fake_cv([0.90, 0.92, 0.91]))
     assert trial_module.main(_argv(trial_data, *PARAMS)) == 0
-    runs = mlflow.search_runs(experiment_names=["katib-trials"], output_format="list")
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.data.tags["katib.trial"] == "tune-lightgbm-abc-x7k2"
-    assert run.data.tags["mlpipe.backend"] == "katib"
-    assert run.data.metrics["cv_roc_auc"] == pytest.approx(0.91)
-    assert run.data.params["num_leaves"] == "63"
     assert "cv_roc_auc=" in capsys.readouterr().out
+    assert not store.exists()
 
 
 def test_the_trial_reads_remote_artifacts(trial_data, monkeypatch, capsys):
@@ -1125,6 +1116,24 @@ def test_trial_pods_run_non_root_without_a_token_and_bounded():
         rendered(resources={"requests": {"cpu": "1", "memory": "1Gi"}})
 
 
+def test_trial_pods_get_nothing_of_mlflows():
+    """Least privilege: no MLflow URI and no MLflow login in the rendered trial spec, whatever
+    the pipeline's tasks get."""
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    katib = cfg.model_training.katib
+    exp = rendered(env_config_map=katib.env_config_map, s3_secret=katib.s3_secret)
+    pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    for c in pod["containers"] + pod.get("initContainers", []):
+        assert "envFrom" not in c  # whole ConfigMaps or Secrets would bring every key
+        names = {e["name"] for e in c.get("env", [])}
+        refs = [e.get("valueFrom", {}) for e in c.get("env", [])]
+        keys = {r[kind]["key"] for r in refs for kind in r if kind.endswith("KeyRef")}
+        sources = {r[kind]["name"] for r in refs for kind in r if kind.endswith("KeyRef")}
+        assert not {n for n in names | keys if n.startswith("MLFLOW_")}, c["name"]
+        assert cfg.runtime.mlflow_auth_secret not in sources
+    assert "MLFLOW" not in json.dumps(exp) and "mlflow" not in json.dumps(pod)
+
+
 def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
     exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
     cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema
@@ -1132,8 +1141,8 @@ def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
 
 
 def test_the_trial_env_resolves_from_the_rendered_manifests():
-    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and credentials and
-    the MLflow URI, from the same-named objects the pipeline's tasks use in `kubeflow`."""
+    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and credentials
+    from the same-named objects the pipeline's tasks use in `kubeflow`, and nothing of MLflow's."""
     from tests.support.manifests import Rendered
 
     cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
@@ -1145,15 +1154,17 @@ def test_the_trial_env_resolves_from_the_rendered_manifests():
     env = manifests.container_env(container(exp), katib.namespace)
     task_cm = manifests.config_map(cfg.runtime.env_config_map, "kubeflow")
     task_s3 = manifests.secret(cfg.runtime.s3_secret, "kubeflow")
-    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
+    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         assert env[key] == task_cm[key], key
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == task_s3[key], key
+    assert "MLFLOW_TRACKING_URI" in task_cm and not [k for k in env if k.startswith("MLFLOW_")]
     for overlay in ("kind", "cloud"):  # the trials' copy never drifts from the tasks'
         rendered_overlay = Rendered.overlay(overlay)
         trials = rendered_overlay.config_map(cfg.runtime.env_config_map, katib.namespace)
         tasks = rendered_overlay.config_map(cfg.runtime.env_config_map, "kubeflow")
         assert trials and all(tasks.get(k) == v for k, v in trials.items()), overlay
+        assert not [k for k in trials if k.startswith("MLFLOW_")], overlay
 
 
 def test_the_trial_keys_are_ones_every_task_gets():
