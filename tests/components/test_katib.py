@@ -597,9 +597,14 @@ def _local_trials(monkeypatch, n: int) -> dict:
     )
 
 
-def test_katib_trials_reach_mlflow_like_local_trials(cluster, mlflow_store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("store", ["mlflow_store", "mlflow_server"])
+def test_katib_trials_reach_mlflow_like_local_trials(
+    cluster, store, request, tmp_path, monkeypatch
+):
     """Trial pods have no MLflow login: the trials Katib ran reach MLflow from the Trials the
-    tune task read back, as runs under the tune stage's run with the local trials' shape."""
+    tune task read back, as runs under the tune stage's run with the local trials' shape (in a
+    SQLite store, and through a tracking server's REST API as on a cluster)."""
+    request.getfixturevalue(store)
     exp = rendered()
     name = exp["metadata"]["name"]
     pruned = {"learning_rate": "0.15", "num_leaves": "40", "boosting_type": "dart"}
