@@ -451,7 +451,8 @@ class KatibConfig(_Strict):
     tune task's own pod runs in (its service-account mount tells). `staging_url`: where the tune
     task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`
     / `s3_secret`: the ConfigMap and Secret in that namespace the trials take the object store's
-    endpoint and credentials from (default: `runtime.env_config_map` / `runtime.s3_secret`).
+    endpoint and credentials from (default: `runtime.env_config_map` / `runtime.s3_secret`);
+    none of them, nor `env` / `env_from_secrets`, may give trials MLflow settings or its login.
     `resources`: the trial container's requests and limits (both, cpu and memory; default
     requests 1 CPU / 2Gi, limits 2 CPU / 4Gi)."""
 
@@ -823,6 +824,24 @@ class PipelineConfig(_Strict):
                 katib[name] = data["runtime"][name]
         training = {**training, "katib": katib}
         return {**data, "model_training": training}
+
+    @model_validator(mode="after")
+    def _trials_get_no_mlflow_login(self) -> PipelineConfig:
+        """Katib trials run training code: no MLflow login through `katib`'s Secrets or env
+        (least privilege; the track task logs the trials)."""
+        katib, login = self.model_training.katib, self.runtime.mlflow_auth_secret
+        if login in (katib.s3_secret, *katib.env_from_secrets):
+            raise ValueError(
+                f"model_training.katib mounts the MLflow login Secret {login!r} into trial pods: "
+                "trials get no MLflow credentials (the track task logs them)"
+            )
+        leaked = sorted(k for k in katib.env if k.upper().startswith("MLFLOW_"))
+        if leaked:
+            raise ValueError(
+                f"model_training.katib.env sets {leaked}: trials never talk to MLflow "
+                "(the track task logs them)"
+            )
+        return self
 
 
 class Settings(_Strict):

@@ -1124,9 +1124,17 @@ def test_trial_pods_run_non_root_without_a_token_and_bounded():
 def test_trial_pods_get_nothing_of_mlflows():
     """Least privilege: no MLflow URI and no MLflow login in the rendered trial spec, whatever
     the pipeline's tasks get."""
+    from components.common.config import PipelineConfig
+
     cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
     katib = cfg.model_training.katib
-    exp = rendered(env_config_map=katib.env_config_map, s3_secret=katib.s3_secret)
+    exp = rendered(
+        env=katib.env,
+        env_from_secrets=tuple(katib.env_from_secrets),
+        env_config_map=katib.env_config_map,
+        s3_secret=katib.s3_secret,
+        service_account=katib.service_account,
+    )
     pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     for c in pod["containers"] + pod.get("initContainers", []):
         assert "envFrom" not in c  # whole ConfigMaps or Secrets would bring every key
@@ -1137,6 +1145,17 @@ def test_trial_pods_get_nothing_of_mlflows():
         assert not {n for n in names | keys if n.startswith("MLFLOW_")}, c["name"]
         assert cfg.runtime.mlflow_auth_secret not in sources
     assert "MLFLOW" not in json.dumps(exp) and "mlflow" not in json.dumps(pod)
+    # nor can a config give them one
+    data = cfg.model_dump(mode="json")
+    for change in (
+        {"env_from_secrets": [cfg.runtime.mlflow_auth_secret]},
+        {"s3_secret": cfg.runtime.mlflow_auth_secret},
+        {"env": {"MLFLOW_TRACKING_URI": "http://mlflow.mlpipe.svc.cluster.local:5000"}},
+    ):
+        bad = copy.deepcopy(data)
+        bad["model_training"]["katib"] |= change
+        with pytest.raises(ValueError, match="MLflow"):
+            PipelineConfig.model_validate(bad)
 
 
 def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
