@@ -452,7 +452,8 @@ class KatibConfig(_Strict):
     task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`
     / `s3_secret`: the ConfigMap and Secret in that namespace the trials take the object store's
     endpoint and credentials from (default: `runtime.env_config_map` / `runtime.s3_secret`);
-    none of them, nor `env` / `env_from_secrets`, may give trials MLflow settings or its login.
+    `s3_secret`, `env_from_secrets` and `env` may not give trials the MLflow login or `MLFLOW_*`
+    settings (refused).
     `resources`: the trial container's requests and limits (both, cpu and memory; default
     requests 1 CPU / 2Gi, limits 2 CPU / 4Gi)."""
 
