@@ -506,13 +506,15 @@ class KatibConfig(_Strict):
 
     `namespace`: where the Experiment and its trial pods run: `mlpipe` (where manifests/ grants
     the pipeline's service account its Katib rights, labels the namespace for Katib's collector
-    injection and lets trial pods reach the object store and MLflow); null: the namespace the
+    injection and lets trial pods reach the object store, not MLflow); null: the namespace the
     tune task's own pod runs in (its service-account mount tells). `staging_url`: where the tune
     task copies what trials read (default `<MLPIPE_STATE_DIR>/katib-staging`); `env_config_map`:
     the ConfigMap in that namespace the trials take the object store's endpoint from (default
     `runtime.env_config_map`); `s3_secret`: the Secret there with the trials' object-store
     credentials, a read-only key (trials only read what the tune task staged; default
-    `mlpipe-s3-readonly`, which the model servers' ServiceAccount lists too).
+    `mlpipe-s3-readonly`, which the model servers' ServiceAccount lists too); `s3_secret`,
+    `env_from_secrets` and `env` may not give trials the MLflow login or `MLFLOW_*` settings
+    (refused).
     `resources`: the trial container's requests and limits (both, cpu and memory; default
     requests 1 CPU / 2Gi, limits 2 CPU / 4Gi)."""
 
@@ -885,6 +887,24 @@ class PipelineConfig(_Strict):
             katib["env_config_map"] = data["runtime"]["env_config_map"]
         training = {**training, "katib": katib}
         return {**data, "model_training": training}
+
+    @model_validator(mode="after")
+    def _trials_get_no_mlflow_login(self) -> PipelineConfig:
+        """Katib trials run training code: no MLflow login through `katib`'s Secrets or env
+        (least privilege; the track task logs the trials)."""
+        katib, login = self.model_training.katib, self.runtime.mlflow_auth_secret
+        if login in (katib.s3_secret, *katib.env_from_secrets):
+            raise ValueError(
+                f"model_training.katib mounts the MLflow login Secret {login!r} into trial pods: "
+                "trials get no MLflow credentials (the track task logs them)"
+            )
+        leaked = sorted(k for k in katib.env if k.upper().startswith("MLFLOW_"))
+        if leaked:
+            raise ValueError(
+                f"model_training.katib.env sets {leaked}: trials never talk to MLflow "
+                "(the track task logs them)"
+            )
+        return self
 
 
 class Settings(_Strict):

@@ -9,6 +9,7 @@ signature, input example and its companions (feature spec, statistics, schema, m
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +55,57 @@ def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict
                 mlflow.log_artifact(str(file))
 
 
+# a tuning trial's state (tune.py's history rows) -> its MLflow run's status
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+TRIAL_METRICS = {"value": "cv_roc_auc", "std": "cv_roc_auc_std", "rounds": "best_rounds"}
+
+
 def _log_trials(result_file: Path) -> None:
-    """A tuning study's trials as one metric series (step = trial number) in the active run."""
+    """A tuning study's trials, in the active run (the tune stage's): one metric series
+    (step = trial number) and one child run per trial.
+
+    The one place trials reach MLflow, for both backends: the history rows of result.json have
+    the same fields whether Optuna ran them here or Katib on a cluster (where the tune task read
+    them back from the Trials). Katib's trial pods have no MLflow login by design, so nothing
+    else can log them there; this task runs with it."""
     import json
 
     import mlflow
 
     if not result_file.is_file():
         return
-    history = json.loads(result_file.read_text()).get("history", [])
+    result = json.loads(result_file.read_text())
+    history = result.get("history", [])
     for trial in history:
         if isinstance(trial.get("value"), (int, float)):
             mlflow.log_metric("trial_cv_roc_auc", float(trial["value"]), step=int(trial["number"]))
+    parent = mlflow.active_run()
+    if parent is None or not history:
+        return
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    algorithm = str(result.get("algorithm", ""))
+    for trial in history:
+        name = str(trial.get("name") or f"{algorithm}-{trial['number']}")
+        tags = {
+            "mlflow.parentRunId": parent.info.run_id,
+            "mlpipe.trial": name,
+            "mlpipe.trial_number": str(trial["number"]),
+            "mlpipe.trial_state": str(trial.get("state")),
+            "mlpipe.backend": str(result.get("backend", "")),
+            "mlpipe.algorithm": algorithm,
+        }
+        if trial.get("error"):
+            tags["mlpipe.trial_error"] = str(trial["error"])[:500]
+        run = client.create_run(parent.info.experiment_id, run_name=name, tags=tags)
+        values = {TRIAL_METRICS[k]: trial.get(k) for k in TRIAL_METRICS}
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in _numeric(values).items()]
+        params = [Param(k, v) for k, v in _params(trial.get("params") or {}).items()]
+        # one request per trial for the values: a cluster's server checks the login on each
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id, TRIAL_STATUS.get(str(trial.get("state")), "KILLED"))
 
 
 def model_requirements(algorithm: str) -> list[str]:

@@ -149,12 +149,15 @@ def _history(
             params = assigned
         status = trial.get("status") or {}
         metrics = _observed(status)
+        rounds = _metric(metrics, "best_rounds")
         rows.append(
             {
                 "number": number,
                 "name": trial["metadata"]["name"],
                 "state": state,
                 "value": _metric(metrics, OBJECTIVE, strategy),
+                "std": _metric(metrics, f"{OBJECTIVE}_std"),
+                "rounds": int(rounds) if rounds is not None and rounds >= 1 else None,
                 "params": params,
                 "seconds": _seconds(status.get("startTime"), status.get("completionTime")),
                 "error": message if state == "FAIL" else None,

@@ -67,8 +67,10 @@ CONTAINER_SECURITY = {
 }
 # what a trial takes from the pipeline's ConfigMap and S3 Secret (subsets of what every pipeline
 # task gets: pipelines/platform.py); each optional, so a missing one fails the trial with a
-# message instead of leaving its pod in CreateContainerConfigError until the experiment times out
-TRIAL_CONFIG_MAP_KEYS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI")
+# message instead of leaving its pod in CreateContainerConfigError until the experiment times out.
+# Nothing of MLflow's: trials run training code and get no MLflow login (least privilege); the
+# track task logs them from the history the tune task reads back from the Trials.
+TRIAL_CONFIG_MAP_KEYS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 TRIAL_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -187,8 +189,8 @@ def render_experiment(
     and the experiment fails only when every trial has failed. `early_stopping` is medianstop's
     settings (None: off); `start_step` counts folds, so it must not exceed `cv_folds`.
     `env_config_map` / `s3_secret`: the ConfigMap and Secret (in `namespace`) the trial takes the
-    object store's endpoint and credentials and the MLflow URI from (TRIAL_CONFIG_MAP_KEYS,
-    TRIAL_SECRET_KEYS); `folds_uri`: the staged folds.
+    object store's endpoint and credentials from (TRIAL_CONFIG_MAP_KEYS, TRIAL_SECRET_KEYS);
+    `folds_uri`: the staged folds.
     """
     if not space:
         raise ValueError(f"{algorithm}: the search space is empty")
@@ -294,7 +296,7 @@ def render_experiment(
                 {
                     "name": TRIAL_NAME_PARAM,
                     "reference": "${trialSpec.Name}",
-                    "description": "the trial's name (MLflow tag)",
+                    "description": "the trial's name (its log lines)",
                 },
             ],
             "trialSpec": job,

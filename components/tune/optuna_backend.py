@@ -83,6 +83,7 @@ def run_optuna(
         if not math.isfinite(result.mean):
             raise ValueError(f"cross-validation score is {result.mean}")
         rounds[trial.number] = result.rounds()
+        trial.set_user_attr("rounds", result.rounds())
         trial.set_user_attr("cv_std", result.std)
         trial.set_user_attr("seconds", round(result.seconds, 2))
         print(  # streamed to the run log: one line per trial
@@ -141,8 +142,11 @@ def run_optuna(
         "history": [
             {
                 "number": t.number,
+                "name": trial_name(algorithm, t.number),
                 "state": t.state.name,
                 "value": t.value,
+                "std": t.user_attrs.get("cv_std"),
+                "rounds": t.user_attrs.get("rounds"),
                 "params": t.params,
                 "seconds": t.user_attrs.get("seconds"),
                 "error": t.user_attrs.get("error"),
@@ -150,6 +154,12 @@ def run_optuna(
             for t in study.trials
         ],
     }
+
+
+def trial_name(algorithm: str, number: int) -> str:
+    """A local trial's name (Optuna's trials have numbers only), like a Katib Trial's: the
+    history row's `name`, which the track task tags the trial's MLflow run with."""
+    return f"tune-{algorithm}-{number}".lower().replace("_", "-")
 
 
 def stop_reason(trials: int, max_trials: int, time_budget_s: float | None) -> str:

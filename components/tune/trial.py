@@ -21,8 +21,12 @@ Cross-validation is `components.tune.cv.cross_validate`, the same the local back
 folds the tune task staged (`--folds`; without it the trial derives them from the seed and the
 strategy as the local backend does). On a cluster every input is an s3:// URL of the project's
 own store (components/tune/katib_staging.py), read with fsspec/s3fs using the endpoint and
-credentials the trial template mounts (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). With
-MLFLOW_TRACKING_URI set, the trial is also logged as an MLflow run tagged with the trial's name.
+credentials the trial template mounts (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+
+A trial never talks to MLflow: trial pods run training code and get no MLflow login (least
+privilege). Katib keeps what the trial printed; the tune task reads it back from the Trials into
+its history and the track task logs each trial as an MLflow run, as for local trials
+(components/track/track.py, `_log_trials`).
 """
 
 from __future__ import annotations
@@ -173,37 +177,7 @@ def run(args: argparse.Namespace, searched: dict[str, Any]) -> dict[str, Any]:
         emit("best_rounds", rounds)
     out = {"params": searched, "mean": result.mean, "std": result.std, "rounds": rounds}
     out["fold_scores"] = list(result.fold_scores)
-    _log_mlflow(args, params, out)
     return out
-
-
-def _log_mlflow(args: argparse.Namespace, params: dict[str, Any], out: dict[str, Any]) -> None:
-    """An MLflow run for the trial when MLFLOW_TRACKING_URI is set; never fails the trial."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        return
-    try:
-        import mlflow
-
-        from components.common.mlflow_utils import configure, ensure_experiment
-
-        configure()
-        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "acs-employment")
-        tags = {"mlpipe.backend": "katib", "mlpipe.algorithm": args.algorithm}
-        if args.trial_name:
-            tags["katib.trial"] = args.trial_name
-        if os.environ.get("MLPIPE_MLFLOW_PARENT_RUN_ID"):
-            tags["mlflow.parentRunId"] = os.environ["MLPIPE_MLFLOW_PARENT_RUN_ID"]
-        with mlflow.start_run(
-            experiment_id=ensure_experiment(experiment),
-            run_name=args.trial_name or f"{args.algorithm}-trial",
-            tags=tags,
-        ):
-            mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-            for step, score in enumerate(out["fold_scores"]):
-                mlflow.log_metric("fold_roc_auc", score, step=step)
-            mlflow.log_metrics({OBJECTIVE: out["mean"], f"{OBJECTIVE}_std": out["std"]})
-    except Exception as exc:  # logging is a courtesy: the score already went to Katib
-        note(f"MLflow logging failed: {type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:

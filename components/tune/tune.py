@@ -17,7 +17,7 @@ from components.common.artifacts import atomic_dir, load_model, read_dataset
 from components.common.config import TrainingConfig
 from components.common.errors import StageError
 from components.tune.cv import cross_validate
-from components.tune.optuna_backend import run_optuna
+from components.tune.optuna_backend import run_optuna, trial_name
 
 STAGE = "tune"
 RESULT_FILE = "result.json"
@@ -63,8 +63,11 @@ def untuned(train, spec, transformer, algorithm, cfg: TrainingConfig, order) -> 
         "history": [
             {
                 "number": 0,
+                "name": trial_name(algorithm, 0),
                 "state": "COMPLETE",
                 "value": result.mean,
+                "std": result.std,
+                "rounds": result.rounds(),
                 "params": {},
                 "seconds": round(result.seconds, 2),
                 "error": None,

@@ -562,6 +562,104 @@ def test_some_trial_failures_are_tolerated(cluster):
     assert result["best_params"]["learning_rate"] == 0.0731
 
 
+def _tracked_trials(result: dict, tmp_path: Path) -> tuple:
+    """`result` written as the tune task writes it and logged as the track task logs the tune
+    stage, under a pipeline run: (the `tune-<algorithm>` run, its trial runs by number)."""
+    import mlflow
+
+    from components.track import track
+    from components.tune.tune import summary, write_result
+
+    stage = f"tune-{result['algorithm']}"
+    write_result(result, str(tmp_path / stage))
+    with mlflow.start_run(run_name="pipeline-run") as pipeline_run:
+        track._log_stage(stage, summary(result), [tmp_path / stage], {})
+    client = mlflow.MlflowClient()
+    experiment = [pipeline_run.info.experiment_id]
+    under = "tags.mlflow.parentRunId = '{}'"
+    (tune_run,) = client.search_runs(experiment, under.format(pipeline_run.info.run_id))
+    trials = client.search_runs(experiment, under.format(tune_run.info.run_id))
+    return tune_run, sorted(trials, key=lambda r: int(r.data.tags["mlpipe.trial_number"]))
+
+
+def _local_trials(monkeypatch, n: int) -> dict:
+    """The Optuna backend's result for `n` trials over SPACE, cross-validation faked."""
+    import components.tune.optuna_backend as optuna_backend
+
+    def fake(train, spec, transformer, algorithm, params, folds, *args, **kw):
+        mean = 0.8 + params["learning_rate"]
+        return CVResult(mean, 0.004, [mean] * folds, [150] * folds)
+
+    monkeypatch.setattr(optuna_backend, "cross_validate", fake)
+    fixed = {"n_estimators": 2000}
+    return optuna_backend.run_optuna(
+        None, {}, None, "lightgbm", SPACE, fixed, 3, "stratified", 42, n, None
+    )
+
+
+@pytest.mark.parametrize("store", ["mlflow_store", "mlflow_server"])
+def test_katib_trials_reach_mlflow_like_local_trials(
+    cluster, store, request, tmp_path, monkeypatch
+):
+    """Trial pods have no MLflow login: the trials Katib ran reach MLflow from the Trials the
+    tune task read back, as runs under the tune stage's run with the local trials' shape (in a
+    SQLite store, and through a tracking server's REST API as on a cluster)."""
+    request.getfixturevalue(store)
+    exp = rendered()
+    name = exp["metadata"]["name"]
+    pruned = {"learning_rate": "0.15", "num_leaves": "40", "boosting_type": "dart"}
+    cluster.script(
+        "experiments",
+        name,
+        [katib_experiment_status("Succeeded", succeeded=1, failed=1, early_stopped=1, best=BEST)],
+    )
+    cluster.add(
+        katib_trial("trial-a", name, NS, {"learning_rate": "0.02", "num_leaves": "31"}, "Failed")
+    )
+    cluster.add(
+        katib_trial("trial-best", name, NS, BEST["assignments"], "Succeeded", BEST["metrics"])
+    )
+    cluster.add(katib_trial("trial-c", name, NS, pruned, "EarlyStopped", {"cv_roc_auc": 0.85}))
+    katib_result, _, _ = launch(cluster, exp, fixed={"n_estimators": 2000}, algorithm="lightgbm")
+
+    tune_run, trials = _tracked_trials(katib_result, tmp_path / "katib")
+    assert tune_run.info.run_name == "tune-lightgbm"
+    assert [t.info.run_name for t in trials] == ["trial-a", "trial-best", "trial-c"]
+    assert [t.data.tags["mlpipe.trial"] for t in trials] == ["trial-a", "trial-best", "trial-c"]
+    failed, best, early = trials
+    assert failed.info.status == "FAILED" and failed.data.tags["mlpipe.trial_state"] == "FAIL"
+    assert "cv_roc_auc" not in failed.data.metrics
+    assert best.info.status == "FINISHED"
+    assert best.data.tags["mlpipe.backend"] == "katib"
+    assert best.data.tags["mlpipe.algorithm"] == "lightgbm"
+    assert best.data.params == {
+        "learning_rate": "0.0731",
+        "num_leaves": "96",
+        "boosting_type": "gbdt",
+    }
+    assert best.data.metrics == pytest.approx(
+        {"cv_roc_auc": 0.90412, "cv_roc_auc_std": 0.0021, "best_rounds": 371}
+    )
+    assert early.data.tags["mlpipe.trial_state"] == "PRUNED"
+    assert early.data.metrics == pytest.approx({"cv_roc_auc": 0.85})
+    assert tune_run.data.metrics["trial_cv_roc_auc"] == pytest.approx(0.85)  # the last step
+
+    # the local backend's trials: the same structure, tags, params and metric names
+    local_run, local = _tracked_trials(_local_trials(monkeypatch, 3), tmp_path / "local")
+    assert local_run.info.run_name == "tune-lightgbm"
+    assert [t.info.run_name for t in local] == [f"tune-lightgbm-{n}" for n in range(3)]
+    assert [t.data.tags["mlpipe.trial"] for t in local] == [t.info.run_name for t in local]
+    assert {t.data.tags["mlpipe.backend"] for t in local} == {"optuna"}
+    for katib_trial_run, local_trial_run in zip([best, best, best], local, strict=True):
+        assert set(local_trial_run.data.tags) == set(katib_trial_run.data.tags)
+        assert set(local_trial_run.data.params) == set(katib_trial_run.data.params) == set(SPACE)
+        assert set(local_trial_run.data.metrics) == set(katib_trial_run.data.metrics)
+        assert local_trial_run.info.status == "FINISHED"
+    first = local[0].data
+    assert first.metrics["best_rounds"] == 225  # 150 rounds on 2/3 of the rows, scaled
+    assert first.metrics["cv_roc_auc"] == pytest.approx(0.8 + float(first.params["learning_rate"]))
+
+
 def test_api_hiccups_while_waiting_are_ridden_out(cluster):
     exp = rendered()
     cluster.script(
@@ -958,27 +1056,18 @@ def test_a_missing_input_fails_the_trial(tmp_path, capsys):
     assert "failed:" in capsys.readouterr().err
 
 
-def test_the_trial_logs_to_mlflow_when_configured(trial_data, tmp_path, monkeypatch, capsys):
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
+def test_the_trial_never_talks_to_mlflow(trial_data, tmp_path, monkeypatch, capsys):
+    """Even with an MLflow URI in its environment: trial pods have no MLflow login, and the
+    track task logs the trials (test_katib_trials_reach_mlflow_like_local_trials)."""
     import components.tune.cv as cv
 
-    # the trial sets MLflow's process-wide tracking URI: restore it after the test
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "katib-trials")
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.setenv("KATIB_TRIAL_NAME", "tune-lightgbm-abc-x7k2")
     monkeypatch.setattr(cv, "cross_validate", _fake_cv([0.90, 0.92, 0.91]))
     assert trial_module.main(_argv(trial_data, *PARAMS)) == 0
-    runs = mlflow.search_runs(experiment_names=["katib-trials"], output_format="list")
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.data.tags["katib.trial"] == "tune-lightgbm-abc-x7k2"
-    assert run.data.tags["mlpipe.backend"] == "katib"
-    assert run.data.metrics["cv_roc_auc"] == pytest.approx(0.91)
-    assert run.data.params["num_leaves"] == "63"
     assert "cv_roc_auc=" in capsys.readouterr().out
+    assert not store.exists()
 
 
 def test_the_trial_reads_remote_artifacts(trial_data, monkeypatch, capsys):
@@ -1036,6 +1125,43 @@ def test_trial_pods_run_non_root_without_a_token_and_bounded():
         rendered(resources={"requests": {"cpu": "1", "memory": "1Gi"}})
 
 
+def test_trial_pods_get_nothing_of_mlflows():
+    """Least privilege: no MLflow URI and no MLflow login in the rendered trial spec, whatever
+    the pipeline's tasks get."""
+    from components.common.config import PipelineConfig
+
+    cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
+    katib = cfg.model_training.katib
+    exp = rendered(
+        env=katib.env,
+        env_from_secrets=tuple(katib.env_from_secrets),
+        env_config_map=katib.env_config_map,
+        s3_secret=katib.s3_secret,
+        service_account=katib.service_account,
+    )
+    pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    for c in pod["containers"] + pod.get("initContainers", []):
+        assert "envFrom" not in c  # whole ConfigMaps or Secrets would bring every key
+        names = {e["name"] for e in c.get("env", [])}
+        refs = [e.get("valueFrom", {}) for e in c.get("env", [])]
+        keys = {r[kind]["key"] for r in refs for kind in r if kind.endswith("KeyRef")}
+        sources = {r[kind]["name"] for r in refs for kind in r if kind.endswith("KeyRef")}
+        assert not {n for n in names | keys if n.startswith("MLFLOW_")}, c["name"]
+        assert cfg.runtime.mlflow_auth_secret not in sources
+    assert "MLFLOW" not in json.dumps(exp) and "mlflow" not in json.dumps(pod)
+    # nor can a config give them one
+    data = cfg.model_dump(mode="json")
+    for change in (
+        {"env_from_secrets": [cfg.runtime.mlflow_auth_secret]},
+        {"s3_secret": cfg.runtime.mlflow_auth_secret},
+        {"env": {"MLFLOW_TRACKING_URI": "http://mlflow.mlpipe.svc.cluster.local:5000"}},
+    ):
+        bad = copy.deepcopy(data)
+        bad["model_training"]["katib"] |= change
+        with pytest.raises(ValueError, match="MLflow"):
+            PipelineConfig.model_validate(bad)
+
+
 def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
     exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
     cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema
@@ -1043,9 +1169,9 @@ def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
 
 
 def test_the_trial_env_resolves_from_the_rendered_manifests():
-    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint and the MLflow URI
-    from the same-named ConfigMap the pipeline's tasks use in `kubeflow`, and the read-only key the
-    model servers' ServiceAccount lists, not the tasks' read-write one."""
+    """In `mlpipe` (kind overlay) the trial gets the object store's endpoint from the same-named
+    ConfigMap the pipeline's tasks use in `kubeflow`, the read-only key the model servers'
+    ServiceAccount lists (not the tasks' read-write one), and nothing of MLflow's."""
     from tests.support.manifests import Rendered
 
     cfg = load_pipeline_config(profile=REPO_ROOT / "config/profiles/cluster.yaml")
@@ -1057,18 +1183,20 @@ def test_the_trial_env_resolves_from_the_rendered_manifests():
     env = manifests.container_env(container(exp), katib.namespace)
     task_cm = manifests.config_map(cfg.runtime.env_config_map, "kubeflow")
     task_s3 = manifests.secret(cfg.runtime.s3_secret, "kubeflow")
-    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
+    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         assert env[key] == task_cm[key], key
     serving = manifests.find("ServiceAccount", "mlpipe-serving", katib.namespace)
     assert [s["name"] for s in serving["secrets"]] == [katib.s3_secret]
     read_only = manifests.secret(katib.s3_secret, katib.namespace)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == read_only[key] != task_s3[key], key
+    assert "MLFLOW_TRACKING_URI" in task_cm and not [k for k in env if k.startswith("MLFLOW_")]
     for overlay in ("kind", "cloud"):  # the trials' copy never drifts from the tasks'
         rendered_overlay = Rendered.overlay(overlay)
         trials = rendered_overlay.config_map(cfg.runtime.env_config_map, katib.namespace)
         tasks = rendered_overlay.config_map(cfg.runtime.env_config_map, "kubeflow")
         assert trials and all(tasks.get(k) == v for k, v in trials.items()), overlay
+        assert not [k for k in trials if k.startswith("MLFLOW_")], overlay
 
 
 def test_the_trial_keys_are_ones_every_task_gets():

@@ -464,7 +464,6 @@ KATIB_CONTROLLER = Pod("kubeflow", {"katib.kubeflow.org/component": "controller"
 
 ALLOWED = [
     (PIPELINE, MLFLOW, 5000),
-    (TRIAL, MLFLOW, 5000),
     (MODEL, MLFLOW, 5000),
     (MLFLOW, POSTGRES, 5432),
     (MLFLOW, MINIO, 9000),
@@ -478,6 +477,7 @@ ALLOWED = [
 ]
 DENIED = [
     (STRANGER, MLFLOW, 5000),
+    (TRIAL, MLFLOW, 5000),  # trials run training code: the track task logs them
     (KFP_OTHER, MLFLOW, 5000),
     (PIPELINE, POSTGRES, 5432),
     (MODEL, POSTGRES, 5432),
