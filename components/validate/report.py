@@ -159,7 +159,8 @@ def _tfdv_line(findings: list[dict[str, Any]]) -> str:
     alone = sum(1 for f in tfdv if not f.get("corroborates"))
     types = ", ".join(sorted({escape(f.get("anomaly_type") or f["check"]) for f in tfdv}))
     return (
-        f"<p>TFDV raised {len(tfdv)} blocking anomalies ({types}): {len(tfdv) - alone} "
+        f"<p>TFDV raised {len(tfdv)} blocking "
+        f"{'anomaly' if len(tfdv) == 1 else 'anomalies'} ({types}): {len(tfdv) - alone} "
         f"corroborate a project finding on the same column (shown beside it, not counted "
         f"again), {alone} found by TFDV alone.</p>"
     )

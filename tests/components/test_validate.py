@@ -294,7 +294,7 @@ def test_report_is_self_contained():
         True,
     ]
     assert "corroborates unseen_code" in rows[2] and "tfdv" in rows[2]
-    assert "TFDV raised 1 blocking anomalies (INT_TYPE_BIG_INT): 1 corroborate" in page
+    assert "TFDV raised 1 blocking anomaly (INT_TYPE_BIG_INT): 1 corroborate" in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
     assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
 
