@@ -5,7 +5,10 @@ The same measures as TFDV's drift comparators, thresholds per feature from data_
 - categorical: L-infinity distance between the two value-frequency vectors (the largest change in
   any code's share);
 - numeric: Jensen–Shannon divergence (base 2, so in [0, 1]) between the two histograms, after
-  rebinning both onto the union of their bucket edges (mass spread uniformly within a bucket).
+  rebinning both onto the union of their bucket edges (mass spread uniformly within a bucket); a
+  window whose values are all one number has a zero-width bucket, which is a bucket of its own,
+  as in TFDV's comparator (`aligned`; tests/components/test_drift_tfdv.py checks the values
+  against TFDV's and scipy's on the same windows).
 """
 
 from __future__ import annotations
@@ -59,13 +62,50 @@ def _rebin(histogram: list[list[float]], edges: list[float]) -> list[float]:
 def histogram_distributions(
     a: list[list[float]], b: list[list[float]]
 ) -> tuple[list[float], list[float], list[float]]:
-    """(edges, p, q): both histograms on the union of their edges, each summing to 1."""
+    """(edges, p, q): both histograms on the union of their edges, each summing to 1 (for plots;
+    a point mass joins the bin starting at it: drift is measured on `aligned`)."""
     edges = sorted({float(x) for h in (a, b) for low, high, _ in h for x in (low, high)})
     if len(edges) < 2:
         edges = [edges[0], edges[0] + 1.0] if edges else [0.0, 1.0]
     p, q = _rebin(a, edges), _rebin(b, edges)
     sp, sq = sum(p), sum(q)
     return edges, [x / sp if sp else 0.0 for x in p], [x / sq if sq else 0.0 for x in q]
+
+
+def _split(histogram: list[list[float]]) -> tuple[list[list[float]], dict[float, float], float]:
+    """(buckets with a finite range, {value: count} of zero-width buckets, the count in buckets
+    with an infinite bound)."""
+    ranged, points, infinite = [], {}, 0.0
+    for low, high, count in histogram:
+        if not (math.isfinite(low) and math.isfinite(high)):
+            infinite += count
+        elif high == low:
+            points[float(low)] = points.get(float(low), 0.0) + count
+        else:
+            ranged.append([low, high, count])
+    return ranged, points, infinite
+
+
+def aligned(a: list[list[float]], b: list[list[float]]) -> tuple[list[float], list[float]]:
+    """(p, q): both histograms as distributions over the same buckets, aligned the way TFDV's
+    Jensen-Shannon comparator does. Finite ranges are rebinned onto the union of their edges; a
+    zero-width bucket (a constant window) is a bucket of its own per value, sharing no mass with
+    any range (spread uniformly, a range puts none on one point: a constant batch against a
+    spread reference reads 1.0, not a share that depends on where the reference's edges fall);
+    infinite-bound mass is a bucket of its own per window."""
+    (ra, pa, ia), (rb, pb, ib) = _split(a), _split(b)
+    edges = sorted({float(x) for h in (ra, rb) for low, high, _ in h for x in (low, high)})
+    p = _rebin(ra, edges) if len(edges) > 1 else []
+    q = _rebin(rb, edges) if len(edges) > 1 else []
+    for value in sorted(set(pa) | set(pb)):
+        p.append(pa.get(value, 0.0))
+        q.append(pb.get(value, 0.0))
+    for mass_p, mass_q in ((ia, 0.0), (0.0, ib)):
+        if mass_p or mass_q:
+            p.append(mass_p)
+            q.append(mass_q)
+    sp, sq = sum(p), sum(q)
+    return [x / sp if sp else 0.0 for x in p], [x / sq if sq else 0.0 for x in q]
 
 
 def jensen_shannon(p: list[float], q: list[float]) -> float:
@@ -91,9 +131,7 @@ def measure(
         if metric == "linf":
             value = linf(frequencies(ref_f[name]), frequencies(new_f[name]))
         else:
-            _, p, q = histogram_distributions(
-                ref_f[name].get("histogram", []), new_f[name].get("histogram", [])
-            )
+            p, q = aligned(ref_f[name].get("histogram", []), new_f[name].get("histogram", []))
             value = jensen_shannon(p, q)
         out[name] = {
             "metric": metric,

@@ -529,3 +529,24 @@ def assign_roles(findings: list[dict[str, Any]], contract: Contract) -> list[dic
     for f in findings:
         f["role"] = roles.get(f["feature"], "column") if f["feature"] else None
     return findings
+
+
+def mark_corroborating(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark each blocking TFDV finding on a column a blocking project finding already names
+    (the whole table for a finding without a column) with `corroborates`: the project checks it
+    repeats. The project's check decides severity and the message; a corroborating finding is
+    shown beside it and never counted again. A TFDV finding no project check made stays a
+    blocking finding of its own."""
+    project: dict[str | None, list[str]] = {}
+    for f in findings:
+        if f["kind"] == BLOCKING and f.get("source") != "tfdv":
+            project.setdefault(f["feature"], []).append(f["check"])
+    for f in findings:
+        if f["kind"] == BLOCKING and f.get("source") == "tfdv" and f["feature"] in project:
+            f["corroborates"] = list(dict.fromkeys(project[f["feature"]]))
+    return findings
+
+
+def counted_blocking(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocking findings that decide and count: all but the corroborating ones."""
+    return [f for f in findings if f["kind"] == BLOCKING and not f.get("corroborates")]

@@ -132,11 +132,45 @@ def _share(value: Any) -> str:
     return "-" if value is None else f"{float(value):.1%}"
 
 
+def _beside(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blocking first; within a kind, each column's findings together, the project's before
+    TFDV's, so TFDV's word on a column sits next to the project's."""
+    first: dict[Any, int] = {}
+    for i, f in enumerate(findings):
+        first.setdefault(f["feature"], i)
+    return sorted(
+        findings,
+        key=lambda f: (f["kind"] != "blocking", first[f["feature"]], f.get("source") == "tfdv"),
+    )
+
+
+def _kind_cell(f: dict[str, Any]) -> str:
+    if f.get("corroborates"):
+        checks = ", ".join(escape(c) for c in f["corroborates"])
+        return f"{escape(f['kind'])}<br><span class='muted'>corroborates {checks}</span>"
+    return escape(f["kind"])
+
+
+def _tfdv_line(findings: list[dict[str, Any]]) -> str:
+    """How many blocking findings TFDV raised, and how many of them only TFDV raised."""
+    tfdv = [f for f in findings if f.get("source") == "tfdv" and f["kind"] == "blocking"]
+    if not tfdv:
+        return "<p class='muted'>TFDV raised no blocking anomaly.</p>"
+    alone = sum(1 for f in tfdv if not f.get("corroborates"))
+    types = ", ".join(sorted({escape(f.get("anomaly_type") or f["check"]) for f in tfdv}))
+    return (
+        f"<p>TFDV raised {len(tfdv)} blocking "
+        f"{'anomaly' if len(tfdv) == 1 else 'anomalies'} ({types}): {len(tfdv) - alone} "
+        f"corroborate a project finding on the same column (shown beside it, not counted "
+        f"again), {alone} found by TFDV alone.</p>"
+    )
+
+
 def render_report(summary: dict[str, Any], stats: dict[str, dict[str, Any]]) -> str:
     """The report page from the job's summary (anomalies.json) and per-window stats summaries."""
     status = summary["status"]
     rows = summary.get("rows", {})
-    findings = sorted(summary.get("findings", []), key=lambda f: f["kind"] != "blocking")
+    findings = _beside(summary.get("findings", []))
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data validation</title>",
         f"<style>{CSS}</style></head><body>",
@@ -151,12 +185,13 @@ def render_report(summary: dict[str, Any], stats: dict[str, dict[str, Any]]) -> 
         "<h2>Findings</h2>",
     ]
     if findings:
+        parts.append(_tfdv_line(findings))
         parts.append(
             _table(
                 ["kind", "window", "column", "check", "source", "description"],
                 [
                     [
-                        f["kind"],
+                        _kind_cell(f),
                         f["window"],
                         escape(str(f["feature"] or "")),
                         escape(f["check"]),

@@ -35,7 +35,7 @@ from components.common.artifacts import atomic_dir, write_json, write_text
 from components.common.config import DataSchema, LabelSpec, SchemaChecks, describe_errors
 from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
-from components.validate.checks import BLOCKING, DATASET, DRIFT, Contract, finding
+from components.validate.checks import DATASET, DRIFT, Contract, finding
 from components.validate.report import render_report
 
 STAGE = "validate"
@@ -172,7 +172,9 @@ def infer_schema(tfdv: Any, train_stats: Any, contract: Contract) -> Any:
 
 
 def tfdv_findings(anomalies: Any, window: str) -> list[dict[str, Any]]:
-    """Blocking findings from TFDV's anomalies of one window (drift comes from drift_skew_info)."""
+    """Blocking findings from TFDV's anomalies of one window (drift comes from drift_skew_info),
+    with TFDV's own type (`anomaly_type`, also in `check` as tfdv:<TYPE>) and short description.
+    One on a column a project check already failed is marked corroborating in `validate`."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     type_name = anomalies_pb2.AnomalyInfo.Type.Name
@@ -186,7 +188,17 @@ def tfdv_findings(anomalies: Any, window: str) -> list[dict[str, Any]]:
             if kind.startswith("COMPARATOR_"):
                 continue
             text = " ".join((reason.description or reason.short_description).split())
-            out.append(finding(window, name, f"tfdv:{kind}", text, source="tfdv"))
+            out.append(
+                finding(
+                    window,
+                    name,
+                    f"tfdv:{kind}",
+                    text,
+                    source="tfdv",
+                    anomaly_type=kind,
+                    short_description=reason.short_description,
+                )
+            )
     return out
 
 
@@ -291,7 +303,7 @@ def validate(
         log(f"statistics and anomalies of both windows in {time.perf_counter() - t1:.1f} s")
 
     checks.assign_roles(findings, contract)
-    blocking = [f for f in findings if f["kind"] == BLOCKING]
+    blocking = checks.counted_blocking(checks.mark_corroborating(findings))
     summary = {
         "status": "failed" if blocking else "passed",
         "blocking": len(blocking),

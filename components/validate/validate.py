@@ -87,12 +87,11 @@ def _noun(f: dict[str, Any]) -> str:
 def blocking_message(findings: list[dict[str, Any]]) -> tuple[str, str | None]:
     """One line naming the first few blocking problems, and the subject (the first column).
 
-    A TFDV finding on a column the project checks already reported is left out (same problem,
-    vaguer words); the same description in both windows is said once.
+    A TFDV finding that corroborates a project finding (marked by the job) is left out: same
+    problem, vaguer words; it stays in anomalies.json and the report. The same description in
+    both windows is said once.
     """
-    blocking = [f for f in findings if f["kind"] == "blocking"]
-    covered = {f["feature"] for f in blocking if f.get("source") != "tfdv"}
-    kept = [f for f in blocking if f.get("source") != "tfdv" or f["feature"] not in covered]
+    kept = [f for f in findings if f["kind"] == "blocking" and not f.get("corroborates")]
     groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
     for f in kept:
         groups.setdefault((f["feature"], f["description"]), []).append(f)

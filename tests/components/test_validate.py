@@ -10,6 +10,7 @@ injection, an inferred schema) in a single tfdv-env Python, and each test then c
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -146,7 +147,8 @@ def test_message_names_feature_problem_and_window():
 def test_message_drops_tfdv_echo_merges_windows_and_counts_the_rest():
     findings = [
         _f("SEX", "unseen_code", "1 value outside the domain [1, 2] (3)"),
-        _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv"),
+        _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv")
+        | {"corroborates": ["unseen_code"]},
         _f("AGEP", "not_finite", "1 infinite value (inf)", "train"),
         _f("AGEP", "not_finite", "1 infinite value (inf)", "test"),
         _f("MAR", "missing_values", "3 missing values", "dataset"),
@@ -162,6 +164,37 @@ def test_message_drops_tfdv_echo_merges_windows_and_counts_the_rest():
     )
     assert subject == "SEX"
     assert "\n" not in message
+
+
+def test_tfdv_on_a_column_the_project_failed_corroborates_and_is_not_counted_again():
+    findings = [
+        _f("SEX", "unseen_code", "1 value outside the domain [1, 2] (3)"),
+        _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv"),
+        _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", "test", "tfdv"),
+        _f("DIS", "tfdv:SCHEMA_MISSING_COLUMN", "Column is completely missing", source="tfdv"),
+        _f(None, "min_rows", "only 50 rows, fewer than min_rows 100", "test"),
+        _f(None, "tfdv:DATASET_LOW_NUM_EXAMPLES", "Low num examples", "test", "tfdv"),
+        _f("SEX", "drift_linf", "L-infinity distance 0.25", "test", "tfdv", "drift"),
+    ]
+    checks.mark_corroborating(findings)
+    assert [f.get("corroborates") for f in findings] == [
+        None,
+        ["unseen_code"],
+        ["unseen_code"],
+        None,  # no project finding on DIS: TFDV's own, and it blocks
+        None,
+        ["min_rows"],
+        None,  # drift is never blocking
+    ]
+    counted = checks.counted_blocking(findings)
+    assert [(f["feature"], f["source"]) for f in counted] == [
+        ("SEX", "project"),
+        ("DIS", "tfdv"),
+        (None, "project"),
+    ]
+    message, _ = validate.blocking_message(findings)
+    assert "Unexpectedly large" not in message and "Low num examples" not in message
+    assert "feature 'DIS': Column is completely missing" in message
 
 
 def test_message_of_a_table_level_problem_has_no_subject():
@@ -214,7 +247,12 @@ def test_report_is_self_contained():
         "blocking": 1,
         "drift": 0,
         "rows": {"dataset": 10, "train": 5, "test": 5},
-        "findings": [_f("SEX", "unseen_code", "1 value <outside> (3)")],
+        "findings": [
+            _f("AGEP", "out_of_range", "1 value outside the range [0, 99] (150)"),
+            _f("SEX", "unseen_code", "1 value <outside> (3)"),
+            _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv")
+            | {"corroborates": ["unseen_code"], "anomaly_type": "INT_TYPE_BIG_INT"},
+        ],
         "drift_measurements": {
             "SEX": {"metric": "linf", "value": 0.2, "threshold": 0.1, "drifted": True}
         },
@@ -248,6 +286,15 @@ def test_report_is_self_contained():
     }
     page = render_report(summary, stats)
     assert "&lt;outside&gt;" in page and "<outside>" not in page
+    # TFDV's finding sits right after the project's on the same column, marked corroborating
+    rows = re.findall(r"<tr class=\"blocking\">(.*?)</tr>", page)
+    assert ["AGEP" in rows[0], "unseen_code" in rows[1], "INT_TYPE_BIG_INT" in rows[2]] == [
+        True,
+        True,
+        True,
+    ]
+    assert "corroborates unseen_code" in rows[2] and "tfdv" in rows[2]
+    assert "TFDV raised 1 blocking anomaly (INT_TYPE_BIG_INT): 1 corroborate" in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
     assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
 
@@ -329,6 +376,28 @@ def test_each_bad_case_raises_data_error_naming_the_column(case, tfdv_batch, tmp
     summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
     assert summary["status"] == "failed" and summary["blocking"] >= 1
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.tfdv
+@requires_tfdv
+def test_each_bad_case_raises_its_tfdv_anomaly_types_beside_the_project(case, tfdv_batch, tmp_path):
+    with pytest.raises(DataError):
+        validate.collect(str(tfdv_batch[case.name]), **_outputs(tmp_path))
+    summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
+    findings = summary["findings"]
+    tfdv = [f for f in findings if f["source"] == "tfdv" and f["kind"] == "blocking"]
+    assert {(f["window"], f["feature"], f["anomaly_type"]) for f in tfdv} == case.tfdv
+    assert all(f["check"] == f"tfdv:{f['anomaly_type']}" and f["short_description"] for f in tfdv)
+    # on these cases a project check fails on the same column: TFDV corroborates, and the
+    # blocking count is the project's alone (nothing counted twice)
+    project = [f for f in findings if f["source"] == "project" and f["kind"] == "blocking"]
+    assert all(f["corroborates"] for f in tfdv)
+    assert {f["feature"] for f in tfdv} <= {f["feature"] for f in project}
+    assert summary["blocking"] == len(project)
+    page = (tmp_path / "report.html").read_text()
+    for anomaly_type in {f["anomaly_type"] for f in tfdv}:
+        assert f"tfdv:{anomaly_type}" in page
 
 
 @pytest.mark.parametrize("train,test", CLEAN_YEARS, ids=lambda y: str(y))
