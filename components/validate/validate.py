@@ -113,10 +113,15 @@ def blocking_message(findings: list[dict[str, Any]]) -> tuple[str, str | None]:
     return message, subject
 
 
+def _bound(value: Any) -> str:
+    # KFP passes dict parameters as protobuf Structs: the year 2015 arrives as 2015.0
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _span(window: Any) -> str:
     """A time window [2015, 2015] as '2015', [2015, 2016] as '2015..2016'."""
     lo, hi = (window[0], window[-1]) if isinstance(window, (list, tuple)) else (window, window)
-    return str(lo) if lo == hi else f"{lo}..{hi}"
+    return _bound(lo) if lo == hi else f"{_bound(lo)}..{_bound(hi)}"
 
 
 def _windows(split: dict[str, Any]) -> dict[str, str]:

@@ -185,6 +185,10 @@ def test_warning_lines_give_the_value_the_windows_and_the_report():
     ]
     random = validate.warning_lines(findings[1:2], {"method": "random"}, "r.html")
     assert "(train vs test)" in random[0]
+    # as a KFP dict parameter carries it (numbers are doubles)
+    passed = {"method": "time", "train_window": [2013.0, 2015.0], "test_window": [2016.0, 2016.0]}
+    (line,) = validate.warning_lines(findings[1:2], passed, "r")
+    assert "(train 2013..2015 vs test 2016)" in line
 
 
 def test_format_codes():
