@@ -347,6 +347,22 @@ def _budget_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def _warning_lines(result: RunResult) -> list[str]:
+    """The count of the stages' warnings (from their task records, so cached tasks too), after
+    the lines of a cached task: those were not printed during this run."""
+    lines, count, tasks = [], 0, []
+    for row in result.tasks:
+        warned = (row.get("details") or {}).get("warnings") or []
+        if warned:
+            count += len(warned)
+            tasks.append(row["task"])
+            lines += warned if row["cached"] else []
+    if count:
+        noun = "warning" if count == 1 else "warnings"
+        lines.append(f"{count} {noun} from {', '.join(tasks)} (printed above; not blocking)")
+    return lines
+
+
 def format_summary(result: RunResult, settings: Settings) -> str:
     """The table and pointers printed at the end of `mlpipe run`."""
     lines = [
@@ -373,6 +389,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
                 f"(expected cost {result.metrics['expected_cost']:.4f} per row)"
             )
     lines += _budget_lines(result)
+    lines += _warning_lines(result)
     if result.nothing_new:
         lines.append(f"nothing new to ingest: {result.error}")
     elif result.ok:

@@ -2,7 +2,7 @@
 
 kfp.local prints everything (its own logging and the tasks' streamed output) to sys.stdout; this
 tee keeps all of it in the run's log file and shows the lines that say where the run is, including
-one line per tuning trial.
+one line per tuning trial and a stage's warnings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ _EXECUTING = re.compile(r"Executing task '?([\w-]+)'?")
 _CACHE_HIT = re.compile(r"Task '?([\w-]+)'? cache hit \(key=([0-9a-f]+)\)")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRIAL = re.compile(r"\[tune ([\w-]+)\] trial (\d+)(?:: (.*)| failed: (.*))")
+# a stage's non-blocking finding, as its component logs it (components/validate/validate.py)
+_WARNING = re.compile(r"^\s*(warning: [\w-]+: .+)")
 
 
 class ProgressTee:
@@ -51,7 +53,9 @@ class ProgressTee:
             self.screen.flush()
 
     def _progress(self, line: str) -> None:
-        if m := _CACHE_HIT.search(line):
+        if m := _WARNING.search(line):
+            self._say(f"  {m.group(1)}")
+        elif m := _CACHE_HIT.search(line):
             self.cache_hits.append((m.group(1), m.group(2)))
             self._say(f"  [cached ] {m.group(1)}")
         elif m := _EXECUTING.search(line):

@@ -513,7 +513,64 @@ def project_findings(
     skip = {c for c in df.columns if c in _typed_columns(contract) and not is_numeric(df[c])}
     for name, part in windows.items():
         out += window_checks(part, name, contract, skip)
+    out += constant_findings(df, windows, contract)
     return windows, assign_roles(out, contract)
+
+
+def _features(df: pd.DataFrame, contract: Contract) -> list[str]:
+    """The declared features present in `df`, else every column but id, time and label."""
+    if contract.features is not None:
+        return [c for c in contract.features if c in df.columns]
+    skip = {contract.id_column, contract.time_column, contract.label_name}
+    return [str(c) for c in df.columns if c not in skip]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (the finding goes to JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def constant_findings(
+    df: pd.DataFrame, windows: dict[str, pd.DataFrame], contract: Contract
+) -> list[dict[str, Any]]:
+    """A feature with one value in the whole Dataset, or in one window only: it cannot inform
+    the model (or the window is a broken extract). Reported, never blocking: a legitimately
+    rare value can make a small window constant. A column with no value at all is left to the
+    missing-values check."""
+    out: list[dict[str, Any]] = []
+    for name in _features(df, contract):
+        values = df[name].dropna().unique()
+        if len(values) == 1:
+            value = _plain(values[0])
+            out.append(
+                finding(
+                    DATASET,
+                    name,
+                    "constant",
+                    f"one value ({_num(value)}) in every row: it cannot inform the model",
+                    kind=DRIFT,
+                    value=value,
+                )
+            )
+            continue
+        for window, part in windows.items():
+            if name not in part.columns:
+                continue
+            in_window = part[name].dropna().unique()
+            if len(in_window) == 1:
+                value = _plain(in_window[0])
+                out.append(
+                    finding(
+                        window,
+                        name,
+                        "constant_in_window",
+                        f"one value ({_num(value)}) in every row of this window only, "
+                        f"{_plural(len(values), 'distinct value')} in the dataset",
+                        kind=DRIFT,
+                        value=value,
+                    )
+                )
+    return out
 
 
 def assign_roles(findings: list[dict[str, Any]], contract: Contract) -> list[dict[str, Any]]:

@@ -35,10 +35,19 @@ def validate(
 
     with record_task("validate") as rec:
         meta = run(
-            data.path, data_schema, split, statistics.path, schema.path, anomalies.path, report.path
+            data.path,
+            data_schema,
+            split,
+            statistics.path,
+            schema.path,
+            anomalies.path,
+            report.path,
+            report_uri=report.uri,
         )
         rec.rows = meta["rows"]
         rec.metrics = {"blocking": meta["blocking"], "drift": meta["drift"]}
+        # the run's warnings travel with the task (records, cached metadata) to `mlpipe run`
+        rec.details = {"warnings": meta["warnings"]}
     anomalies.metadata.update(meta, task=rec.to_dict())
     statistics.metadata.update(
         rows=meta["rows"],

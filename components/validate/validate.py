@@ -112,6 +112,46 @@ def blocking_message(findings: list[dict[str, Any]]) -> tuple[str, str | None]:
     return message, subject
 
 
+def _bound(value: Any) -> str:
+    # KFP passes dict parameters as protobuf Structs: the year 2015 arrives as 2015.0
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _span(window: Any) -> str:
+    """A time window [2015, 2015] as '2015', [2015, 2016] as '2015..2016'."""
+    lo, hi = (window[0], window[-1]) if isinstance(window, (list, tuple)) else (window, window)
+    return _bound(lo) if lo == hi else f"{_bound(lo)}..{_bound(hi)}"
+
+
+def _windows(split: dict[str, Any]) -> dict[str, str]:
+    """{"train": "train 2015", "test": "test 2016"} (no years for a random split)."""
+    if split.get("method", "time") != "time":
+        return {"train": "train", "test": "test"}
+    return {w: f"{w} {_span(split.get(f'{w}_window'))}" for w in ("train", "test")}
+
+
+def warning_lines(findings: list[dict[str, Any]], split: dict[str, Any], report: str) -> list[str]:
+    """One line per non-blocking finding, with its value and where to read more: what
+    `mlpipe run` and the task's log show (the findings themselves are in anomalies.json)."""
+    windows = _windows(split)
+    lines = []
+    for f in findings:
+        if f["kind"] == "blocking":
+            continue
+        feature = f["feature"]
+        if f["check"].startswith("drift_"):
+            what = (
+                f"{feature} drift {f['check'].removeprefix('drift_')} {f['value']:.2g} > "
+                f"{f['threshold']:g} ({windows['train']} vs {windows['test']})"
+            )
+        else:
+            head = f"{_noun(f)} {feature!r}: " if feature else ""
+            where = f" ({windows[f['window']]})" if f["window"] in windows else ""
+            what = f"{head}{f['description']}{where}"
+        lines.append(f"warning: {STAGE}: {what} — report: {report}")
+    return lines
+
+
 def _install(
     work: Path, statistics_dir: str, schema_dir: str, anomalies_dir: str, report_path: str
 ):
@@ -132,8 +172,12 @@ def collect(
     schema_dir: str,
     anomalies_dir: str,
     report_path: str,
+    report_uri: str | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Install the job's outputs, return the metadata, raise DataError on a blocking finding."""
+    """Install the job's outputs, log a line per warning, return the metadata (`warnings`: those
+    lines), raise DataError on a blocking finding. `report_uri` is where a person finds the
+    report (a cluster's artifact URI), `report_path` by default."""
     work = Path(work_dir)
     summary = read_json(work / "anomalies" / "anomalies.json")
     _install(work, statistics_dir, schema_dir, anomalies_dir, report_path)
@@ -150,7 +194,10 @@ def collect(
         "drifted_features": [n for n, m in summary["drift_measurements"].items() if m["drifted"]],
         "schema_source": summary["schema_source"],
         "tfdv_version": summary["tfdv_version"],
+        "warnings": warning_lines(findings, summary.get("split") or {}, report_uri or report_path),
     }
+    for line in meta["warnings"]:
+        log(line)
     if summary["blocking"]:
         message, subject = blocking_message(findings)
         raise DataError(STAGE, message, subject=subject)
@@ -167,6 +214,7 @@ def run(
     report_path: str,
     python: str | None = None,
     log: Callable[[str], None] = print,
+    report_uri: str | None = None,
 ) -> dict[str, Any]:
     """Validate the Dataset at `data_path`; write the four outputs; return their metadata.
 
@@ -181,7 +229,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="mlpipe-validate-") as tmp:
         work = Path(tmp) / "out"
         run_job(data_path, data_schema, split, str(work), python=python, log=log)
-        return collect(str(work), statistics_dir, schema_dir, anomalies_dir, report_path)
+        return collect(
+            str(work), statistics_dir, schema_dir, anomalies_dir, report_path, report_uri, log
+        )
 
 
 def _check_schema(data_schema: dict[str, Any]) -> None:

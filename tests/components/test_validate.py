@@ -9,6 +9,8 @@ injection, an inferred schema) in a single tfdv-env Python, and each test then c
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -23,8 +25,17 @@ from components.common.errors import DataError, StageError
 from components.validate import checks, validate
 from components.validate.checks import Contract, project_findings
 from components.validate.report import render_report
+from pipelines.progress import ProgressTee
 from tests.conftest import DATA_FILE, TFDV_PYTHON, needs_tfdv
-from tests.fixtures.bad_data import CASES, CASES_BY_NAME, DEFAULT_SPLIT, base_sample, shift_sex
+from tests.fixtures.bad_data import (
+    CASES,
+    CASES_BY_NAME,
+    DEFAULT_SPLIT,
+    base_sample,
+    constant_sex_in_train,
+    shift_age_in_train,
+    shift_sex,
+)
 
 CLEAN_YEARS = [(2015, 2016), (2016, 2017), (2017, 2018), (2018, 2015)]
 PARTIAL_SCHEMA = {"id_column": "id", "time_column": "year", "label": {"name": "employed"}}
@@ -114,12 +125,71 @@ def test_duplicate_rows_are_measured_reported_then_blocking(base, contract, sche
 def test_contract_without_features_checks_only_what_it_knows(base):
     contract = Contract.from_dict(PARTIAL_SCHEMA)
     assert not contract.declared
-    _, findings = project_findings(base.assign(extra=1), contract, DEFAULT_SPLIT)
+    _, findings = project_findings(base.assign(extra=base.index % 3), contract, DEFAULT_SPLIT)
     assert findings == []  # no declared columns: an extra one is not a finding
     _, findings = project_findings(
         CASES_BY_NAME["label_value_2"].make(base), contract, DEFAULT_SPLIT
     )
     assert [f["check"] for f in findings] == ["label_values"]
+
+
+def _kinds(findings: list[dict]) -> list[tuple]:
+    return [(f["window"], f["feature"], f["check"], f["kind"], f.get("value")) for f in findings]
+
+
+def test_a_constant_feature_is_reported_with_its_value_never_blocking(base, contract):
+    _, findings = project_findings(base.assign(SEX=2), contract, DEFAULT_SPLIT)
+    assert _kinds(findings) == [("dataset", "SEX", "constant", "drift", 2)]
+    assert findings[0]["description"] == "one value (2) in every row: it cannot inform the model"
+    assert validate.blocking_message(findings) == ("", None)
+
+
+def test_a_feature_constant_in_one_window_only_names_the_window(base, contract):
+    _, findings = project_findings(constant_sex_in_train(base), contract, DEFAULT_SPLIT)
+    assert _kinds(findings) == [("train", "SEX", "constant_in_window", "drift", 1)]
+    assert "2 distinct values in the dataset" in findings[0]["description"]
+    test_only = base.copy()
+    test_only.loc[test_only.year == 2016, "DIS"] = 2
+    _, findings = project_findings(test_only, contract, DEFAULT_SPLIT)
+    assert _kinds(findings) == [("test", "DIS", "constant_in_window", "drift", 2)]
+
+
+def test_healthy_and_empty_columns_are_not_constant(base, contract):
+    """Two values are enough; a column with no value at all is the missing-values check's."""
+    two = base.assign(SEX=[1, 2] * (len(base) // 2))
+    assert checks.constant_findings(two, {"train": two}, contract) == []
+    empty = base.assign(SEX=float("nan"))
+    assert checks.constant_findings(empty, {"train": empty}, contract) == []
+    inferred = Contract.from_dict(PARTIAL_SCHEMA)  # no declared features: every other column
+    found = checks.constant_findings(base.assign(extra=7), {}, inferred)
+    assert _kinds(found) == [("dataset", "extra", "constant", "drift", 7)]
+
+
+def test_warning_lines_give_the_value_the_windows_and_the_report():
+    findings = [
+        _f("SEX", "unseen_code", "1 value outside [1, 2] (3)", "test"),
+        {
+            **_f("AGEP", "drift_jensen_shannon", "...", "test", "tfdv", "drift"),
+            "value": 0.4123,
+            "threshold": 0.1,
+        },
+        _f("SEX", "constant_in_window", "one value (1) in every row", "train", kind="drift"),
+        _f(None, "duplicate_rows", "80.0% of rows repeat", "dataset", kind="drift"),
+    ]
+    lines = validate.warning_lines(findings, DEFAULT_SPLIT, "/r/report.html")
+    assert lines == [
+        "warning: validate: AGEP drift jensen_shannon 0.41 > 0.1 (train 2015 vs test 2016)"
+        " — report: /r/report.html",
+        "warning: validate: feature 'SEX': one value (1) in every row (train 2015)"
+        " — report: /r/report.html",
+        "warning: validate: 80.0% of rows repeat — report: /r/report.html",
+    ]
+    random = validate.warning_lines(findings[1:2], {"method": "random"}, "r.html")
+    assert "(train vs test)" in random[0]
+    # as a KFP dict parameter carries it (numbers are doubles)
+    passed = {"method": "time", "train_window": [2013.0, 2015.0], "test_window": [2016.0, 2016.0]}
+    (line,) = validate.warning_lines(findings[1:2], passed, "r")
+    assert "(train 2013..2015 vs test 2016)" in line
 
 
 def test_format_codes():
@@ -331,6 +401,8 @@ def tfdv_batch(tmp_path_factory, full_data, schema_dict) -> dict[str, Path]:
     jobs: dict[str, tuple[str, dict, dict]] = {}
     frames = {c.name: c.make(base) for c in CASES}
     frames["drift_sex"] = shift_sex(base)
+    frames["constant_sex_train"] = constant_sex_in_train(base)
+    frames["older_train"] = shift_age_in_train(base, years=15)
     frames["inferred"] = base
     for name, df in frames.items():
         path = root / f"{name}.parquet"
@@ -462,6 +534,52 @@ def test_drift_is_reported_never_raised(tfdv_batch, tmp_path):
     summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
     (drift,) = [f for f in summary["findings"] if f["kind"] == "drift"]
     assert (drift["feature"], drift["check"], drift["window"]) == ("SEX", "drift_linf", "test")
+
+
+def _screen_of_a_run(case_dir: Path, tmp_path: Path) -> tuple[list[str], dict, Path]:
+    """What `mlpipe run` shows of the validate task: the component logs through stdout, which
+    the local run hands to ProgressTee (pipelines/local_run.py)."""
+    screen, log = io.StringIO(), io.StringIO()
+    out = _outputs(tmp_path)
+    with contextlib.redirect_stdout(ProgressTee(log, screen)):
+        meta = validate.collect(str(case_dir), **out)
+    return screen.getvalue().splitlines(), meta, Path(out["report_path"])
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_a_window_with_one_sex_prints_warnings_and_passes(tfdv_batch, tmp_path):
+    shown, meta, report = _screen_of_a_run(tfdv_batch["constant_sex_train"], tmp_path)
+    assert meta["blocking"] == 0 and meta["status"] == "passed"
+    value = meta["drift_per_feature"]["SEX"]  # test's share of SEX=2: about half
+    assert 0.4 < value < 0.6
+    assert shown == [
+        "  warning: validate: feature 'SEX': one value (1) in every row of this window only, "
+        f"2 distinct values in the dataset (train 2015) — report: {report}",
+        f"  warning: validate: SEX drift linf {value:.2g} > 0.1 (train 2015 vs test 2016) "
+        f"— report: {report}",
+    ]
+    assert meta["warnings"] == [line.strip() for line in shown]
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_a_train_window_15_years_older_prints_the_age_drift(tfdv_batch, tmp_path):
+    shown, meta, report = _screen_of_a_run(tfdv_batch["older_train"], tmp_path)
+    assert meta["blocking"] == 0 and meta["drifted_features"] == ["AGEP"]
+    value = meta["drift_per_feature"]["AGEP"]
+    assert value > 0.1
+    assert shown == [
+        f"  warning: validate: AGEP drift jensen_shannon {value:.2g} > 0.1 "
+        f"(train 2015 vs test 2016) — report: {report}"
+    ]
+
+
+@pytest.mark.tfdv
+@requires_tfdv
+def test_a_clean_window_prints_no_warning(tfdv_batch, tmp_path):
+    shown, meta, _ = _screen_of_a_run(tfdv_batch["clean_2015_2016"], tmp_path)
+    assert shown == [] and meta["warnings"] == []
 
 
 @pytest.mark.tfdv

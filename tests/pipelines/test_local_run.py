@@ -22,7 +22,7 @@ from components.common.mlflow_utils import default_tracking_uri
 from pipelines import platform
 from pipelines.local_run import run_local
 from tests.conftest import needs_tfdv
-from tests.fixtures.bad_data import CASES_BY_NAME
+from tests.fixtures.bad_data import CASES_BY_NAME, constant_sex_in_train, shift_age_in_train
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
 # small tuning so the suite stays fast: two families, two trials each
@@ -288,6 +288,33 @@ def test_bad_data_stops_before_training(work, case):
         if a["kind"] == "pipeline_failure" and subject in a["title"]
     ]
     assert len(failures) == 1 and failures[0]["context"]["failed_task"] == stage, failures
+
+
+def test_suspicious_training_window_passes_with_warnings_on_the_console(work):
+    """Issue 15: a train window with one SEX and ages 15 years older is not blocking, but
+    `mlpipe run` says so, with the values and the report, and counts it (its own outputs)."""
+    odd = work["root"] / "odd.parquet"
+    shift_age_in_train(constant_sex_in_train(work["sample"])).to_parquet(odd)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = work["root"] / "odd-outputs"
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--output-dir", str(out)]
+    cmd += ["--set", f"data_ingestion.source_url={odd}", *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    warnings = [x.strip() for x in proc.stdout.splitlines() if x.strip().startswith("warning:")]
+    report = str(out / "kfp")  # the validate task's report artifact, under the pipeline root
+    assert len(warnings) == 3, proc.stdout[-3000:]
+    assert warnings[0].startswith(
+        "warning: validate: feature 'SEX': one value (1) in every row of this window only, "
+        "2 distinct values in the dataset (train 2015) — report: "
+    ), warnings[0]
+    assert warnings[1].startswith("warning: validate: AGEP drift jensen_shannon 0.")
+    assert warnings[2].startswith("warning: validate: SEX drift linf 0.")
+    assert all(" > 0.1 (train 2015 vs test 2016) — report: " in w for w in warnings[1:])
+    for w in warnings:
+        path = w.split(" — report: ")[1]
+        assert path.startswith(report) and Path(path).is_file(), w
+    assert "3 warnings from validate (printed above; not blocking)" in proc.stdout
 
 
 def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
