@@ -148,7 +148,22 @@ def _when(epoch: float) -> str:
 
 
 def _metric(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    if value is None:
+        return "-"
+    # counts (rows) stay counts; scores keep four decimals
+    return f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.4f}"
+
+
+def _param(value: str | None) -> str:
+    """A param as the user wrote it: the pipeline passes the config through a KFP struct, which
+    turns every number into a float (42 -> "42.0")."""
+    if value is None:
+        return "(unset)"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() and value.endswith(".0") else value
 
 
 def format_list(runs: list[PastRun]) -> str:
@@ -192,19 +207,18 @@ def format_show(r: PastRun) -> str:
     if mu.RESULTS_RUN_TAG in t:
         lines.append(f"params and metrics from run {t[mu.RESULTS_RUN_TAG]} (track was cached)")
     lines.append("metrics:")
-    lines += [f"  {k:<24} {v:.4f}" for k, v in sorted(r.metrics.items())] or ["  -"]
+    lines += [f"  {k:<24} {_metric(v)}" for k, v in sorted(r.metrics.items())] or ["  -"]
     lines.append("params:")
-    lines += [f"  {k} = {v}" for k, v in sorted(r.params.items())] or ["  -"]
+    lines += [f"  {k} = {_param(v)}" for k, v in sorted(r.params.items())] or ["  -"]
     return "\n".join(lines)
 
 
 def format_compare(a: PastRun, b: PastRun) -> str:
     lines = [f"compare {a.run_id} ({a.name}) -> {b.run_id} ({b.name})"]
     keys = sorted(set(a.params) | set(b.params))
-    changed = [k for k in keys if a.params.get(k) != b.params.get(k)]
+    changed = [k for k in keys if _param(a.params.get(k)) != _param(b.params.get(k))]
     lines.append(f"params that differ: {len(changed)}")
-    unset = "(unset)"
-    lines += [f"  {k}: {a.params.get(k, unset)} -> {b.params.get(k, unset)}" for k in changed]
+    lines += [f"  {k}: {_param(a.params.get(k))} -> {_param(b.params.get(k))}" for k in changed]
     if a.data_version != b.data_version:
         lines.append(f"data version: {a.data_version or '-'} -> {b.data_version or '-'}")
     else:
@@ -215,7 +229,8 @@ def format_compare(a: PastRun, b: PastRun) -> str:
     common = sorted(set(a.metrics) & set(b.metrics))
     lines.append("metrics (b - a):")
     lines += [
-        f"  {k:<24} {a.metrics[k]:.4f} -> {b.metrics[k]:.4f}  {b.metrics[k] - a.metrics[k]:+.4f}"
+        f"  {k:<24} {_metric(a.metrics[k])} -> {_metric(b.metrics[k])}  "
+        f"{b.metrics[k] - a.metrics[k]:+.4f}"
         for k in common
     ] or ["  - (no metric in both runs)"]
     return "\n".join(lines)

@@ -19,13 +19,21 @@ from pipelines.local_run import RunResult, _record_failed_run, record_outcome
 EXPERIMENT = load_settings().pipeline.project.experiment  # where a failed run is recorded
 
 
-def _pipeline_run(name, settings, metrics, data_version, registration, deployment):
+def _as_kfp_passes_it(value):
+    """The config reaches track through a KFP struct: every number arrives as a float."""
+    if isinstance(value, dict):
+        return {k: _as_kfp_passes_it(v) for k, v in value.items()}
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _pipeline_run(name, settings, metrics, data_version, registration, deployment, kfp=False):
     """What track, gate and `mlpipe run` write for one successful run (no model: not read)."""
     run_id = mu.parent_run_id(EXPERIMENT, name)
     mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
+    config = settings.pipeline.model_dump(mode="json")
     with mlflow.start_run(run_id=run_id):  # as track does
         mlflow.set_tag(mu.PIPELINE_RUN_TAG, name)
-        mlflow.log_params(_params(mu.flatten("", settings.pipeline.model_dump(mode="json"))))
+        mlflow.log_params(_params(mu.flatten("", _as_kfp_passes_it(config) if kfp else config)))
         rows = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0]}), name="training-data")
         mlflow.log_input(rows, context="training", tags={mu.DATASET_VERSION_TAG: data_version})
         mlflow.log_metrics(metrics)
@@ -54,6 +62,7 @@ def runs(mlflow_store, tmp_path, settings):
         "ds-aaaa",
         {"version": "2"},
         {"outcome": "rolled_back", "reason": "canary p99 over budget"},
+        kfp=True,  # 42 logged as "42" in a, 7 as "7.0" in b: still one changed param, 42 -> 7
     )
     # an unchanged re-run: track came from the cache, gate wrote to a run of its own
     log_to_mlflow(
