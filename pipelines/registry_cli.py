@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from components.common.config import load_pipeline_config
+from components.common.mlflow_utils import PIPELINE_RUN_TAG as RUN_TAG  # register's lineage tag
 from pipelines.cli_args import add_config_args, settings_from_args
 
 
@@ -134,9 +135,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         if mv is not None:
             held.setdefault(str(mv.version), []).append(alias)
     champion = next((v for v, a in held.items() if registry.CHAMPION in a), None)
+    width = max(len("pipeline run"), *(len((v.tags or {}).get(RUN_TAG, "-")) for v in versions))
     print(
         f"{'version':>7}  {'aliases':<22} {'status':<11} {'roc_auc':>8}  "
-        f"{'pipeline run':<32} reason"
+        f"{'pipeline run':<{width}}  reason"
     )
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
@@ -146,7 +148,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         auc = f"{float(auc):.4f}" if auc else "-"
         print(
             f"{mv.version:>7}  {aliases:<22} {status:<11} {auc:>8}  "
-            f"{tags.get('mlpipe.pipeline_run', '-'):<32} {_reason(mv, status, champion)}"
+            f"{tags.get(RUN_TAG, '-'):<{width}}  {_reason(mv, status, champion)}"
         )
     return 0
 
