@@ -4,6 +4,7 @@ mlpipe run [--config F] [--schema F] [--set key=value ...] [--output-dir D] [-v]
 mlpipe compile [--output F] [--pipeline training|monitoring]
 mlpipe data list | show VERSION | watermarks | reset-watermark KEY
 mlpipe approve VERSION | reject VERSION [--reason R] | rollback | models
+mlpipe runs [--limit N] [--experiment E] | runs show ID | runs compare ID ID
 mlpipe submit [--param k=v ...] [--wait] | schedule [--cron C] | schedule --list | --disable NAME
 mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log F]
              [--allow-faults --fault SPEC]
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.registry_cli import add_registry_parser
 
     add_registry_parser(sub)  # mlpipe approve | reject | rollback | models
+    from pipelines.runs_cli import add_runs_parser
+
+    add_runs_parser(sub)  # mlpipe runs | runs show | runs compare: past runs from MLflow
     from pipelines.submit_cli import add_submit_parser
 
     add_submit_parser(sub)  # mlpipe submit | schedule (a KFP cluster)

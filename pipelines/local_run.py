@@ -74,19 +74,19 @@ def _record_failed_run(settings: Settings, run_name: str, result: RunResult, dig
     """A failed run never reached the track task: record it in MLflow here (failure path only)."""
     import mlflow
 
-    from components.common.mlflow_utils import configure, ensure_experiment
+    from components.common import mlflow_utils as mu
 
-    configure()
+    mu.configure()
     client = mlflow.MlflowClient()
     run = client.create_run(
-        ensure_experiment(settings.pipeline.project.experiment),
+        mu.ensure_experiment(settings.pipeline.project.experiment),
         run_name=run_name,
         tags={
-            "mlpipe.pipeline_run": run_name,
-            "mlpipe.data_digest": digest,
-            "mlpipe.config_hash": settings.digest(),
-            "mlpipe.failed_stage": result.failed_stage or "unknown",
-            "mlpipe.error": (result.error or "")[:5000],
+            mu.PIPELINE_RUN_TAG: run_name,
+            mu.DATA_DIGEST_TAG: digest,
+            mu.CONFIG_HASH_TAG: settings.digest(),
+            mu.FAILED_STAGE_TAG: result.failed_stage or "unknown",
+            mu.ERROR_TAG: (result.error or "")[:5000],
         },
     )
     for row in result.tasks:
@@ -95,6 +95,34 @@ def _record_failed_run(settings: Settings, run_name: str, result: RunResult, dig
     client.log_artifact(run.info.run_id, result.log_file, artifact_path="logs")
     client.set_terminated(run.info.run_id, status="FAILED")
     return run.info.run_id
+
+
+def record_outcome(
+    run_id: str, results_run: str | None, config_hash: str, digest: str, result: RunResult
+) -> None:
+    """What only the whole run knows, on its MLflow run (`run_id`, the one gate wrote its verdict
+    to): config and data digests, the registered version and the deploy outcome; for `mlpipe
+    runs`. `results_run`: track's run when it differs (a cached track logged the params and
+    metrics to an earlier run)."""
+    import mlflow
+
+    from components.common import mlflow_utils as mu
+
+    mu.configure()
+    client = mlflow.MlflowClient()
+    tags = {mu.CONFIG_HASH_TAG: config_hash, mu.DATA_DIGEST_TAG: digest}
+    if results_run and results_run != run_id:
+        tags[mu.RESULTS_RUN_TAG] = results_run
+    if result.registration:
+        tags[mu.REGISTERED_VERSION_TAG] = str(result.registration.get("version", ""))
+    if result.deployment:
+        tags[mu.DEPLOY_OUTCOME_TAG] = str(result.deployment.get("outcome", ""))
+        tags[mu.DEPLOY_REASON_TAG] = str(result.deployment.get("reason") or "")[:5000]
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    # gate's own run of a cached re-run is left RUNNING by the gate task: the run ended here
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="FINISHED")
 
 
 def _alert_failure(settings: Settings, out: Path, run_name: str, result: RunResult) -> None:
@@ -302,6 +330,9 @@ def _run(
     result.gate_passed = bool(result.gate.get("blessed", False))
     result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
+    gate_run = details.get("gate", {}).get("run_id") or result.mlflow_run_id
+    if gate_run:
+        record_outcome(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
     return result
 
 

@@ -5,7 +5,9 @@ mlpipe reject VERSION --reason R    tag it rejected; `champion` stays where it i
 mlpipe rollback [--reason R]        the previous champion served again (the InferenceService with
                                     deployment.environment kserve), then `champion` back to
                                     `previous`; the demoted one is rejected
-mlpipe models                       every version: aliases, status, ROC AUC, lineage
+mlpipe models                       every version: aliases, status, ROC AUC, lineage, and
+                                    the reason (rejected by whom and why, awaiting approval
+                                    since when)
 
 approve, reject and rollback hold the registered model's lock (`registry.lock`; approve through
 the deploy stage): one of them while a deploy runs fails fast, naming the holder. A rejected
@@ -23,6 +25,7 @@ import sys
 from typing import Any
 
 from components.common.config import load_pipeline_config
+from components.common.mlflow_utils import PIPELINE_RUN_TAG as RUN_TAG  # register's lineage tag
 from pipelines.cli_args import add_config_args, settings_from_args
 
 
@@ -131,7 +134,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         mv = registry.alias_version(client, name, alias)
         if mv is not None:
             held.setdefault(str(mv.version), []).append(alias)
-    print(f"{'version':>7}  {'aliases':<22} {'status':<11} {'roc_auc':>8}  pipeline run")
+    champion = next((v for v, a in held.items() if registry.CHAMPION in a), None)
+    width = max(len("pipeline run"), *(len((v.tags or {}).get(RUN_TAG, "-")) for v in versions))
+    print(
+        f"{'version':>7}  {'aliases':<22} {'status':<11} {'roc_auc':>8}  "
+        f"{'pipeline run':<{width}}  reason"
+    )
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
         aliases = ",".join(held.get(str(mv.version), [])) or "-"
@@ -140,9 +148,31 @@ def cmd_models(args: argparse.Namespace) -> int:
         auc = f"{float(auc):.4f}" if auc else "-"
         print(
             f"{mv.version:>7}  {aliases:<22} {status:<11} {auc:>8}  "
-            f"{tags.get('mlpipe.pipeline_run', '-')}"
+            f"{tags.get(RUN_TAG, '-'):<{width}}  {_reason(mv, status, champion)}"
         )
     return 0
+
+
+def _reason(mv: Any, status: str, champion: str | None) -> str:
+    """Why a version is where it is, from the tags the registry wrote (its moves unchanged)."""
+    import time
+
+    from components.common import registry
+
+    tags = mv.tags or {}
+    rejected = registry.rejected_by(tags)
+    if rejected is not None:
+        who, reason = rejected
+        return f"{'rolled back' if who == 'mlpipe rollback' else 'rejected'} by {who}: {reason}"
+    if status == registry.CHALLENGER:
+        # the deploy stage moves a challenger on at once unless approval is required
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.last_updated_timestamp / 1000))
+        return f"awaiting approval since {since} (mlpipe approve {mv.version})"
+    if status == registry.PREVIOUS:
+        return f"replaced by version {champion}" if champion else "replaced"
+    if status == registry.CANDIDATE and tags.get(registry.GATE_TAG) == "passed":
+        return "replaced as challenger by a newer version"
+    return "-"
 
 
 def add_registry_parser(sub: Any) -> None:

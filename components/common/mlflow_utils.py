@@ -12,6 +12,23 @@ from typing import Any
 
 from components.common import runtime_env
 
+# Tags on a pipeline run's MLflow run (the parent run), written by track, gate and `mlpipe run`,
+# read by `mlpipe runs`: one list, so a reader never guesses a writer's spelling.
+PIPELINE_RUN_TAG = "mlpipe.pipeline_run"  # the KFP run's name: finds the parent run
+CONFIG_HASH_TAG = "mlpipe.config_hash"  # Settings.digest(): both config files
+DATA_DIGEST_TAG = "mlpipe.data_digest"  # the CLI's digest of the source
+DATASET_VERSION_TAG = "mlpipe.dataset_version"  # on the training dataset input (ingest's version)
+FAILED_STAGE_TAG = "mlpipe.failed_stage"
+ERROR_TAG = "mlpipe.error"
+GATE_TAG = "mlpipe.gate"  # passed | blocked
+GATE_MODE_TAG = "mlpipe.gate.mode"
+GATE_FAILED_TAG = "mlpipe.gate.failed_checks"
+GATE_CHAMPION_TAG = "mlpipe.gate.champion_version"
+REGISTERED_VERSION_TAG = "mlpipe.registered_version"  # the model version register left
+DEPLOY_OUTCOME_TAG = "mlpipe.deploy.outcome"  # promoted | rolled_back | awaiting_approval | ...
+DEPLOY_REASON_TAG = "mlpipe.deploy.reason"
+RESULTS_RUN_TAG = "mlpipe.results_run"  # a cached track: the run holding the params and metrics
+
 
 def default_tracking_uri(store: Path) -> str:
     """The laptop's store in `store` (outputs/mlflow by default)."""
@@ -53,7 +70,7 @@ def parent_run_id(experiment: str, pipeline_run: str) -> str:
     experiment_id = ensure_experiment(experiment)
     found = mlflow.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlpipe.pipeline_run` = '{pipeline_run}'",
+        filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run}'",
         output_format="list",
         max_results=1,
     )
@@ -61,7 +78,7 @@ def parent_run_id(experiment: str, pipeline_run: str) -> str:
         return found[0].info.run_id
     client = mlflow.MlflowClient()
     run = client.create_run(
-        experiment_id, run_name=pipeline_run, tags={"mlpipe.pipeline_run": pipeline_run}
+        experiment_id, run_name=pipeline_run, tags={PIPELINE_RUN_TAG: pipeline_run}
     )
     return run.info.run_id
 

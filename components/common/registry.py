@@ -72,6 +72,9 @@ LOCK_TAG = "mlpipe.lock"  # its tag {owner, what, id}: marks it a lock, names th
 LOCK_EXPIRES_TAG = "mlpipe.lock.expires"  # its tag: epoch seconds, renewed while held
 STALE_KEEP = 3600.0  # s: how long a lock's tombstone (`<lock>.stale.<id>`) is kept, see `_bury`
 REJECTED, ROLLED_BACK, CANDIDATE = "rejected", "rolled_back", "candidate"
+# how the rejected tag's text starts says who rejected the version (`rejected_by`)
+ROLLOUT_REASON = "rolled back: "  # the deploy stage's rollout (canary, blue-green) or a rollback
+INFRA_REASON = "infra validation: "  # the deploy stage's infra validation
 LOCK_TTL_ENV = "MLPIPE_REGISTRY_LOCK_TTL"  # seconds a lease lives without renewal (default 900)
 SHORT_MOVE = "register"  # a holder whose `what` starts so moves one alias: seconds, worth waiting
 SHORT_WAIT = 120.0  # s: how long any taker waits for a short move's holder
@@ -145,6 +148,20 @@ def derived_status(tags: dict[str, str], aliases: list[str]) -> str | None:
         if alias in aliases:
             return alias
     return CANDIDATE if STATUS_TAG in tags else None
+
+
+def rejected_by(tags: dict[str, str]) -> tuple[str, str] | None:
+    """(who rejected the version, the reason they gave) from its tags, None if not rejected:
+    `mlpipe rollback`, the rollout, infra validation, else by hand (`mlpipe reject`)."""
+    reason = tags.get(REJECTED_TAG)
+    if reason is None:
+        return None
+    if tags.get(STATUS_TAG) == ROLLED_BACK:
+        return "mlpipe rollback", reason.removeprefix(ROLLOUT_REASON)
+    for prefix, who in ((ROLLOUT_REASON, "the rollout"), (INFRA_REASON, "infra validation")):
+        if reason.startswith(prefix):
+            return who, reason.removeprefix(prefix)
+    return "hand", reason
 
 
 def _drop_alias(client: Any, name: str, alias: str, version: str | None = None) -> None:
@@ -299,7 +316,7 @@ def rollback(client: Any, name: str, reason: str) -> tuple[str, str]:
         "op": "rollback",
         "demote": str(current.version),
         "to": str(previous.version),
-        "reason": f"rolled back: {reason or 'by hand'}",
+        "reason": f"{ROLLOUT_REASON}{reason or 'by hand'}",
     }
     _run_move(client, name, move)
     return move["demote"], move["to"]

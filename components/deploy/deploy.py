@@ -196,7 +196,7 @@ def _deploy(
             fault=fault,
         )
     except InfraValidationError as exc:
-        registry.reject(client, registered_model, version, f"infra validation: {exc}")
+        registry.reject(client, registered_model, version, f"{registry.INFRA_REASON}{exc}")
         raise StageError(STAGE, f"infra validation failed: {exc}", subject=str(version)) from exc
 
     if awaiting_approval:
@@ -249,7 +249,8 @@ def _deploy(
     if out["outcome"] == "promoted":
         out["previous_champion"] = registry.promote(client, registered_model, version)
     else:
-        registry.reject(client, registered_model, version, f"rolled back: {out['reason']}")
+        reason = f"{registry.ROLLOUT_REASON}{out['reason']}"
+        registry.reject(client, registered_model, version, reason)
         out["previous_champion"] = None
     out["champion"] = str(
         registry.alias_version(client, registered_model, registry.CHAMPION).version

@@ -81,18 +81,16 @@ def log_to_mlflow(
     id."""
     import mlflow
 
-    from components.common.mlflow_utils import parent_run_id
+    from components.common import mlflow_utils as mu
 
-    run_id = parent_run_id(experiment, pipeline_run)
+    run_id = mu.parent_run_id(experiment, pipeline_run)
     client = mlflow.MlflowClient()
-    client.set_tag(run_id, "mlpipe.gate", "passed" if blessing.blessed else "blocked")
-    client.set_tag(run_id, "mlpipe.gate.mode", blessing.mode)
+    client.set_tag(run_id, mu.GATE_TAG, "passed" if blessing.blessed else "blocked")
+    client.set_tag(run_id, mu.GATE_MODE_TAG, blessing.mode)
     if blessing.failed_checks:
-        client.set_tag(
-            run_id, "mlpipe.gate.failed_checks", "; ".join(blessing.failed_checks)[:5000]
-        )
+        client.set_tag(run_id, mu.GATE_FAILED_TAG, "; ".join(blessing.failed_checks)[:5000])
     if blessing.champion_version:
-        client.set_tag(run_id, "mlpipe.gate.champion_version", blessing.champion_version)
+        client.set_tag(run_id, mu.GATE_CHAMPION_TAG, blessing.champion_version)
     for name, value in ((champion or {}).get("metrics") or {}).items():
         client.log_metric(run_id, f"champion.{name}", float(value))
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,7 +104,8 @@ def gate(
             "failed_checks": verdict.failed_checks,
             "champion_version": verdict.champion_version,
         }
-        log_to_mlflow(
+        # the pipeline run's MLflow run: `mlpipe run` records the outcome on it
+        rec.details["run_id"] = log_to_mlflow(
             experiment,
             pipeline_run,
             verdict,

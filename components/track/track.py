@@ -15,7 +15,13 @@ from typing import Any
 
 from components.common import model_integrity
 from components.common.artifacts import FEATURE_SPEC_FILE, load_model, read_dataset
-from components.common.mlflow_utils import configure, flatten, parent_run_id
+from components.common.mlflow_utils import (
+    DATASET_VERSION_TAG,
+    PIPELINE_RUN_TAG,
+    configure,
+    flatten,
+    parent_run_id,
+)
 from components.common.redact import redact_params
 
 STAGE = "track"
@@ -148,7 +154,7 @@ def run(
     train_meta = stages.get("features", {}).get("meta", {}).get("train", {})
 
     with mlflow.start_run(run_id=run_id):
-        mlflow.set_tag("mlpipe.pipeline_run", pipeline_run)
+        mlflow.set_tag(PIPELINE_RUN_TAG, pipeline_run)
         mlflow.log_params(_params(flatten("", config)))
         ingested = stages.get("ingest", {}).get("meta", {})
         # MLflow resolves a source string to a file or URL source: SQL and API sources are
@@ -169,7 +175,7 @@ def run(
             tags={
                 "mlpipe.source": str(ingested.get("source", ""))[:500],
                 "mlpipe.source_type": str(ingested.get("source_type", "")),
-                "mlpipe.dataset_version": str(ingested.get("version", "")),
+                DATASET_VERSION_TAG: str(ingested.get("version", "")),
             },
         )
         for name, stage in stages.items():

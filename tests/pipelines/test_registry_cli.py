@@ -62,3 +62,31 @@ def test_models_lists_aliases_and_status(store, capsys):
 def test_unknown_version_is_an_error(store, capsys):
     assert main(["approve", "9", "--model", "m"]) == 1
     assert "no version 9" in capsys.readouterr().err
+
+
+def _reasons(capsys) -> dict[str, str]:
+    """`mlpipe models`: {version: its reason column}."""
+    assert main(["models", "--model", "m"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines[0].index("reason")
+    return {line.split()[0]: line[start:] for line in lines[1:]}
+
+
+def test_models_says_why_each_version_is_where_it_is(store, capsys):
+    found = _reasons(capsys)
+    assert found["1"] == "-"  # the champion
+    assert found["2"].startswith("awaiting approval since 20")
+    assert found["2"].endswith("(mlpipe approve 2)")
+
+    # what the deploy stage writes when a canary rolls the version back
+    registry.reject(store, "m", "2", f"{registry.ROLLOUT_REASON}canary p99 412 ms > 250 ms")
+    assert _reasons(capsys)["2"] == "rejected by the rollout: canary p99 412 ms > 250 ms"
+    registry.reject(store, "m", "2", "bias review")  # `mlpipe reject`
+    assert _reasons(capsys)["2"] == "rejected by hand: bias review"
+
+
+def test_models_reason_after_a_promotion_and_a_rollback(store, capsys):
+    registry.promote(store, "m", "2")
+    assert _reasons(capsys) == {"1": "replaced by version 2", "2": "-"}
+    registry.rollback(store, "m", "p99 too high")
+    assert _reasons(capsys) == {"1": "-", "2": "rolled back by mlpipe rollback: p99 too high"}
