@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -332,7 +333,14 @@ def _run(
     result.paths = _copy_outputs(outputs, out, run_name)
     gate_run = details.get("gate", {}).get("run_id") or result.mlflow_run_id
     if gate_run:
-        record_outcome(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
+        try:
+            record_outcome(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
+        except Exception as exc:  # the model is registered and deployed: the run succeeded
+            print(
+                f"warning: could not tag MLflow run {gate_run} with the run's outcome "
+                f"({type(exc).__name__}: {exc}); `mlpipe runs` will not show it",
+                file=sys.stderr,
+            )
     return result
 
 
