@@ -4,23 +4,20 @@ in worker threads), and a 400 MB body — declared or streamed, on a hot route o
 
 from __future__ import annotations
 
-import http.client
 import multiprocessing
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
 import psutil
 import pytest
 
+from benchmarks.health_under_load import NAME, ROWS, connect, post_batches
 from components.serve.launch import start_server
 from tests.serve.conftest import valid_rows
 
-NAME = "acs"
-ROWS = 10_000
 MB = 1024 * 1024
 
 
@@ -39,39 +36,11 @@ def big_body(lgbm_model_dir, test_rows):
     return orjson.dumps({"instances": (rows * (ROWS // len(rows) + 1))[:ROWS]})
 
 
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-
-
-def load_clients(url: str, body: bytes, clients: int, seconds: float) -> list[int]:
-    """`clients` connections posting `body` back to back for `seconds` (in a separate process,
-    so the probing test process is not slowed by them); the statuses."""
-    answered: list[int] = []
-    deadline = time.monotonic() + seconds
-
-    def client() -> None:
-        conn = connect(url)
-        while time.monotonic() < deadline:
-            conn.request("POST", f"/v1/models/{NAME}:predict", body,
-                         {"content-type": "application/json"})  # fmt: skip
-            response = conn.getresponse()
-            rows = len(orjson.loads(response.read()).get("predictions", []))
-            answered.append(response.status if rows == ROWS else -response.status)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answered
-
-
 @pytest.mark.integration  # starts its own server
 def test_health_probes_stay_fast_while_big_batches_are_scored(server, big_body):
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pool.submit(time.sleep, 0).result()  # the worker is up
-        load = pool.submit(load_clients, server.url, big_body, 4, 5.0)
+        load = pool.submit(post_batches, server.url, big_body, 4, 5.0)
         time.sleep(0.5)  # the batches are being scored
         probe, latencies = connect(server.url), []
         while not load.done():
