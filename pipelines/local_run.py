@@ -446,7 +446,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
             lines.append(f"{name}: {path}")
         uri = result.tracking_uri
         lines.append(
-            f"MLflow UI: mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})"
+            f"MLflow UI: uv run mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})"
         )
     else:
         lines.append(f"MLflow run (failed): {result.mlflow_run_id}")
