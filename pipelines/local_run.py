@@ -7,6 +7,7 @@ disk, the per-task summary, and copying the model and reports to outputs/.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -140,10 +141,14 @@ def _alert_failure(settings: Settings, out: Path, run_name: str, result: RunResu
 
 @contextlib.contextmanager
 def _info_logging(stream: Any):
-    """kfp.local logs cache hits at INFO outside its own logging context: catch them too."""
+    """kfp.local logs cache hits at INFO outside its own logging context: catch them too. And
+    put `print` back afterwards: kfp.local indents task output by replacing `builtins.print`
+    for the process (kfp/local/logging_utils.py `indented_print`), and a replacement left in
+    place prefixes every later print, on any stream, with four spaces on stdout."""
     root = logging.getLogger()
     handler = logging.StreamHandler(stream)
     level = root.level
+    original_print = builtins.print
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
@@ -151,6 +156,7 @@ def _info_logging(stream: Any):
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        builtins.print = original_print
 
 
 STAGE_ORDER = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 from pathlib import Path
@@ -10,6 +11,17 @@ import pandas as pd
 import pytest
 
 from components.common.config import REPO_ROOT, load_data_schema, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _print_is_builtin():
+    """Every test starts and ends with the real `print`: kfp.local, run in this process by some
+    tests, swaps in an indenting one for the process (kfp/local/logging_utils.py), and a later
+    test's exact stdout would carry its four spaces."""
+    original = builtins.print
+    yield
+    builtins.print = original
+
 
 DATA_FILE = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
 # MLflow's usage telemetry would try to reach the internet from every client and server the

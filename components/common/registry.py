@@ -538,6 +538,19 @@ def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "error_code", ""))
 
 
+def ensure_registered_model(client: Any, name: str) -> None:
+    """Create registered model `name` unless it exists. Create first, not look first: two runs
+    registering their first version at once both saw "missing" and the second create failed
+    with RESOURCE_ALREADY_EXISTS; that answer means the model is there, which is all we need."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
 def _lease_held(client: Any, lock_name: str) -> tuple[dict[str, Any], float] | None:
     """The lock model's {owner, what, id} and expiry (epoch s), or None when there is none."""
     from mlflow.exceptions import MlflowException

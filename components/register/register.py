@@ -81,13 +81,9 @@ def run(
     `model_manifest`: what track recorded of the logged model's files; the new version's tags
     `mlpipe.model_manifest_sha256` / `mlpipe.model_manifest` hold it (computed from the store
     when not given), and every loader checks a download against them."""
-    import mlflow
 
     client = registry.client()
-    try:
-        client.get_registered_model(registered_model)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(registered_model)
+    registry.ensure_registered_model(client, registered_model)
 
     existing = find_version(client, registered_model, model_digest)
     if existing is not None:

@@ -147,3 +147,16 @@ def test_register_through_a_tracking_server(mlflow_server):
     # what the server says without the id (the check this test exists for)
     with pytest.raises(mlflow.exceptions.MlflowException, match="model_id"):
         run("m", info.model_uri, active.info.run_id, "d-other", {}, LINEAGE, model_id=None)
+
+
+def test_a_registered_model_another_run_just_created_is_used_not_an_error(mlflow_store):
+    """Two runs registering their first version at once: the one whose create comes second
+    gets RESOURCE_ALREADY_EXISTS from the store, which means the model is there (the
+    concurrent-runs test failed at register on it once)."""
+    mlflow_store.create_registered_model("raced")  # the other run won
+    registry.ensure_registered_model(mlflow_store, "raced")
+    registry.ensure_registered_model(mlflow_store, "fresh")
+    names = {m.name for m in mlflow_store.search_registered_models()}
+    assert {"raced", "fresh"} <= names
+    with pytest.raises(mlflow.exceptions.MlflowException):  # other errors still surface
+        registry.ensure_registered_model(mlflow_store, "")
