@@ -127,6 +127,23 @@ def record_outcome(
         client.set_terminated(run_id, status="FINISHED")
 
 
+def record_outcome_or_warn(
+    run_id: str, results_run: str | None, config_hash: str, digest: str, result: RunResult
+) -> bool:
+    """`record_outcome`, but a failure only warns: by then the model is registered and deployed,
+    so the run succeeded; only `mlpipe runs` loses its outcome columns."""
+    try:
+        record_outcome(run_id, results_run, config_hash, digest, result)
+        return True
+    except Exception as exc:
+        print(
+            f"warning: could not tag MLflow run {run_id} with the run's outcome "
+            f"({type(exc).__name__}: {exc}); `mlpipe runs` will not show it",
+            file=sys.stderr,
+        )
+        return False
+
+
 def _alert_failure(settings: Settings, out: Path, run_name: str, result: RunResult) -> None:
     """The failure alert a compiled pipeline's exit handler sends on a cluster, sent here (the
     local variant has no exit handler): into outputs/logs/alerts/ and the configured webhook."""
@@ -339,14 +356,7 @@ def _run(
     result.paths = _copy_outputs(outputs, out, run_name)
     gate_run = details.get("gate", {}).get("run_id") or result.mlflow_run_id
     if gate_run:
-        try:
-            record_outcome(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
-        except Exception as exc:  # the model is registered and deployed: the run succeeded
-            print(
-                f"warning: could not tag MLflow run {gate_run} with the run's outcome "
-                f"({type(exc).__name__}: {exc}); `mlpipe runs` will not show it",
-                file=sys.stderr,
-            )
+        record_outcome_or_warn(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
     return result
 
 

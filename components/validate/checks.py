@@ -538,19 +538,23 @@ def constant_findings(
     rare value can make a small window constant. A column with no value at all is left to the
     missing-values check."""
     out: list[dict[str, Any]] = []
+
+    def constant(where: str, name: str, check: str, message: str, value: Any) -> None:
+        out.append(
+            finding(
+                where, name, check, f"one value ({_num(value)}) {message}", kind=DRIFT, value=value
+            )
+        )
+
     for name in _features(df, contract):
         values = df[name].dropna().unique()
         if len(values) == 1:
-            value = _plain(values[0])
-            out.append(
-                finding(
-                    DATASET,
-                    name,
-                    "constant",
-                    f"one value ({_num(value)}) in every row: it cannot inform the model",
-                    kind=DRIFT,
-                    value=value,
-                )
+            constant(
+                DATASET,
+                name,
+                "constant",
+                "in every row: it cannot inform the model",
+                _plain(values[0]),
             )
             continue
         for window, part in windows.items():
@@ -558,17 +562,13 @@ def constant_findings(
                 continue
             in_window = part[name].dropna().unique()
             if len(in_window) == 1:
-                value = _plain(in_window[0])
-                out.append(
-                    finding(
-                        window,
-                        name,
-                        "constant_in_window",
-                        f"one value ({_num(value)}) in every row of this window only, "
-                        f"{_plural(len(values), 'distinct value')} in the dataset",
-                        kind=DRIFT,
-                        value=value,
-                    )
+                constant(
+                    window,
+                    name,
+                    "constant_in_window",
+                    "in every row of this window only, "
+                    f"{_plural(len(values), 'distinct value')} in the dataset",
+                    _plain(in_window[0]),
                 )
     return out
 

@@ -14,7 +14,12 @@ from components.evaluate.compare import log_to_mlflow
 from components.evaluate.gate import Blessing
 from components.track.track import _params
 from pipelines.cli import main
-from pipelines.local_run import RunResult, _record_failed_run, record_outcome
+from pipelines.local_run import (
+    RunResult,
+    _record_failed_run,
+    record_outcome,
+    record_outcome_or_warn,
+)
 
 EXPERIMENT = load_settings().pipeline.project.experiment  # where a failed run is recorded
 
@@ -140,3 +145,14 @@ def test_unknown_run_is_a_one_line_error(runs, capsys):
         f"mlpipe runs: no run 'feedbeef' in experiment {EXPERIMENT!r} (see `mlpipe runs`)"
     ]
     assert main(["runs", "compare", runs["a"], "nope", "--experiment", EXPERIMENT]) == 1
+
+
+def test_an_outcome_that_cannot_be_recorded_warns_and_the_run_stays_a_success(
+    mlflow_store, settings, capsys
+):
+    result = RunResult(True, 1.0, registration={"version": "3"})
+    assert not record_outcome_or_warn("no-such-run", None, settings.digest(), "d", result)
+    err = capsys.readouterr().err
+    assert "warning: could not tag MLflow run no-such-run" in err
+    assert "`mlpipe runs` will not show it" in err
+    assert result.ok
