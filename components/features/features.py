@@ -124,7 +124,7 @@ def run(
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
     split_cfg = feature_cfg["split"]
-    train, test = split(df, split_cfg, label, schema.time_column, STAGE)
+    train, test = split(df, split_cfg, label, schema.time_column, STAGE, schema.time.model_dump())
 
     degrade = feature_cfg["degrade"]
     train = flip_labels(train, label, degrade["label_noise"], degrade["seed"])
