@@ -1250,12 +1250,22 @@ def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, path: Path
             timekeys.check_window(*bounds, time) if bounds else None
         except ValueError as exc:
             problems.append(f"{path}: {key}: {exc}")
-    if schema.time.kind == "timestamp" and pipeline.monitoring.retrain_window_years:
-        # why: retraining windows step in integer years (see components/monitor/actions.py)
-        problems.append(
-            f"{path}: monitoring.retrain_window_years: not supported for a timestamp time "
-            "column (set it to null)"
-        )
+    monitoring = pipeline.monitoring
+    if schema.time.kind == "timestamp":
+        # why: automatic retraining steps its windows in integer years (monitor/actions.py)
+        if monitoring.retrain_window_years:
+            problems.append(
+                f"{path}: monitoring.retrain_window_years: not supported for a timestamp time "
+                "column (set it to null)"
+            )
+        retrains = [
+            k for k in ("on_drift", "on_decay") if getattr(monitoring.decision, k) == "retrain"
+        ]
+        if retrains:
+            problems.append(
+                f"{path}: monitoring.decision.{retrains[0]}: automatic retraining needs a number "
+                "time column (years); with a timestamp one set on_drift and on_decay to alert"
+            )
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -24,6 +24,7 @@ from components.validate.checks import Contract, project_findings
 
 TS = {"kind": "timestamp", "timezone": "UTC"}
 DATES = {
+    "monitoring.decision": {"on_drift": "alert", "on_decay": "alert"},
     "data_ingestion.window": {"start": "2013-01-01", "end": "2014-12-31"},
     "feature_engineering.split.train_window": ["2013-01-01", "2013-09-30"],
     "feature_engineering.split.test_window": ["2013-10-01", "2013-12-31"],
@@ -64,6 +65,7 @@ def test_yaml_dates_unquoted_become_iso_strings(tmp_path):
         "feature_engineering:\n  split:\n"
         "    train_window: [2013-01-01, 2013-09-30]\n    test_window: [2013-10-01, 2013-12-31]\n"
         "data_ingestion:\n  window: {start: 2013-01-01, end: 2013-12-31}\n"
+        "monitoring:\n  decision: {on_drift: alert, on_decay: alert}\n"
     )
     settings = load_settings(config, _schema_file(tmp_path))
     assert settings.pipeline.data_ingestion.window.end == "2013-12-31"
@@ -93,6 +95,11 @@ def test_yaml_dates_unquoted_become_iso_strings(tmp_path):
             TS,
             {**DATES, "monitoring.retrain_window_years": 2},
             "monitoring.retrain_window_years: not supported for a timestamp time column",
+        ),
+        (
+            TS,
+            {**DATES, "monitoring.decision": {"on_drift": "alert"}},  # on_decay: retrain
+            "monitoring.decision.on_decay: automatic retraining needs a number time column",
         ),
     ],
 )
