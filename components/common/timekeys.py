@@ -5,6 +5,8 @@ kind `number` (the default): values and bounds are numbers (e.g. integer years),
 are. kind `timestamp`: values are ISO date/datetime strings, Parquet/pandas timestamps (naive ones
 are in `timezone`, aware ones are converted) or epoch numbers in `unit` (s or ms); bounds are ISO
 dates or datetimes (naive: in `timezone`), and an end given as a date covers that whole day.
+ISO strings are read with `datetime.fromisoformat` (Python 3.11: dates, "T" or space, offsets,
+"Z"; fractions below a microsecond are dropped); "01/02/2013" is refused, not guessed.
 Timestamp keys are tz-aware UTC pandas Timestamps. A value that cannot be read becomes a missing
 key (NaN/NaT): it belongs to no window, and validation reports it (`unparseable`).
 
@@ -35,12 +37,8 @@ def is_timestamp(time: Mapping[str, Any] | None) -> bool:
 def _stamp(value: Any, tz: str) -> pd.Timestamp:
     """One ISO string / date / datetime as a UTC Timestamp (naive: in `tz`); NaT if unreadable.
     Strings must be ISO 8601: a day-first or month-first "01/02/2013" is refused, not guessed."""
-    try:
-        ts = (
-            pd.to_datetime(value, format="ISO8601")
-            if isinstance(value, str)
-            else pd.Timestamp(value)
-        )
+    try:  # fromisoformat: strict in every pandas (the tfdv environment has pandas 1.5)
+        ts = pd.Timestamp(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
     except (ValueError, TypeError, OverflowError):
         return pd.NaT
     if ts is pd.NaT:

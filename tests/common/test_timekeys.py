@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import subprocess
 
 import pandas as pd
 import pyarrow as pa
@@ -11,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.common import timekeys
+from components.common.config import REPO_ROOT
+from tests.conftest import TFDV_PYTHON, needs_tfdv
 
 TS = {"kind": "timestamp", "timezone": "UTC"}
 BERLIN = {"kind": "timestamp", "timezone": "Europe/Berlin"}
@@ -104,3 +107,22 @@ def test_a_bound_of_the_wrong_kind_is_a_one_line_error():
 def test_overlap_uses_the_whole_end_day():
     assert timekeys.overlap(("2013-01-01", "2013-06-30"), ("2013-06-30T12:00", "2013-12-31"), TS)
     assert not timekeys.overlap(("2013-01-01", "2013-06-30"), ("2013-07-01", "2013-12-31"), TS)
+
+
+@pytest.mark.tfdv
+@needs_tfdv()
+def test_the_tfdv_environment_reads_the_same_keys():
+    """Validation splits in the tfdv environment (older pandas): same keys, same refusals."""
+    code = (
+        "import pandas as pd; from components.common import timekeys as t; "
+        "v = pd.Series(['2013-01-05', '2013-01-05T10:30:00+02:00', '31/12/2013', None]); "
+        "k = t.keys(v, {'kind': 'timestamp', 'timezone': 'Europe/Berlin'}); "
+        "print([str(x) for x in k], t.unparseable(v, {'kind': 'timestamp'}))"
+    )
+    proc = subprocess.run(
+        [str(TFDV_PYTHON), "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "['2013-01-04 23:00:00+00:00', '2013-01-05 08:30:00+00:00', 'NaT', 'NaT'] (1, '31/12/2013')"
+    )
