@@ -242,3 +242,23 @@ def test_an_unreadable_time_value_is_a_blocking_finding(tmp_path, full_data):
     number = Contract.from_dict({**schema, "time": {"kind": "number"}})
     _, findings = project_findings(df, number, {"method": "random"})
     assert [f["check"] for f in findings if f["feature"] == "signup_date"] == ["wrong_type"]
+
+
+def test_a_date_window_on_sql_is_applied_by_the_writer_not_pushed_down(tmp_path, full_data):
+    """SQLite stores the ISO dates as text; the window is not put in the query (text comparison
+    would decide there) and the writer keeps the right rows."""
+    import sqlite3
+
+    db = tmp_path / "signups.db"
+    with sqlite3.connect(db) as conn:
+        _dated(full_data, 60).to_sql("signups", conn, index=False)
+    cfg = {
+        "source_type": "sql",
+        "source_url": f"sqlite:///{db}",
+        "sql": {"table": "signups"},
+        "window": {"start": "2013-01-10", "end": "2013-01-19"},
+    }
+    out = tmp_path / "sql.parquet"
+    meta = run("", str(out), cfg, "signup_date", time_spec=TS)
+    assert (meta["rows_read"], meta["rows"]) == (60, 10)
+    assert read_dataset(out).signup_date.tolist()[-1] == "2013-01-19"
