@@ -262,3 +262,30 @@ def test_a_date_window_on_sql_is_applied_by_the_writer_not_pushed_down(tmp_path,
     meta = run("", str(out), cfg, "signup_date", time_spec=TS)
     assert (meta["rows_read"], meta["rows"]) == (60, 10)
     assert read_dataset(out).signup_date.tolist()[-1] == "2013-01-19"
+
+
+def test_time_aware_folds_see_a_timestamp_column_in_time_order(tmp_path, full_data, schema):
+    """Features hands tune the time column as its UTC key: the lexsort tune does on the keys is
+    time order even where the strings' offsets make text order wrong."""
+    from components.common.artifacts import load_model
+    from components.features.features import run as features_run
+    from components.tune.tune import _order
+
+    df = _dated(full_data, 400)
+    # 01-02T00:30+02:00 (01-01 22:30 UTC) sorts after 01-01T23:00Z as text, before it in time
+    df.loc[0, "signup_date"] = "2013-01-01T23:00:00Z"
+    df.loc[1, "signup_date"] = "2013-01-02T00:30:00+02:00"
+    src = tmp_path / "data.parquet"
+    df.to_parquet(src)
+    data_schema = {**schema.model_dump(mode="json"), "time_column": "signup_date", "time": TS}
+    split_cfg = {"method": "time", "train_window": ["2013-01-01", "2013-09-30"]}
+    split_cfg |= {"test_window": ["2013-10-01", "2013-12-31"], "seed": 1}
+    cfg = {"split": split_cfg, "scaling_method": "none", "categorical_encoding": "native"}
+    cfg |= {"feature_selection": "none", "max_features": None}
+    outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "transformer")]
+    features_run(str(src), data_schema, cfg, *outs)
+    train = read_dataset(outs[0])
+    keys = load_model(tmp_path / "transformer")[1]["keys"]
+    first = train.iloc[_order(train, keys)[:2]]
+    assert first.id.tolist() == [df.id[1], df.id[0]]  # 22:30 UTC before 23:00 UTC
+    assert first.signup_date.iloc[0] == pd.Timestamp("2013-01-01 22:30", tz="UTC").value
