@@ -128,6 +128,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
             source_digest=source_digest,
             ingestion=ingestion,
             time_column=schema.time_column or "",
+            time=schema.time.model_dump(),
         )
         _configure(ingest_task, "ingest", "Ingest data")
         if cfg.data_ingestion.live:  # incremental (reads state) or a live system (sql, api)

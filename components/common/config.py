@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from itertools import pairwise
 from pathlib import Path
 from types import UnionType
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -141,9 +143,29 @@ class ColumnsSpec(_Strict):
         return value
 
 
+class TimeSpec(_Strict):
+    """How the time column's values are read (components.common.timekeys)."""
+
+    kind: Literal["number", "timestamp"] = "number"  # number: compared as is (integer years)
+    timezone: str = "UTC"  # timestamp: the zone of naive values and naive window bounds
+    unit: Literal["s", "ms"] = "s"  # timestamp: the unit of epoch numbers
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError):
+            raise ValueError(f"unknown timezone {value!r} (an IANA name like UTC)") from None
+        return value
+
+
 class DataSchema(_Strict):
     id_column: str | None = None
     time_column: str | None = None
+    time: TimeSpec = TimeSpec()
     label: LabelSpec
     checks: SchemaChecks = SchemaChecks()
     features: dict[str, FeatureSpec]
@@ -200,14 +222,32 @@ class ProjectConfig(_Strict):
     registered_model: str = "acs-employment"
 
 
+def _iso(value: Any) -> Any:
+    """YAML reads an unquoted 2013-01-01 as a date: windows keep it as its ISO string."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+# A window bound: a number (a number time column) or an ISO date/datetime (a timestamp one);
+# which one fits is checked against the schema's `time.kind` in `load_settings`.
+Bound = Annotated[int | str, BeforeValidator(_iso)]
+
+
+def _check_window(start: Any, end: Any) -> None:
+    from components.common import timekeys
+
+    if isinstance(start, str) != isinstance(end, str):
+        raise ValueError(f"start {start!r} and end {end!r}: give two numbers or two dates")
+    kind = "timestamp" if isinstance(start, str) else "number"
+    timekeys.check_window(start, end, {"kind": kind})
+
+
 class Window(_Strict):
-    start: int
-    end: int
+    start: Bound
+    end: Bound
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
-        if self.start > self.end:
-            raise ValueError(f"start {self.start} is after end {self.end}")
+        _check_window(self.start, self.end)
         return self
 
 
@@ -455,20 +495,28 @@ class IngestionConfig(_Strict):
 
 class SplitConfig(_Strict):
     method: Literal["time", "random"] = "time"
-    train_window: tuple[int, int] = (2015, 2015)
-    test_window: tuple[int, int] = (2016, 2016)
+    # numbers for a number time column, ISO dates/datetimes (an end date: its whole day) for a
+    # timestamp one
+    train_window: tuple[Bound, Bound] = (2015, 2015)
+    test_window: tuple[Bound, Bound] = (2016, 2016)
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     seed: int = 42
 
     @model_validator(mode="after")
     def _windows(self) -> SplitConfig:
+        from components.common import timekeys
+
         for name in ("train_window", "test_window"):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise ValueError(f"{name}: start {lo} is after end {hi}")
+            try:
+                _check_window(*getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         if self.method == "time":
-            (a, b), (c, d) = self.train_window, self.test_window
-            if not (b < c or d < a):
+            kinds = {isinstance(b, str) for b in (*self.train_window, *self.test_window)}
+            if len(kinds) > 1:
+                raise ValueError("train_window and test_window: give numbers or dates, not both")
+            time = {"kind": "timestamp" if kinds == {True} else "number"}
+            if timekeys.overlap(self.train_window, self.test_window, time):
                 raise ValueError("train_window and test_window overlap")
         return self
 
@@ -1151,6 +1199,7 @@ def load_settings(
     pipeline = load_pipeline_config(config_path, overrides, profile)
     schema = load_data_schema(schema_path)
     _check_feature_references(pipeline, schema, Path(config_path))
+    _check_time_windows(pipeline, schema, Path(config_path))
     return Settings(
         pipeline=pipeline,
         schema=schema,
@@ -1180,6 +1229,43 @@ def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path
         for name in slices.buckets
         if name in known and name not in numeric
     ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, path: Path) -> None:
+    """Windows must fit the schema's time kind: numbers for `number`, dates for `timestamp`."""
+    from components.common import timekeys
+
+    time = schema.time.model_dump()
+    split = pipeline.feature_engineering.split
+    windows = {"data_ingestion.window": pipeline.data_ingestion.window}
+    if split.method == "time":
+        windows |= {"feature_engineering.split.train_window": split.train_window}
+        windows |= {"feature_engineering.split.test_window": split.test_window}
+    problems = []
+    for key, window in windows.items():
+        bounds = (window.start, window.end) if isinstance(window, Window) else window
+        try:
+            timekeys.check_window(*bounds, time) if bounds else None
+        except ValueError as exc:
+            problems.append(f"{path}: {key}: {exc}")
+    monitoring = pipeline.monitoring
+    if schema.time.kind == "timestamp":
+        # why: automatic retraining steps its windows in integer years (monitor/actions.py)
+        if monitoring.retrain_window_years:
+            problems.append(
+                f"{path}: monitoring.retrain_window_years: not supported for a timestamp time "
+                "column (set it to null)"
+            )
+        retrains = [
+            k for k in ("on_drift", "on_decay") if getattr(monitoring.decision, k) == "retrain"
+        ]
+        if retrains:
+            problems.append(
+                f"{path}: monitoring.decision.{retrains[0]}: automatic retraining needs a number "
+                "time column (years); with a timestamp one set on_drift and on_decay to alert"
+            )
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common import timekeys
 from components.common.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,9 +18,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def split(
-    df: pd.DataFrame, split_cfg: dict[str, Any], label: str, time_column: str | None, stage: str
+    df: pd.DataFrame,
+    split_cfg: dict[str, Any],
+    label: str,
+    time_column: str | None,
+    stage: str,
+    time: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (train, test). `split_cfg` is `feature_engineering.split` as a plain dict."""
+    """Return (train, test). `split_cfg` is `feature_engineering.split` as a plain dict; `time`
+    is the schema's `time` block (how the time column is read: components.common.timekeys)."""
     method = split_cfg.get("method", "time")
     if method == "time":
         if not time_column or time_column not in df.columns:
@@ -27,10 +34,11 @@ def split(
                 stage, f"time split needs the time column {time_column!r}", subject=time_column
             )
         times = df[time_column]
-        lo, hi = split_cfg["train_window"]
-        train = df[(times >= lo) & (times <= hi)]
-        lo, hi = split_cfg["test_window"]
-        test = df[(times >= lo) & (times <= hi)]
+        try:
+            train = df[timekeys.in_window(times, *split_cfg["train_window"], time)]
+            test = df[timekeys.in_window(times, *split_cfg["test_window"], time)]
+        except ValueError as exc:  # a bound that does not fit the column's kind
+            raise DataError(stage, str(exc), subject=time_column) from None
     elif method == "random":
         rng = np.random.default_rng(int(split_cfg.get("seed", 42)))
         fraction = float(split_cfg.get("test_fraction", 0.2))

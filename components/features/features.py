@@ -22,6 +22,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier
 
+from components.common import timekeys
 from components.common.artifacts import save_model, write_dataset
 from components.common.config import DataSchema, FeatureConfig
 from components.common.errors import DataError
@@ -124,7 +125,7 @@ def run(
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
     split_cfg = feature_cfg["split"]
-    train, test = split(df, split_cfg, label, schema.time_column, STAGE)
+    train, test = split(df, split_cfg, label, schema.time_column, STAGE, schema.time.model_dump())
 
     degrade = feature_cfg["degrade"]
     train = flip_labels(train, label, degrade["label_noise"], degrade["seed"])
@@ -165,6 +166,12 @@ def run(
     }
     if degrade["label_noise"] or degrade["drop_features"]:
         spec["degraded"] = degrade
+    if schema.time_column in keys and schema.time.kind == "timestamp":
+        # time-aware folds sort rows by the keys (np.lexsort): a timestamp time column rides
+        # along as its UTC key in epoch nanoseconds, in time order whatever the strings' offsets
+        col, time = schema.time_column, schema.time.model_dump()
+        train = train.assign(**{col: timekeys.keys(train[col], time).astype("int64")})
+        test = test.assign(**{col: timekeys.keys(test[col], time).astype("int64")})
     columns = [*keys, *features, label]
     train_meta = write_dataset(train[columns], train_out)
     # the test rows keep every schema feature: the champion (maybe trained on other features) is

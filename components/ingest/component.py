@@ -13,6 +13,7 @@ def ingest(
     ingestion: dict,
     time_column: str,
     data: Output[Dataset],
+    time: dict = {},  # noqa: B006 (KFP parameters take literal defaults)
 ):
     """Read the configured source in chunks and write the rows of the configured window.
 
@@ -26,6 +27,7 @@ def ingest(
             data re-runs everything downstream and unchanged data hits the cache.
         ingestion: The `data_ingestion` config section.
         time_column: Column the window applies to.
+        time: The schema's `time` block (how that column is read); {} = a number column.
         data: Output Dataset (Parquet); metadata: rows, columns, sha256, version (content digest),
             source, query, window, watermark (candidate; committed by `commit_ingest`), checks,
             metrics, anomalies, task.
@@ -34,7 +36,7 @@ def ingest(
     from components.ingest.ingest import run
 
     with record_task("ingest") as rec:
-        meta = run(source, data.path, ingestion, time_column or None, source_digest)
+        meta = run(source, data.path, ingestion, time_column or None, source_digest, time_spec=time)
         rec.rows = meta["rows"]
         rec.metrics = dict(meta.get("metrics", {}))
         rec.details = {

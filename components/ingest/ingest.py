@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from components.common import runtime_env
+from components.common import runtime_env, timekeys
 from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
@@ -181,8 +181,10 @@ def run(
     time_column: str | None,
     digest: str = "",
     sleep=time.sleep,
+    time_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read the source, keep the window (and rows above the watermark), write the Dataset.
+    `time_spec` is the schema's `time` block: how the window's column is read (timekeys).
 
     Returns the Dataset's metadata. Raises `NoNewData` when an incremental load finds nothing new
     (`incremental.on_no_new_rows: stop`), a `DataError` for anything that makes the source unusable.
@@ -214,7 +216,16 @@ def run(
         stats.clear()
         try:
             writer = _write(
-                cfg, output_path, location, window, time_column, wm_from, stats, pinned, store
+                cfg,
+                output_path,
+                location,
+                window,
+                time_column,
+                wm_from,
+                stats,
+                pinned,
+                store,
+                time_spec,
             )
             break
         except TransientSourceError as exc:
@@ -269,6 +280,7 @@ def _write(
     stats: dict[str, Any],
     pinned: dict[str, Any] | None,
     store: StateStore | None,
+    time_spec: dict[str, Any] | None = None,
 ) -> DatasetWriter:
     """One full pass: every chunk into a temporary file, checks, then the rename."""
     inc = cfg.incremental
@@ -279,6 +291,7 @@ def _write(
             name=shown,
             time_column=time_column,
             window=window,
+            time_spec=time_spec,
             watermark_column=inc.watermark_column if inc else None,
             watermark_from=wm_from,
             freshness_column=cfg.checks.freshness_column,
@@ -288,7 +301,10 @@ def _write(
                 assert store is not None
                 chunks = _pinned_batches(store, pinned, cfg.batch_size)
             else:
-                chunks = _batches(cfg, location, wm_from, stats, window, time_column)
+                # a timestamp window is not pushed down to SQL (the database's own time types
+                # and zones would decide): the writer applies it
+                pushed = None if timekeys.is_timestamp(time_spec) else window
+                chunks = _batches(cfg, location, wm_from, stats, pushed, time_column)
             for table in chunks:
                 writer.write(table)
         finally:

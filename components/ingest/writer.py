@@ -21,18 +21,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from components.common import timekeys
 from components.common.errors import DataError
 
 STAGE = "ingest"
-
-
-def _to_float(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    try:
-        return pc.cast(column, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        import pandas as pd
-
-        return pa.chunked_array([pa.array(pd.to_numeric(column.to_pandas(), errors="coerce"))])
 
 
 def json_value(value: Any) -> tuple[Any, str]:
@@ -110,14 +102,20 @@ class DatasetWriter:
         *,
         name: str,
         time_column: str | None = None,
-        window: dict[str, int] | None = None,
+        window: dict[str, Any] | None = None,
+        time_spec: dict[str, Any] | None = None,
         watermark_column: str | None = None,
         watermark_from: Any = None,
         freshness_column: str | None = None,
     ) -> None:
         self.path, self.name = path, name
-        self.time_column, self.window = time_column, window
+        self.time_column, self.window, self.time_spec = time_column, window, time_spec
         self.wm_column, self.wm_from = watermark_column, watermark_from
+        # a watermark on a timestamp time column compares time keys (UTC), not raw values: ISO
+        # strings with other offsets or a naive zone order correctly and the JSON state holds
+        # an ISO datetime with offset
+        self.wm_keys = bool(watermark_column) and watermark_column == time_column
+        self.wm_keys = self.wm_keys and timekeys.is_timestamp(time_spec)
         self.fresh_column = freshness_column
         self.schema: pa.Schema | None = None
         self.source_schema: pa.Schema | None = None
@@ -172,14 +170,22 @@ class DatasetWriter:
 
     def _filter(self, table: pa.Table) -> pa.Table:
         if self.window and table.num_rows:
-            times = _to_float(table[self.time_column])
-            keep = pc.and_(
-                pc.greater_equal(times, float(self.window["start"])),
-                pc.less_equal(times, float(self.window["end"])),
-            )
-            table = table.filter(pc.fill_null(keep, False))
+            times = table[self.time_column].to_pandas()
+            start, end = self.window["start"], self.window["end"]
+            try:
+                keep = timekeys.in_window(times, start, end, self.time_spec)
+            except ValueError as exc:  # a bound that does not fit the column's kind
+                raise DataError(STAGE, str(exc), subject=self.time_column) from None
+            table = table.filter(pa.array(keep.to_numpy(dtype=bool)))
         self.rows_after_window += table.num_rows
-        if self.wm_column and table.num_rows:
+        if self.wm_keys and table.num_rows:
+            keys = timekeys.keys(table[self.wm_column].to_pandas(), self.time_spec)
+            nulls = int(keys.isna().sum())
+            if self.wm_from is not None:
+                keys = keys.where(keys > timekeys.bound(self.wm_from, self.time_spec))
+            table = table.filter(pa.array(keys.notna().to_numpy()))
+            self.rows_null_watermark += nulls
+        elif self.wm_column and table.num_rows:
             column = _comparable(table[self.wm_column])
             nulls = column.null_count
             if self.wm_from is None:
@@ -241,7 +247,10 @@ class DatasetWriter:
 
     def _aggregate(self, table: pa.Table) -> None:
         if self.wm_column:
-            top = pc.max(_comparable(table[self.wm_column])).as_py()
+            if self.wm_keys:
+                top = timekeys.keys(table[self.wm_column].to_pandas(), self.time_spec).max()
+            else:
+                top = pc.max(_comparable(table[self.wm_column])).as_py()
             if top is not None and (self.wm_max is None or top > self.wm_max):
                 self.wm_max = top
         if self.fresh_column:

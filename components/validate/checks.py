@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.common import timekeys
 from components.common.config import (
     ColumnsSpec,
     DataSchema,
     FeatureSpec,
     LabelSpec,
     SchemaChecks,
+    TimeSpec,
 )
 from components.common.errors import DataError
 from components.common.splitting import split
@@ -67,6 +69,7 @@ class Contract:
     checks: SchemaChecks = field(default_factory=SchemaChecks)
     features: dict[str, FeatureSpec] | None = None
     ignore: tuple[str, ...] = ()  # columns.ignore: dropped before any check (`usable`)
+    time: dict[str, Any] = field(default_factory=dict)  # the schema's `time` block (timekeys)
 
     @classmethod
     def from_dict(cls, data_schema: dict[str, Any] | None) -> Contract:
@@ -82,6 +85,7 @@ class Contract:
                 schema.checks,
                 dict(schema.features),
                 tuple(schema.columns.ignore),
+                schema.time.model_dump(),
             )
         label = data_schema.get("label")
         return cls(
@@ -90,6 +94,7 @@ class Contract:
             label=LabelSpec.model_validate(label) if label else None,
             checks=SchemaChecks.model_validate(data_schema.get("checks") or {}),
             ignore=tuple(ColumnsSpec.model_validate(data_schema.get("columns") or {}).ignore),
+            time=TimeSpec.model_validate(data_schema.get("time") or {}).model_dump(),
         )
 
     @property
@@ -218,6 +223,8 @@ def dataset_checks(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]
     for col in _typed_columns(contract):
         if col in columns and not is_numeric(df[col]):
             out.append(_type_finding(df[col], col, _declared_dtype(contract, col)))
+    if contract.time_column in columns and timekeys.is_timestamp(contract.time):
+        out.extend(_unparseable_times(df[contract.time_column], contract))
     if contract.time_column in columns:
         n = int(df[contract.time_column].isna().sum())
         if n:
@@ -247,8 +254,8 @@ def _typed_columns(contract: Contract) -> list[str]:
     cols = list(contract.features or {})
     if contract.label:
         cols.append(contract.label.name)
-    if contract.time_column:
-        cols.append(contract.time_column)
+    if contract.time_column and not timekeys.is_timestamp(contract.time):
+        cols.append(contract.time_column)  # a timestamp one: `_unparseable_times` checks it
     return cols
 
 
@@ -478,6 +485,23 @@ def _label_checks(series: pd.Series, window: str, contract: Contract) -> list[di
 # ---------------------------------------------------------------- all of them
 
 
+def _unparseable_times(values: pd.Series, contract: Contract) -> list[dict[str, Any]]:
+    """Time values the schema's `time` block cannot read: they would silently leave every
+    window, so they block."""
+    n, example = timekeys.unparseable(values, contract.time)
+    if not n:
+        return []
+    kind = timekeys.spec(contract.time)["kind"]
+    return [
+        finding(
+            DATASET,
+            contract.time_column,
+            "unparseable_time",
+            f"{_plural(n, 'value')} not readable as time.kind {kind}, e.g. {example!r}",
+        )
+    ]
+
+
 def split_windows(
     df: pd.DataFrame, contract: Contract, split_cfg: dict[str, Any], reported: set[str]
 ) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
@@ -493,7 +517,12 @@ def split_windows(
         return {}, [finding(DATASET, key, "split", f"a {method} split needs {what}")]
     try:
         train, test = split(
-            df, split_cfg, contract.label_name or "", contract.time_column, "validate"
+            df,
+            split_cfg,
+            contract.label_name or "",
+            contract.time_column,
+            "validate",
+            contract.time,
         )
     except DataError as exc:
         return {}, [finding(DATASET, exc.subject, "empty_window", str(exc))]

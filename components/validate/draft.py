@@ -116,7 +116,7 @@ def _not_drafted(series: pd.Series, tfdv: dict[str, Any] | None) -> str | None:
     if pd.api.types.is_bool_dtype(series):
         return "true/false values (re-encode them as 0/1 to use the column)"
     if pd.api.types.is_datetime64_any_dtype(series):
-        return "timestamp values (not a feature; timestamps as a time_column come later)"
+        return "timestamp values (not a feature; a time column: --time-column)"
     if not is_numeric(series):
         domain = (tfdv or {}).get("string_domain")
         uniques = sorted(map(str, non_null.unique()))
@@ -208,6 +208,24 @@ def _label(df: pd.DataFrame, name: str) -> tuple[dict[str, Any], str]:
     return spec, note
 
 
+def _time_block(series: pd.Series) -> dict[str, str] | None:
+    """The schema's `time` block for a date/timestamp time column; None for a number one (the
+    default kind; epoch numbers look like any number: declare `kind: timestamp` by hand)."""
+    from components.common import timekeys
+
+    if is_numeric(series) and not pd.api.types.is_datetime64_any_dtype(series):
+        return None
+    tz = getattr(series.dtype, "tz", None)  # a tz-aware column: its own zone
+    block = {"kind": "timestamp", "timezone": str(tz) if tz is not None else "UTC"}
+    n, example = timekeys.unparseable(series, block)
+    if n:
+        raise DraftError(
+            f"time column {series.name!r}: {n:,} value{'s' * (n != 1)} neither a number nor an "
+            f"ISO date/datetime, e.g. {example!r}"
+        )
+    return block
+
+
 def _column(df: pd.DataFrame, name: str | None, role: str) -> None:
     if name is not None and name not in df.columns:
         raise DraftError(f"{role} column {name!r} not found (columns: {_examples(list(df), 8)})")
@@ -226,11 +244,7 @@ def draft_schema(
     label_spec, label_note = _label(df, label)
     _column(df, time_column, "time")
     _column(df, id_column, "id")
-    if time_column and not is_numeric(df[time_column]):
-        raise DraftError(
-            f"time column {time_column!r} is not numeric ({df[time_column].dtype}): only numeric "
-            "time columns (e.g. years) are supported yet"
-        )
+    time_block = _time_block(df[time_column]) if time_column else None
     rows = len(df)
     per_column = (tfdv or {}).get("features", {})
     draft = Draft(schema={})
@@ -275,6 +289,7 @@ def draft_schema(
     draft.schema = {
         "id_column": id_column,
         "time_column": time_column,
+        **({"time": time_block} if time_block else {}),
         "label": label_spec,
         "checks": checks,
         "features": features,
@@ -317,6 +332,11 @@ def render(draft: Draft, source: str) -> str:
         *(f"# WARNING: {line}" for line in draft.warnings),
         f"id_column: {_flow(s['id_column'])}",
         f"time_column: {_flow(s['time_column'])}",
+        *(
+            [f"time: {_flow(s['time'])}  # windows: ISO dates (an end date: its whole day)"]
+            if "time" in s
+            else []
+        ),
         "label:",
         f"  # {draft.notes['label']}",
     ]

@@ -149,9 +149,9 @@ def test_floats_with_whole_values_and_gaps_stay_categorical_codes():
             "time column 'when' not found",
         ),
         (
-            pd.DataFrame({"a": [1, 2], "t": ["2020-01-01", "2020-02-01"], "y": [0, 1]}),
+            pd.DataFrame({"a": [1, 2], "t": ["2020-01-01", "01/02/2020"], "y": [0, 1]}),
             {"label": "y", "time_column": "t"},
-            "time column 't' is not numeric (object): only numeric time columns",
+            "time column 't': 1 value neither a number nor an ISO date/datetime, e.g. '01/02/2020'",
         ),
         (
             pd.DataFrame({"a": ["x", "z"], "y": [0, 1]}),
@@ -165,6 +165,31 @@ def test_bad_inputs_are_refused_in_one_line(df, kwargs, message):
         draft_schema(df, **kwargs)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("times", "zone"),
+    [
+        (pd.Series(pd.date_range("2013-01-01", periods=400, freq="D").strftime("%Y-%m-%d")), "UTC"),
+        (pd.Series(pd.date_range("2013-01-01", periods=400, freq="D", tz="Europe/Paris")), None),
+    ],
+)
+def test_a_date_or_timestamp_time_column_drafts_the_time_block(synthetic, tmp_path, times, zone):
+    """ISO strings or a tz-aware timestamp column: `time: {kind: timestamp, ...}` in the YAML,
+    and the draft validates with date windows."""
+    df = synthetic.assign(signed=times.to_numpy())
+    text = render(draft_schema(df, "target", "signed", "row_id"), "x.parquet")
+    assert "time: {kind: timestamp, timezone: " in text
+    path = tmp_path / "data_schema.yaml"
+    path.write_text(text)
+    schema = load_data_schema(path)
+    assert (schema.time.kind, schema.time.timezone) == ("timestamp", zone or "Europe/Paris")
+    split = {"method": "time", "train_window": ["2013-01-01", "2013-09-30"]}
+    split["test_window"] = ["2013-10-01", "2014-02-04"]
+    assert _blocking(df, path, split) == []
+    # a number time column drafts no block (kind number is the default)
+    numeric = render(draft_schema(synthetic, "target", "visits", "row_id"), "x.parquet")
+    assert "\ntime:" not in numeric
 
 
 @pytest.mark.tfdv
