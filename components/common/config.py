@@ -1139,7 +1139,21 @@ def load_pipeline_config(
         data = _merge(data, _read_yaml(profile_path(profile)))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    return _validate(PipelineConfig, data, path)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = describe_errors(PipelineConfig, exc)
+        raise ConfigError("\n".join(_blame(x, path, overrides) for x in lines)) from None
+
+
+def _blame(problem: str, path: Path, overrides: dict[str, Any] | None) -> str:
+    """`problem` ("key: what is wrong") prefixed with where the key's value came from: the
+    `--set` flag that set it (or a key above or below it), else the config file."""
+    key = problem.split(":", 1)[0]
+    for dotted in overrides or {}:
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+            return f"--set {problem}"
+    return f"{path}: {problem}"
 
 
 def load_settings(
@@ -1150,7 +1164,7 @@ def load_settings(
 ) -> Settings:
     pipeline = load_pipeline_config(config_path, overrides, profile)
     schema = load_data_schema(schema_path)
-    _check_feature_references(pipeline, schema, Path(config_path))
+    _check_feature_references(pipeline, schema, Path(config_path), overrides)
     return Settings(
         pipeline=pipeline,
         schema=schema,
@@ -1159,7 +1173,12 @@ def load_settings(
     )
 
 
-def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path: Path) -> None:
+def _check_feature_references(
+    pipeline: PipelineConfig,
+    schema: DataSchema,
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+) -> None:
     """Keys of the pipeline config that name features must name the schema's features."""
     known = set(schema.feature_names)
     slices = pipeline.evaluation.slices
@@ -1170,18 +1189,18 @@ def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path
         "feature_engineering.degrade.drop_features": degrade.drop_features,
     }
     problems = [
-        f"{path}: {key}: unknown feature(s) {sorted(set(names) - known)}"
+        f"{key}: unknown feature(s) {sorted(set(names) - known)}"
         for key, names in references.items()
         if set(names) - known
     ]
     numeric = {n for n, f in schema.features.items() if f.kind == "numeric"}
     problems += [
-        f"{path}: evaluation.slices.buckets: {name} is not numeric (slice it by value instead)"
+        f"evaluation.slices.buckets: {name} is not numeric (slice it by value instead)"
         for name in slices.buckets
         if name in known and name not in numeric
     ]
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
