@@ -30,13 +30,11 @@ def ingest(
             source, query, window, watermark (candidate; committed by `commit_ingest`), checks,
             metrics, anomalies, task.
     """
-    from components.common.artifacts import restore_ints
     from components.common.recorder import record_task
     from components.ingest.ingest import run
 
     with record_task("ingest") as rec:
-        # KFP turned the config's ints (window years, watermark start) into floats
-        meta = run(source, data.path, restore_ints(ingestion), time_column or None, source_digest)
+        meta = run(source, data.path, ingestion, time_column or None, source_digest)
         rec.rows = meta["rows"]
         rec.metrics = dict(meta.get("metrics", {}))
         rec.details = {
@@ -62,11 +60,10 @@ def commit_ingest(data: Input[Dataset]) -> str:
     """
     import json
 
-    from components.common.artifacts import restore_ints
     from components.common.recorder import record_task
     from components.ingest.ingest import commit
 
     with record_task("commit") as rec:
-        out = commit(restore_ints(dict(data.metadata)))  # a watermark id stays an int
+        out = commit(dict(data.metadata))
         rec.details = out
     return json.dumps(out, sort_keys=True, default=str)
