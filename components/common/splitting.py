@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common.artifacts import restore_ints
 from components.common.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +21,7 @@ def split(
     df: pd.DataFrame, split_cfg: dict[str, Any], label: str, time_column: str | None, stage: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (train, test). `split_cfg` is `feature_engineering.split` as a plain dict."""
+    split_cfg = restore_ints(split_cfg)  # via KFP: [2015.0, 2015.0] would print as such
     method = split_cfg.get("method", "time")
     if method == "time":
         if not time_column or time_column not in df.columns:
