@@ -24,7 +24,7 @@ from pipelines.cli_args import add_config_args, add_profile_arg, settings_from_a
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.local_run import format_summary, run_local
+    from pipelines.local_run import append_summary, format_summary, run_local
 
     settings = settings_from_args(args)
     print(f"mlpipe: running the training pipeline locally (config {args.config})", flush=True)
@@ -35,7 +35,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         use_cache=not args.no_cache,
     )
-    print(format_summary(result, settings), flush=True)
+    summary = format_summary(result, settings)
+    print(summary, flush=True)
+    append_summary(result, summary)  # the log ends the way the console did
     return 0 if result.ok else 1
 
 

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.common.artifacts import restore_ints
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.ingest.ingest import source_digest
-from pipelines.progress import ProgressTee, original_stdout
+from pipelines.progress import ProgressTee, original_stdout, strip_ansi
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
 TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
@@ -52,6 +53,7 @@ class RunResult:
     nothing_new: bool = False
     failed_checks: list[str] = field(default_factory=list)
     alert: dict[str, Any] | None = None  # the failure alert, when the run failed
+    started: bool = True  # False: the source failed before any task ran
 
 
 @contextlib.contextmanager
@@ -208,8 +210,8 @@ def _cached_record(cache_root: Path, key_prefix: str) -> TaskRecord | None:
             return None
         for value in outputs.values():
             task = value.get("metadata", {}).get("task") if isinstance(value, dict) else None
-            if isinstance(task, dict):
-                return TaskRecord(**task)
+            if isinstance(task, dict):  # back through KFP: 137911 rows came back as 137911.0
+                return TaskRecord(**restore_ints(task))
     return None
 
 
@@ -301,7 +303,12 @@ def _run(
     try:
         digest = source_digest(source, settings.pipeline.data_ingestion)
     except DataError as exc:
-        return RunResult(False, 0.0, failed_stage="ingest", error=str(exc), log_file=str(log_file))
+        # no pipeline ran, no MLflow run exists: the log holds the error (and then the summary)
+        log_file.write_text(f"{exc}\n")
+        wall = round(time.perf_counter() - t0, 2)
+        failed = RunResult(False, wall, failed_stage="ingest", error=str(exc), started=False)
+        failed.log_file = str(log_file)
+        return failed
 
     cache_root = init_kfp_local(out, use_cache)
     pipeline = build_pipeline(
@@ -330,6 +337,8 @@ def _run(
             else:
                 result.error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
                 result.failed_stage = next((t for t in STAGE_ORDER if t in str(exc)), None)
+        finally:
+            tee.close()
         result.wall_s = round(time.perf_counter() - t0, 2)
         result.tasks = _task_rows(started, records_dir, cache_root, tee.cache_hits)
 
@@ -418,22 +427,47 @@ def _warning_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def _status(row: dict[str, Any], result: RunResult) -> str:
+    if row["cached"]:
+        return "cached"
+    if result.nothing_new and row["status"] == "failed" and row["task"] == result.failed_stage:
+        return "no new data"  # the run stopped there on purpose: not a failure
+    return row["status"]
+
+
+def append_summary(result: RunResult, summary: str) -> None:
+    """The summary the console printed, at the end of the run's log too (the log is what is
+    attached to the MLflow run and what an alert points to)."""
+    if result.log_file:
+        with open(result.log_file, "a") as log:
+            log.write(strip_ansi(summary).rstrip("\n") + "\n")
+
+
 def format_summary(result: RunResult, settings: Settings) -> str:
     """The table and pointers printed at the end of `mlpipe run`."""
-    lines = [
-        "",
-        f"{'task':<26} {'status':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
-        f"{'rows':>9} {'rows/s':>10}",
-    ]
+    lines = [""]
+    if result.tasks:
+        lines.append(
+            f"{'task':<26} {'status':<11} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
+            f"{'rows':>9} {'rows/s':>10}"
+        )
     for row in result.tasks:
-        status = "cached" if row["cached"] else row["status"]
+        status = _status(row, result)
+        wall, cpu = f"{row['wall_s']:.2f}", f"{row['cpu_s']:.2f}"
+        if row["cached"]:  # the figures of the run that computed it, not of this one
+            wall, cpu = f"({wall})", f"({cpu})"
         rows = "" if row.get("rows") is None else f"{row['rows']:,}"
         rate = "" if row.get("rows_per_s") is None else f"{row['rows_per_s']:,.0f}"
         lines.append(
-            f"{row['task']:<26} {status:<9} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
+            f"{row['task']:<26} {status:<11} {wall:>8} {cpu:>8} "
             f"{row['peak_rss_mb']:>8.0f} {rows:>9} {rate:>10}"
         )
-    lines.append(f"pipeline wall time: {result.wall_s:.1f}s (log: {result.log_file})")
+    if result.tasks and any(row["cached"] for row in result.tasks):
+        lines.append("(cached: served from an earlier run; its times in brackets)")
+    if result.started:
+        lines.append(f"pipeline wall time: {result.wall_s:.1f}s (log: {result.log_file})")
+    else:
+        lines.append(f"pipeline not started: no task ran (log: {result.log_file})")
     if result.metrics:
         keys = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
         shown = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in keys if k in result.metrics)
@@ -465,6 +499,7 @@ def format_summary(result: RunResult, settings: Settings) -> str:
             f"MLflow UI: uv run mlflow ui --backend-store-uri {uri}  (run {result.mlflow_run_id})"
         )
     else:
-        lines.append(f"MLflow run (failed): {result.mlflow_run_id}")
+        if result.mlflow_run_id:  # none when the pipeline never started
+            lines.append(f"MLflow run (failed): {result.mlflow_run_id}")
         lines.append(f"FAILED at stage {result.failed_stage or 'unknown'}: {result.error}")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Terminal output of a local run: compact progress lines on screen, kfp.local's full log in a file.
 
 kfp.local prints everything (its own logging and the tasks' streamed output) to sys.stdout; this
-tee keeps all of it in the run's log file and shows the lines that say where the run is, including
-one line per tuning trial and a stage's warnings.
+tee keeps all of it in the run's log file, without colour codes (a file is read in editors and
+grep, not a terminal), and shows the lines that say where the run is, including one line per
+tuning trial and a stage's warnings.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ import sys
 import time
 from typing import TextIO
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# colour and other CSI escape sequences (kfp.local colours task names and statuses)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXECUTING = re.compile(r"Executing task '?([\w-]+)'?")
 _CACHE_HIT = re.compile(r"Task '?([\w-]+)'? cache hit \(key=([0-9a-f]+)\)")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRIAL = re.compile(r"\[tune ([\w-]+)\] trial (\d+)(?:: (.*)| failed: (.*))")
 # a stage's non-blocking finding, as its component logs it (components/validate/validate.py)
 _WARNING = re.compile(r"^\s*(warning: [\w-]+: .+)")
+# the task record in the outputs kfp.local prints after a task: names a fanned-out task
+# (`tune` runs once per algorithm; its record says `tune-lightgbm`)
+_RECORD_NAME = re.compile(r"'task': '([\w-]+)'")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
 
 
 class ProgressTee:
@@ -28,17 +37,29 @@ class ProgressTee:
         self.log, self.screen, self.verbose = log, screen, verbose
         self._buffer = ""
         self._started: dict[str, list[float]] = {}
+        self._executions: dict[str, int] = {}
+        # a finished task that ran more than once, waiting for its record to name it
+        self._pending: tuple[str, str, float] | None = None
         self.cache_hits: list[tuple[str, str]] = []  # (task, cache key prefix)
 
     def write(self, text: str) -> int:
-        self.log.write(text)
         if self.verbose:
             self.screen.write(text)
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            self._progress(_ANSI.sub("", line))
+            line = strip_ansi(line)  # whole lines: a code may be split across writes
+            self.log.write(line + "\n")
+            self._progress(line)
         return len(text)
+
+    def close(self) -> None:
+        """The last partial line to the log, a finished task still waiting for its name."""
+        if self._buffer:
+            self.log.write(strip_ansi(self._buffer) + "\n")
+            self._buffer = ""
+        self._flush_pending()
+        self.flush()
 
     def flush(self) -> None:
         self.log.flush()
@@ -52,20 +73,41 @@ class ProgressTee:
             self.screen.write(text + "\n")
             self.screen.flush()
 
+    def _done(self, name: str, status: str, took: float) -> None:
+        self._say(f"  [{'done' if status == 'SUCCESS' else 'FAILED':7}] {name} ({took:.1f}s)")
+
+    def _flush_pending(self, name: str | None = None) -> None:
+        if self._pending is not None:
+            base, status, took = self._pending
+            self._pending = None
+            self._done(name or base, status, took)
+
     def _progress(self, line: str) -> None:
+        m = _RECORD_NAME.search(line) if self._pending is not None else None
+        if m and self._pending and m.group(1).startswith(self._pending[0] + "-"):
+            self._flush_pending(m.group(1))
+            return
         if m := _WARNING.search(line):
             self._say(f"  {m.group(1)}")
         elif m := _CACHE_HIT.search(line):
+            self._flush_pending()
             self.cache_hits.append((m.group(1), m.group(2)))
             self._say(f"  [cached ] {m.group(1)}")
         elif m := _EXECUTING.search(line):
-            self._started.setdefault(m.group(1), []).append(time.perf_counter())
-            self._say(f"  [running] {m.group(1)} ...")
+            self._flush_pending()
+            name = m.group(1)
+            self._started.setdefault(name, []).append(time.perf_counter())
+            self._executions[name] = self._executions.get(name, 0) + 1
+            self._say(f"  [running] {name} ...")
         elif m := _FINISHED.search(line):
+            self._flush_pending()
             name, status = m.group(1), m.group(2)
             starts = self._started.get(name) or [time.perf_counter()]
             took = time.perf_counter() - starts.pop(0)
-            self._say(f"  [{'done' if status == 'SUCCESS' else 'FAILED':7}] {name} ({took:.1f}s)")
+            if self._executions.get(name, 0) > 1 and status == "SUCCESS":
+                self._pending = (name, status, took)  # its outputs, printed next, name it
+            else:
+                self._done(name, status, took)
         elif m := _TRIAL.search(line):
             algorithm, number, ok, failed = m.groups()
             self._say(f"      tune {algorithm} #{number}: {ok or 'failed: ' + failed}")

@@ -23,6 +23,22 @@ MODEL_FILE = "model.joblib"
 FEATURE_SPEC_FILE = "feature_spec.json"
 
 
+def restore_ints(value: Any) -> Any:
+    """`value` with every whole-number float turned back into an int, in nested dicts and lists.
+
+    KFP passes dict parameters and artifact metadata through protobuf Struct, whose only number
+    type is a double: the 137911 rows or the year 2015 a stage wrote come back as 137911.0 and
+    2015.0. Apply where such values are read back, so they print as the user wrote them.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: restore_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore_ints(v) for v in value]
+    return value
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ""):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""

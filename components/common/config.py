@@ -1187,7 +1187,21 @@ def load_pipeline_config(
         data = _merge(data, _read_yaml(profile_path(profile)))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    return _validate(PipelineConfig, data, path)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = describe_errors(PipelineConfig, exc)
+        raise ConfigError("\n".join(_blame(x, path, overrides) for x in lines)) from None
+
+
+def _blame(problem: str, path: Path, overrides: dict[str, Any] | None) -> str:
+    """`problem` ("key: what is wrong") prefixed with where the key's value came from: the
+    `--set` flag that set it (or a key above or below it), else the config file."""
+    key = problem.split(":", 1)[0]
+    for dotted in overrides or {}:
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+            return f"--set {problem}"
+    return f"{path}: {problem}"
 
 
 def load_settings(
@@ -1198,8 +1212,8 @@ def load_settings(
 ) -> Settings:
     pipeline = load_pipeline_config(config_path, overrides, profile)
     schema = load_data_schema(schema_path)
-    _check_feature_references(pipeline, schema, Path(config_path))
-    _check_time_windows(pipeline, schema, Path(config_path))
+    _check_feature_references(pipeline, schema, Path(config_path), overrides)
+    _check_time_windows(pipeline, schema, Path(config_path), overrides)
     return Settings(
         pipeline=pipeline,
         schema=schema,
@@ -1208,7 +1222,12 @@ def load_settings(
     )
 
 
-def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path: Path) -> None:
+def _check_feature_references(
+    pipeline: PipelineConfig,
+    schema: DataSchema,
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+) -> None:
     """Keys of the pipeline config that name features must name the schema's features."""
     known = set(schema.feature_names)
     slices = pipeline.evaluation.slices
@@ -1219,21 +1238,26 @@ def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, path
         "feature_engineering.degrade.drop_features": degrade.drop_features,
     }
     problems = [
-        f"{path}: {key}: unknown feature(s) {sorted(set(names) - known)}"
+        f"{key}: unknown feature(s) {sorted(set(names) - known)}"
         for key, names in references.items()
         if set(names) - known
     ]
     numeric = {n for n, f in schema.features.items() if f.kind == "numeric"}
     problems += [
-        f"{path}: evaluation.slices.buckets: {name} is not numeric (slice it by value instead)"
+        f"evaluation.slices.buckets: {name} is not numeric (slice it by value instead)"
         for name in slices.buckets
         if name in known and name not in numeric
     ]
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
 
 
-def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, path: Path) -> None:
+def _check_time_windows(
+    pipeline: PipelineConfig,
+    schema: DataSchema,
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+) -> None:
     """Windows must fit the schema's time kind: numbers for `number`, dates for `timestamp`."""
     from components.common import timekeys
 
@@ -1249,13 +1273,13 @@ def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, path: Path
         try:
             timekeys.check_window(*bounds, time) if bounds else None
         except ValueError as exc:
-            problems.append(f"{path}: {key}: {exc}")
+            problems.append(f"{key}: {exc}")
     monitoring = pipeline.monitoring
     if schema.time.kind == "timestamp":
         # why: automatic retraining steps its windows in integer years (monitor/actions.py)
         if monitoring.retrain_window_years:
             problems.append(
-                f"{path}: monitoring.retrain_window_years: not supported for a timestamp time "
+                "monitoring.retrain_window_years: not supported for a timestamp time "
                 "column (set it to null)"
             )
         retrains = [
@@ -1263,11 +1287,11 @@ def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, path: Path
         ]
         if retrains:
             problems.append(
-                f"{path}: monitoring.decision.{retrains[0]}: automatic retraining needs a number "
+                f"monitoring.decision.{retrains[0]}: automatic retraining needs a number "
                 "time column (years); with a timestamp one set on_drift and on_decay to alert"
             )
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

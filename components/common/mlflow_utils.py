@@ -7,6 +7,7 @@ local store.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,10 @@ def configure(uri: str = "", stage: str = "mlflow") -> str:
     creating a local store's folder."""
     import mlflow
 
+    # MLflow draws a tqdm bar on stderr for every artifact download (register, deploy, serve,
+    # approve): noise in a terminal and hundreds of lines in a run's log. Off unless the user
+    # set the variable; MLflow reads it at each download.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = runtime_env.tracking_uri(stage, uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

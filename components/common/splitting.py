@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from components.common import timekeys
+from components.common.artifacts import restore_ints
 from components.common.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +28,7 @@ def split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (train, test). `split_cfg` is `feature_engineering.split` as a plain dict; `time`
     is the schema's `time` block (how the time column is read: components.common.timekeys)."""
+    split_cfg = restore_ints(split_cfg)  # via KFP: [2015.0, 2015.0] would print as such
     method = split_cfg.get("method", "time")
     if method == "time":
         if not time_column or time_column not in df.columns:

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from components.common import runtime_env, timekeys
-from components.common.artifacts import atomic_path, sha256_file
+from components.common.artifacts import atomic_path, restore_ints, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
 from components.ingest import checks as ingest_checks
@@ -386,6 +386,7 @@ def commit(meta: dict[str, Any]) -> dict[str, Any]:
     Idempotent (committing the same batch twice is a no-op); refuses to move a watermark that
     another run advanced since this batch was read (compare-and-set).
     """
+    meta = restore_ints(meta)  # KFP hands the metadata back with doubles: id 137910 stays an int
     wm = meta.get("watermark")
     store = open_store("committing an incremental load" if wm else None)
     if store is None:

@@ -79,7 +79,7 @@ def build_kserve_app(model: TabularModel):
     for exc, handler in [
         (errors.InvalidInput, errors.invalid_input_handler),
         (errors.InferenceError, errors.inference_error_handler),
-        (errors.ModelNotFound, errors.model_not_found_handler),
+        (errors.ModelNotFound, _model_not_found_handler),
         (errors.ModelNotReady, errors.model_not_ready_handler),
         (NotImplementedError, errors.not_implemented_error_handler),
         (errors.UnsupportedProtocol, errors.unsupported_protocol_error_handler),
@@ -89,6 +89,15 @@ def build_kserve_app(model: TabularModel):
     ]:
         app.add_exception_handler(exc, handler)
     return app
+
+
+async def _model_not_found_handler(request, exc: Exception):
+    """404 for a model name this server does not serve: the client's mistake, so one line at
+    INFO, not KServe's ERROR with a traceback (a probe for a wrong name would fill the log)."""
+    from fastapi.responses import JSONResponse
+
+    log.info("404 %s: %s", request.url.path, exc)
+    return JSONResponse(status_code=404, content={"error": str(exc)})
 
 
 async def _generic_exception_handler(request, exc: Exception):

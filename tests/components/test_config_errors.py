@@ -142,3 +142,32 @@ def test_stages_word_config_errors_the_same_way():
     assert str(error.value).endswith(
         "invalid deployment config: environment: got 'cloud'; allowed: 'local' or 'kserve'"
     )
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model_training.max_trials=abc", "--set model_training.max_trials: got 'abc'; allowed"),
+        ("model_training.bogus=1", "--set model_training.bogus: unknown key (allowed: "),
+        ("evaluation.slices.features=[NOPE]", "--set evaluation.slices.features: unknown feature"),
+    ],
+)
+def test_a_bad_set_flag_is_blamed_not_the_config_file(override, expected, capsys):
+    """What `mlpipe` prints: the `--set` flag is named, the (valid) config file is not."""
+    from pipelines.cli import main
+
+    code = main(["compile", "--set", override, "--output", "/dev/null"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines()[1].startswith(expected), err
+    assert str(DEFAULT_PIPELINE_CONFIG) not in err
+
+
+def test_a_bad_config_file_is_still_blamed_when_a_set_flag_is_valid(tmp_path):
+    data = yaml.safe_load(DEFAULT_PIPELINE_CONFIG.read_text())
+    data["model_training"]["seed"] = "abc"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as error:
+        load_pipeline_config(path, overrides={"model_training.max_trials": 3})
+    assert _lines(error, path) == ["model_training.seed: got 'abc'; allowed: an integer"]

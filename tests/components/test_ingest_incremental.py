@@ -287,3 +287,30 @@ def test_mlpipe_data_list_show_and_watermarks(tmp_path, sample_data, state, caps
     assert main(["data", "reset-watermark", key]) == 0
     assert state.watermarks() == {}
     assert main(["data", "show", "zzzz"]) == 1
+
+
+def _through_kfp(value):
+    """What KFP hands a task back: every number a double (protobuf Struct), 2016 -> 2016.0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
+        return value
+    if isinstance(value, dict):
+        return {k: _through_kfp(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_through_kfp(v) for v in value]
+    return float(value)
+
+
+def test_a_watermark_and_a_window_that_went_through_kfp_print_as_ints(tmp_path, full_data, state):
+    src = tmp_path / "src.parquet"
+    full_data[full_data.year == 2015].head(300).to_parquet(src)
+    cfg = incremental(src, column="id")
+    meta, df = load(tmp_path, cfg, "r1")
+    last = int(df.id.max())
+    assert commit(_through_kfp(meta))["value"] == last
+    (record,) = state.watermarks().values()
+    assert record["value"] == last and isinstance(record["value"], int)
+    with pytest.raises(NoNewData, match=rf"above the watermark id > {last}$"):
+        load(tmp_path, cfg, "r2")
+    windowed = _through_kfp({"source_url": str(src), "window": {"start": 2016, "end": 2016}})
+    with pytest.raises(DataError, match=r"no rows with year in 2016-2016$"):
+        run(str(src), str(tmp_path / "w.parquet"), windowed, "year")

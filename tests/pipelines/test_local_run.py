@@ -84,7 +84,7 @@ def task_walls(proc: subprocess.CompletedProcess) -> dict[str, float]:
     for line in proc.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] in PURE and parts[1] in ("succeeded", "cached"):
-            walls[parts[0]] = float(parts[2])
+            walls[parts[0]] = float(parts[2].strip("()"))  # a cached task's time is bracketed
     return walls
 
 
@@ -161,6 +161,10 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     assert any(r.endswith("-evaluation.html") for r in reports)
     assert any(r.endswith("-validation.html") for r in reports)
     assert "mlflow ui --backend-store-uri" in proc.stdout
+    # the run's log: no colour codes, and it ends with the summary the console printed
+    log = Path(proc.stdout.split("(log: ")[1].split(")")[0]).read_text()
+    assert "\x1b[" not in log
+    assert log.rstrip("\n").endswith(proc.stdout[proc.stdout.index("\ntask ") :].strip())
     # the MLflow run holds the stages' params and metrics and the logged model
     run = mlflow.get_run(champion.run_id)
     assert run.data.metrics["roc_auc"] >= 0.85

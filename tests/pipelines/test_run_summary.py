@@ -59,3 +59,108 @@ def test_progress_shows_a_stages_warning_lines_and_hides_its_other_output():
         "  warning: validate: SEX drift linf 0.5 > 0.1 (train 2015 vs test 2016) — report: r.html"
     ]
     assert "read 2,000 rows" in log.getvalue()
+
+
+def test_the_log_has_no_colour_codes_and_a_fanned_out_task_is_named_by_its_record():
+    screen, log = io.StringIO(), io.StringIO()
+    tee = ProgressTee(log, screen)
+    for _ in range(2):
+        tee.write("11:19:35 - INFO - Executing task \x1b[96m'tune'\x1b[0m\n")
+    for algorithm in ("lightgbm", "xgboost"):
+        # the colour code split across two writes, as a stream may deliver it
+        tee.write("11:19:54 - INFO - Task \x1b[96m'tune'\x1b")
+        tee.write("[0m finished with status \x1b[92mSUCCESS\x1b[0m\n")
+        tee.write("11:19:54 - INFO - Task \x1b[96m'tune'\x1b[0m outputs:\n")
+        tee.write(f"    metadata={{'task': {{'task': 'tune-{algorithm}', 'rows': None}}}}\n")
+    tee.write("11:19:55 - INFO - Executing task \x1b[96m'select'\x1b[0m\n")
+    tee.write("trailing line without newline \x1b[1m")
+    tee.close()
+    assert "\x1b" not in log.getvalue()
+    assert "Task 'tune' finished with status SUCCESS" in log.getvalue()
+    assert log.getvalue().endswith("trailing line without newline \n")
+    done = [x.split("(")[0].strip() for x in screen.getvalue().splitlines() if "[done" in x]
+    assert done == ["[done   ] tune-lightgbm", "[done   ] tune-xgboost"]
+
+
+def test_a_task_that_ran_once_is_reported_when_it_finishes():
+    screen = io.StringIO()
+    tee = ProgressTee(io.StringIO(), screen)
+    tee.write("Executing task 'ingest'\nTask 'ingest' finished with status SUCCESS\n")
+    assert screen.getvalue().splitlines()[-1].startswith("  [done   ] ingest (")
+
+
+def _cached(task: str, rows: int | float | None, wall: float) -> dict:
+    return {**_row(task, {}), "cached": True, "rows": rows, "wall_s": wall, "cpu_s": wall}
+
+
+def test_cached_tasks_show_their_original_times_in_brackets_and_whole_numbers(settings):
+    result = RunResult(
+        True,
+        9.0,
+        tasks=[_cached("ingest", 137911, 12.5), _row("gate", {})],
+        gate={"mode": "absolute"},
+        gate_passed=True,
+    )
+    lines = format_summary(result, settings).splitlines()
+    ingest = next(x for x in lines if x.startswith("ingest "))
+    assert ingest.split() == ["ingest", "cached", "(12.50)", "(12.50)", "100", "137,911"]
+    gate = next(x for x in lines if x.startswith("gate "))
+    assert gate.split()[:3] == ["gate", "succeeded", "1.00"]
+    assert "(cached: served from an earlier run; its times in brackets)" in lines
+
+
+def test_a_cached_tasks_record_comes_back_with_ints(tmp_path):
+    """kfp.local's cache holds the metadata as protobuf numbers (doubles): 137911 -> 137911.0."""
+    import json
+
+    from pipelines.local_run import _cached_record
+
+    task = {
+        "task": "ingest",
+        "rows": 137911.0,
+        "wall_s": 2.5,
+        "details": {"window": {"start": 2015.0}},
+    }
+    (tmp_path / "abc123.json").write_text(json.dumps({"data": {"metadata": {"task": task}}}))
+    rec = _cached_record(tmp_path, "abc")
+    assert rec is not None and f"{rec.rows:,}" == "137,911"
+    assert rec.details["window"] == {"start": 2015}
+    assert rec.wall_s == 2.5
+
+
+def test_a_nothing_new_run_does_not_say_ingest_failed(settings):
+    row = {**_row("ingest", {}), "status": "failed"}
+    result = RunResult(
+        True, 3.0, tasks=[row], failed_stage="ingest", error="nothing new", nothing_new=True
+    )
+    lines = format_summary(result, settings).splitlines()
+    assert next(x for x in lines if x.startswith("ingest ")).split()[1:4] == ["no", "new", "data"]
+    assert "failed" not in format_summary(result, settings)
+
+
+def test_a_failed_source_prints_no_empty_run_id_or_zero_wall_time_and_the_log_ends_with_it(
+    tmp_path, capsys, monkeypatch
+):
+    """Through the CLI: a source that does not exist fails before any task runs."""
+    from pipelines.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    missing = tmp_path / "missing.parquet"
+    code = main(
+        [
+            "run",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--set",
+            f"data_ingestion.source_url={missing}",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "None" not in printed
+    assert "pipeline wall time" not in printed
+    assert "pipeline not started: no task ran" in printed
+    assert f"FAILED at stage ingest: file not found: {missing}" in printed
+    (log,) = (tmp_path / "out" / "logs").glob("*.log")
+    summary = printed[printed.index("\npipeline not started") :].strip()
+    assert log.read_text().rstrip("\n").endswith(summary)

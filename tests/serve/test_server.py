@@ -84,6 +84,19 @@ def test_health_and_metadata(server, offline):
     assert missing.status_code == 404 and "other" in missing.json()["error"]
 
 
+def test_an_unknown_model_name_is_a_404_without_a_traceback_in_the_server_log(server):
+    for method, path in [
+        ("post", "/v1/models/other:predict"),
+        ("get", "/v2/models/other"),
+        ("get", "/v2/models/other/ready"),
+    ]:
+        answer = requests.request(method, server.url + path, json={}, timeout=10)
+        assert answer.status_code == 404 and "other" in answer.json()["error"], path
+    # the log as the server wrote it so far (each handler's log call returns before the answer)
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "ModelNotFound" not in log, log[-2000:]
+
+
 def test_bad_request_is_400_with_the_field(server, offline):
     row = {**offline[1][0], "SEX": 3}
     r = requests.post(server.v1_url, json={"instances": [offline[1][0], row]}, timeout=10)
