@@ -22,6 +22,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier
 
+from components.common import categories
 from components.common.artifacts import save_model, write_dataset
 from components.common.config import DataSchema, FeatureConfig
 from components.common.errors import DataError
@@ -123,6 +124,12 @@ def run(
     missing = [c for c in [*all_features, label] if c not in df.columns]
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
+    # string categories become their codes here, so every later stage (and the model) sees ints;
+    # validate already blocked unseen texts, this guards a run that skipped it
+    for name, spec in schema.features.items():
+        if categories.is_string(spec) and (bad := categories.unseen(df[name], spec)):
+            raise DataError(STAGE, f"feature {name!r}: values not declared {bad[:3]}", subject=name)
+    df = categories.encode_frame(df, schema.features)
     split_cfg = feature_cfg["split"]
     train, test = split(df, split_cfg, label, schema.time_column, STAGE)
 
