@@ -178,3 +178,22 @@ def test_tfdv_gets_a_string_domain_and_reports_an_unseen_text(tmp_path):
     assert "Unemployed" in " ".join(f["description"] for f in tfdv)
     project = [f for f in findings("bad") if f["source"] == "project" and f["kind"] == "blocking"]
     assert [(f["feature"], f["check"]) for f in project] == [("employer", "unseen_value")]
+
+
+# ---------------------------------------------------------------- schema infer
+
+
+def test_a_draft_declares_few_texts_as_string_categories_and_ignores_free_text(tmp_path):
+    from components.common.config import load_data_schema
+    from components.validate.draft import draft_schema, render
+
+    df = string_frame(600)
+    path = tmp_path / "schema.yaml"
+    path.write_text(render(draft_schema(df, "label", "year", "person_id"), "x"))
+    schema = load_data_schema(path)
+    assert schema.features["employer"].dtype == "string"
+    assert schema.features["employer"].values == sorted(EMPLOYERS)
+    assert schema.features["degree"].values == sorted(set(df["degree"]))
+    assert sorted(schema.columns.ignore) == ["comment", "reviewed"]
+    contract = Contract.from_dict(schema.model_dump(mode="json"))
+    assert _blocking(df, contract) == []
