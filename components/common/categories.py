@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 
 UNSEEN = -1  # the code of a text not in `values` (never a real code: codes start at 0)
+# a Dataset of codes names the mapping its codes follow here (DataFrame.attrs: pandas keeps them
+# in the Parquet file), so a model trained on another mapping can be re-coded or refused
+ATTRS_KEY = "mlpipe_categories"
 
 
 def is_string(spec: Any) -> bool:
@@ -83,3 +86,55 @@ def recode(codes: pd.Series, old: Any, new: Any) -> pd.Series:
 def same_mapping(old: Any, new: Any) -> bool:
     """Both specs give every text the same code (appending to `values` keeps old codes)."""
     return _values(old) == _values(new)
+
+
+def mark(df: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
+    """`df` (codes) labelled with the mapping of each string feature in it: {name: values}."""
+    df = df.copy()
+    df.attrs[ATTRS_KEY] = {
+        n: _values(s) for n, s in features.items() if is_string(s) and n in df.columns
+    }
+    return df
+
+
+def for_model(df: pd.DataFrame, model_features: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows marked by `mark` with each string feature re-coded to the model's own mapping (its
+    feature spec). Raises ValueError (one line) when that cannot be done right: the rows carry no
+    mapping, or hold a text the model has no code for."""
+    marked = df.attrs.get(ATTRS_KEY)
+    out = df
+    for entry in model_features:
+        name = entry["name"]
+        if not is_string(entry):
+            if marked and name in marked:
+                raise ValueError(f"feature {name!r}: the model takes integer codes, the rows texts")
+            continue
+        if marked is None or name not in marked:
+            raise ValueError(f"feature {name!r}: the rows do not say which texts their codes mean")
+        rows = {"values": marked[name]}
+        if same_mapping(entry, rows):
+            continue
+        recoded = recode(df[name], entry, rows)
+        lost = df[name][(recoded == UNSEEN) & df[name].notna()]
+        if len(lost):
+            texts = sorted(set(decode(lost.unique(), rows)), key=str)
+            raise ValueError(
+                f"feature {name!r}: the model has no code for {texts[:3]} "
+                f"({len(lost)} rows): its values are {_values(entry)[:8]}"
+            )
+        if out is df:
+            out = df.copy()
+        out[name] = recoded
+    return out
+
+
+def as_texts(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows marked by `mark` with each string feature's codes back as texts (for display)."""
+    marked = df.attrs.get(ATTRS_KEY) or {}
+    if not marked:
+        return df
+    out = df.copy()
+    for name, values in marked.items():
+        if name in out.columns:
+            out[name] = decode(out[name], {"values": values})
+    return out

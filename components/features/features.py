@@ -176,7 +176,8 @@ def run(
     train_meta = write_dataset(train[columns], train_out)
     # the test rows keep every schema feature: the champion (maybe trained on other features) is
     # scored on them, and slices may cut by features the model does not use
-    test_meta = write_dataset(test[[*keys, *all_features, label]], test_out)
+    test_rows = categories.mark(test[[*keys, *all_features, label]], schema.features)
+    test_meta = write_dataset(test_rows, test_out)
     transformer_meta = save_model(transformer, transformer_out, spec)
     return {
         "train": {**train_meta, "positive_rate": float(train[label].mean())},
