@@ -138,3 +138,31 @@ def as_texts(df: pd.DataFrame) -> pd.DataFrame:
         if name in out.columns:
             out[name] = decode(out[name], {"values": values})
     return out
+
+
+def _text_column(series: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
+def to_texts(df: pd.DataFrame, model_features: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows in either form (raw texts, or a request log's codes) with every string feature of the
+    model's spec as texts: the form of the training statistics a batch is compared with."""
+    out = df
+    for entry in model_features:
+        name = entry["name"]
+        if is_string(entry) and name in df.columns and not _text_column(df[name]):
+            out = out.copy() if out is df else out
+            out[name] = pd.Series(decode(df[name], entry), index=df.index, dtype=object)
+    return out
+
+
+def to_codes(df: pd.DataFrame, model_features: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows in either form with every string feature of the model's spec as its codes: what the
+    model scores (an undeclared text becomes UNSEEN)."""
+    out = df
+    for entry in model_features:
+        name = entry["name"]
+        if is_string(entry) and name in df.columns and _text_column(df[name]):
+            out = out.copy() if out is df else out
+            out[name] = encode(df[name], entry)
+    return out

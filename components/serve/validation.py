@@ -349,13 +349,12 @@ def _text_column(rule: FeatureRule, values: list[Any], n: int) -> list[int]:
         code = texts.get(value) if type(value) is str else None
         if code is None:
             problem = (
-                f"is not one of the declared values (allowed: {rule.describe_domain()})"
+                f"value {_short(value)} is not one of the declared values "
+                f"(allowed: {rule.describe_domain()})"
                 if type(value) is str
-                else f"expected a string, got {_type_name(value)}"
+                else f"expected a string, got {_type_name(value)} {_short(value)}"
             )
-            raise RequestError(
-                f"{_where(i, n)}field {rule.name!r}: value {_short(value)} {problem}", rule.name, i
-            )
+            raise RequestError(f"{_where(i, n)}field {rule.name!r}: {problem}", rule.name, i)
         out.append(code)
     return out
 

@@ -197,3 +197,16 @@ def test_a_draft_declares_few_texts_as_string_categories_and_ignores_free_text(t
     assert sorted(schema.columns.ignore) == ["comment", "reviewed"]
     contract = Contract.from_dict(schema.model_dump(mode="json"))
     assert _blocking(df, contract) == []
+
+
+# ---------------------------------------------------------------- monitoring representation
+
+
+def test_a_request_log_and_a_raw_batch_meet_in_texts_for_drift_and_in_codes_for_scoring():
+    entry = {"name": "employer", **SPEC.model_dump(mode="json", exclude_none=True)}
+    logged = pd.DataFrame({"employer": [1, 0, 2], "age": [30, 40, 50]})  # the validator's codes
+    raw = pd.DataFrame({"employer": ["a", "b", "c"], "age": [30, 40, 50]}, dtype=object)
+    assert categories.to_texts(logged, [entry])["employer"].tolist() == ["a", "b", "c"]
+    assert categories.to_texts(raw, [entry]) is raw
+    assert categories.to_codes(raw, [entry])["employer"].tolist() == [1, 0, 2]
+    assert categories.to_codes(logged, [entry]) is logged

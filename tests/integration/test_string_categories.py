@@ -84,11 +84,14 @@ def test_string_categories_from_draft_to_served_predictions(tmp_path):
     pipeline_wall = time.perf_counter() - started
 
     model_dir = next((out / "models").iterdir())
+    log = tmp_path / "requests.jsonl"
+    people = string_frame(3000)
+    served = people[people["year"] == 2016].head(400)
     rows = [
         {"age": 34, "degree": "Master", "employer": "Private"},
         {"age": 61, "degree": "None", "employer": "Self-emp"},
     ]
-    with start_server(model_dir, MODEL) as server:
+    with start_server(model_dir, MODEL, request_log=log) as server:
         r = requests.post(server.v1_url, json={"instances": rows}, timeout=10)
         assert r.status_code == 200, r.text
         v1 = r.json()["predictions"]
@@ -110,5 +113,39 @@ def test_string_categories_from_draft_to_served_predictions(tmp_path):
         bad = {"instances": [{**rows[0], "employer": "Pirate"}]}
         r = requests.post(server.v1_url, json=bad, timeout=10)
         assert r.status_code == 400 and "'Pirate'" in r.json()["error"]
+        instances = served[["age", "degree", "employer"]].to_dict("records")
+        instances = [{**row, "age": int(row["age"])} for row in instances]
+        r = requests.post(server.v1_url, json={"instances": instances}, timeout=30)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 10  # the log is flushed once a second
+        while time.monotonic() < deadline and (
+            not log.exists() or len(log.read_text().splitlines()) < 4
+        ):
+            time.sleep(0.2)
     assert v1[0] > v1[1]  # the signal the data was built with: Private + Master vs Self-emp
     print(f"draft + run + register: {pipeline_wall:.1f} s")
+
+    # monitoring: the request log (the validator's codes) and a raw batch (texts) are both
+    # compared with the training statistics (texts): same rows, no drift, no anomaly
+    from components.common.config import CostMatrix, MonitoringConfig
+    from components.monitor.batch import read_request_log
+    from components.monitor.monitor import run as monitor
+
+    logged, _ = read_request_log(log)
+    assert len(logged) == 400 + 4 and set(logged["employer"].unique()) <= {0, 1, 2}
+    logged.to_parquet(tmp_path / "logged.parquet", index=False)
+    served.to_parquet(tmp_path / "raw.parquet", index=False)
+    for name in ("logged", "raw"):
+        result = monitor(
+            str(tmp_path / f"{name}.parquet"),
+            drafted,
+            MonitoringConfig().model_dump(mode="json"),
+            CostMatrix().model_dump(mode="json"),
+            MODEL,
+            str(tmp_path / f"monitor-{name}"),
+            tracking_uri=default_tracking_uri(out / "mlflow"),
+        )
+        assert result["anomalies"] == [], (name, result["anomalies"])
+        for feature in ("employer", "degree"):
+            drift = result["drift"][feature]
+            assert drift["metric"] == "linf" and drift["value"] < 0.1, (name, feature, drift)
