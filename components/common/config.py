@@ -78,18 +78,31 @@ class DriftCheck(_Strict):
 
 class FeatureSpec(_Strict):
     kind: Literal["numeric", "categorical"]
-    dtype: Literal["int", "float"]
+    dtype: Literal["int", "float", "string"]
     description: str = ""
     # numeric: the declared range (blocking outside it)
     min: float | None = None
     max: float | None = None
-    # categorical: the full set of codes, as a list or an inclusive range (blocking outside it)
-    values: list[int] | IntRange | None = None
+    # categorical: the full set of codes, as a list or an inclusive range (blocking outside it);
+    # dtype string: the list of texts, whose positions are the codes the model sees
+    # (components/common/categories.py)
+    values: list[int] | IntRange | list[str] | None = None
     max_missing_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
     drift: DriftCheck | None = None
 
     @model_validator(mode="after")
     def _domain_matches_kind(self) -> FeatureSpec:
+        texts = isinstance(self.values, list) and any(isinstance(v, str) for v in self.values)
+        if self.dtype == "string":
+            if self.kind != "categorical":
+                raise ValueError("dtype string is for categorical features only")
+            if not isinstance(self.values, list) or not texts:
+                raise ValueError("a string feature lists its values: a non-empty list of strings")
+            repeated = sorted({v for v in self.values if self.values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"values {repeated} listed more than once")
+        elif texts:
+            raise ValueError(f"string values need dtype string (dtype is {self.dtype})")
         if self.kind == "categorical":
             if self.values is None:
                 raise ValueError("a categorical feature must declare its codes in `values`")
@@ -103,7 +116,9 @@ class FeatureSpec(_Strict):
         return self
 
     def codes(self) -> list[int]:
-        """Every allowed code of a categorical feature."""
+        """Every allowed code of a categorical feature (a string feature: 0..len(values)-1)."""
+        if self.dtype == "string":
+            return list(range(len(self.values or [])))
         if isinstance(self.values, IntRange):
             return list(range(self.values.min, self.values.max + 1))
         return list(self.values or [])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common import categories
 from components.common.artifacts import load_model, read_dataset, write_json
 from components.common.errors import DataError, StageError
 from components.evaluate import explain, metrics, slices
@@ -164,7 +165,11 @@ def evaluate_model(
     features = [f["name"] for f in spec["features"]]
     label = spec["label"]
     y = check_test_set(df, features, label, test_path)
-    p = score(model, df[features])
+    try:  # string features: the rows' codes in the model's own mapping, never silently others
+        scored = categories.for_model(df, spec["features"])
+    except ValueError as exc:
+        raise DataError(STAGE, f"cannot score the test set: {exc}", subject="model") from None
+    p = score(model, scored[features])
 
     cost_fp, cost_fn = cfg["cost"]["false_positive"], cfg["cost"]["false_negative"]
     if cfg["decision_threshold"] == "min_cost":
@@ -197,7 +202,7 @@ def evaluate_model(
         "confusion_matrix": metrics.confusion(y, p, threshold, label),
         "curves": metrics.curves(y, p, cost_fp, cost_fn),
         "slices": slices.compute_slices(
-            df,
+            categories.as_texts(df),  # a string feature's slices named by its texts
             y,
             p,
             threshold,
@@ -212,7 +217,7 @@ def evaluate_model(
         categorical = {f["name"] for f in spec["features"] if f.get("kind") == "categorical"}
         summary["explain"] = explain.explain(
             lambda X: score(model, X),
-            df[features],
+            scored[features],
             y,
             categorical,
             sample_rows_n=ex["sample_rows"],

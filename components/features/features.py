@@ -22,7 +22,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier
 
-from components.common import timekeys
+from components.common import categories, timekeys
 from components.common.artifacts import save_model, write_dataset
 from components.common.config import DataSchema, FeatureConfig
 from components.common.errors import DataError
@@ -124,6 +124,12 @@ def run(
     missing = [c for c in [*all_features, label] if c not in df.columns]
     if missing:
         raise DataError(STAGE, f"column {missing[0]!r} is missing", subject=missing[0])
+    # string categories become their codes here, so every later stage (and the model) sees ints;
+    # validate already blocked unseen texts, this guards a run that skipped it
+    for name, spec in schema.features.items():
+        if categories.is_string(spec) and (bad := categories.unseen(df[name], spec)):
+            raise DataError(STAGE, f"feature {name!r}: values not declared {bad[:3]}", subject=name)
+    df = categories.encode_frame(df, schema.features)
     split_cfg = feature_cfg["split"]
     train, test = split(df, split_cfg, label, schema.time_column, STAGE, schema.time.model_dump())
 
@@ -176,7 +182,8 @@ def run(
     train_meta = write_dataset(train[columns], train_out)
     # the test rows keep every schema feature: the champion (maybe trained on other features) is
     # scored on them, and slices may cut by features the model does not use
-    test_meta = write_dataset(test[[*keys, *all_features, label]], test_out)
+    test_rows = categories.mark(test[[*keys, *all_features, label]], schema.features)
+    test_meta = write_dataset(test_rows, test_out)
     transformer_meta = save_model(transformer, transformer_out, spec)
     return {
         "train": {**train_meta, "positive_rate": float(train[label].mean())},

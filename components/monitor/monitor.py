@@ -16,8 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components.common import registry, tfdv_env
-from components.common.artifacts import atomic_dir, read_json, write_json, write_text
+from components.common import categories, registry, tfdv_env
+from components.common.artifacts import (
+    FEATURE_SPEC_FILE,
+    atomic_dir,
+    read_json,
+    write_json,
+    write_text,
+)
 from components.common.config import DataSchema
 from components.common.errors import StageError
 from components.monitor import decay as decay_mod
@@ -36,8 +42,6 @@ REFERENCE_FILES = ("train_stats.json", "schema.json")
 def fetch_reference(registered_model: str, out_dir: str, tracking_uri: str = "") -> dict[str, Any]:
     """Write the champion's reference to `out_dir`: its training statistics summary, TFDV
     schema, feature spec, and champion.json (version, features, label, evaluation metrics)."""
-    from components.common.artifacts import FEATURE_SPEC_FILE
-
     with tempfile.TemporaryDirectory(prefix="mlpipe-monitor-ref-") as tmp:
         try:
             files, mv = registry.download_extra_files(
@@ -80,9 +84,17 @@ def compute_statistics(
     in the tfdv environment with the champion's schema. Returns anomalies.json."""
     python = python or tfdv_env.tfdv_python(STAGE)
     meta = read_json(Path(reference_dir) / "champion.json")
-    args = ["--data", batch_path, "--schema", str(Path(reference_dir) / "schema.json")]
-    args += ["--features-json", json.dumps(meta["features"]), "--out", str(out_dir)]
-    code, last = tfdv_env.run_module(python, JOB_MODULE, args, log, "monitor:")
+    spec = read_json(Path(reference_dir) / FEATURE_SPEC_FILE)
+    with tempfile.TemporaryDirectory(prefix="mlpipe-monitor-batch-") as tmp:
+        # a request log holds a string feature's codes, the training statistics its texts
+        df = read_table(batch_path)
+        texts = categories.to_texts(df, spec["features"])
+        if texts is not df:
+            batch_path = str(Path(tmp) / "batch.parquet")
+            texts.to_parquet(batch_path, index=False)
+        args = ["--data", batch_path, "--schema", str(Path(reference_dir) / "schema.json")]
+        args += ["--features-json", json.dumps(meta["features"]), "--out", str(out_dir)]
+        code, last = tfdv_env.run_module(python, JOB_MODULE, args, log, "monitor:")
     if code:
         raise RuntimeError(f"the TFDV statistics job failed (exit code {code}): {last}")
     return read_json(Path(out_dir) / "anomalies.json")
@@ -118,7 +130,10 @@ def assess(
             model, _, _ = registry.load_version(
                 champion["registered_model"], champion["version"], tmp, tracking_uri
             )
-        scores = model.predict_proba(labelled[features])[:, 1]
+            spec = read_json(ref / FEATURE_SPEC_FILE)
+        # a raw batch holds a string feature's texts, the model scores codes
+        scores = model.predict_proba(categories.to_codes(labelled, spec["features"])[features])
+        scores = scores[:, 1]
         decay = decay_mod.measure(
             labelled[label].to_numpy(),
             scores,

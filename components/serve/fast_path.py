@@ -49,7 +49,7 @@ class PandasScorer(Scorer):
         self.pipeline = pipeline
         self.names = [f["name"] for f in spec["features"]]
         self.dtypes = {
-            f["name"]: "int64" if f["dtype"] == "int" else "float64" for f in spec["features"]
+            f["name"]: "int64" if f["dtype"] != "float" else "float64" for f in spec["features"]
         }
         self.positive = _positive_column(pipeline)
         self.reason = reason

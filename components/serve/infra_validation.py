@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from components.common import categories
 from components.serve.launch import RunningServer, start_server
+from components.serve.validation import V2_DATATYPES
 
 DEFAULT_ROWS = 200
 DEFAULT_BATCH = 50
@@ -77,11 +79,17 @@ def _rows_and_reference(model_dir: str | Path, test_data: Any, n_rows: int):
         {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         for row in frame.to_dict(orient="records")
     ]
+    # the test rows hold a string feature's codes; a client sends its texts
+    for entry in loaded.spec["features"]:
+        if categories.is_string(entry):
+            texts = categories.decode([r[entry["name"]] for r in rows], entry)
+            for row, text in zip(rows, texts, strict=True):
+                row[entry["name"]] = text
     return loaded.spec, names, rows, reference
 
 
 def _v2_body(names: list[str], spec: dict[str, Any], rows: list[dict[str, Any]]):
-    kinds = {f["name"]: ("INT64" if f["dtype"] == "int" else "FP64") for f in spec["features"]}
+    kinds = {f["name"]: V2_DATATYPES[f["dtype"]] for f in spec["features"]}
     return {
         "inputs": [
             {"name": n, "shape": [len(rows)], "datatype": kinds[n], "data": [r[n] for r in rows]}

@@ -85,7 +85,7 @@ class TabularModel(kserve.Model):
         spec = self.loaded.spec
         self.validator = SpecValidator(spec, self.max_batch, self.name, str(self.version))
         self.scorer = build_scorer(self.loaded.pipeline, spec)
-        self.features = [(f["name"], f["dtype"] == "int") for f in spec["features"]]
+        self.features = [(f["name"], f["dtype"] != "float") for f in spec["features"]]
         self.ready = True
         return self.ready
 

@@ -3,7 +3,9 @@
 Every rejection is a `RequestError` naming the field (and the row for batches); the server turns
 it into HTTP 400 with a JSON message. Rules (see README): every feature present, nothing else;
 integer features take JSON integers only (no floats, no booleans); float features take finite
-numbers; categorical codes must be in the declared domain; numeric values inside min/max.
+numbers; categorical codes must be in the declared domain; numeric values inside min/max; string
+features take one of their declared texts (V2 datatype BYTES), mapped to its code
+(components/common/categories.py) so the matrix holds codes like the model's training data.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from components.common import categories
+
 DEFAULT_MAX_BATCH = 10_000
-V2_DATATYPES = {"int": "INT64", "float": "FP64"}
+V2_DATATYPES = {"int": "INT64", "float": "FP64", "string": "BYTES"}
 _TENSOR_KEYS = frozenset(("name", "shape", "datatype", "data", "parameters"))
 # an Open Inference Protocol request's top-level fields (model_name / model_version: as sent by
 # KServe's InferenceRESTClient; they must agree with the URL's)
@@ -54,10 +58,13 @@ class FeatureRule:
     high: float | None
     codes: frozenset[int] | None  # categorical codes given as a list (a range uses low/high)
     categorical: bool
+    texts: dict[str, int] | None = None  # a string feature: declared text -> code
 
     @classmethod
     def from_spec(cls, entry: dict[str, Any]) -> FeatureRule:
         categorical = entry["kind"] == "categorical"
+        if categories.is_string(entry):
+            return cls(entry["name"], True, None, None, None, True, categories.mapping(entry))
         low, high, codes = entry.get("min"), entry.get("max"), None
         values = entry.get("values")
         if isinstance(values, dict):
@@ -69,9 +76,14 @@ class FeatureRule:
 
     @property
     def datatype(self) -> str:
+        if self.texts is not None:
+            return V2_DATATYPES["string"]
         return V2_DATATYPES["int" if self.integer else "float"]
 
     def describe_domain(self) -> str:
+        if self.texts is not None:
+            shown = list(self.texts)
+            return f"one of {shown[:8]}" + (f" ({len(shown)} values)" if len(shown) > 8 else "")
         if self.codes is not None:
             return f"one of {sorted(self.codes)}"
         if self.categorical:
@@ -146,7 +158,11 @@ class SpecValidator:
         for rule in self.rules:
             value = row.get(rule.name)
             kind = type(value)
-            if kind is int or (kind is float and not rule.integer and math.isfinite(value)):
+            if rule.texts is not None:
+                if kind is not str or value not in rule.texts:
+                    return None
+                values.append(rule.texts[value])
+            elif kind is int or (kind is float and not rule.integer and math.isfinite(value)):
                 if (rule.low is not None and value < rule.low) or (
                     rule.high is not None and value > rule.high
                 ):
@@ -290,6 +306,8 @@ class SpecValidator:
 
 
 def _check_column(rule: FeatureRule, values: list[Any], n: int) -> np.ndarray | list[Any]:
+    if rule.texts is not None:
+        return _text_column(rule, values, n)
     types = set(map(type, values))
     allowed = {int} if rule.integer else {int, float}
     if not types <= allowed:
@@ -321,6 +339,24 @@ def _check_column(rule: FeatureRule, values: list[Any], n: int) -> np.ndarray | 
     if bad.any():
         _domain_error(rule, values, int(np.flatnonzero(bad)[0]), n)
     return column
+
+
+def _text_column(rule: FeatureRule, values: list[Any], n: int) -> list[int]:
+    """A string feature's texts as their codes; a non-text or an undeclared text is a 400."""
+    texts = rule.texts or {}
+    out = []
+    for i, value in enumerate(values):
+        code = texts.get(value) if type(value) is str else None
+        if code is None:
+            problem = (
+                f"value {_short(value)} is not one of the declared values "
+                f"(allowed: {rule.describe_domain()})"
+                if type(value) is str
+                else f"expected a string, got {_type_name(value)} {_short(value)}"
+            )
+            raise RequestError(f"{_where(i, n)}field {rule.name!r}: {problem}", rule.name, i)
+        out.append(code)
+    return out
 
 
 def _in_domain(rule: FeatureRule, value: int | float) -> bool:

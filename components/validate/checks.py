@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common import timekeys
+from components.common import categories, timekeys
 from components.common.config import (
     ColumnsSpec,
     DataSchema,
@@ -221,7 +221,7 @@ def dataset_checks(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]]
     for col in extra:
         out.append(finding(DATASET, col, "unexpected_column", "not declared in the data schema"))
     for col in _typed_columns(contract):
-        if col in columns and not is_numeric(df[col]):
+        if col in columns and _wrong_type(df[col], contract):
             out.append(_type_finding(df[col], col, _declared_dtype(contract, col)))
     if contract.time_column in columns and timekeys.is_timestamp(contract.time):
         out.extend(_unparseable_times(df[contract.time_column], contract))
@@ -259,6 +259,17 @@ def _typed_columns(contract: Contract) -> list[str]:
     return cols
 
 
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
+def _wrong_type(series: pd.Series, contract: Contract) -> bool:
+    """A string feature must hold text, every other typed column numbers."""
+    if _declared_dtype(contract, str(series.name)) == "string":
+        return not _is_text(series) or not all(isinstance(v, str) for v in series.dropna())
+    return not is_numeric(series)
+
+
 def _declared_dtype(contract: Contract, column: str) -> str:
     spec = (contract.features or {}).get(column)
     return spec.dtype if spec is not None else "int"
@@ -267,7 +278,7 @@ def _declared_dtype(contract: Contract, column: str) -> str:
 def _type_finding(series: pd.Series, column: str, dtype: str) -> dict[str, Any]:
     kind = _kind_of(series)
     non_null = series.dropna()
-    if kind == "text":
+    if kind == "text" and dtype != "string":
         as_num = pd.to_numeric(non_null.astype(str), errors="coerce")
         bad = non_null[as_num.isna().to_numpy()]
         if len(bad):
@@ -277,6 +288,10 @@ def _type_finding(series: pd.Series, column: str, dtype: str) -> dict[str, Any]:
         description = f"expected {dtype} values, found text: {detail}"
     else:
         description = f"expected {dtype} values, found {kind}"
+    if dtype == "string" and kind == "text":  # text mixed with numbers or other objects
+        bad = non_null[[not isinstance(v, str) for v in non_null]]
+        description = f"expected string values, found {_plural(len(bad), 'non-text value')} "
+        description += f"(e.g. {_examples(bad.astype(str))})"
     return finding(DATASET, column, "wrong_type", description)
 
 
@@ -392,6 +407,19 @@ def _feature_checks(
 ) -> list[dict[str, Any]]:
     name = str(series.name)
     out = _missing(series, window, allowed_missing)
+    if spec.dtype == "string":
+        unseen = categories.unseen(series, spec)
+        if unseen:
+            n = int((~series.isin(spec.values or []) & series.notna()).sum())
+            out.append(
+                finding(
+                    window,
+                    name,
+                    "unseen_value",
+                    f"{_plural(n, 'value')} not in the declared values: {_examples(unseen)}",
+                )
+            )
+        return out
     values = as_float(series)
     present = values[~np.isnan(values)]
     infinite = present[np.isinf(present)]
@@ -539,7 +567,7 @@ def project_findings(
     reported = {f["feature"] for f in out if f["check"] in ("missing_column", "wrong_type")}
     windows, split_findings = split_windows(df, contract, split_cfg, reported)
     out += split_findings
-    skip = {c for c in df.columns if c in _typed_columns(contract) and not is_numeric(df[c])}
+    skip = {c for c in df.columns if c in _typed_columns(contract) and _wrong_type(df[c], contract)}
     for name, part in windows.items():
         out += window_checks(part, name, contract, skip)
     out += constant_findings(df, windows, contract)

@@ -5,7 +5,9 @@ run in the tfdv environment like the validate job) adds its type and missing cou
 the string domain of a text column. Every guess is written as a YAML comment, and the draft is
 checked against the config model before it is returned, so it always loads.
 
-Not drafted yet (the schema cannot say them): text, true/false and timestamp columns; they are
+A text column with few distinct values (the same limits as integer categories) becomes a
+`dtype: string` categorical feature listing its sorted observed values. Not drafted (the schema
+cannot say them): text with many distinct values, true/false and timestamp columns; they are
 listed under `columns.ignore`, each with a comment saying why. The label must be binary and numeric.
 """
 
@@ -118,12 +120,17 @@ def _not_drafted(series: pd.Series, tfdv: dict[str, Any] | None) -> str | None:
     if pd.api.types.is_datetime64_any_dtype(series):
         return "timestamp values (not a feature; a time column: --time-column)"
     if not is_numeric(series):
+        if _few_texts(series):
+            return None
         domain = (tfdv or {}).get("string_domain")
         uniques = sorted(map(str, non_null.unique()))
         found = f"{len(uniques)} distinct, e.g. {_examples(uniques)}"
         if domain:
             found += f"; TFDV infers a string domain of {len(domain)} values"
-        return f"string values ({found}); the schema has no text categories yet"
+        return (
+            f"string values ({found}); too many distinct values for a category (at most "
+            f"{MAX_CATEGORICAL_CODES}, each seen {MIN_REPEATS}+ times on average)"
+        )
     if non_null.empty:
         return "no values"
     infinite = int(np.isinf(non_null.to_numpy(dtype="float64")).sum())
@@ -132,15 +139,31 @@ def _not_drafted(series: pd.Series, tfdv: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _few_texts(series: pd.Series) -> bool:
+    """Only texts, few enough distinct ones to be a category (the integer codes' limits)."""
+    non_null = series.dropna()
+    if non_null.empty or not all(isinstance(v, str) for v in non_null):
+        return False
+    distinct = int(non_null.nunique())
+    return distinct <= MAX_CATEGORICAL_CODES and distinct * MIN_REPEATS <= len(non_null)
+
+
 def _feature(
     series: pd.Series, rows: int, tfdv: dict[str, Any] | None
 ) -> tuple[dict[str, Any], str]:
     """The feature's spec and the comment saying what was guessed."""
     non_null = series.dropna()
+    if not is_numeric(series):  # _not_drafted let only few texts through
+        values = sorted(non_null.unique())
+        spec: dict[str, Any] = {"kind": "categorical", "dtype": "string", "values": values}
+        note = (
+            f"guessed categorical: {len(values)} distinct text value{'s' * (len(values) != 1)} "
+            "(code = position in values: append new values at the end)"
+        )
+        return _missing_and_tfdv(spec, note, series, rows, tfdv)
     whole = bool((non_null == non_null.round()).all())
     dtype = "int" if pd.api.types.is_integer_dtype(series) else "float"
     distinct = int(non_null.nunique())
-    spec: dict[str, Any]
     if whole and distinct <= MAX_CATEGORICAL_CODES and distinct * MIN_REPEATS <= len(non_null):
         codes = sorted(int(v) for v in non_null.unique())
         spec = {"kind": "categorical", "dtype": dtype, "values": _codes(codes)}
@@ -165,7 +188,13 @@ def _feature(
             note += " (not below 0: no negative value seen)"
         if whole and distinct == len(series):
             note += f"; every value distinct: an id? then --id-column {series.name}"
-    missing = rows - len(non_null)
+    return _missing_and_tfdv(spec, note, series, rows, tfdv)
+
+
+def _missing_and_tfdv(
+    spec: dict[str, Any], note: str, series: pd.Series, rows: int, tfdv: dict[str, Any] | None
+) -> tuple[dict[str, Any], str]:
+    missing = rows - int(series.notna().sum())
     if missing:
         # a little above what was seen: the default allows no missing value at all
         allowed = min(1.0, math.ceil((missing / rows) * 1.5 * 100) / 100)

@@ -114,7 +114,13 @@ def build_schema(contract: Contract, df: pd.DataFrame) -> Any:
     for name, spec in (contract.features or {}).items():
         feature = schema.feature.add(name=name)
         _presence(feature, contract.max_missing(name))
-        if spec.kind == "categorical" and spec.dtype == "int":
+        if spec.dtype == "string":
+            # raw texts reach TFDV: BYTES with the declared texts as its domain (an unseen text is
+            # TFDV's ENUM_TYPE_UNEXPECTED_STRING_VALUES)
+            feature.type = schema_pb2.BYTES
+            feature.string_domain.name = name
+            feature.string_domain.value.extend(spec.values or [])
+        elif spec.kind == "categorical" and spec.dtype == "int":
             codes = spec.codes()
             feature.type = schema_pb2.INT
             feature.int_domain.min, feature.int_domain.max = min(codes), max(codes)

@@ -35,13 +35,43 @@ def _lines(error: pytest.ExceptionInfo, path: Path) -> list[str]:
         (
             "SEX",
             {"kind": "categorical", "dtype": "str", "values": [1, 2]},
-            "features.SEX.dtype: got 'str'; allowed: 'int' or 'float'",
+            "features.SEX.dtype: got 'str'; allowed: 'int', 'float' or 'string'",
         ),
         (
             "SEX",
             {"kind": "categorical", "dtype": "int", "values": ["a", "b"]},
-            "features.SEX.values: got ['a', 'b']; allowed: a list of integers or a mapping "
-            "with keys min, max",
+            "features.SEX: string values need dtype string (dtype is int)",
+        ),
+        (
+            "SEX",
+            {"kind": "categorical", "dtype": "string", "values": {"min": 1, "max": 2}},
+            "features.SEX: a string feature lists its values: a non-empty list of strings",
+        ),
+        (
+            "SEX",
+            {"kind": "categorical", "dtype": "string", "values": []},
+            "features.SEX: a string feature lists its values: a non-empty list of strings",
+        ),
+        (
+            "SEX",
+            {"kind": "categorical", "dtype": "string", "values": [1, 2]},
+            "features.SEX: a string feature lists its values: a non-empty list of strings",
+        ),
+        (
+            "SEX",
+            {"kind": "categorical", "dtype": "string", "values": ["a", "b", "a"]},
+            "features.SEX: values ['a'] listed more than once",
+        ),
+        (
+            "AGEP",
+            {"kind": "numeric", "dtype": "string", "min": 0, "max": 99},
+            "features.AGEP: dtype string is for categorical features only",
+        ),
+        (
+            "SEX",
+            {"kind": "categorical", "dtype": "string", "values": ["a", 2]},
+            "features.SEX.values: got ['a', 2]; allowed: a list of integers, a mapping with "
+            "keys min, max or a list of strings",
         ),
         (
             "SEX",
@@ -85,7 +115,7 @@ def test_each_problem_gets_its_own_line(tmp_path):
     assert _lines(error, path) == [
         "label.name: missing (required: a string)",
         "features.AGEP.drift.threshold: got 2; allowed: less than or equal to 1",
-        "features.SEX.dtype: got 'text'; allowed: 'int' or 'float'",
+        "features.SEX.dtype: got 'text'; allowed: 'int', 'float' or 'string'",
     ]
 
 
@@ -129,8 +159,7 @@ def test_stages_word_config_errors_the_same_way():
     with pytest.raises(StageError) as error:
         _check_schema(schema)
     assert str(error.value).endswith(
-        "invalid data schema: features.SEX.values: got ['a', 'b']; "
-        "allowed: a list of integers or a mapping with keys min, max"
+        "invalid data schema: features.SEX: string values need dtype string (dtype is int)"
     )
     with pytest.raises(StageError) as error:
         parse_config({"decision_threshold": "best"})

@@ -26,7 +26,8 @@ def _blocking(df: pd.DataFrame, schema_path, split: dict) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def synthetic() -> pd.DataFrame:
-    """Integer codes with a hole, floats with a few missing, an int count, text, an id."""
+    """Integer codes with a hole, floats with a few missing, an int count, a few texts (a
+    category), free text, an id."""
     rng = np.random.default_rng(0)
     n = 400
     df = pd.DataFrame(
@@ -37,6 +38,7 @@ def synthetic() -> pd.DataFrame:
             "income": rng.normal(50_000, 12_000, n).round(2),
             "ratio": rng.uniform(-0.5, 0.9, n),
             "city": rng.choice(["Boston", "Lowell", "Salem"], n),
+            "note": [f"note {i}" for i in range(n)],
             "visits": rng.integers(0, 300, n),
             "target": rng.choice([0, 1], n, p=[0.7, 0.3]),
         }
@@ -60,7 +62,12 @@ def test_synthetic_data_gets_kinds_domains_and_comments(synthetic):
     assert income["min"] < synthetic.income.min() and income["max"] > synthetic.income.max()
     assert ratio["min"] < synthetic.ratio.min() < 0  # negative values: widened below them
     assert ratio["max_missing_fraction"] >= 10 / 400
-    assert "city" not in features and "row_id" not in features and "target" not in features
+    assert features["city"] == {
+        "kind": "categorical",
+        "dtype": "string",
+        "values": ["Boston", "Lowell", "Salem"],
+    }
+    assert "note" not in features and "row_id" not in features and "target" not in features
     assert data["id_column"] == "row_id" and data["time_column"] is None
     label = data["label"]
     assert label["name"] == "target" and label["values"] == [0, 1]
@@ -70,15 +77,19 @@ def test_synthetic_data_gets_kinds_domains_and_comments(synthetic):
     assert "REVIEW IT" in text.splitlines()[0]
     assert "# guessed categorical: 5 distinct integer values; codes [4] not seen" in text
     assert "(not below 0: no negative value seen)" in text
-    assert "# city: not drafted: string values (3 distinct, e.g. 'Boston', 'Lowell'" in text
+    assert "# guessed categorical: 3 distinct text values (code = position in values" in text
+    assert "# note: not drafted: string values (400 distinct, e.g. 'note 0', 'note 1'" in text
+    assert "too many distinct values for a category (at most 25" in text
     assert "2.5% missing" in text
 
 
 def test_synthetic_draft_loads_and_validates_its_own_data(synthetic, tmp_path):
     path = tmp_path / "schema.yaml"
     path.write_text(render(draft_schema(synthetic, "target", id_column="row_id"), "x"))
-    # the text column is ignored (read and dropped), so the data passes as it is
-    assert load_data_schema(path).columns.ignore == ["city"]
+    # the free text column is ignored (read and dropped), the few texts are a string feature:
+    # the data passes as it is
+    assert load_data_schema(path).columns.ignore == ["note"]
+    assert load_data_schema(path).features["city"].dtype == "string"
     assert _blocking(synthetic, path, RANDOM_SPLIT) == []
 
 
@@ -89,7 +100,7 @@ def test_columns_the_schema_cannot_declare_are_listed_not_drafted(synthetic):
         bad=np.where(synthetic.grade == 6, np.inf, synthetic.income),
     )
     draft = draft_schema(df, "target")
-    assert set(draft.skipped) == {"city", "member", "seen_at", "bad"}
+    assert set(draft.skipped) == {"note", "member", "seen_at", "bad"}
     assert draft.schema["columns"]["ignore"] == list(draft.skipped)
     text = render(draft, "x")
     assert "# member: not drafted: true/false values (re-encode them as 0/1" in text

@@ -25,6 +25,7 @@ def csv_dir(tmp_path):
             "tier": rng.choice([1, 2, 3], n),
             "score": rng.normal(0, 1, n),
             "colour": rng.choice(["red", "blue"], n),
+            "note": [f"n{i}" for i in range(n)],
             "label": rng.choice([0, 1], n),
         }
     )
@@ -47,19 +48,17 @@ def test_infer_a_csv_folder_writes_a_draft_that_loads(csv_dir, tmp_path, capsys)
     args = ["--label", "label", "--time-column", "year", "--id-column", "id"]
     assert _infer(str(csv_dir), *args, "-o", str(out), "--tfdv-python", str(TFDV_PYTHON)) == 0
     printed = capsys.readouterr()
-    assert f"wrote {out}: 300 rows, 6 columns; 2 features drafted, 1 not drafted" in printed.out
-    assert "not drafted: colour: string values (2 distinct, e.g. 'blue', 'red';" in printed.out
+    assert f"wrote {out}: 300 rows, 7 columns; 3 features drafted, 1 not drafted" in printed.out
+    assert "not drafted: note: string values (300 distinct, e.g. 'n0', 'n1'," in printed.out
     assert "statistics and inferred schema of 300 rows" in printed.err  # TFDV's job ran
     schema = load_data_schema(out)
-    assert schema.categorical == ["tier"] and schema.numeric == ["score"]
+    assert schema.categorical == ["tier", "colour"] and schema.numeric == ["score"]
+    assert schema.features["colour"].values == ["blue", "red"]
     assert schema.features["tier"].codes() == [1, 2, 3]
     assert (schema.id_column, schema.time_column) == ("id", "year")
     text = out.read_text()
     assert "; TFDV: INT, 0 missing" in text and "; TFDV: FLOAT, 0 missing" in text
-    assert (
-        "# colour: not drafted: string values (2 distinct, e.g. 'blue', 'red'; TFDV infers a "
-        in text
-    )
+    assert "# note: not drafted: string values (300 distinct" in text
 
     # an existing file is kept unless --force
     assert _infer(str(csv_dir), *args, "-o", str(out), "--no-tfdv") == 1
