@@ -1,6 +1,8 @@
-"""String categories end to end: a dataset with text-coded categories is drafted by `mlpipe
+"""Any tabular dataset by configuration alone (issue acceptance): a dataset with text-coded
+categories, an ISO-date time column and two columns that are no feature is drafted by `mlpipe
 schema infer`, trained by `mlpipe run` (kfp.local, TFDV, a real MLflow store) with that draft
-unchanged, registered, then served: V1 rows and V2 BYTES tensors carry the texts."""
+unchanged and date windows, registered, then served: V1 rows and V2 BYTES tensors carry the texts;
+the monitor reads both the request log and a raw batch."""
 
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ RUN = [  # small and quick: one algorithm, configured params, no canary windows
     "--set",
     "model_training.params.lightgbm.n_estimators=50",
     "--set",
+    "data_ingestion.window={start: 2013-01-01, end: 2013-12-31}",  # the end date keeps its day
+    "--set",
+    "feature_engineering.split.train_window=[2013-01-01, 2013-09-30]",
+    "--set",
+    "feature_engineering.split.test_window=['2013-10-01', '2013-12-31']",
+    "--set",
+    "monitoring.decision={on_drift: alert, on_decay: alert}",  # retraining steps whole years
+    "--set",
     "evaluation.slices.features=[employer]",
     "--set",
     "evaluation.slices.buckets={age: [30, 50]}",
@@ -56,9 +66,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_string_categories_from_draft_to_served_predictions(tmp_path):
     started = time.perf_counter()
     data, schema, out = tmp_path / "people.parquet", tmp_path / "schema.yaml", tmp_path / "out"
-    string_frame(3000).to_parquet(data, index=False)
+    string_frame(3000, dates=True).to_parquet(data, index=False)
 
-    infer = ["schema", "infer", str(data), "--label", "label", "--time-column", "year"]
+    infer = ["schema", "infer", str(data), "--label", "label", "--time-column", "signup_date"]
     proc = _cli(*infer, "--id-column", "person_id", "--no-tfdv", "-o", str(schema))
     assert proc.returncode == 0, proc.stderr[-2000:]
     drafted = load_data_schema(schema)  # used as drafted: nothing edited
@@ -66,6 +76,7 @@ def test_string_categories_from_draft_to_served_predictions(tmp_path):
     assert drafted.features["employer"].values == EMPLOYERS
     assert drafted.features["degree"].values == DEGREES
     assert sorted(drafted.columns.ignore) == ["comment", "reviewed"]
+    assert drafted.time.kind == "timestamp"
 
     proc = _cli(
         "run",
@@ -78,6 +89,11 @@ def test_string_categories_from_draft_to_served_predictions(tmp_path):
         *RUN,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout.splitlines()
+    ingest = next(x for x in table if x.startswith("ingest "))
+    assert " 3,000 " in ingest  # the date window keeps every row
+    evaluate = next(x for x in table if x.startswith("evaluate "))
+    assert " 1,000 " in evaluate  # scored on the test window's rows only (10-01..12-31)
     mlflow.set_tracking_uri(default_tracking_uri(out / "mlflow"))
     champion = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == "1"
@@ -85,8 +101,8 @@ def test_string_categories_from_draft_to_served_predictions(tmp_path):
 
     model_dir = next((out / "models").iterdir())
     log = tmp_path / "requests.jsonl"
-    people = string_frame(3000)
-    served = people[people["year"] == 2016].head(400)
+    people = string_frame(3000, dates=True)
+    served = people[people["signup_date"] >= "2013-10-01"].head(400)
     rows = [
         {"age": 34, "degree": "Master", "employer": "Private"},
         {"age": 61, "degree": "None", "employer": "Self-emp"},
