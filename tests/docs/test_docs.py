@@ -163,6 +163,31 @@ def test_schema_infer_and_the_output_the_readme_shows(sandbox):
     assert shown.stdout.splitlines() == readme[at + 1 : at + 5]
 
 
+OWN_DATA_INFER = "mlpipe schema infer data/examples/signups.csv --label label"
+
+
+@pytest.mark.integration
+@pytest.mark.tfdv
+@needs_tfdv()
+def test_your_own_data_in_5_minutes_shows_what_the_draft_prints_and_holds(sandbox):
+    """The README's walk-through: the lines `schema infer` prints, and each drafted line the
+    review step quotes, are what the command gives on the example file."""
+    folder, env = sandbox
+    (infer,) = [t for t in _texts("README.md") if t.startswith(OWN_DATA_INFER)]
+    proc = _shell(infer, folder, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("$ " + OWN_DATA_INFER, 1)[1].split("```", 1)[0].splitlines()[2:]
+    printed = (proc.stderr + proc.stdout).splitlines()
+    assert block and all(line in printed for line in block), (block, printed)
+    review = readme.split("**2. Review it.**", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    drafted = (folder / "signups_schema.yaml").read_text().splitlines()
+    quoted = [
+        x for x in review.splitlines() if x.strip() and not x.startswith(("columns", "  ignore"))
+    ]
+    assert all(line in drafted for line in quoted), [x for x in quoted if x not in drafted]
+
+
 def _banner_port(proc: subprocess.Popen, timeout_s: float) -> int:
     lines, deadline = [], time.monotonic() + timeout_s
     while time.monotonic() < deadline:
