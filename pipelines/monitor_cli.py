@@ -1,7 +1,7 @@
 """`mlpipe monitor`: run the monitoring pipeline locally, once or in a foreground loop.
 
 mlpipe monitor --batch FILE|GLOB [--every 1h] [--no-retrain]
-mlpipe monitor --request-log FILE [--labels FILE] [--every 1h]
+mlpipe monitor --request-log FILE [--labels FILE [--label-column COL]] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years 2016 2017 2018]
 
 Each run compares the batch (or the logged traffic) with the registry champion's training
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,37 @@ def _files(args: argparse.Namespace) -> list[str]:
     return found
 
 
+def _check_labels(args: argparse.Namespace, settings: Any) -> str | None:
+    """A labels file without its columns is the user's mistake: say so before any run (no
+    failed run, no pipeline_failure alert). The error names the columns the file has."""
+    if args.label_column and not args.labels:
+        return "--label-column needs --labels FILE"
+    if not args.labels:
+        return None
+    from components.common.errors import DataError
+    from components.monitor.batch import read_labels
+
+    try:
+        read_labels(
+            args.labels,
+            settings.schema_.label.name,
+            settings.pipeline.data_ingestion.delimiter,
+            args.label_column or "",
+        )
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from components.common.alerts import AlertSink
     from pipelines.monitoring_run import format_monitoring_summary, run_monitoring_local
 
     settings = settings_from_args(args)
+    problem = _check_labels(args, settings)
+    if problem:
+        print(f"mlpipe monitor: {problem}", file=sys.stderr)
+        return 2
     mon = settings.pipeline.monitoring
     every = parse_duration(args.every) if args.every else None
     sink = AlertSink.from_config(mon, Path(args.output_dir) / "logs")
@@ -56,6 +83,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                 retrain=not args.no_retrain,
                 verbose=args.verbose,
                 sink=sink,
+                labels_column=args.label_column or "",
             )
             print(format_monitoring_summary(run), flush=True)
             worst = max(worst, 0 if run.ok else 1)
@@ -91,7 +119,17 @@ def add_monitor_parser(sub: Any) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--batch", help="a batch file (Parquet, CSV, JSON lines) or a glob")
     what.add_argument("--request-log", help="the model server's JSON-lines request log")
-    p.add_argument("--labels", help="late labels for the request log (request_id, label[, row])")
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="late labels for the request log: columns request_id, the label column "
+        "(see --label-column) and optionally row",
+    )
+    p.add_argument(
+        "--label-column",
+        metavar="COL",
+        help="the labels file's label column (default: the schema's label name)",
+    )
     p.add_argument("--every", help="repeat in the foreground at this interval (e.g. 1h, 15m)")
     p.add_argument("--iterations", type=int, default=0, help="stop after N loops (0: never)")
     p.add_argument("--no-retrain", action="store_true", help="decide and alert, never retrain")
