@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pipelines.local_run import (
     run_local,
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
+from pipelines.outputs import link_or_copy
 from pipelines.progress import ProgressTee, original_stdout
 
 
@@ -236,7 +236,7 @@ def _run(
     run.actions = read_json(outputs["actions"].path)
     run.batch_path = outputs["batch"].path
     report = out / "reports" / f"{run_name}-drift.html"
-    shutil.copyfile(outputs["report"].path, report)
+    link_or_copy(outputs["report"].path, report)  # the task's file, not a second copy
     run.report = str(report)
     run.mlflow_run_id = _track(settings, run, tracking_uri)
     return run
