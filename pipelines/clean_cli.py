@@ -27,6 +27,7 @@ DEFAULT_KEEP = 5
 # mlpipe-training-2026-12-03-11-18-44-709999 (its task folders)
 RUN_NAME = re.compile(r"^(mlpipe-[a-z]+-\d{8}-\d{6}(?:-\d{3})?)(?:\.parquet|\.log|-.+\.html)?$")
 KFP_RUN = re.compile(r"^mlpipe-[a-z]+-\d{4}(?:-\d{2}){5}-\d+$")
+KFP_NAME = re.compile(r"mlpipe-[a-z]+-\d{4}(?:-\d{2}){5}-\d+")
 
 
 @dataclass
@@ -73,8 +74,19 @@ def cached_kfp_runs(out: Path) -> set[str]:
             text = entry.read_text()
         except OSError:
             continue
-        needed |= {m for m in re.findall(r"mlpipe-[a-z]+-\d{4}(?:-\d{2}){5}-\d+", text)}
+        needed |= set(KFP_NAME.findall(text))
     return needed
+
+
+def kfp_names(paths: list[Path]) -> set[str]:
+    """The kfp.local run names a run's log mentions: MLflow tags runs with those (the
+    registry's versions name their run by it), not with our run name."""
+    names: set[str] = set()
+    for path in paths:
+        if path.suffix == ".log" and path.is_file():
+            with open(path, errors="replace") as fh:
+                names |= set(KFP_NAME.findall(fh.read(65536)))
+    return names
 
 
 def registry_paths(tracking_uri: str, registered_model: str) -> tuple[set[str], set[Path]]:
@@ -136,7 +148,8 @@ def plan(
     old = list(groups)[: max(len(groups) - keep, 0)]
     for run in old:
         paths = groups[run]
-        if run in names or any(_inside(s, p) for s in sources for p in paths):
+        tagged = {run} | kfp_names(paths)
+        if tagged & names or any(_inside(s, p) for s in sources for p in paths):
             result.kept[run] = "the registry's current versions come from it"
         elif any(_inside(u, p) for u in in_use for p in paths):
             result.kept[run] = "a running process uses it"
@@ -152,6 +165,8 @@ def plan(
     for path in runs[: max(len(runs) - keep, 0)]:
         if path.name in cached:
             result.kept[f"kfp/{path.name}"] = "the task cache points at it"
+        elif path.name in names:
+            result.kept[f"kfp/{path.name}"] = "the registry's current versions come from it"
         elif any(_inside(u, path) for u in in_use):
             result.kept[f"kfp/{path.name}"] = "a running process uses it"
         else:

@@ -38,14 +38,24 @@ def _outputs(root: Path) -> Path:
     return out
 
 
-def _register(out: Path, run: str) -> None:
-    """A real MLflow registry (sqlite) whose champion's source is `run`'s model folder."""
+def _register(out: Path, run: str, tagged: int) -> None:
+    """A real MLflow registry (sqlite): the champion's source is `run`'s model folder; the
+    challenger's MLflow run is tagged with kfp's run name KFP[tagged], which only the run's log
+    names (as a real run's does)."""
     import mlflow
+
+    from components.common.mlflow_utils import PIPELINE_RUN_TAG
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
     client.create_registered_model("acs-employment")
     mv = client.create_model_version("acs-employment", str(out / "models" / run), run_id=None)
     client.set_registered_model_alias("acs-employment", "champion", mv.version)
+    experiment = client.create_experiment("e", artifact_location=str(out / "mlflow" / "a"))
+    mlflow_run = client.create_run(experiment, tags={PIPELINE_RUN_TAG: KFP[tagged]})
+    (out / "logs" / f"{RUNS[tagged]}.log").write_text(f"Running pipeline: {KFP[tagged]}\n")
+    source = str(out / "mlflow" / "a" / "model")  # in the store, as log_model puts it
+    mv = client.create_model_version("acs-employment", source, run_id=mlflow_run.info.run_id)
+    client.set_registered_model_alias("acs-employment", "challenger", mv.version)
 
 
 @pytest.fixture
@@ -56,21 +66,23 @@ def out(tmp_path, monkeypatch):
 
 
 def test_keeps_the_newest_runs_the_cached_and_the_registry_and_removes_the_rest(out, capsys):
-    _register(out, RUNS[1])
+    _register(out, RUNS[1], tagged=2)
     assert main(["clean", "--keep", "1", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in (out / "models").iterdir()) == [RUNS[1], RUNS[3]]
+    assert sorted(p.name for p in (out / "models").iterdir()) == RUNS[1:]
     assert not (out / "data" / f"{RUNS[0]}.parquet").exists()
-    assert not (out / "reports" / f"{RUNS[2]}-evaluation.html").exists()
+    assert not (out / "reports" / f"{RUNS[0]}-evaluation.html").exists()
     assert not (out / "logs" / f"{RUNS[0]}.log").exists()
     assert (out / "logs" / f"{RUNS[1]}.log").exists()  # the champion's run, whole
+    assert (out / "reports" / f"{RUNS[2]}-evaluation.html").exists()  # the challenger's
     kfp = sorted(p.name for p in (out / "kfp").iterdir() if not p.name.startswith("."))
-    assert kfp == [KFP[0], KFP[3]]  # the cache's and the newest
+    assert kfp == [KFP[0], KFP[2], KFP[3]]  # the cache's, the challenger's, the newest
     assert (out / "mlflow" / "keep.txt").exists() and (out / "state").exists()
     assert f"kept {RUNS[1]}: the registry's current versions come from it" in printed
+    assert f"kept {RUNS[2]}: the registry's current versions come from it" in printed
     assert f"kept kfp/{KFP[0]}: the task cache points at it" in printed
-    # freed: two runs' model + data (1.5 MB each), two kfp folders (0.1 MB each), small files
-    assert "removed 10 path(s), 3.2 MB" in printed
+    # freed: one run's model + data (1.5 MB), one kfp folder (0.1 MB), small files
+    assert "removed 5 path(s), 1.6 MB" in printed
 
 
 def test_dry_run_removes_nothing_and_says_what_would_go(out, capsys):
