@@ -9,6 +9,8 @@ statistics, alerts once per incident and, when it decides `retrain`, runs the tr
 with the window extended to the batch (the gate still decides promotion). `--every` repeats it in
 the foreground; a batch already monitored stays quiet (same incident, same trigger). Instead of
 the loop, a cron line or a systemd timer can run `mlpipe monitor` once per interval (README).
+Within one `--every` loop a batch whose content (and labels) it already assessed is skipped: each
+interval assesses only new or changed files, and says "no new batch" when there is none.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ def _files(args: argparse.Namespace) -> list[str]:
     if not found:
         raise ConfigError(f"--batch {args.batch}: no file matches")
     return found
+
+
+def _batch_key(file: str, labels: str | None) -> str:
+    """The batch's content (and its labels'): a file rewritten with the same rows is the same
+    batch; a request log that grew, or new labels, is new. "" when unreadable (the run says)."""
+    from components.common.artifacts import sha256_file
+
+    try:
+        return sha256_file(file) + (sha256_file(labels) if labels else "")
+    except OSError:
+        return ""
 
 
 def _check_labels(args: argparse.Namespace, settings: Any) -> str | None:
@@ -69,9 +82,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     sink = AlertSink.from_config(mon, Path(args.output_dir) / "logs")
     kind = "request_log" if args.request_log else "batch"
     iteration, worst = 0, 0
+    assessed: set[str] = set()  # content digests of the batches this loop already assessed
     while True:
         iteration += 1
+        fresh = 0
         for file in _files(args):
+            key = _batch_key(file, args.labels)
+            if key in assessed:  # the same rows again: no new MLflow run, report or alert
+                continue
+            fresh += 1
             print(f"mlpipe: monitoring {file} ({kind})", flush=True)
             run = run_monitoring_local(
                 settings,
@@ -87,6 +106,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             )
             print(format_monitoring_summary(run), flush=True)
             worst = max(worst, 0 if run.ok else 1)
+            if run.ok and key:  # a failed check is tried again next interval
+                assessed.add(key)
+        if not fresh:
+            print(f"mlpipe: no new batch ({len(assessed)} already assessed)", flush=True)
         if every is None or (args.iterations and iteration >= args.iterations):
             return worst
         print(f"mlpipe: next check in {args.every} (Ctrl-C stops)", flush=True)
