@@ -142,5 +142,8 @@ kind-up: setup-main
 kind-down:
 	KIND_CLUSTER=$(KIND_CLUSTER) manifests/scripts/kind-down.sh
 
-clean:
-	rm -rf outputs
+# old runs' files under outputs/ (the registry and MLflow store stay): mlpipe clean, README
+# "Disk use"; CLEAN_ARGS="--all" empties outputs/, CLEAN_ARGS="--keep 2 --dry-run" only says
+CLEAN_ARGS ?=
+clean: setup-main
+	$(UV) run --frozen mlpipe clean $(CLEAN_ARGS)

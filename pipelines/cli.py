@@ -10,6 +10,7 @@ mlpipe serve [--model models:/NAME@champion | DIR] [--port 8080] [--request-log 
              [--allow-faults --fault SPEC]
 mlpipe monitor --batch FILE | --request-log FILE [--labels FILE] [--every 1h]
 mlpipe simulate [--shift [YEAR ...]] [--sample N] [--years ...]
+mlpipe clean [--keep N] [--all] [--dry-run]
 mlpipe schema infer DATA --label COL [--time-column COL] [--id-column COL] [-o FILE]
 """
 
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.schema_cli import add_schema_parser
 
     add_schema_parser(sub)  # mlpipe schema infer: a draft data schema from data
+    from pipelines.clean_cli import add_clean_parser
+
+    add_clean_parser(sub)  # mlpipe clean: old runs' outputs (the registry stays)
     return parser
 
 

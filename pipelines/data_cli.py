@@ -49,6 +49,11 @@ def _watermark(entry: dict[str, Any]) -> str:
     return f"{wm['column']} {'>' + str(low) if low is not None else 'all'} .. {wm['to']['value']}"
 
 
+def _sources(entry: dict[str, Any]) -> list[str]:
+    """Every source the version was read from (entries written before `sources` have one)."""
+    return list(entry.get("sources") or [entry.get("source") or ""])
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
     entries = store.entries()
@@ -66,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{e['version']:<13} {_when(e.get('created_at')):<19} {e.get('rows', 0):>10,} "
             f"{e.get('source_type', ''):<5} {e.get('status', ''):<9} {_window(e):<9} "
-            f"{_watermark(e):<22} {e.get('source', '')}"
+            f"{_watermark(e):<22} {', '.join(_sources(e))}"
         )
     print(
         f"\n{len(entries)} version(s) in {store.root}; pin one with "

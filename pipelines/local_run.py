@@ -2,7 +2,8 @@
 
 Owns what a local run needs around the pipeline: the outputs/ folders, the MLflow parent run, the
 environment the tasks inherit (not part of the cache key), progress on screen and the full log on
-disk, the per-task summary, and copying the model and reports to outputs/.
+disk, the per-task summary, and placing the model and reports in outputs/ (hard links to the
+task outputs, pipelines/outputs.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -27,6 +27,7 @@ from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.ingest.ingest import source_digest
+from pipelines.outputs import link_or_copy
 from pipelines.progress import ProgressTee, original_stdout, strip_ansi
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
@@ -246,12 +247,8 @@ def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str
         "validation_report": out / "reports" / f"{run_name}-validation.html",
     }
     for name, target in targets.items():
-        source = Path(outputs[name].path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        elif source.exists():
-            shutil.copy2(source, target)
+        # hard links to kfp.local's files (a cached task's are an earlier run's): no new bytes
+        link_or_copy(outputs[name].path, target)
         paths[name] = str(target)
     return paths
 

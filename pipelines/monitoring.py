@@ -98,6 +98,7 @@ def build_monitoring_pipeline(
         source: str = cfg.data_ingestion.source_url,
         source_kind: str = "batch",
         labels: str = "",
+        labels_column: str = "",
         source_digest: str = "",
         data_schema: dict = d_schema,
         monitoring: dict = d_monitoring,
@@ -112,6 +113,7 @@ def build_monitoring_pipeline(
             source_kind=source_kind,
             labels=labels,
             label_column=settings.schema_.label.name,
+            labels_column=labels_column,
             source_digest=source_digest,
             delimiter=cfg.data_ingestion.delimiter,
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pipelines.local_run import (
     run_local,
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
+from pipelines.outputs import link_or_copy
 from pipelines.progress import ProgressTee, original_stdout
 
 
@@ -129,11 +129,13 @@ def run_monitoring_local(
     use_cache: bool = True,
     sink: AlertSink | None = None,
     retrain_batch: str | None = None,
+    labels_column: str = "",
 ) -> MonitoringRun:
     """Monitor one batch (or request log) locally; retrain if decided. Never raises for a failed
     task: see MonitoringRun. `retrain_batch`: the labelled batch (with its time column) that a
     retraining run trains on — by default the monitored rows themselves (a request log has no
-    time column, so pass the batch its traffic came from)."""
+    time column, so pass the batch its traffic came from). `labels_column`: the labels file's
+    label column when it is not named like the schema's label."""
     screen = screen or original_stdout()
     out = Path(output_dir).resolve()
     for sub in ("data", "reports", "logs"):
@@ -164,6 +166,7 @@ def run_monitoring_local(
             verbose,
             screen,
             env["MLFLOW_TRACKING_URI"],
+            labels_column,
         )
         retrain_key = (run.actions.get("retrain") or {}).get("key")
         if run.ok and retrain and (run.actions.get("retrain") or {}).get("status") == "claimed":
@@ -187,6 +190,7 @@ def _run(
     verbose: bool,
     screen: Any,
     tracking_uri: str,
+    labels_column: str = "",
 ) -> MonitoringRun:
     log_file = out / "logs" / f"{run_name}.log"
     records_dir = out / "logs" / "tasks"
@@ -211,6 +215,7 @@ def _run(
                     source=str(Path(source).resolve()),
                     source_kind=source_kind,
                     labels=str(Path(labels).resolve()) if labels else "",
+                    labels_column=labels_column,
                     source_digest=digest,
                     monitoring=monitoring,
                     tracking_uri=tracking_uri,
@@ -231,7 +236,7 @@ def _run(
     run.actions = read_json(outputs["actions"].path)
     run.batch_path = outputs["batch"].path
     report = out / "reports" / f"{run_name}-drift.html"
-    shutil.copyfile(outputs["report"].path, report)
+    link_or_copy(outputs["report"].path, report)  # the task's file, not a second copy
     run.report = str(report)
     run.mlflow_run_id = _track(settings, run, tracking_uri)
     return run

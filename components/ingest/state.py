@@ -192,6 +192,13 @@ class StateStore:
         merged["last_ingested_at"] = now
         merged["ingest_count"] = (old or {}).get("ingest_count", 0) + 1
         merged["status"] = (old or {}).get("status", "ingested")
+        # one content can be read from several sources (the bundled file, then an incremental
+        # load that found the same rows): keep every one, first first, not only the newest
+        sources = list((old or {}).get("sources") or [s for s in [(old or {}).get("source")] if s])
+        if entry.get("source") and entry["source"] not in sources:
+            sources.append(entry["source"])
+        merged["sources"] = sources
+        merged["source"] = sources[0] if sources else entry.get("source")
         self._write_json(merged, "versions", f"{sha}.json")
         return merged
 

@@ -5,7 +5,8 @@ Request log format (one line per request, written by the model server):
      "inputs": [{feature: value, ...}, ...], "outputs": [p, ...]}
 Each input row becomes one row; requests that failed (status >= 400 or not "ok") and unreadable
 lines are skipped and counted. Labels that arrive later for logged requests come as a file with
-`request_id`, the label column and optionally `row` (the row's index within its request).
+`request_id`, a label column (named like the schema's label unless told otherwise) and optionally
+`row` (the row's index within its request).
 """
 
 from __future__ import annotations
@@ -113,14 +114,39 @@ def read_request_log(path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
     return pd.DataFrame(rows), counts
 
 
-def attach_labels(
-    df: pd.DataFrame, labels_path: str | Path, label: str, delimiter: str = ","
+def read_labels(
+    labels_path: str | Path, label: str, delimiter: str = ",", column: str = ""
 ) -> pd.DataFrame:
-    """Join late labels onto logged rows by request_id (and `row`, default 0)."""
+    """The late labels file with its label column (`column`, default `label`, the schema's
+    name) renamed to `label`. A missing column is a DataError naming the columns found."""
+    column = column or label
     labels = read_table(labels_path, delimiter)
-    missing = {"request_id", label} - set(labels.columns)
+    missing = [c for c in ("request_id", column) if c not in labels.columns]
     if missing:
-        raise DataError(STAGE, f"labels file {labels_path} lacks {sorted(missing)}", subject=label)
+        found = ", ".join(str(c) for c in labels.columns) or "none"
+        hint = " (name the label column with --label-column)" if column in missing else ""
+        raise DataError(
+            STAGE,
+            f"labels file {labels_path} lacks column(s) {', '.join(missing)}; "
+            f"it has: {found}{hint}",
+            subject=column,
+        )
+    if column == label:
+        return labels
+    # another column holds the label: it replaces any column already named like the schema's
+    return labels.drop(columns=[label], errors="ignore").rename(columns={column: label})
+
+
+def attach_labels(
+    df: pd.DataFrame,
+    labels_path: str | Path,
+    label: str,
+    delimiter: str = ",",
+    column: str = "",
+) -> pd.DataFrame:
+    """Join late labels onto logged rows by request_id (and `row`, default 0); `column`: the
+    labels file's label column when it is not named like the schema's label."""
+    labels = read_labels(labels_path, label, delimiter, column)
     if "row" not in labels.columns:
         labels = labels.assign(row=0)
     keyed = labels[["request_id", "row", label]].drop_duplicates(["request_id", "row"])

@@ -21,17 +21,20 @@ def load_batch(
     source_digest: str,
     batch: Output[Dataset],
     delimiter: str = ",",
+    labels_column: str = "",
 ):
     """Read the monitored rows into a Dataset.
 
     Args:
         source: A batch file (Parquet, CSV, JSON lines) or the model server's request log.
         source_kind: `batch` or `request_log`.
-        labels: For a request log: a file of late labels (request_id, label, optional row); "".
+        labels: For a request log: a file of late labels (request_id, the label column,
+            optional row); "".
         label_column: The schema's label name.
         source_digest: Content digest of the source (the cache key; set by the CLI).
         batch: Output Dataset (Parquet); metadata: rows, columns, sha256, source, counts.
         delimiter: A CSV file's field separator (data_ingestion.delimiter).
+        labels_column: The labels file's label column ("": named like the schema's label).
     """
     from components.common.artifacts import write_dataset
     from components.common.recorder import record_task
@@ -42,7 +45,7 @@ def load_batch(
         if source_kind == "request_log":
             df, counts = read_request_log(source)
             if labels:
-                df = attach_labels(df, labels, label_column, delimiter)
+                df = attach_labels(df, labels, label_column, delimiter, labels_column)
         else:
             df = read_table(source, delimiter)
         meta = write_dataset(df, batch.path)

@@ -314,3 +314,23 @@ def test_a_watermark_and_a_window_that_went_through_kfp_print_as_ints(tmp_path, 
     windowed = _through_kfp({"source_url": str(src), "window": {"start": 2016, "end": 2016}})
     with pytest.raises(DataError, match=r"no rows with year in 2016-2016$"):
         run(str(src), str(tmp_path / "w.parquet"), windowed, "year")
+
+
+def test_catalogue_keeps_every_source_a_version_was_read_from(tmp_path, sample_data, state, capsys):
+    """Issue 18 item 6: a version first read from the bundled file, then the same rows from an
+    incremental load of another file: the entry and `mlpipe data list` name both, first first."""
+    from pipelines.cli import main
+
+    bundled, landed = tmp_path / "bundled.parquet", tmp_path / "landed.csv"
+    sample_data.to_parquet(bundled)
+    sample_data.to_csv(landed, index=False)
+    first, _ = load(tmp_path, {"source_url": str(bundled)}, "a")
+    again, _ = load(tmp_path, incremental(landed), "b")
+    assert again["version"] == first["version"]
+    (entry,) = state.entries()
+    assert entry["sources"] == [str(bundled), str(landed)] and entry["source"] == str(bundled)
+    load(tmp_path, {"source_url": str(bundled)}, "c")  # a source read again is listed once
+    assert state.entries()[0]["sources"] == [str(bundled), str(landed)]
+    assert main(["data", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if first["version"] in line)
+    assert row.endswith(f"{bundled}, {landed}")

@@ -326,3 +326,37 @@ def test_retraining_window_ends_at_the_batch_and_tests_on_it(settings):
     assert out["feature_engineering.split.test_window"] == [2017, 2017]
     assert out["data_ingestion.source_url"] == "/data/x.parquet"
     assert actions.retrain_overrides(settings, None) == {}
+
+
+def test_labels_file_with_its_own_label_column_name(tmp_path):
+    """Issue 18 item 4: a `label` column works when named; the error lists the columns found."""
+    logged = pd.DataFrame({"request_id": ["a", "b"], "row": [0, 0], "AGEP": [30, 40]})
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ["a", "b"], "label": [1, 0]}).to_csv(labels, index=False)
+    joined = batch.attach_labels(logged, labels, "employed", column="label")
+    assert joined["employed"].tolist() == [1, 0] and "label" not in joined.columns
+    with pytest.raises(DataError) as err:
+        batch.attach_labels(logged, labels, "employed")  # default: the schema's label name
+    message = str(err.value)
+    assert "lacks column(s) employed; it has: request_id, label" in message
+    assert "--label-column" in message
+
+
+def test_monitor_cli_refuses_a_labels_file_without_its_columns_before_running(tmp_path, capsys):
+    """A user's mistake: exit 2 with the columns found, no run and no pipeline_failure alert."""
+    from pipelines.cli import build_parser, main
+
+    log = tmp_path / "requests.jsonl"
+    log.write_text(_log_line(0, [{"AGEP": 30}]) + "\n")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ["r0"], "label": [1]}).to_csv(labels, index=False)
+    out = tmp_path / "outputs"
+    argv = ["monitor", "--request-log", str(log), "--labels", str(labels)]
+    assert main([*argv, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "lacks column(s) employed; it has: request_id, label" in err
+    assert not out.exists()  # no logs, no alert, no run
+    assert main([*argv[:3], "--label-column", "label", "--output-dir", str(out)]) == 2
+    assert "--label-column needs --labels FILE" in capsys.readouterr().err
+    monitor = build_parser()._subparsers._group_actions[0].choices["monitor"]
+    assert "--label-column" in monitor.format_help() and "request_id" in monitor.format_help()

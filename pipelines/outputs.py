@@ -1,0 +1,50 @@
+"""Placing a run's artifacts under outputs/ without writing their bytes again.
+
+A local run's model, data and reports already sit in kfp.local's task folders (outputs/kfp/...),
+and a cached task's outputs are the earlier run's files: copying them into outputs/models,
+outputs/data and outputs/reports wrote the same ~5 MB again on every run. Hard links give each run
+its own path to the same bytes (readers see ordinary files; deleting one path never breaks the
+other); a copy is the fallback where a link cannot be made (another file system, no permission).
+Artifacts are never modified after their task: sharing their inodes is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> str:
+    """Put `source` (a file or a folder, recursively) at `target`: hard links when possible,
+    else copies. Returns "linked", "copied" or "missing" (no source: nothing written). An
+    existing target file is replaced."""
+    source, target = Path(source), Path(target)
+    if source.is_dir():
+        how = {"linked"}
+        for path in sorted(source.rglob("*")):
+            dest = target / path.relative_to(source)
+            if path.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+            else:
+                how.add(_link_file(path, dest))
+        target.mkdir(parents=True, exist_ok=True)
+        return "copied" if "copied" in how else "linked"
+    if not source.exists():
+        return "missing"
+    return _link_file(source, target)
+
+
+def _link_file(source: Path, target: Path) -> str:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and os.path.samefile(source, target):
+        return "linked"
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        os.link(source, tmp)
+        how = "linked"
+    except OSError:  # another file system, or links not allowed: the bytes, once more
+        shutil.copy2(source, tmp)
+        how = "copied"
+    os.replace(tmp, target)  # atomic: a reader never sees a half-written file
+    return how
