@@ -82,6 +82,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
     for line in draft.warnings:
         print(f"  warning: {line}")
     print(f"review it, then: mlpipe run --schema {out} --set data_ingestion.source_url={args.data}")
+    if (draft.schema.get("time") or {}).get("kind") == "timestamp":
+        # the default config's windows are the bundled data's years: refused for a timestamp
+        print(
+            "  with the time windows as ISO dates: data_ingestion.window, "
+            "feature_engineering.split.train_window and test_window "
+            "(an example: config/examples/signups.yaml)"
+        )
     return 0
 
 

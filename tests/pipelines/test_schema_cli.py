@@ -114,3 +114,18 @@ def test_a_folder_of_clashing_files_and_a_missing_tfdv_env_are_refused(
     err = capsys.readouterr().err
     assert err.startswith(f"mlpipe schema infer: {TFDV_PYTHON_ENV}=")
     assert err.endswith("(or draft without TFDV: --no-tfdv)\n") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("dates", [True, False])
+def test_a_timestamp_draft_says_the_windows_must_be_dates(csv_dir, tmp_path, capsys, dates):
+    data = tmp_path / "dated.csv"
+    df = pd.concat([pd.read_csv(p) for p in sorted(csv_dir.glob("*.csv"))], ignore_index=True)
+    if dates:
+        df["year"] = df["year"].astype(str) + "-06-30"  # ISO dates: a timestamp time column
+    df.to_csv(data, index=False)
+    out = tmp_path / "schema.yaml"
+    args = ["--label", "label", "--time-column", "year", "--no-tfdv", "-o", str(out)]
+    assert _infer(str(data), *args) == 0
+    printed = capsys.readouterr().out
+    assert (load_data_schema(out).time.kind == "timestamp") is dates
+    assert ("with the time windows as ISO dates: data_ingestion.window" in printed) is dates
