@@ -112,3 +112,27 @@ def test_a_code_or_a_wrong_datatype_for_a_string_feature_is_a_400(server, offlin
     assert r.status_code == 400 and "employer" in r.json()["error"], r.text
     r = requests.post(server.v2_url, json=v2(names, rows[:1], {**TYPES, "employer": "INT64"}))
     assert r.status_code == 400 and "BYTES" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "encoding"),
+    [("xgboost", "native"), ("lightgbm", "onehot"), ("logistic_regression", "ordinal")],
+)
+def test_texts_score_as_offline_for_every_encoding_and_family(tmp_path, algorithm, encoding):
+    """The validator's codes feed every encoder (native, one-hot, ordinal) and family the same
+    way the features stage's codes did: the served scores equal the model's offline ones."""
+    from components.serve.fast_path import build_scorer
+    from components.serve.validation import SpecValidator
+
+    model_dir = train_model(tmp_path, string_frame(), string_schema(), algorithm, encoding=encoding)
+    pipeline, spec = load_model(model_dir)
+    names = [f["name"] for f in spec["features"]]
+    test = read_dataset(model_dir.parent / "test.parquet")[names].head(N)
+    rows = test.to_dict("records")
+    for entry in (e for e in spec["features"] if categories.is_string(e)):
+        for row, text in zip(rows, categories.decode(test[entry["name"]], entry), strict=True):
+            row[entry["name"]] = text
+    rows = [{k: v if isinstance(v, str) else int(v) for k, v in r.items()} for r in rows]
+    raw = SpecValidator(spec).v1({"instances": rows})
+    want = pipeline.predict_proba(test)[:, 1]
+    np.testing.assert_allclose(build_scorer(pipeline, spec)(raw), want, atol=1e-9, rtol=0)
