@@ -52,9 +52,15 @@ def configure(uri: str = "", stage: str = "mlflow") -> str:
     return uri
 
 
+def error_code(exc: Exception) -> str:
+    """An MlflowException's code (RESOURCE_ALREADY_EXISTS, ...); "" for any other error."""
+    return str(getattr(exc, "error_code", ""))
+
+
 def ensure_experiment(name: str) -> str:
     """The experiment's id, creating it (artifacts beside a local SQLite store) if needed."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
@@ -63,7 +69,14 @@ def ensure_experiment(name: str) -> str:
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        # two first runs at once: both saw no experiment, the store's unique name let one
+        # create it (the concurrent-runs test failed at track on this once); it is there now
+        if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id
 
 
 def parent_run_id(experiment: str, pipeline_run: str) -> str:

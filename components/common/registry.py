@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.artifacts import FEATURE_SPEC_FILE
-from components.common.mlflow_utils import configure
+from components.common.mlflow_utils import configure, error_code
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 STATUS_TAG = "mlpipe.status"
@@ -534,10 +534,6 @@ def is_lock_model(name: str) -> bool:
     return LOCK_SUFFIX in name
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
 def ensure_registered_model(client: Any, name: str) -> None:
     """Create registered model `name` unless it exists. Create first, not look first: two runs
     registering their first version at once both saw "missing" and the second create failed
@@ -547,7 +543,7 @@ def ensure_registered_model(client: Any, name: str) -> None:
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
-        if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+        if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
             raise
 
 
@@ -558,7 +554,7 @@ def _lease_held(client: Any, lock_name: str) -> tuple[dict[str, Any], float] | N
     try:
         tags = client.get_registered_model(lock_name).tags or {}
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
     if LOCK_TAG not in tags:
@@ -620,7 +616,7 @@ def _lease(client: Any, name: str, what: str, owner: str) -> Iterator[None]:
             )
             break  # the store's unique name: nobody else created it
         except MlflowException as exc:
-            if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+            if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                 raise
         found = _lease_held(client, lock_name)
         if found is None:
