@@ -219,10 +219,11 @@ def test_one_deploy_at_a_time_tag_lease(store, tmp_path, monkeypatch):
     )
     with registry.lock(store, "m", mode="lease"):
         pass
-    # a short lease is renewed while held
-    monkeypatch.setenv(registry.LOCK_TTL_ENV, "0.3")
+    # a short lease is renewed while held (every third of it: a 0.3 s lease, renewed by SQLite
+    # writes every 0.1 s, expired now and then on a busy machine; 1 s leaves room)
+    monkeypatch.setenv(registry.LOCK_TTL_ENV, "1.0")
     with registry.lock(store, "m", mode="lease"):
-        time.sleep(0.5)
+        time.sleep(1.6)
         with pytest.raises(registry.RegistryLocked):
             registry.lock(store, "m", mode="lease").__enter__()
 
