@@ -4,7 +4,6 @@ checks on raw texts, the features stage's encoding, and TFDV's string_domain on 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,9 @@ from components.common.errors import DataError
 from components.features.features import run as features
 from components.validate import validate
 from components.validate.checks import Contract, project_findings
-from tests.conftest import TFDV_PYTHON, needs_tfdv
+from tests.conftest import needs_tfdv
 from tests.fixtures.strings_data import EMPLOYERS, string_frame, string_schema_dict
+from tests.support.tfdv_jobs import run_tfdv_jobs
 
 SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
 SPEC = FeatureSpec(kind="categorical", dtype="string", values=["b", "a", "c"])
@@ -129,12 +129,6 @@ def test_features_refuse_an_undeclared_text(tmp_path):
 
 # ---------------------------------------------------------------- TFDV (real job)
 
-RUNNER = (
-    "import json, sys\n"
-    "from components.validate import tfdv_job\n"
-    "sys.exit(max(tfdv_job.main(a) for a in json.load(open(sys.argv[1]))))\n"
-)
-
 
 @pytest.mark.tfdv
 @needs_tfdv()
@@ -153,15 +147,7 @@ def test_tfdv_gets_a_string_domain_and_reports_an_unseen_text(tmp_path):
                 str(tmp_path / name),
             )[3:]
         )
-    (tmp_path / "jobs.json").write_text(json.dumps(argvs))
-    with validate.job_environment() as env:
-        proc = subprocess.run(
-            [str(TFDV_PYTHON), "-c", RUNNER, str(tmp_path / "jobs.json")],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    proc = run_tfdv_jobs(argvs, tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     schema = json.loads((tmp_path / "clean" / "schema" / "schema.json").read_text())
     employer = next(f for f in schema["tfdv_schema"]["feature"] if f["name"] == "employer")

@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.fixtures.bad_data import (
     shift_age_in_train,
     shift_sex,
 )
+from tests.support.tfdv_jobs import run_tfdv_jobs
 
 CLEAN_YEARS = [(2015, 2016), (2016, 2017), (2017, 2018), (2018, 2015)]
 PARTIAL_SCHEMA = {"id_column": "id", "time_column": "year", "label": {"name": "employed"}}
@@ -385,13 +385,6 @@ def test_component_compiles_for_the_tfdv_image(tmp_path):
 
 # ---------------------------------------------------------------- the TFDV job (tfdv env)
 
-RUNNER = (
-    "import json, sys\n"
-    "from components.validate import tfdv_job\n"
-    "codes = [tfdv_job.main(argv) for argv in json.load(open(sys.argv[1]))]\n"
-    "sys.exit(max(codes))\n"
-)
-
 
 @pytest.fixture(scope="module")
 def tfdv_batch(tmp_path_factory, full_data, schema_dict) -> dict[str, Path]:
@@ -417,16 +410,8 @@ def tfdv_batch(tmp_path_factory, full_data, schema_dict) -> dict[str, Path]:
         validate.job_command("python", data, schema, split, str(root / "out" / name))[3:]
         for name, (data, schema, split) in jobs.items()
     ]
-    (root / "jobs.json").write_text(json.dumps(argvs))
     started = time.perf_counter()
-    with validate.job_environment() as env:
-        proc = subprocess.run(
-            [str(TFDV_PYTHON), "-c", RUNNER, str(root / "jobs.json")],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    proc = run_tfdv_jobs(argvs, root)
     (root / "batch.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     print(f"tfdv batch: {len(jobs)} jobs in {time.perf_counter() - started:.1f} s")
