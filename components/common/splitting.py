@@ -63,3 +63,19 @@ def split(
             )
             raise DataError(stage, f"the {name} split is empty{where}", subject=time_column)
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def split_indices(
+    y: np.ndarray, folds: int, strategy: str, seed: int, order: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) row indices. `time`: each fold validates on later rows than it trains
+    on (rows ordered by `order`, e.g. the time column then id); `stratified`: shuffled, label
+    balance kept. The folds of tuning (both backends) and of the final fold models (train).
+    sklearn is imported here only: this module also runs in the tfdv environment."""
+    from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit
+
+    if strategy == "time":
+        rows = np.argsort(order, kind="stable") if order is not None else np.arange(len(y))
+        return [(rows[a], rows[b]) for a, b in TimeSeriesSplit(n_splits=folds).split(rows)]
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit
 
 from components.common.estimators import EARLY_STOPPING, fit_with_validation, make_estimator
+from components.common.splitting import split_indices
 
 
 @dataclass
@@ -34,19 +34,6 @@ class CVResult:
             return None
         k = len(self.fold_scores)
         return max(1, round(float(np.mean(self.best_iterations)) * k / max(k - 1, 1)))
-
-
-def split_indices(
-    y: np.ndarray, folds: int, strategy: str, seed: int, order: np.ndarray | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) row indices. `time`: each fold validates on later rows than it trains
-    on (rows ordered by `order`, e.g. the time column then id); `stratified`: shuffled, label
-    balance kept."""
-    if strategy == "time":
-        rows = np.argsort(order, kind="stable") if order is not None else np.arange(len(y))
-        return [(rows[a], rows[b]) for a, b in TimeSeriesSplit(n_splits=folds).split(rows)]
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y))
 
 
 def cross_validate(

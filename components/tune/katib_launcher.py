@@ -365,7 +365,7 @@ def task_folds(train_path: str, transformer_dir: str, training: Any) -> list[tup
     import numpy as np
 
     from components.common.artifacts import load_model, read_dataset
-    from components.tune.cv import split_indices
+    from components.common.splitting import split_indices
 
     train = read_dataset(train_path)
     _, spec = load_model(transformer_dir)

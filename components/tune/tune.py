@@ -141,8 +141,22 @@ def run(
             fixed=fixed_params(cfg, algorithm),  # the local backend's, thread count included
         )
     result["cv_folds"], result["cv_strategy"] = cfg.cv_folds, cfg.cv_strategy
+    result["final_fit"] = final_fit(cfg, algorithm, result["best_params"])
     write_result(result, out_dir)
     return result
+
+
+def final_fit(cfg: TrainingConfig, algorithm: str, best: dict[str, Any]) -> dict[str, Any]:
+    """How the train stage builds the final model: `folds` refits the k fold models exactly as
+    cross-validation fitted them (same folds from the seed, same params with the configured
+    round cap, early stopping on each fold's held-out rows); `refit` fits once on all rows with
+    `best_params` (the folds' rounds scaled to all rows). Time-ordered folds always refit."""
+    method = cfg.final_fit if cfg.cv_strategy == "stratified" else "refit"
+    out: dict[str, Any] = {"method": method, "folds": cfg.cv_folds, "strategy": cfg.cv_strategy}
+    if method == "folds":
+        cap = fixed_params(cfg, algorithm).get("n_estimators")
+        out["params"] = {**best, **({"n_estimators": cap} if cap is not None else {})}
+    return out
 
 
 def write_result(result: dict[str, Any], out_dir: str) -> None:

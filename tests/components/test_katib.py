@@ -746,7 +746,7 @@ def test_run_on_katib_stages_the_inputs_and_wires_the_config(cluster, trial_data
     """The trials read a staged copy in the project's store (never KFP's artifact URIs), with
     the folds the task defined, in the configured namespace; the copy is gone afterwards."""
     from components.common.artifacts import load_model, read_dataset
-    from components.tune.cv import split_indices
+    from components.common.splitting import split_indices
     from components.tune.katib_staging import read_folds
 
     training = _katib_training()
@@ -1240,7 +1240,8 @@ def test_a_trial_on_the_staged_folds_scores_what_the_local_backend_scores(trial_
     Katib fills them, run as Katib's StdOut collector wraps it: the `latest` objective equals the
     local backend's cross-validation for the same parameters and folds."""
     from components.common.artifacts import load_model, read_dataset
-    from components.tune.cv import cross_validate, split_indices
+    from components.common.splitting import split_indices
+    from components.tune.cv import cross_validate
     from components.tune.katib_staging import stage_inputs
 
     train_path, tf_path = str(trial_data / "train.parquet"), str(trial_data / "transformer")

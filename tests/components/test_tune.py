@@ -10,10 +10,11 @@ import pytest
 from components.common.artifacts import load_model, read_dataset
 from components.common.errors import StageError
 from components.common.search_space import ParamSpec
+from components.common.splitting import split_indices
 from components.features.features import run as features
 from components.select.select_model import choose
 from components.select.select_model import run as select
-from components.tune.cv import cross_validate, split_indices
+from components.tune.cv import cross_validate
 from components.tune.optuna_backend import run_optuna
 from components.tune.tune import run, summary
 
