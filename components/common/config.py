@@ -607,6 +607,10 @@ class TrainingConfig(_Strict):
     ] = ["lightgbm"]
     cv_folds: Annotated[int, Field(ge=2, le=10)] = 3
     cv_strategy: Literal["stratified", "time"] = "stratified"
+    # the final model: `folds` = the mean of the k cross-validation fold models of the best params
+    # (components/common/fold_ensemble.py; stratified folds only: time folds train on ever fewer
+    # rows, so those refit), `refit` = one model on all rows with the folds' rounds
+    final_fit: Literal["folds", "refit"] = "folds"
     hyperparameter_tuning: bool = False
     tuning_backend: Literal["optuna", "katib"] = "optuna"
     # the study stops on a trial count (reproducible); time_budget_s is an optional wall-time cap

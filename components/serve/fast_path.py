@@ -246,6 +246,15 @@ def _positive_column(model: Any) -> int:
 def _estimator_predict(est: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     kind = type(est).__name__
     positive = _positive_column(est)
+    if kind == "FoldEnsemble":  # the mean of its fold models' probabilities, as predict_proba
+        parts = [_estimator_predict(m) for m in est.members]
+        names = sorted({name for name, _ in parts})
+        scorers = [predict for _, predict in parts]
+
+        def ensemble(x: np.ndarray) -> np.ndarray:
+            return np.mean([predict(x) for predict in scorers], axis=0)
+
+        return f"{'+'.join(names)} x{len(scorers)}", ensemble
     if kind == "LGBMClassifier":
         booster = est.booster_
         if est.objective_ != "binary":

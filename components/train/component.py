@@ -15,7 +15,8 @@ def train(
     seed: int,
     model: Output[Model],
 ):
-    """Refit `algorithm` on all training rows with the tuned params; write transformer +
+    """Fit the final `algorithm` model with the tuned params (the k cross-validation fold
+    models, or one refit on all rows: the tune result's `final_fit`); write transformer +
     estimator as one model.
 
     Args:
@@ -31,7 +32,7 @@ def train(
     from components.train.train import run, tuned_params
 
     with record_task(f"train-{algorithm}") as rec:
-        params, cv = tuned_params(tuned.path)
+        params, cv, final = tuned_params(tuned.path)
         meta = run(
             train_data.path,
             transformer.path,
@@ -41,6 +42,7 @@ def train(
             model.path,
             cv,
             transformer_sha256=transformer.metadata.get("sha256"),
+            final=final,
         )
         rec.rows = meta["rows"]
     model.metadata.update(meta, task=rec.to_dict())

@@ -123,7 +123,7 @@ def run(
             order,
         )
     else:
-        from components.tune.cv import split_indices
+        from components.common.splitting import split_indices
         from components.tune.katib import run_on_katib
 
         # Trial pods cannot read KFP's artifact store: the task stages the rows, the transformer

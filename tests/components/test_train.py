@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -115,3 +116,55 @@ def test_same_content_same_digest_whatever_the_schema_mapping_order(tmp_path, sa
         )
         digests.add(meta["sha256"])
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "xgboost"])
+def test_fold_models_are_the_ones_cross_validation_scored(prepared, tmp_path, algorithm):
+    """`final_fit: folds`: the model is the mean of the k fold models, each the one the tune
+    stage's cross-validation fitted (same folds from the seed, same early stopping), so on the
+    validation rows of fold i, member i scores exactly CV's fold score."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from components.common.fold_ensemble import FoldEnsemble
+    from components.tune.cv import cross_validate
+
+    cap = {"n_estimators": 400, "n_jobs": 1, "learning_rate": 0.1}
+    if algorithm == "xgboost":
+        cap["tree_method"] = "hist"
+    train = read_dataset(prepared / "train.parquet")
+    transformer, tspec = load_model(prepared / "transformer")
+    cv = cross_validate(train, tspec, transformer, algorithm, cap, 3, "stratified", 11)
+    final = {"method": "folds", "folds": 3, "strategy": "stratified", "params": cap}
+    meta = run(
+        str(prepared / "train.parquet"),
+        str(prepared / "transformer"),
+        algorithm,
+        {**cap, "n_estimators": cv.rounds()},
+        11,
+        str(tmp_path / "model"),
+        final=final,
+    )
+    model, spec = load_model(tmp_path / "model")
+    ensemble = model.steps[-1][1]
+    assert isinstance(ensemble, FoldEnsemble) and len(ensemble.members) == 3
+    assert spec["final_fit"] == meta["final_fit"] == "folds" and meta["params"] == cap
+    names = [f["name"] for f in spec["features"]]
+    x, y = transformer.transform(train[names]), train[spec["label"]].to_numpy()
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=11).split(x, y)
+    for member, (_, val), score in zip(ensemble.members, folds, cv.fold_scores, strict=True):
+        assert roc_auc_score(y[val], member.predict_proba(x[val])[:, 1]) == pytest.approx(score)
+    test = read_dataset(prepared / "test.parquet")
+    mean = np.mean(
+        [m.predict_proba(transformer.transform(test[names])) for m in ensemble.members], 0
+    )
+    np.testing.assert_allclose(model.predict_proba(test[names]), mean)
+    assert model.predict(test[names]).tolist() == (mean[:, 1] > 0.5).astype(int).tolist()
+
+
+def test_a_fold_ensemble_cannot_be_fitted_or_used_empty():
+    from components.common.fold_ensemble import FoldEnsemble
+
+    with pytest.raises(TypeError, match="built from fitted fold models"):
+        FoldEnsemble([]).fit([[0]], [0])
+    with pytest.raises(AttributeError):
+        FoldEnsemble([]).classes_  # noqa: B018 - unfitted: sklearn's check_is_fitted looks here

@@ -15,7 +15,8 @@ from sklearn.pipeline import Pipeline
 
 from components.common.artifacts import load_model, read_dataset
 from components.serve.fast_path import FastScorer, PandasScorer, build_scorer
-from tests.serve.conftest import fit, prepare
+from components.train.train import run as train
+from tests.serve.conftest import FAST_PARAMS, fit, prepare
 
 ALGORITHMS = ["lightgbm", "xgboost", "random_forest", "logistic_regression"]
 SCALINGS = ["standard", "minmax", "robust", "none"]
@@ -79,3 +80,26 @@ def test_unsupported_estimator_falls_back_to_pandas_with_a_warning(prepared, cap
     assert "fast path not available" in caplog.text
     frame = pd.DataFrame(raw, columns=names).astype("int64")
     np.testing.assert_array_equal(scorer(raw), other.predict_proba(frame)[:, 1])
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "xgboost"])
+def test_fast_path_averages_a_fold_ensemble_like_the_pipeline(prepared, algorithm):
+    """`final_fit: folds` models: the fast path replays each fold model and averages them."""
+    prepared_dir = prepared[("standard", "native")]
+    model_dir = prepared_dir / f"folds-{algorithm}"
+    train(
+        str(prepared_dir / "train.parquet"),
+        str(prepared_dir / "transformer"),
+        algorithm,
+        FAST_PARAMS[algorithm],
+        7,
+        str(model_dir),
+        final={"method": "folds", "folds": 3, "params": FAST_PARAMS[algorithm]},
+    )
+    pipeline, spec, raw, reference = reference_and_raw(model_dir, prepared_dir)
+    scorer = build_scorer(pipeline, spec)
+    assert isinstance(scorer, FastScorer), f"fell back: {scorer.reason}"
+    assert scorer.estimator_name == f"{algorithm} x3"
+    assert np.max(np.abs(scorer(raw) - reference)) <= TOLERANCE
+    one = np.array([scorer(raw[i : i + 1])[0] for i in range(ONE_ROW_CHECKS)])
+    assert np.max(np.abs(one - reference[:ONE_ROW_CHECKS])) <= TOLERANCE
