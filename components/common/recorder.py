@@ -1,4 +1,5 @@
-"""Per-task figures: wall time, CPU time, peak memory, rows and rows/s, status and error.
+"""Per-task figures: wall time, CPU time, peak memory, rows and rows/s, status and error, and the
+task process's start-up before its work (interpreter, kfp executor, imports: `startup_s`).
 
 Each stage wraps its work in `record_task(...)`. The record goes into the stage's output artifact
 metadata (where KFP shows it) and, when `MLPIPE_RECORDS_DIR` is set, into a JSON file there: the
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 RECORDS_ENV = "MLPIPE_RECORDS_DIR"
+# set by the command KFP generates for every lightweight component's task (local and cluster)
+KFP_TASK_ENV = "_KFP_RUNTIME"
 
 
 @dataclass
@@ -37,6 +40,9 @@ class TaskRecord:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
+    # a KFP task's process start to its work: interpreter, kfp executor, the stage's imports.
+    # Not part of wall_s (the task's own time); None outside a KFP task process.
+    startup_s: float | None = None
     rows: int | None = None
     rows_per_s: float | None = None
     error: str | None = None
@@ -55,6 +61,26 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc; 10 ms resolution), None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)": fields[0] is field 3
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _startup_s() -> float | None:
+    # only a task's own process: in a test or the CLI, the process age says nothing of a task
+    if os.environ.get(KFP_TASK_ENV, "").lower() != "true":
+        return None
+    age = _process_age_s()
+    return None if age is None else round(age, 2)
+
+
 def _peak_rss_mb() -> float:
     # ru_maxrss is in KiB on Linux; a child (the tfdv subprocess) may peak higher than us.
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -65,7 +91,7 @@ def _peak_rss_mb() -> float:
 @contextmanager
 def record_task(task: str, records_dir: str | None = None) -> Iterator[TaskRecord]:
     """Measure the block; on an exception, record it (message, type, subject) and re-raise."""
-    record = TaskRecord(task=task)
+    record = TaskRecord(task=task, startup_s=_startup_s())
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     try:
         yield record

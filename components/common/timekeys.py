@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a timestamp is read: number windows (the config's
+    import pandas as pd  # checks, in every task that loads it) need no pandas
+
 
 NUMBER, TIMESTAMP = "number", "timestamp"
 _DEFAULTS = {"kind": NUMBER, "timezone": "UTC", "unit": "s"}
@@ -37,6 +39,8 @@ def is_timestamp(time: Mapping[str, Any] | None) -> bool:
 def _stamp(value: Any, tz: str) -> pd.Timestamp:
     """One ISO string / date / datetime as a UTC Timestamp (naive: in `tz`); NaT if unreadable.
     Strings must be ISO 8601: a day-first or month-first "01/02/2013" is refused, not guessed."""
+    import pandas as pd
+
     try:  # fromisoformat: strict in every pandas (the tfdv environment has pandas 1.5)
         ts = pd.Timestamp(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
     except (ValueError, TypeError, OverflowError):
@@ -48,6 +52,8 @@ def _stamp(value: Any, tz: str) -> pd.Timestamp:
 
 def keys(values: pd.Series, time: Mapping[str, Any] | None = None) -> pd.Series:
     """The column's values as comparable keys (same index); unreadable values are missing."""
+    import pandas as pd
+
     s = spec(time)
     if s["kind"] == NUMBER:
         return pd.to_numeric(values, errors="coerce")
@@ -91,6 +97,8 @@ def bound(value: Any, time: Mapping[str, Any] | None = None, *, end: bool = Fals
             f"window bound {value!r}: the time column is a timestamp (time.kind: timestamp), "
             "so windows are ISO dates or datetimes like '2013-01-01'"
         )
+    import pandas as pd
+
     key = _stamp(value, s["timezone"])
     if key is pd.NaT:
         raise ValueError(f"window bound {value!r} is not an ISO date or datetime")

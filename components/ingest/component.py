@@ -63,7 +63,7 @@ def commit_ingest(data: Input[Dataset]) -> str:
     import json
 
     from components.common.recorder import record_task
-    from components.ingest.ingest import commit
+    from components.ingest.commit import commit
 
     with record_task("commit") as rec:
         out = commit(dict(data.metadata))

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from components.common import runtime_env, timekeys
-from components.common.artifacts import atomic_path, restore_ints, sha256_file
+from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
 from components.ingest import checks as ingest_checks
@@ -34,7 +34,7 @@ STAGE = "ingest"
 URL_ATTEMPTS = 3
 URL_BACKOFF_S = 1.0
 
-__all__ = ["NoNewData", "SourceError", "commit", "resolve_files", "run", "source_digest"]
+__all__ = ["NoNewData", "SourceError", "resolve_files", "run", "source_digest"]
 
 
 class NoNewData(StageError):
@@ -374,54 +374,3 @@ def _catalogue_entry(meta: dict[str, Any]) -> dict[str, Any]:
         "anomalies",
     )
     return {k: meta.get(k) for k in keep}
-
-
-# ---------------------------------------------------------------- commit
-
-
-def commit(meta: dict[str, Any]) -> dict[str, Any]:
-    """Advance the watermark of the batch described by `meta` (a Dataset's metadata) and mark its
-    version committed. Run by the pipeline after the batch was validated and consumed.
-
-    Idempotent (committing the same batch twice is a no-op); refuses to move a watermark that
-    another run advanced since this batch was read (compare-and-set).
-    """
-    meta = restore_ints(meta)  # KFP hands the metadata back with doubles: id 137910 stays an int
-    wm = meta.get("watermark")
-    store = open_store("committing an incremental load" if wm else None)
-    if store is None:
-        return {"committed": False, "reason": "no state store"}
-    sha = meta.get("content_sha256")
-    if sha:
-        store.mark_committed(sha)
-    if not wm:
-        return {
-            "committed": False,
-            "reason": "not an incremental load",
-            "version": meta.get("version"),
-        }
-    key = wm["state_key"]
-    current = store.watermark(key)
-    target = wm["to"]
-    if current and current.get("value") == target["value"]:
-        return {"committed": False, "reason": "already committed", "state_key": key, **target}
-    read_at = (wm.get("committed") or {}).get("value")
-    if (current or {}).get("value") != read_at:
-        raise StageError(
-            STAGE,
-            f"watermark {key} moved from {read_at!r} to {current.get('value')!r} since this batch "
-            "was read (another run committed first): re-run to load from the new watermark",
-            subject=key,
-        )
-    record = {
-        **target,
-        "column": wm["column"],
-        "previous": read_at,
-        "version": meta.get("version"),
-        "content_sha256": sha,
-        "rows": meta.get("rows"),
-        "source": meta.get("source"),
-        "committed_at": time.time(),
-    }
-    store.advance_watermark(key, read_at, record)  # compare-and-set: one run wins
-    return {"committed": True, "state_key": key, "previous": read_at, **target}

@@ -12,7 +12,8 @@ from components.common.artifacts import read_dataset
 from components.common.config import IngestionConfig, load_pipeline_config
 from components.common.errors import DataError, StageError
 from components.common.runtime_env import STATE_ENV, RuntimeEnvError
-from components.ingest.ingest import NoNewData, commit, run, source_digest
+from components.ingest.commit import commit
+from components.ingest.ingest import NoNewData, run, source_digest
 from components.ingest.state import StateError, StateStore
 
 

@@ -18,7 +18,8 @@ from components.common.config import (
 from components.common.errors import DataError
 from components.common.runtime_env import STATE_ENV
 from components.common.splitting import split
-from components.ingest.ingest import NoNewData, commit, run
+from components.ingest.commit import commit
+from components.ingest.ingest import NoNewData, run
 from components.ingest.state import StateStore
 from components.validate.checks import Contract, project_findings
 

@@ -17,7 +17,8 @@ import pytest
 from components.common.artifacts import read_dataset
 from components.common.config import ConfigError, load_pipeline_config
 from components.common.errors import DataError
-from components.ingest.ingest import NoNewData, commit, run
+from components.ingest.commit import commit
+from components.ingest.ingest import NoNewData, run
 from components.ingest.sources import AuthError, SourceError, TransientSourceError
 from components.ingest.state import StateStore
 from tests.integration.conftest import closed_port, file_handler
