@@ -314,7 +314,9 @@ def _run(
     result = RunResult(True, 0.0, log_file=str(log_file))
 
     with open(log_file, "w") as log:
-        tee = ProgressTee(log, screen, verbose=verbose)
+        tee = ProgressTee(
+            log, screen, verbose=verbose, cached_record=lambda k: _cached_record(cache_root, k)
+        )
         try:
             with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
                 # resources, retries and images have no effect under kfp.local: say it once, in docs

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 # colour and other CSI escape sequences (kfp.local colours task names and statuses)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -33,8 +34,17 @@ def strip_ansi(text: str) -> str:
 class ProgressTee:
     """A file-like stdout replacement: everything to `log`, progress lines to `screen`."""
 
-    def __init__(self, log: TextIO, screen: TextIO, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        log: TextIO,
+        screen: TextIO,
+        verbose: bool = False,
+        cached_record: Callable[[str], Any] | None = None,
+    ) -> None:
+        """`cached_record(key prefix)`: the task record (`.task`, `.wall_s`) kept in a cache
+        entry, to name a cached task as it ran (`tune-lightgbm`, not `tune`) with its time."""
         self.log, self.screen, self.verbose = log, screen, verbose
+        self.cached_record = cached_record
         self._buffer = ""
         self._started: dict[str, list[float]] = {}
         self._executions: dict[str, int] = {}
@@ -76,6 +86,13 @@ class ProgressTee:
     def _done(self, name: str, status: str, took: float) -> None:
         self._say(f"  [{'done' if status == 'SUCCESS' else 'FAILED':7}] {name} ({took:.1f}s)")
 
+    def _cached_line(self, name: str, key: str) -> str:
+        """`tune-lightgbm (30.9s)`: its name and time from the run that computed it."""
+        rec = self.cached_record(key) if self.cached_record else None
+        if rec is None or not (rec.task == name or rec.task.startswith(name + "-")):
+            return name
+        return f"{rec.task} ({rec.wall_s:.1f}s)"
+
     def _flush_pending(self, name: str | None = None) -> None:
         if self._pending is not None:
             base, status, took = self._pending
@@ -92,7 +109,7 @@ class ProgressTee:
         elif m := _CACHE_HIT.search(line):
             self._flush_pending()
             self.cache_hits.append((m.group(1), m.group(2)))
-            self._say(f"  [cached ] {m.group(1)}")
+            self._say(f"  [cached ] {self._cached_line(m.group(1), m.group(2))}")
         elif m := _EXECUTING.search(line):
             self._flush_pending()
             name = m.group(1)
