@@ -22,6 +22,9 @@ _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRIAL = re.compile(r"\[tune ([\w-]+)\] trial (\d+)(?:: (.*)| failed: (.*))")
 # a stage's non-blocking finding, as its component logs it (components/validate/validate.py)
 _WARNING = re.compile(r"^\s*(warning: [\w-]+: .+)")
+# kfp's executor dumps each executed task's whole input as indented JSON (~100-300 lines): 90%
+# of a cached re-run's log; the log keeps one line saying so (`--verbose` shows it on screen)
+_EXECUTOR_INPUT = re.compile(r"^(\s*)\[KFP Executor [^\]]*\]: Got executor_input:\s*$")
 # the task record in the outputs kfp.local prints after a task: names a fanned-out task
 # (`tune` runs once per algorithm; its record says `tune-lightgbm`)
 _RECORD_NAME = re.compile(r"'task': '([\w-]+)'")
@@ -51,6 +54,7 @@ class ProgressTee:
         # a finished task that ran more than once, waiting for its record to name it
         self._pending: tuple[str, str, float] | None = None
         self.cache_hits: list[tuple[str, str]] = []  # (task, cache key prefix)
+        self._dump: tuple[str, int] | None = None  # inside an executor input: (indent, lines)
 
     def write(self, text: str) -> int:
         if self.verbose:
@@ -59,9 +63,25 @@ class ProgressTee:
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
             line = strip_ansi(line)  # whole lines: a code may be split across writes
-            self.log.write(line + "\n")
+            self._log(line)
             self._progress(line)
         return len(text)
+
+    def _log(self, line: str) -> None:
+        """The line to the log file, but for the JSON body of an executor input dump."""
+        if self._dump is not None:
+            indent, count = self._dump
+            if line.startswith(indent + " ") or line == indent + "{":
+                self._dump = (indent, count + 1)
+                return
+            if line == indent + "}":  # its end: one line instead of the body
+                self._dump = None
+                self.log.write(f"{indent}({count + 1} lines of JSON not kept in the log)\n")
+                return
+            self._dump = None  # not the JSON we expected: keep logging everything
+        if m := _EXECUTOR_INPUT.match(line):
+            self._dump = (m.group(1), 0)
+        self.log.write(line + "\n")
 
     def close(self) -> None:
         """The last partial line to the log, a finished task still waiting for its name."""

@@ -190,3 +190,25 @@ def test_a_cached_fanned_out_task_is_named_by_its_cache_entry_with_its_original_
         "  [cached ] train",
     ]
     assert [name for name, _ in tee.cache_hits] == ["tune", "tune", "train"]
+
+
+def test_the_log_keeps_one_line_for_an_executor_input_dump_and_everything_else():
+    log = io.StringIO()
+    tee = ProgressTee(log, io.StringIO())
+    body = '    {\n        "inputs": {\n            "parameters": {"x": 1}\n        }\n    }\n'
+    tee.write("14:53:24.487 - INFO - Executing task 'gate'\n")
+    tee.write("    [KFP Executor 2026-12-03 14:53:24,634 INFO]: Got executor_input:\n" + body)
+    tee.write("    [KFP Executor 2026-12-03 14:53:40,718 INFO]: Wrote executor output file\n")
+    # a dump that is not the indented JSON expected: nothing after it is lost
+    tee.write("    [KFP Executor 2026-12-03 14:53:41,000 INFO]: Got executor_input:\n")
+    tee.write("Traceback (most recent call last):\nValueError: boom\n")
+    tee.close()
+    assert log.getvalue().splitlines() == [
+        "14:53:24.487 - INFO - Executing task 'gate'",
+        "    [KFP Executor 2026-12-03 14:53:24,634 INFO]: Got executor_input:",
+        "    (5 lines of JSON not kept in the log)",
+        "    [KFP Executor 2026-12-03 14:53:40,718 INFO]: Wrote executor output file",
+        "    [KFP Executor 2026-12-03 14:53:41,000 INFO]: Got executor_input:",
+        "Traceback (most recent call last):",
+        "ValueError: boom",
+    ]
