@@ -27,7 +27,7 @@ from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.ingest.ingest import source_digest
-from pipelines.outputs import link_or_copy
+from pipelines.outputs import link_or_copy, share_identical, share_with_previous_run
 from pipelines.progress import ProgressTee, original_stdout, strip_ansi
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
@@ -246,6 +246,11 @@ def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str
         "evaluation_report": out / "reports" / f"{run_name}-evaluation.html",
         "validation_report": out / "reports" / f"{run_name}-validation.html",
     }
+    # gate is never cached: an unchanged re-run renders the same report again; keep one copy
+    earlier = sorted(
+        (out / "reports").glob("*-evaluation.html"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    share_identical(outputs["evaluation_report"].path, earlier[:3])
     for name, target in targets.items():
         # hard links to kfp.local's files (a cached task's are an earlier run's): no new bytes
         link_or_copy(outputs[name].path, target)
@@ -314,7 +319,9 @@ def _run(
     result = RunResult(True, 0.0, log_file=str(log_file))
 
     with open(log_file, "w") as log:
-        tee = ProgressTee(log, screen, verbose=verbose)
+        tee = ProgressTee(
+            log, screen, verbose=verbose, cached_record=lambda k: _cached_record(cache_root, k)
+        )
         try:
             with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
                 # resources, retries and images have no effect under kfp.local: say it once, in docs
@@ -360,6 +367,10 @@ def _run(
     result.gate_passed = bool(result.gate.get("blessed", False))
     result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
+    try:  # the never-cached tasks' outputs that equal the previous run's: one copy
+        share_with_previous_run(Path(outputs["blessing"].path).parents[1])
+    except OSError as exc:  # disk use only: the run itself succeeded
+        print(f"warning: could not link this run's outputs to the previous ones: {exc}")
     gate_run = details.get("gate", {}).get("run_id") or result.mlflow_run_id
     if gate_run:
         record_outcome_or_warn(gate_run, result.mlflow_run_id, settings.digest(), digest, result)

@@ -24,6 +24,7 @@ from components.common.runtime_env import LOGS_ENV, temporary_environ
 from components.monitor.actions import TriggerStore, retrain_overrides
 from pipelines.local_run import (
     RunResult,
+    _cached_record,
     _failure,
     _info_logging,
     _task_environment,
@@ -207,7 +208,9 @@ def _run(
         settings, retries=settings.pipeline.runtime.local_retries, exit_handler=False
     )
     with open(log_file, "w") as log:
-        tee = ProgressTee(log, screen, verbose=verbose)
+        tee = ProgressTee(
+            log, screen, verbose=verbose, cached_record=lambda k: _cached_record(cache_root, k)
+        )
         try:
             with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -6,10 +6,14 @@ outputs/data and outputs/reports wrote the same ~5 MB again on every run. Hard l
 its own path to the same bytes (readers see ordinary files; deleting one path never breaks the
 other); a copy is the fallback where a link cannot be made (another file system, no permission).
 Artifacts are never modified after their task: sharing their inodes is safe.
+
+A task that is never cached (gate) writes a new file each run, the same bytes when nothing
+changed: `share_identical` turns such a file into one more link to the earlier identical one.
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from pathlib import Path
@@ -48,3 +52,40 @@ def _link_file(source: Path, target: Path) -> str:
         how = "copied"
     os.replace(tmp, target)  # atomic: a reader never sees a half-written file
     return how
+
+
+def share_identical(path: str | Path, earlier: list[Path]) -> Path | None:
+    """Make the file `path` a hard link to the first of `earlier` with the same bytes (an
+    unchanged re-run's report): the new bytes are freed. Returns that file, or None (nothing
+    identical, or it cannot be linked: `path` is left as written)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    for old in earlier:
+        try:
+            same = old.stat().st_size == size and filecmp.cmp(old, path, shallow=False)
+        except OSError:  # removed meanwhile (mlpipe clean)
+            continue
+        if same:
+            return old if link_or_copy(old, path) == "linked" else None
+    return None
+
+
+def share_with_previous_run(run_dir: str | Path) -> int:
+    """Each file of kfp.local's folder `run_dir` that the previous run's folder (the sibling
+    named just before it: names are timestamps) holds at the same path with the same bytes
+    becomes a link to it: the never-cached tasks' small outputs (blessing, registration,
+    deployment) of an unchanged re-run. Returns how many were shared."""
+    run_dir = Path(run_dir)
+    pipeline = run_dir.name[: -len("2026-12-03-14-53-24-460659")]  # kfp.local's run name
+    before = sorted(
+        p for p in run_dir.parent.glob(f"{pipeline}*") if p.is_dir() and p.name < run_dir.name
+    )
+    if not pipeline or not before:
+        return 0
+    shared = 0
+    for path in run_dir.rglob("*"):
+        if path.is_file() and share_identical(path, [before[-1] / path.relative_to(run_dir)]):
+            shared += 1
+    return shared

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 # colour and other CSI escape sequences (kfp.local colours task names and statuses)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -21,6 +22,9 @@ _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRIAL = re.compile(r"\[tune ([\w-]+)\] trial (\d+)(?:: (.*)| failed: (.*))")
 # a stage's non-blocking finding, as its component logs it (components/validate/validate.py)
 _WARNING = re.compile(r"^\s*(warning: [\w-]+: .+)")
+# kfp's executor dumps each executed task's whole input as indented JSON (~100-300 lines): 90%
+# of a cached re-run's log; the log keeps one line saying so (`--verbose` shows it on screen)
+_EXECUTOR_INPUT = re.compile(r"^(\s*)\[KFP Executor [^\]]*\]: Got executor_input:\s*$")
 # the task record in the outputs kfp.local prints after a task: names a fanned-out task
 # (`tune` runs once per algorithm; its record says `tune-lightgbm`)
 _RECORD_NAME = re.compile(r"'task': '([\w-]+)'")
@@ -33,14 +37,24 @@ def strip_ansi(text: str) -> str:
 class ProgressTee:
     """A file-like stdout replacement: everything to `log`, progress lines to `screen`."""
 
-    def __init__(self, log: TextIO, screen: TextIO, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        log: TextIO,
+        screen: TextIO,
+        verbose: bool = False,
+        cached_record: Callable[[str], Any] | None = None,
+    ) -> None:
+        """`cached_record(key prefix)`: the task record (`.task`, `.wall_s`) kept in a cache
+        entry, to name a cached task as it ran (`tune-lightgbm`, not `tune`) with its time."""
         self.log, self.screen, self.verbose = log, screen, verbose
+        self.cached_record = cached_record
         self._buffer = ""
         self._started: dict[str, list[float]] = {}
         self._executions: dict[str, int] = {}
         # a finished task that ran more than once, waiting for its record to name it
         self._pending: tuple[str, str, float] | None = None
         self.cache_hits: list[tuple[str, str]] = []  # (task, cache key prefix)
+        self._dump: tuple[str, int] | None = None  # inside an executor input: (indent, lines)
 
     def write(self, text: str) -> int:
         if self.verbose:
@@ -49,9 +63,25 @@ class ProgressTee:
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
             line = strip_ansi(line)  # whole lines: a code may be split across writes
-            self.log.write(line + "\n")
+            self._log(line)
             self._progress(line)
         return len(text)
+
+    def _log(self, line: str) -> None:
+        """The line to the log file, but for the JSON body of an executor input dump."""
+        if self._dump is not None:
+            indent, count = self._dump
+            if line.startswith(indent + " ") or line == indent + "{":
+                self._dump = (indent, count + 1)
+                return
+            if line == indent + "}":  # its end: one line instead of the body
+                self._dump = None
+                self.log.write(f"{indent}({count + 1} lines of JSON not kept in the log)\n")
+                return
+            self._dump = None  # not the JSON we expected: keep logging everything
+        if m := _EXECUTOR_INPUT.match(line):
+            self._dump = (m.group(1), 0)
+        self.log.write(line + "\n")
 
     def close(self) -> None:
         """The last partial line to the log, a finished task still waiting for its name."""
@@ -76,6 +106,13 @@ class ProgressTee:
     def _done(self, name: str, status: str, took: float) -> None:
         self._say(f"  [{'done' if status == 'SUCCESS' else 'FAILED':7}] {name} ({took:.1f}s)")
 
+    def _cached_line(self, name: str, key: str) -> str:
+        """`tune-lightgbm (30.9s)`: its name and time from the run that computed it."""
+        rec = self.cached_record(key) if self.cached_record else None
+        if rec is None or not (rec.task == name or rec.task.startswith(name + "-")):
+            return name
+        return f"{rec.task} ({rec.wall_s:.1f}s)"
+
     def _flush_pending(self, name: str | None = None) -> None:
         if self._pending is not None:
             base, status, took = self._pending
@@ -92,7 +129,7 @@ class ProgressTee:
         elif m := _CACHE_HIT.search(line):
             self._flush_pending()
             self.cache_hits.append((m.group(1), m.group(2)))
-            self._say(f"  [cached ] {m.group(1)}")
+            self._say(f"  [cached ] {self._cached_line(m.group(1), m.group(2))}")
         elif m := _EXECUTING.search(line):
             self._flush_pending()
             name = m.group(1)

@@ -25,6 +25,10 @@ GATE_TAG = "mlpipe.gate"  # passed | blocked
 GATE_MODE_TAG = "mlpipe.gate.mode"
 GATE_FAILED_TAG = "mlpipe.gate.failed_checks"
 GATE_CHAMPION_TAG = "mlpipe.gate.champion_version"
+# gate's files: `<prefix>.<file>` = the sha256 of a file this run holds under gate/, or (an
+# unchanged re-run, same bytes) the runs:/ URI of the earlier run's copy, which is not logged again
+GATE_SHA256_TAG = "mlpipe.gate.sha256"
+GATE_SAME_AS_TAG = "mlpipe.gate.same_as"
 REGISTERED_VERSION_TAG = "mlpipe.registered_version"  # the model version register left
 DEPLOY_OUTCOME_TAG = "mlpipe.deploy.outcome"  # promoted | rolled_back | awaiting_approval | ...
 DEPLOY_REASON_TAG = "mlpipe.deploy.reason"

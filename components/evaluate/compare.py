@@ -7,6 +7,7 @@ part: explanations) comes from the cached evaluate task.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -77,8 +78,9 @@ def log_to_mlflow(
     files: dict[str, str],
 ) -> str:
     """The verdict on the pipeline run's MLflow run: tags, the champion's metrics on the same
-    rows (`champion.<metric>`), and `files` ({file name: path}) under `gate/`. Returns the run
-    id."""
+    rows (`champion.<metric>`), and `files` ({file name: path}) under `gate/`; a file whose
+    bytes an earlier run of the experiment already holds is not logged again, a tag points at
+    that run's copy. Returns the run id."""
     import mlflow
 
     from components.common import mlflow_utils as mu
@@ -93,10 +95,32 @@ def log_to_mlflow(
         client.set_tag(run_id, mu.GATE_CHAMPION_TAG, blessing.champion_version)
     for name, value in ((champion or {}).get("metrics") or {}).items():
         client.log_metric(run_id, f"champion.{name}", float(value))
+    experiment_id = client.get_run(run_id).info.experiment_id
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in files.items():  # KFP's artifact files have no extension: name them
-            if Path(path).is_file():
-                target = Path(tmp) / name
-                shutil.copyfile(path, target)
-                client.log_artifact(run_id, str(target), artifact_path="gate")
+            if not Path(path).is_file():
+                continue
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            earlier = _run_holding(client, experiment_id, name, digest)
+            if earlier is not None:  # an unchanged re-run: ~0.4 MB of report each time otherwise
+                uri = f"runs:/{earlier}/gate/{name}"
+                client.set_tag(run_id, f"{mu.GATE_SAME_AS_TAG}.{name}", uri)
+                continue
+            target = Path(tmp) / name
+            shutil.copyfile(path, target)
+            client.log_artifact(run_id, str(target), artifact_path="gate")
+            # only after the upload: a run found by this tag must hold the file
+            client.set_tag(run_id, f"{mu.GATE_SHA256_TAG}.{name}", digest)
     return run_id
+
+
+def _run_holding(client: Any, experiment_id: str, name: str, digest: str) -> str | None:
+    """The id of a run in the experiment that holds gate/`name` with these bytes, if any."""
+    from components.common import mlflow_utils as mu
+
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{mu.GATE_SHA256_TAG}.{name}` = '{digest}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None

@@ -207,3 +207,40 @@ def test_gate_records_its_verdict_in_mlflow(store, models, rows, tmp_path):
     assert run.data.metrics["champion.roc_auc"] == pytest.approx(champion["metrics"]["roc_auc"])
     files = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "gate")}
     assert files == {"gate/blessing.json", "gate/report.html"}
+
+
+def test_an_unchanged_rerun_references_the_earlier_report_instead_of_logging_it(
+    store, models, rows, tmp_path
+):
+    register(*models["good"], "m", "good")
+    blessing, _, champion = gate(models, rows, tmp_path, "weak")
+    files = {"blessing.json": str(tmp_path / "blessing"), "report.html": str(tmp_path / "report")}
+    client = mlflow.MlflowClient()
+
+    def logged(run_id):
+        return {f.path for f in client.list_artifacts(run_id, "gate")}
+
+    first = compare.log_to_mlflow("t", "run-1", blessing, champion, files)
+    assert logged(first) == {"gate/blessing.json", "gate/report.html"}
+    # the same verdict inputs, decided again: the same bytes (the report is deterministic);
+    # nothing logged again, tags point at run-1's copy
+    before = (tmp_path / "report").read_bytes()
+    blessing, _, champion = gate(models, rows, tmp_path, "weak")
+    assert (tmp_path / "report").read_bytes() == before
+    second = compare.log_to_mlflow("t", "run-2", blessing, champion, files)
+    assert second != first and logged(second) == set()
+    tags = mlflow.get_run(second).data.tags
+    assert tags["mlpipe.gate.same_as.report.html"] == f"runs:/{first}/gate/report.html"
+    assert tags["mlpipe.gate"] == "blocked"  # the verdict is recorded on every run
+    # a referencing run is never itself the target of a reference
+    third = compare.log_to_mlflow("t", "run-3", blessing, champion, files)
+    assert (
+        mlflow.get_run(third)
+        .data.tags["mlpipe.gate.same_as.report.html"]
+        .startswith(f"runs:/{first}/")
+    )
+    # a changed report (here: another challenger's) is logged in full
+    gate(models, rows, tmp_path, "good")
+    fourth = compare.log_to_mlflow("t", "run-4", blessing, champion, files)
+    assert "gate/report.html" in logged(fourth)
+    assert "mlpipe.gate.same_as.report.html" not in mlflow.get_run(fourth).data.tags

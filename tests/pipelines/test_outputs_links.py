@@ -59,3 +59,51 @@ def test_a_missing_source_writes_nothing(tmp_path):
     assert link_or_copy(tmp_path / "absent.html", tmp_path / "reports" / "r.html") == "missing"
     assert not (tmp_path / "reports").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_an_identical_rewrite_becomes_a_link_and_a_changed_one_stays(tmp_path):
+    from pipelines.outputs import share_identical
+
+    report = b"<html>" + b"p" * 50_000 + b"</html>"
+    first = tmp_path / "reports" / "run1-evaluation.html"
+    first.parent.mkdir()
+    first.write_bytes(report)
+    # a never-cached task (gate) wrote the same report again in its own folder
+    again = tmp_path / "kfp" / "run2" / "report"
+    again.parent.mkdir(parents=True)
+    again.write_bytes(report)
+    assert share_identical(again, [first]) == first
+    assert again.stat().st_ino == first.stat().st_ino and again.read_bytes() == report
+    # a changed report keeps its own bytes
+    changed = tmp_path / "kfp" / "run3" / "report"
+    changed.parent.mkdir(parents=True)
+    changed.write_bytes(report.replace(b"p", b"q", 1))
+    assert share_identical(changed, [first]) is None
+    assert changed.stat().st_ino != first.stat().st_ino
+    assert changed.read_bytes() != report
+    # same size, other bytes: compared by content, not by size
+    assert changed.stat().st_size == first.stat().st_size
+    # nothing written (a failed gate): nothing to share
+    assert share_identical(tmp_path / "kfp" / "absent", [first]) is None
+
+
+def test_a_reruns_unchanged_small_outputs_link_to_the_previous_runs(tmp_path):
+    from pipelines.outputs import share_with_previous_run
+
+    kfp = tmp_path / "kfp"
+    runs = [kfp / f"mlpipe-training-2026-12-03-14-5{i}-24-460659" for i in range(3)]
+    for run in runs:
+        (run / "gate").mkdir(parents=True)
+        (run / "gate" / "blessing").write_text('{"blessed": true}')
+        (run / "deploy").mkdir()
+        (run / "deploy" / "executor_output.json").write_text(f'{{"uri": "{run}"}}')
+    (kfp / ".kfp_cache").mkdir()  # not a run
+    (kfp / "mlpipe-monitoring-2026-12-03-14-59-00-000000").mkdir()  # another pipeline's run
+    assert share_with_previous_run(runs[0]) == 0  # the first run: nothing to share with
+    assert share_with_previous_run(runs[1]) == 1
+    assert share_with_previous_run(runs[2]) == 1
+    inodes = {(r / "gate" / "blessing").stat().st_ino for r in runs}
+    assert len(inodes) == 1  # one copy of the unchanged blessing for three runs
+    # what differs (its own run's paths) keeps its own bytes
+    assert len({(r / "deploy" / "executor_output.json").stat().st_ino for r in runs}) == 3
+    assert (runs[2] / "deploy" / "executor_output.json").read_text() == f'{{"uri": "{runs[2]}"}}'

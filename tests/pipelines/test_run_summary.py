@@ -164,3 +164,51 @@ def test_a_failed_source_prints_no_empty_run_id_or_zero_wall_time_and_the_log_en
     (log,) = (tmp_path / "out" / "logs").glob("*.log")
     summary = printed[printed.index("\npipeline not started") :].strip()
     assert log.read_text().rstrip("\n").endswith(summary)
+
+
+def test_a_cached_fanned_out_task_is_named_by_its_cache_entry_with_its_original_time(tmp_path):
+    import json
+
+    from pipelines.local_run import _cached_record
+
+    # kfp.local's cache entries, as it writes them: the outputs with our task record in metadata
+    for key, algorithm, wall in (("aa11", "lightgbm", 30.9), ("bb22", "xgboost", 41.25)):
+        record = {"task": f"tune-{algorithm}", "wall_s": wall, "status": "succeeded"}
+        entry = {"result": {"uri": "/x", "metadata": {"algorithm": algorithm, "task": record}}}
+        (tmp_path / f"{key}{'0' * 60}.json").write_text(json.dumps(entry))
+    screen = io.StringIO()
+    tee = ProgressTee(
+        io.StringIO(), screen, cached_record=lambda key: _cached_record(tmp_path, key)
+    )
+    tee.write("11:19:35 - INFO - Task \x1b[96m'tune'\x1b[0m cache hit (key=aa11)\n")
+    tee.write("11:19:35 - INFO - Task 'tune' cache hit (key=bb22)\n")
+    # no readable entry (removed meanwhile): the task's name alone, no made-up time
+    tee.write("11:19:36 - INFO - Task 'train' cache hit (key=cc33)\n")
+    assert screen.getvalue().splitlines() == [
+        "  [cached ] tune-lightgbm (30.9s)",
+        "  [cached ] tune-xgboost (41.2s)",
+        "  [cached ] train",
+    ]
+    assert [name for name, _ in tee.cache_hits] == ["tune", "tune", "train"]
+
+
+def test_the_log_keeps_one_line_for_an_executor_input_dump_and_everything_else():
+    log = io.StringIO()
+    tee = ProgressTee(log, io.StringIO())
+    body = '    {\n        "inputs": {\n            "parameters": {"x": 1}\n        }\n    }\n'
+    tee.write("14:53:24.487 - INFO - Executing task 'gate'\n")
+    tee.write("    [KFP Executor 2026-12-03 14:53:24,634 INFO]: Got executor_input:\n" + body)
+    tee.write("    [KFP Executor 2026-12-03 14:53:40,718 INFO]: Wrote executor output file\n")
+    # a dump that is not the indented JSON expected: nothing after it is lost
+    tee.write("    [KFP Executor 2026-12-03 14:53:41,000 INFO]: Got executor_input:\n")
+    tee.write("Traceback (most recent call last):\nValueError: boom\n")
+    tee.close()
+    assert log.getvalue().splitlines() == [
+        "14:53:24.487 - INFO - Executing task 'gate'",
+        "    [KFP Executor 2026-12-03 14:53:24,634 INFO]: Got executor_input:",
+        "    (5 lines of JSON not kept in the log)",
+        "    [KFP Executor 2026-12-03 14:53:40,718 INFO]: Wrote executor output file",
+        "    [KFP Executor 2026-12-03 14:53:41,000 INFO]: Got executor_input:",
+        "Traceback (most recent call last):",
+        "ValueError: boom",
+    ]
