@@ -156,6 +156,9 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
                 transformer=features_task.outputs["transformer"],
                 algorithm=algorithm,
                 training_json=training_json,
+                experiment=experiment,
+                registered_model=registered_model,
+                tracking_uri=tracking_uri,
             )
             _configure(tune_task, "tune", "Tune hyperparameters")
             train_task = train(

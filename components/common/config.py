@@ -616,6 +616,9 @@ class TrainingConfig(_Strict):
     # the study stops on a trial count (reproducible); time_budget_s is an optional wall-time cap
     # (when it binds, the result depends on machine speed and the tune result says so)
     max_trials: Annotated[int, Field(ge=1, le=1000)] = 12
+    # the best params of up to this many earlier studies (same algorithm and features, the
+    # champion's first) are the study's first trials after the configured params; 0 = off
+    warm_start: Annotated[int, Field(ge=0, le=20)] = 3
     time_budget_s: Annotated[float, Field(gt=0)] | None = None
     tuning_parallelism: Annotated[int, Field(ge=1, le=8)] = 2
     threads_per_trial: Annotated[int, Field(ge=1, le=64)] = 1

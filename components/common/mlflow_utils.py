@@ -25,6 +25,11 @@ GATE_TAG = "mlpipe.gate"  # passed | blocked
 GATE_MODE_TAG = "mlpipe.gate.mode"
 GATE_FAILED_TAG = "mlpipe.gate.failed_checks"
 GATE_CHAMPION_TAG = "mlpipe.gate.champion_version"
+# a tuning trial's run (track's _log_trials), read back by the next study's warm start
+TRIAL_ALGORITHM_TAG = "mlpipe.algorithm"
+TRIAL_BEST_TAG = "mlpipe.best_trial"  # "true" on the best trial of its study
+TRIAL_ROOT_TAG = "mlpipe.root_run"  # the pipeline's MLflow run (a model version's run_id)
+TRIAL_FEATURES_TAG = "mlpipe.features_digest"  # the tune result's features_digest
 # gate's files: `<prefix>.<file>` = the sha256 of a file this run holds under gate/, or (an
 # unchanged re-run, same bytes) the runs:/ URI of the earlier run's copy, which is not logged again
 GATE_SHA256_TAG = "mlpipe.gate.sha256"

@@ -18,6 +18,10 @@ from components.common.artifacts import FEATURE_SPEC_FILE, load_model, read_data
 from components.common.mlflow_utils import (
     DATASET_VERSION_TAG,
     PIPELINE_RUN_TAG,
+    TRIAL_ALGORITHM_TAG,
+    TRIAL_BEST_TAG,
+    TRIAL_FEATURES_TAG,
+    TRIAL_ROOT_TAG,
     configure,
     flatten,
     parent_run_id,
@@ -92,6 +96,7 @@ def _log_trials(result_file: Path) -> None:
 
     client = mlflow.MlflowClient()
     algorithm = str(result.get("algorithm", ""))
+    root = client.get_run(parent.info.run_id).data.tags.get("mlflow.parentRunId", "")
     for trial in history:
         name = str(trial.get("name") or f"{algorithm}-{trial['number']}")
         tags = {
@@ -100,8 +105,12 @@ def _log_trials(result_file: Path) -> None:
             "mlpipe.trial_number": str(trial["number"]),
             "mlpipe.trial_state": str(trial.get("state")),
             "mlpipe.backend": str(result.get("backend", "")),
-            "mlpipe.algorithm": algorithm,
+            TRIAL_ALGORITHM_TAG: algorithm,
+            TRIAL_ROOT_TAG: root,
+            TRIAL_FEATURES_TAG: str(result.get("features_digest", "")),
         }
+        if trial["number"] == result.get("best_trial") and trial.get("state") == "COMPLETE":
+            tags[TRIAL_BEST_TAG] = "true"  # what the next study's warm start reads
         if trial.get("error"):
             tags["mlpipe.trial_error"] = str(trial["error"])[:500]
         run = client.create_run(parent.info.experiment_id, run_name=name, tags=tags)

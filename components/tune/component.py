@@ -13,6 +13,9 @@ def tune(
     algorithm: str,
     training_json: str,
     result: Output[Artifact],
+    experiment: str = "",
+    registered_model: str = "",
+    tracking_uri: str = "",
 ):
     """Search one algorithm's hyperparameters by cross-validation.
 
@@ -22,6 +25,9 @@ def tune(
         algorithm: The family to tune (one ParallelFor iteration per family).
         training_json: The `model_training` config section as JSON (search spaces, max_trials,
             time budget, cv folds and strategy, backend, seed, fixed params).
+        experiment: MLflow experiment whose earlier studies warm-start this one ("" = none).
+        registered_model: The registered model: its champion's study goes first.
+        tracking_uri: MLflow tracking URI; empty: MLFLOW_TRACKING_URI from the environment.
         result: Folder: result.json (best params with the final number of rounds, CV score,
             trial counts, history) and trials.csv. Metadata: the same without the history.
     """
@@ -38,6 +44,11 @@ def tune(
             json.loads(training_json),
             result.path,
             uris=(train_data.uri, transformer.uri),
+            mlflow_ref={
+                "experiment": experiment,
+                "registered_model": registered_model,
+                "tracking_uri": tracking_uri,
+            },
         )
         rec.metrics = {"cv_roc_auc": out["best_score"], "trials": out["trials"]}
         # `mlpipe run` reports a study that the wall-time cap stopped (not reproducible)

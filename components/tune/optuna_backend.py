@@ -37,8 +37,10 @@ def run_optuna(
     max_trials: int,
     time_budget_s: float | None,
     order: Any = None,
+    warm: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Search `space` (on top of the `fixed` params); return the typed tuning result."""
+    """Search `space` (on top of the `fixed` params); return the typed tuning result. `warm`:
+    searched params to try right after the configured ones (warm_start.py)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,6 +52,10 @@ def run_optuna(
     start = {k: v for k, v in fixed.items() if k in distributions}
     if start:
         study.enqueue_trial(start, skip_if_exists=True)
+    for params in warm or []:  # re-scored on these rows: an old score is never reused
+        study.enqueue_trial(params, skip_if_exists=True)
+    if warm:
+        print(f"[tune {algorithm}] warm start: {len(warm)} earlier best param set(s)", flush=True)
     rounds: dict[int, int | None] = {}
 
     def suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:

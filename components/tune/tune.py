@@ -18,6 +18,7 @@ from components.common.config import TrainingConfig
 from components.common.errors import StageError
 from components.tune.cv import cross_validate
 from components.tune.optuna_backend import run_optuna, trial_name
+from components.tune.warm_start import features_digest, previous_best
 
 STAGE = "tune"
 RESULT_FILE = "result.json"
@@ -95,19 +96,25 @@ def run(
     training: dict[str, Any],
     out_dir: str,
     uris: tuple[str, str] | None = None,
+    mlflow_ref: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Tune `algorithm`; write result.json and trials.csv into `out_dir`; return the result.
-    `uris`: the inputs' artifact URIs (their identity: the Katib backend's staging prefix)."""
+    `uris`: the inputs' artifact URIs (their identity: the Katib backend's staging prefix).
+    `mlflow_ref`: experiment, registered_model, tracking_uri: where the warm start looks."""
     cfg = TrainingConfig.model_validate(training)
     transformer, spec = load_model(transformer_dir)
     train = read_dataset(train_path)
     order = _order(train, spec.get("keys", [])) if cfg.cv_strategy == "time" else None
+    digest = features_digest(spec)
     if not cfg.hyperparameter_tuning:
         result = untuned(train, spec, transformer, algorithm, cfg, order)
     elif cfg.tuning_backend == "optuna":
         space = cfg.search_spaces.get(algorithm)
         if not space:
             raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
+        warm = previous_best(
+            algorithm, digest, space, cfg.warm_start, **(mlflow_ref or {"experiment": ""})
+        )
         result = run_optuna(
             train,
             spec,
@@ -121,6 +128,7 @@ def run(
             cfg.max_trials,
             cfg.time_budget_s,
             order,
+            warm,
         )
     else:
         from components.common.splitting import split_indices
@@ -142,6 +150,7 @@ def run(
         )
     result["cv_folds"], result["cv_strategy"] = cfg.cv_folds, cfg.cv_strategy
     result["final_fit"] = final_fit(cfg, algorithm, result["best_params"])
+    result["features_digest"] = digest  # track tags the trials with it (warm_start.py)
     write_result(result, out_dir)
     return result
 
