@@ -13,6 +13,7 @@ import pytest
 from components.common.alerts import AlertSink
 from components.common.config import REPO_ROOT
 from components.monitor.actions import TriggerStore
+from pipelines.simulate import ROWS_PER_REQUEST
 from tests.conftest import needs_tfdv
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
@@ -38,4 +39,4 @@ def test_sampled_simulation_detects_the_shift_and_retrains_once(tmp_path):
     assert len(triggers) == 1
     # the request logs hold the served traffic (one line per request)
     served = (tmp_path / "data" / "requests-2016.jsonl").read_text().splitlines()
-    assert len(served) == 1200 // 50 and json.loads(served[0])["status"] == 200
+    assert len(served) == -(-1200 // ROWS_PER_REQUEST) and json.loads(served[0])["status"] == 200
