@@ -13,6 +13,7 @@ import pytest
 from components.common.alerts import AlertSink
 from components.common.config import REPO_ROOT
 from components.monitor.actions import TriggerStore
+from pipelines.simulate import ROWS_PER_REQUEST
 from tests.conftest import needs_tfdv
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
@@ -31,6 +32,10 @@ def test_sampled_simulation_detects_the_shift_and_retrains_once(tmp_path):
     assert rows[0].startswith("2016 clean") and " none " in rows[0]
     assert rows[1].startswith("2017 shifted") and " retrain " in rows[1]
     assert "AGEP" in rows[1] or "MAR" in rows[1]  # the shifted features lead the drift
+    # where the time went: one line, every phase this run went through
+    phases = next(line for line in lines if line.startswith("simulate: time by phase: "))
+    for name in ("first champion", "traffic", "monitoring", "retraining"):
+        assert f" {name} " in phases, phases
     # exactly one alert (the shifted year) and one retraining trigger
     alerts = AlertSink(tmp_path / "logs").entries()
     assert [a["kind"] for a in alerts if a["incident"].startswith("monitor:")] == ["drift"]
@@ -38,4 +43,4 @@ def test_sampled_simulation_detects_the_shift_and_retrains_once(tmp_path):
     assert len(triggers) == 1
     # the request logs hold the served traffic (one line per request)
     served = (tmp_path / "data" / "requests-2016.jsonl").read_text().splitlines()
-    assert len(served) == 1200 // 50 and json.loads(served[0])["status"] == 200
+    assert len(served) == -(-1200 // ROWS_PER_REQUEST) and json.loads(served[0])["status"] == 200
