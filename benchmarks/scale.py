@@ -67,9 +67,11 @@ def measure(settings, out: Path, label: str) -> dict:
         "ok": result.ok,
         "wall_s": result.wall_s,
         "roc_auc": result.metrics.get("roc_auc"),
+        "cpu_s": round(sum(t["cpu_s"] for t in result.tasks), 1),
         "tasks": {
             t["task"]: {
                 "wall_s": t["wall_s"],
+                "cpu_s": t["cpu_s"],
                 "peak_rss_mb": t["peak_rss_mb"],
                 "rows": t.get("rows"),
             }
@@ -83,24 +85,27 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def report(one: dict, big: dict, factor: int) -> None:
-    print(
-        f"\n{'task':<26} {'wall 1x':>8} {f'wall {factor}x':>9} {'ratio':>6} "
-        f"{'MB 1x':>7} {f'MB {factor}x':>8} {'ratio':>6}"
-    )
+    """Per task: wall, CPU (steadier than wall on a shared machine) and peak RSS, 1x vs 10x."""
+    cols = [("wall_s", "wall s", ".1f"), ("cpu_s", "cpu s", ".1f"), ("peak_rss_mb", "MB", ".0f")]
+    head = "".join(f" {f'{n} 1x':>9} {f'{n} {factor}x':>10} {'ratio':>6}" for _, n, _ in cols)
+    print(f"\n{'task':<26}{head}")
     for task in dict.fromkeys([*one["tasks"], *big["tasks"]]):
         a, b = one["tasks"].get(task, {}), big["tasks"].get(task, {})
-        print(
-            f"{task:<26} {a.get('wall_s', 0):>8.1f} {b.get('wall_s', 0):>9.1f} "
-            f"{_ratio(a.get('wall_s'), b.get('wall_s')):>6} {a.get('peak_rss_mb', 0):>7.0f} "
-            f"{b.get('peak_rss_mb', 0):>8.0f} "
-            f"{_ratio(a.get('peak_rss_mb'), b.get('peak_rss_mb')):>6}"
+        cells = "".join(
+            f" {a.get(k, 0):>9{fmt}} {b.get(k, 0):>10{fmt}} {_ratio(a.get(k), b.get(k)):>6}"
+            for k, _, fmt in cols
         )
+        print(f"{task:<26}{cells}")
     wall_ratio = big["wall_s"] / one["wall_s"]
     peak = max((t["peak_rss_mb"] for t in big["tasks"].values()), default=0.0)
     print(
         f"pipeline wall: 1x {one['wall_s']:.1f}s, {factor}x {big['wall_s']:.1f}s -> "
         f"{wall_ratio:.2f}x (target <= {WALL_TARGET:g}x: "
         f"{'met' if wall_ratio <= WALL_TARGET else 'MISSED'})"
+    )
+    print(
+        f"tasks' CPU: 1x {one['cpu_s']:.1f}s, {factor}x {big['cpu_s']:.1f}s -> "
+        f"{_ratio(one['cpu_s'], big['cpu_s'])}"
     )
     print(
         f"peak task RSS at {factor}x: {peak:.0f} MB (target <= {RSS_TARGET_MB} MB: "
