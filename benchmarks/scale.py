@@ -15,9 +15,9 @@ Measured once (2 cores shared with four other sessions, load 7-10, so compare CP
 the 10x window (2015-2016) has 1.38 M rows, 68.8 % of them repeating another's features and label
 (the bundled window: 46.9 %; exact copies: ~95 %): under the 75 % warning. The near-copies still
 leak across CV folds: CV AUC 0.926 (LightGBM) / 0.933 (XGBoost) against 0.905 / 0.904 at 1x, and
-early stopping ran both to the 1500-round cap (1x: 206 / 62 rounds), so tune's CPU grew 57x /
-140x, not 10x. A fair 10x needs rows the folds cannot match (other people, or CV grouped by the
-source row), not a bigger perturbation of the same people.
+early stopping ran every fold to the 1000-round cap (refit rounds 1500; 1x: 206 / 62), so
+tune's CPU grew 57x / 140x, not 10x. A fair 10x needs rows the folds cannot match (other
+people, or CV grouped by the source row), not a bigger perturbation of the same people.
 """
 
 from __future__ import annotations
