@@ -18,6 +18,9 @@ leak across CV folds: CV AUC 0.926 (LightGBM) / 0.933 (XGBoost) against 0.905 / 
 early stopping ran every fold to the 1000-round cap (refit rounds 1500; 1x: 206 / 62), so
 tune's CPU grew 57x / 140x, not 10x. A fair 10x needs rows the folds cannot match (other
 people, or CV grouped by the source row), not a bigger perturbation of the same people.
+Whole run: wall 192 s (1x) vs 2312 s (10x) = 12.0x, tasks' CPU 38.7 s vs 1201 s = 31x (tune,
+train and evaluate: the cap-length models); peak task RSS 1370 MB at 10x (validate; features
+1230 MB), under the 6 GB target; test AUC 0.9023 (1x) vs 0.8819 (10x): the leak's overfit.
 """
 
 from __future__ import annotations
