@@ -122,6 +122,28 @@ def test_duplicate_rows_are_measured_reported_then_blocking(base, contract, sche
     assert [(f["check"], f["kind"]) for f in findings] == [("duplicate_rows", "blocking")]
 
 
+def test_duplicate_row_share_is_hashed_in_slices_in_bounded_memory(full_data, contract):
+    """The share is the same whatever the slice (duplicates across slice borders count) and the
+    peak allocation stays well under the table's size (hashing it whole: ~1.2x)."""
+    import tracemalloc
+
+    doubled = pd.concat([full_data] * 2, ignore_index=True)
+    table_bytes = doubled.memory_usage(index=False).sum()
+    whole = checks.duplicate_row_share(doubled, contract, chunk_rows=len(doubled))
+    assert 0.75 < whole < 0.8  # the bundled data's ~54 %, then every row once more
+    assert checks.duplicate_row_share(doubled.head(2000), contract, chunk_rows=7) == (
+        checks.duplicate_row_share(doubled.head(2000), contract)
+    )
+    tracemalloc.start()
+    try:
+        sliced = checks.duplicate_row_share(doubled, contract, chunk_rows=50_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sliced == whole
+    assert peak < 0.5 * table_bytes
+
+
 def test_contract_without_features_checks_only_what_it_knows(base):
     contract = Contract.from_dict(PARTIAL_SCHEMA)
     assert not contract.declared

@@ -290,6 +290,49 @@ def test_sql_time_window_is_pushed_into_the_query(tmp_path, sample_data):
         ingest(tmp_path, cfg, time_column="no_such", name="bad")
 
 
+def test_sql_window_and_watermark_are_bound_parameters_of_one_query(
+    tmp_path, sample_data, state_dir
+):
+    """Window and watermark together: one WHERE with placeholders (no value in the SQL text),
+    the database sends only the rows both keep, and the Dataset is what filtering the whole
+    table gives."""
+    import sqlalchemy as sa
+
+    db = tmp_path / "census.db"
+    cut = int(sample_data[sample_data.year == 2015].id.median())  # 2016 ids are all above
+    old, new = sample_data[sample_data.id <= cut], sample_data[sample_data.id > cut]
+    with sqlite3.connect(db) as conn:
+        old.to_sql("people", conn, index=False)
+    cfg = {
+        "source_type": "sql",
+        "source_url": f"sqlite:///{db}",
+        "sql": {"table": "people"},
+        "window": {"start": 2015, "end": 2015},
+        "incremental": {"watermark_column": "id"},
+    }
+    first, _ = ingest(tmp_path, cfg, name="r1")
+    assert commit(first)["committed"]
+    mark = first["watermark"]["to"]["value"]
+    with sqlite3.connect(db) as conn:
+        new.to_sql("people", conn, index=False, if_exists="append")
+    executed: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        executed.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+    try:
+        meta, out = ingest(tmp_path, cfg, name="r2")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+    want = sample_data[(sample_data.year == 2015) & (sample_data.id > mark)]
+    assert meta["rows_read"] == meta["rows"] == len(want) < len(new)
+    frame_equal(read_dataset(out), want.reset_index(drop=True))
+    [(statement, parameters)] = [e for e in executed if "people" in e[0]]
+    assert statement.count("?") == 3 and "2015" not in statement and str(mark) not in statement
+    assert list(parameters) == [2015, 2015, mark]
+
+
 # ---------------------------------------------------------------- sql: PostgreSQL
 
 
