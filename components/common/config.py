@@ -624,6 +624,8 @@ class TrainingConfig(_Strict):
     threads_per_trial: Annotated[int, Field(ge=1, le=64)] = 1
     seed: int = 42
     params: dict[str, dict[str, Any]] = {}
+    # values of searched params: the study's first trial, and the model's params untuned
+    start_params: dict[str, dict[str, Any]] = {}
     search_spaces: dict[str, dict[str, ParamSpec]] = {}
     katib: KatibConfig = KatibConfig()
 
@@ -652,6 +654,24 @@ class TrainingConfig(_Strict):
             clash = sorted(set(space) & set(self.params.get(algorithm, {})))
             if clash:
                 raise ValueError(f"{algorithm}: {clash} both fixed in params and searched")
+        for algorithm, start in self.start_params.items():
+            space = self.search_spaces.get(algorithm, {})
+            fixed = sorted(set(start) - set(space))
+            if fixed:
+                raise ValueError(
+                    f"start_params.{algorithm}: {fixed} not searched (fixed values go in params)"
+                )
+            for name, value in start.items():
+                spec = space[name]
+                inside = (
+                    value in spec.choices
+                    if spec.type == "categorical"
+                    else (isinstance(value, (int, float)) and spec.low <= value <= spec.high)
+                )
+                if not inside:
+                    raise ValueError(
+                        f"start_params.{algorithm}.{name}: {value!r} is outside its search space"
+                    )
         return self
 
     @property
@@ -659,7 +679,12 @@ class TrainingConfig(_Strict):
         return self.algorithms[0]
 
     def params_for(self, algorithm: str) -> dict[str, Any]:
+        """The fixed params (not searched)."""
         return dict(self.params.get(algorithm, {}))
+
+    def start_for(self, algorithm: str) -> dict[str, Any]:
+        """The start values of searched params: a study's trial 0, the model when untuned."""
+        return dict(self.start_params.get(algorithm, {}))
 
 
 # gate metrics and which way is better (+1 higher, -1 lower)

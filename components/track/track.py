@@ -109,7 +109,8 @@ def _log_trials(result_file: Path) -> None:
             TRIAL_ROOT_TAG: root,
             TRIAL_FEATURES_TAG: str(result.get("features_digest", "")),
         }
-        if trial["number"] == result.get("best_trial") and trial.get("state") == "COMPLETE":
+        best = result.get("best_trial")  # a number (Optuna) or a Trial's name (Katib)
+        if best in (trial["number"], trial.get("name")) and trial.get("state") == "COMPLETE":
             tags[TRIAL_BEST_TAG] = "true"  # what the next study's warm start reads
         if trial.get("error"):
             tags["mlpipe.trial_error"] = str(trial["error"])[:500]

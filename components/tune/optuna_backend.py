@@ -1,4 +1,4 @@
-"""Local tuning backend: an Optuna TPE study with fold-level median pruning.
+"""Local tuning backend: an Optuna TPE study with successive halving over the folds.
 
 Trials run one at a time in this process (n_jobs=1) with the estimator's own threads capped by the
 config; kfp.local already runs two algorithms' tune tasks at once, which fills the 2 cores.
@@ -37,25 +37,25 @@ def run_optuna(
     max_trials: int,
     time_budget_s: float | None,
     order: Any = None,
-    warm: list[dict[str, Any]] | None = None,
+    first: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Search `space` (on top of the `fixed` params); return the typed tuning result. `warm`:
-    searched params to try right after the configured ones (warm_start.py)."""
+    """Search `space` (on top of the `fixed` params); return the typed tuning result. `first`:
+    searched params to try first, in order (start params, then warm_start.py's)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = to_optuna(space)
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    # multi-fidelity: the folds are the resource. Successive halving scores every trial on its
+    # first fold and lets it go on only while it is among the best third of the trials scored
+    # that far (the best so far, for the first two): a weak trial costs one fit, not k.
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    # The configured params are trial 0: tuning can only match or beat the untuned model.
-    start = {k: v for k, v in fixed.items() if k in distributions}
-    if start:
-        study.enqueue_trial(start, skip_if_exists=True)
-    for params in warm or []:  # re-scored on these rows: an old score is never reused
+    # `first`: the configured start params (trial 0: tuning can only match or beat the untuned
+    # model by CV), then the warm start's; re-scored on these rows, an old score is never reused
+    first = [p for p in first or [] if p]
+    for params in first:
         study.enqueue_trial(params, skip_if_exists=True)
-    if warm:
-        print(f"[tune {algorithm}] warm start: {len(warm)} earlier best param set(s)", flush=True)
     rounds: dict[int, int | None] = {}
 
     def suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:

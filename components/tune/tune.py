@@ -33,7 +33,7 @@ def _order(df: Any, keys: list[str]) -> np.ndarray | None:
 
 
 def untuned(train, spec, transformer, algorithm, cfg: TrainingConfig, order) -> dict[str, Any]:
-    fixed = fixed_params(cfg, algorithm)
+    fixed = {**fixed_params(cfg, algorithm), **cfg.start_for(algorithm)}
     result = cross_validate(
         train,
         spec,
@@ -112,9 +112,9 @@ def run(
         space = cfg.search_spaces.get(algorithm)
         if not space:
             raise StageError(STAGE, f"no search space for {algorithm}", subject=algorithm)
-        warm = previous_best(
-            algorithm, digest, space, cfg.warm_start, **(mlflow_ref or {"experiment": ""})
-        )
+        warm = previous_best(algorithm, digest, space, cfg.warm_start, **(mlflow_ref or {}))
+        if warm:
+            print(f"[tune {algorithm}] warm start: {len(warm)} earlier best param set(s)")
         result = run_optuna(
             train,
             spec,
@@ -128,7 +128,7 @@ def run(
             cfg.max_trials,
             cfg.time_budget_s,
             order,
-            warm,
+            [cfg.start_for(algorithm), *warm],
         )
     else:
         from components.common.splitting import split_indices

@@ -59,8 +59,8 @@ def previous_best(
     digest: str,
     space: SearchSpace,
     limit: int,
-    experiment: str,
-    registered_model: str,
+    experiment: str = "",
+    registered_model: str = "",
     tracking_uri: str = "",
 ) -> list[dict[str, Any]]:
     """Up to `limit` parameter sets: the champion's study's best, then the newest studies'."""

@@ -96,6 +96,7 @@ def test_overrides_apply():
 
 def test_tuning_needs_a_search_space_per_algorithm(tmp_path):
     data = _default()
+    data["model_training"]["algorithms"] = ["lightgbm", "xgboost"]
     del data["model_training"]["search_spaces"]["xgboost"]
     with pytest.raises(ConfigError, match=r"search_spaces for \['xgboost'\]"):
         load_pipeline_config(_write(tmp_path, data))
@@ -195,3 +196,26 @@ def test_rollout_defaults_and_bad_values():
             load_pipeline_config(overrides={key: value})
     with pytest.raises(ConfigError, match="last step must be 100"):
         load_pipeline_config(overrides={"deployment.rollout.steps": [10, 50]})
+
+
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [
+        ({"n_estimators": 100}, r"start_params.lightgbm: \['n_estimators'\] not searched"),
+        ({"learning_rate": 0.9}, r"start_params.lightgbm.learning_rate: 0.9 is outside"),
+        ({"learning_rate": "fast"}, r"start_params.lightgbm.learning_rate: 'fast' is outside"),
+    ],
+)
+def test_start_params_must_be_searched_values_inside_the_space(tmp_path, start, error):
+    data = _default()
+    data["model_training"]["start_params"] = {"lightgbm": start}
+    with pytest.raises(ConfigError, match=error):
+        load_pipeline_config(_write(tmp_path, data))
+
+
+def test_start_params_are_the_untuned_params_and_trial_0():
+    cfg = load_settings().pipeline.model_training
+    start = cfg.start_params["lightgbm"]
+    assert start and set(start) <= set(cfg.search_spaces["lightgbm"])
+    assert cfg.start_for("lightgbm") == start
+    assert not set(cfg.params_for("lightgbm")) & set(start)  # fixed params stay fixed

@@ -21,6 +21,7 @@ from components.common.config import REPO_ROOT, TrainingConfig, load_pipeline_co
 from components.common.errors import StageError
 from components.common.images import PIPELINE_IMAGE
 from components.common.k8s import KATIB_EXPERIMENT, KubernetesError
+from components.common.mlflow_utils import TRIAL_BEST_TAG
 from components.common.search_space import ParamSpec
 from components.tune import trial as trial_module
 from components.tune.cv import CVResult
@@ -650,8 +651,11 @@ def test_katib_trials_reach_mlflow_like_local_trials(
     assert [t.info.run_name for t in local] == [f"tune-lightgbm-{n}" for n in range(3)]
     assert [t.data.tags["mlpipe.trial"] for t in local] == [t.info.run_name for t in local]
     assert {t.data.tags["mlpipe.backend"] for t in local} == {"optuna"}
+    # the best trial of each study is tagged for the next study's warm start
+    assert best.data.tags[TRIAL_BEST_TAG] == "true" and TRIAL_BEST_TAG not in early.data.tags
+    assert sum(TRIAL_BEST_TAG in t.data.tags for t in local) == 1
     for katib_trial_run, local_trial_run in zip([best, best, best], local, strict=True):
-        assert set(local_trial_run.data.tags) == set(katib_trial_run.data.tags)
+        assert set(local_trial_run.data.tags) | {TRIAL_BEST_TAG} == set(katib_trial_run.data.tags)
         assert set(local_trial_run.data.params) == set(katib_trial_run.data.params) == set(SPACE)
         assert set(local_trial_run.data.metrics) == set(katib_trial_run.data.metrics)
         assert local_trial_run.info.status == "FINISHED"

@@ -170,6 +170,7 @@ def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, set
     d, *_ = prepared
     training = settings.pipeline.model_training.model_dump(mode="json")
     training.update(hyperparameter_tuning=False, params={"lightgbm": FAST_LGBM}, search_spaces={})
+    training["start_params"] = {}
     out = run(
         str(d / "train.parquet"),
         str(d / "transformer"),
@@ -200,6 +201,8 @@ def test_run_with_optuna_writes_result_and_trials(prepared, tmp_path, settings):
     with open(tmp_path / "result" / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and "learning_rate" in rows[0]
+    start = settings.pipeline.model_training.start_params["lightgbm"]  # trial 0, as configured
+    assert out["history"][0]["params"] == start
 
 
 def test_select_takes_the_best_cross_validated_model(tmp_path):
