@@ -45,6 +45,9 @@ FAST_TRAINING = {
     "model_training.algorithms": ["lightgbm"],
     "model_training.hyperparameter_tuning": False,
     "model_training.params.lightgbm": {"n_estimators": 300},
+    # LightGBM's defaults refitted once: a cheap model, and the decisions the README shows
+    "model_training.start_params": {},
+    "model_training.final_fit": "refit",
     "evaluation.explain.enabled": False,
 }
 # small analysis windows: the simulation's traffic is a replay, not hours of production
