@@ -223,3 +223,15 @@ def test_select_takes_the_best_cross_validated_model(tmp_path):
     assert choose([{"cv_roc_auc": 0.5}, {"cv_roc_auc": 0.5}]) == 0
     with pytest.raises(StageError, match="no candidate model has a cross-validation score"):
         choose([{"algorithm": "x"}])
+
+
+def test_the_study_tries_the_given_params_first_in_order(prepared):
+    """`first`: the start params, then the warm start's earlier bests (warm_start.py)."""
+    _, train, transformer, spec = prepared
+    first = [{"num_leaves": 20}, {"num_leaves": 40}]
+    space = _space(num_leaves={"type": "int", "low": 8, "high": 64})
+    result = run_optuna(
+        train, spec, transformer, "lightgbm", space, FAST_LGBM, 2, "stratified", 0, 3, None,
+        None, first,
+    )  # fmt: skip
+    assert [t["params"] for t in result["history"][:2]] == first

@@ -3,11 +3,8 @@ algorithm and features, read back from the trials the track task logged to a rea
 
 import json
 
-import pytest
-
 from components.common.search_space import ParamSpec
 from components.track.track import _log_trials
-from components.tune.optuna_backend import run_optuna
 from components.tune.warm_start import features_digest, in_space, previous_best
 
 SPACE = {
@@ -86,35 +83,3 @@ def test_the_features_digest_changes_with_the_features_not_their_order_of_keys()
     assert features_digest(spec) == features_digest(same)
     other = {"label": "y", "features": [{"name": "b", "kind": "numeric", "dtype": "float"}]}
     assert features_digest(spec) != features_digest(other)
-
-
-@pytest.mark.usefixtures("mlflow_store")
-def test_the_study_tries_the_warm_params_first(tune_inputs):
-    train, transformer, spec = tune_inputs
-    warm = [{"learning_rate": 0.05, "num_leaves": 20}]
-    fixed = {"n_estimators": 50, "n_jobs": 1}
-    result = run_optuna(
-        train, spec, transformer, "lightgbm", SPACE, fixed, 2, "stratified", 0, 2, None, None, warm
-    )
-    assert result["history"][0]["params"] == warm[0]
-    assert result["history"][1]["params"] != warm[0]
-
-
-@pytest.fixture(scope="module")
-def tune_inputs(tmp_path_factory, sample_data, schema):
-    from components.common.artifacts import load_model, read_dataset
-    from components.features.features import run as features
-
-    d = tmp_path_factory.mktemp("warm")
-    sample_data.to_parquet(d / "data.parquet")
-    split = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
-    features(
-        str(d / "data.parquet"),
-        schema.model_dump(mode="json"),
-        {"split": split, "categorical_encoding": "native"},
-        str(d / "train.parquet"),
-        str(d / "test.parquet"),
-        str(d / "transformer"),
-    )
-    transformer, spec = load_model(d / "transformer")
-    return read_dataset(d / "train.parquet"), transformer, spec
