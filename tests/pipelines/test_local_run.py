@@ -336,6 +336,10 @@ def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
         *("--set", "deployment.rollout.window={seconds: 1, min_requests: 60, max_seconds: 120}"),
         *("--set", "deployment.rollout.policy.min_canary_requests=60"),
         *("--set", "deployment.rollout.policy.max_p99_ms=250"),  # a loaded 2-core machine
+        # two models tuned on 3,000 rows may pick different params (e.g. 20 or 122 leaves), whose
+        # scores spread differently: PSI 0.6-0.9 on 60 requests. The score-distribution check is
+        # tested in tests/deploy; here the rollout's steps and the promotion are
+        *("--set", "deployment.rollout.policy.max_psi=5"),
         *("--set", "deployment.infra_validation.p99_budget_ms=5000"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -343,7 +347,8 @@ def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
     assert [rows[t] for t in PURE] == ["succeeded"] * len(PURE)
     # a model as good as the champion (within the tolerance) replaces it automatically
     new = str(versions(work))
-    assert aliases(work) == {"champion": new, "previous": champion}
+    deployed = [x for x in proc.stdout.splitlines() if x.startswith(("deployed:", "rolled back"))]
+    assert aliases(work) == {"champion": new, "previous": champion}, deployed
     assert f"version {champion} is now previous" in line(proc, "deployed:")
 
 
