@@ -110,6 +110,25 @@ def parent_run_id(experiment: str, pipeline_run: str) -> str:
     return run.info.run_id
 
 
+def log_file_once(client: Any, run_id: str, path: str, artifact_path: str) -> None:
+    """Log the file at `path` under `artifact_path`; on a local artifact store (the laptop's
+    file store) the logged copy then becomes a hard link to `path`, so the bytes sit on disk once.
+    A store elsewhere (S3, an MLflow server), or another file system, keeps MLflow's copy."""
+    import urllib.parse
+
+    client.log_artifact(run_id, path, artifact_path=artifact_path)
+    uri = urllib.parse.urlparse(client.get_run(run_id).info.artifact_uri)
+    if uri.scheme not in ("", "file"):
+        return
+    logged = Path(urllib.parse.unquote(uri.path)) / artifact_path / Path(path).name
+    link = logged.with_name(f".{logged.name}.link")
+    try:
+        os.link(path, link)
+        os.replace(link, logged)  # atomic: the artifact is never missing
+    except OSError:
+        link.unlink(missing_ok=True)
+
+
 def flatten(prefix: str, value: Any, out: dict[str, Any] | None = None) -> dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1}: nested config as MLflow params."""
     out = {} if out is None else out

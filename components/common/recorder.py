@@ -6,6 +6,9 @@ metadata (where KFP shows it) and, when `MLPIPE_RECORDS_DIR` is set, into a JSON
 local CLI reads those files for its summary. The variable is inherited from the CLI's environment,
 not set on the task, so it never enters kfp.local's cache key.
 
+A KFP task process whose records all succeeded ends without the interpreter's teardown (see
+`_exit_without_teardown`).
+
 A failed task also leaves its record in the state store under `runs/<run id>/failures/` when it
 knows its run (`MLPIPE_RUN_ID`, which the compiled spec mounts from the pod's label): the exit
 handler task of a cluster run reads it there to say which task failed and why.
@@ -13,7 +16,9 @@ handler task of a cluster run reads it there to say which task failed and why.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
 import resource
 import sys
@@ -21,7 +26,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,11 +79,39 @@ def _process_age_s() -> float | None:
 
 
 def _startup_s() -> float | None:
-    # only a task's own process: in a test or the CLI, the process age says nothing of a task
-    if os.environ.get(KFP_TASK_ENV, "").lower() != "true":
+    # in a test or the CLI, the process age says nothing of a task
+    if not _in_task_process():
         return None
     age = _process_age_s()
     return None if age is None else round(age, 2)
+
+
+# this process's records: did one fail; is the exit callback registered
+_process = {"failed": False, "exit_hooked": False}
+
+
+def _exit_without_teardown() -> None:
+    """At exit of a KFP task process that succeeded: flush logs and stdio, then `os._exit(0)`.
+
+    Tearing down the ~2,000 modules mlflow, pandas or scikit-learn load takes 0.5-1 s after the
+    task's work and its executor output are written (measured: 0.57 s after `import mlflow`, ~1 s
+    after a query of the SQLite store), and a pipeline pays it once per task. Registered when the
+    first record starts, so atexit callbacks registered later by the stage's imports still run
+    before it (atexit is last-in, first-out). It skips out, leaving the exit status to Python, when
+    a record of this process failed or an exception reached the top level (kfp's executor raises
+    on failure; Python sets `sys.last_value` before atexit callbacks run)."""
+    if _process["failed"] or getattr(sys, "last_value", None) is not None:
+        return
+    logging.shutdown()  # its own atexit callback came earlier, so would not run
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(0)
+
+
+def _in_task_process() -> bool:
+    # only a task's own process: a test or the CLI runs stages in-process and must end normally
+    return os.environ.get(KFP_TASK_ENV, "").lower() == "true"
 
 
 def _peak_rss_mb() -> float:
@@ -92,11 +125,15 @@ def _peak_rss_mb() -> float:
 def record_task(task: str, records_dir: str | None = None) -> Iterator[TaskRecord]:
     """Measure the block; on an exception, record it (message, type, subject) and re-raise."""
     record = TaskRecord(task=task, startup_s=_startup_s())
+    if _in_task_process() and not _process["exit_hooked"]:
+        atexit.register(_exit_without_teardown)
+        _process["exit_hooked"] = True
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     try:
         yield record
         record.status = "succeeded"
     except BaseException as exc:
+        _process["failed"] = True
         record.status = "failed"
         record.error = str(exc) or type(exc).__name__
         record.error_type = type(exc).__name__

@@ -8,6 +8,7 @@ part: explanations) comes from the cached evaluate task.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -107,8 +108,11 @@ def log_to_mlflow(
                 client.set_tag(run_id, f"{mu.GATE_SAME_AS_TAG}.{name}", uri)
                 continue
             target = Path(tmp) / name
-            shutil.copyfile(path, target)
-            client.log_artifact(run_id, str(target), artifact_path="gate")
+            try:  # the name MLflow keeps, for the same bytes
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+            mu.log_file_once(client, run_id, str(target), artifact_path="gate")
             # only after the upload: a run found by this tag must hold the file
             client.set_tag(run_id, f"{mu.GATE_SHA256_TAG}.{name}", digest)
     return run_id

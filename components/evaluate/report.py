@@ -9,14 +9,13 @@ the Agg canvas (no pyplot, no global backend switch), embedded as base64 PNG; ea
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from components.common.config import METRIC_DIRECTIONS
+from components.common.figures import png_data_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from components.evaluate.gate import Blessing
@@ -49,15 +48,6 @@ SHOWN_METRICS = (
     "positive_rate",
     "rows",
 )
-
-
-def _png(fig: Any) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure(width: float = 4.6, height: float = 4.0) -> tuple[Any, Any]:
@@ -362,7 +352,7 @@ def render(ch: dict[str, Any], champ: dict[str, Any] | None, blessing: Blessing)
     )
     figures = "".join(
         f"<figure data-plot='{name}'><img alt='{esc(caption)}' "
-        f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(caption)}</figcaption></figure>"
+        f"src='{png_data_uri(fig, dpi=90)}'><figcaption>{esc(caption)}</figcaption></figure>"
         for name, caption, fig in plots(ch, champ)
     )
     return f"""<!DOCTYPE html>

@@ -9,11 +9,10 @@ each in a `<figure data-plot="drift-FEATURE">` — the evaluation report's conve
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import Any
 
+from components.common.figures import png_data_uri
 from components.monitor.drift import frequencies, histogram_distributions
 
 CSS = """
@@ -30,15 +29,6 @@ figure img { max-width: 100%; } figcaption { color: #555; font-size: 0.85em; }
 .meta { color: #555; } .bad { color: #b71c1c; font-weight: bold; }
 """
 TRAIN_COLOR, BATCH_COLOR = "tab:gray", "tab:blue"
-
-
-def _png(fig: Any) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def feature_plot(name: str, ref: dict[str, Any], new: dict[str, Any], m: dict[str, Any]) -> Any:
@@ -98,7 +88,7 @@ def render(result: dict[str, Any], reference: dict[str, Any], batch: dict[str, A
     ref_f, new_f = reference.get("features", {}), batch.get("features", {})
     figures = "".join(
         f"<figure data-plot='drift-{esc(name)}'><img alt='{esc(name)}' "
-        f"src='data:image/png;base64,{_png(feature_plot(name, ref_f[name], new_f[name], m))}'>"
+        f"src='{png_data_uri(feature_plot(name, ref_f[name], new_f[name], m), dpi=80)}'>"
         f"<figcaption>{esc(name)}: training (gray) vs batch (blue)</figcaption></figure>"
         for name, m in result["drift"].items()
         if name in ref_f and name in new_f

@@ -2,6 +2,7 @@
 in a temporary folder) with real models scored on real rows of the bundled data."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -207,6 +208,20 @@ def test_gate_records_its_verdict_in_mlflow(store, models, rows, tmp_path):
     assert run.data.metrics["champion.roc_auc"] == pytest.approx(champion["metrics"]["roc_auc"])
     files = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "gate")}
     assert files == {"gate/blessing.json", "gate/report.html"}
+
+
+def test_a_logged_report_is_on_disk_once_on_a_local_store(store, models, rows, tmp_path):
+    register(*models["good"], "m", "good")
+    blessing, _, champion = gate(models, rows, tmp_path, "weak")
+    report = tmp_path / "report"
+    first = compare.log_to_mlflow("t", "run-1", blessing, champion, {"report.html": str(report)})
+    root = Path(mlflow.get_run(first).info.artifact_uri.removeprefix("file://"))
+    logged = root / "gate" / "report.html"
+    assert logged.stat().st_ino == report.stat().st_ino  # a hard link, not a copy
+    kept = logged.read_bytes()
+    # the next verdict replaces its output file (a new file): the logged report keeps its bytes
+    gate(models, rows, tmp_path, "good")
+    assert report.read_bytes() != kept and logged.read_bytes() == kept
 
 
 def test_an_unchanged_rerun_references_the_earlier_report_instead_of_logging_it(
