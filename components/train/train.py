@@ -18,8 +18,8 @@ from components.common.splitting import split_indices
 STAGE = "train"
 
 
-def tuned_params(tuned_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(params, cross-validation summary, final fit) from the tune stage's result."""
+def tuned_params(tuned_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """(params, cross-validation summary, final fit or None: one refit) from the tune result."""
     result = read_json(Path(tuned_dir) / "result.json")
     cv = {
         "cv_roc_auc": result["best_score"],
@@ -27,8 +27,7 @@ def tuned_params(tuned_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
         "trials": result.get("trials"),
         "backend": result.get("backend"),
     }
-    final = result.get("final_fit") or {"method": "refit"}
-    return dict(result["best_params"]), cv, final
+    return dict(result["best_params"]), cv, result.get("final_fit")
 
 
 def run(

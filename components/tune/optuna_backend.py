@@ -1,7 +1,8 @@
 """Local tuning backend: an Optuna TPE study with successive halving over the folds.
 
-Trials run one at a time in this process (n_jobs=1) with the estimator's own threads capped by the
-config; kfp.local already runs two algorithms' tune tasks at once, which fills the 2 cores.
+Trials run one at a time in this process (n_jobs=1), each estimator on the config's
+`threads_per_trial` threads (the default, 2, fills a 2-core laptop); each algorithm has its own
+tune task.
 
 Reproducible: the study stops after `max_trials` trials, run in order with a seeded sampler, so the
 same config, data and seed give the same trials and the same best params on any machine load. The

@@ -5,7 +5,8 @@ tags (components/common/mlflow_utils.py, TRIAL_*) the best trial of each study, 
 pipeline run (a model version's run_id) and the feature set. A new study enqueues, after
 the configured params: the best trial of the study that trained the current champion, then the
 best trials of the newest other studies of the same algorithm and features (at most `limit` in
-all). They are re-scored on this run's rows like any trial, so a stale one costs one trial and can
+all), leaving out studies whose pipeline run the gate blocked (e.g. a degraded rehearsal's). They
+are re-scored on this run's rows like any trial, so a stale one costs one trial and can
 never be chosen on an old score.
 
 Read-only and best effort: no experiment yet (a first run), no tracking server, or a value the
@@ -22,6 +23,7 @@ from typing import Any
 
 from components.common import runtime_env
 from components.common.mlflow_utils import (
+    GATE_TAG,
     TRIAL_ALGORITHM_TAG,
     TRIAL_BEST_TAG,
     TRIAL_FEATURES_TAG,
@@ -93,15 +95,30 @@ def _query(algorithm, digest, space, limit, experiment, registered_model, tracki
         runs += client.search_runs(
             [found.experiment_id], f"{where} AND tags.`{TRIAL_ROOT_TAG}` = '{_quote(champion_run)}'"
         )[:1]
+    # a few more than asked: some may come from blocked runs
     runs += client.search_runs(
-        [found.experiment_id], where, order_by=["attributes.start_time DESC"], max_results=limit
+        [found.experiment_id], where, order_by=["attributes.start_time DESC"], max_results=3 * limit
     )
     out: list[dict[str, Any]] = []
     for run in runs:
+        if len(out) == limit:
+            break
+        if _gate_blocked(client, run.data.tags.get(TRIAL_ROOT_TAG, "")):
+            continue
         typed = in_space(space, dict(run.data.params))
         if typed is not None and typed not in out:
             out.append(typed)
-    return out[:limit]
+    return out
+
+
+def _gate_blocked(client: Any, root_run: str) -> bool:
+    """Whether the gate blocked the pipeline run `root_run` (a run without a verdict is not)."""
+    if not root_run:
+        return False
+    try:
+        return client.get_run(root_run).data.tags.get(GATE_TAG) == "blocked"
+    except Exception:  # the pipeline run was deleted: nothing to trust its trials by
+        return True
 
 
 def _champion_run(client: Any, registered_model: str) -> str | None:

@@ -3,6 +3,7 @@ algorithm and features, read back from the trials the track task logged to a rea
 
 import json
 
+from components.common.mlflow_utils import GATE_TAG
 from components.common.search_space import ParamSpec
 from components.track.track import _log_trials
 from components.tune.warm_start import features_digest, in_space, previous_best
@@ -57,6 +58,19 @@ def test_the_champions_study_first_then_the_newest_studies(mlflow_store, tmp_pat
     assert ask(limit=0) == []
     assert ask(digest="other-features") == []
     assert ask(experiment="no-such-experiment") == []
+
+
+def test_a_study_whose_run_the_gate_blocked_is_left_out(mlflow_store, tmp_path):
+    a = {"learning_rate": 0.05, "num_leaves": 31}
+    b = {"learning_rate": 0.08, "num_leaves": 63}
+    log_study(tmp_path, a, {"learning_rate": 0.1, "num_leaves": 20}, name="a")
+    blocked = log_study(tmp_path, b, {"learning_rate": 0.12, "num_leaves": 90}, name="b")
+    assert ask() == [b, a]
+    mlflow_store.set_tag(blocked, GATE_TAG, "blocked")
+    assert ask() == [a]
+    assert ask(limit=1) == [a]  # the limit counts the studies kept
+    mlflow_store.set_tag(blocked, GATE_TAG, "passed")
+    assert ask() == [b, a]
 
 
 def test_params_the_space_no_longer_holds_are_skipped():
