@@ -1,26 +1,20 @@
 """Scale: the training pipeline on 10x the bundled rows against 1x, tuning off.
 
-Builds a 10x dataset from data/acs_employment_ma_2015_2018.parquet whose rows are NOT exact copies
-(exact copies leak across CV folds: early stopping then runs to the round cap and test AUC falls):
-copy 0 is the original; each copy k >= 1 gets unique ids, shuffles the "origin" block (CIT,
-NATIVITY, ANC, RAC1P, MIG) between rows of the same label, sex, age decade and year (so each
-block stays as predictive of the label within its stratum) and jitters AGEP by -1/0/+1. Then runs
-`pipelines.local_run.run_local` with `model_training.hyperparameter_tuning=false` on 1x and on
-10x, each in a fresh temporary output folder, and prints wall time and peak RSS per task for both
-and the ratios (issue 16 targets: wall <= 10x of 1x, peak RSS of any task <= 6 GB).
+Builds a 10x dataset from data/acs_employment_ma_2015_2018.parquet of rows that are other people,
+not copies (copies, even perturbed ones, leak across CV folds: early stopping then runs to the
+round cap on rows the held-out fold also holds, and test AUC falls): copy 0 is the original; in
+each copy k >= 1 every row keeps its label, sex, year and age (jittered by -1/0/+1) and takes
+each block of related answers (origin; household; schooling and military service; disability)
+from its own random person of the same label, sex, age decade and year. Each block keeps its
+internal structure and its link to the label within the stratum, while a synthetic row is no
+longer a near-copy of the row it started from. Then runs `pipelines.local_run.run_local` with
+`model_training.hyperparameter_tuning=false` on 1x and on 10x, each in a fresh temporary output
+folder, and prints wall time and peak RSS per task for both and the ratios (issue 16 targets:
+wall <= 10x of 1x, peak RSS of any task <= 6 GB).
 
     .venv/bin/python benchmarks/scale.py [--factor 10] [--seed 0] [--keep DIR] [--set k=v ...]
 
-Measured once (2 cores shared with four other sessions, load 7-10, so compare CPU, not wall):
-the 10x window (2015-2016) has 1.38 M rows, 68.8 % of them repeating another's features and label
-(the bundled window: 46.9 %; exact copies: ~95 %): under the 75 % warning. The near-copies still
-leak across CV folds: CV AUC 0.926 (LightGBM) / 0.933 (XGBoost) against 0.905 / 0.904 at 1x, and
-early stopping ran every fold to the 1000-round cap (refit rounds 1500; 1x: 206 / 62), so
-tune's CPU grew 57x / 140x, not 10x. A fair 10x needs rows the folds cannot match (other
-people, or CV grouped by the source row), not a bigger perturbation of the same people.
-Whole run: wall 192 s (1x) vs 2312 s (10x) = 12.0x, tasks' CPU 38.7 s vs 1201 s = 31x (tune,
-train and evaluate: the cap-length models); peak task RSS 1370 MB at 10x (validate; features
-1230 MB), under the 6 GB target; test AUC 0.9023 (1x) vs 0.8819 (10x): the leak's overfit.
+MEASURED
 """
 
 from __future__ import annotations
@@ -40,29 +34,35 @@ from pipelines.cli_args import parse_overrides
 from pipelines.local_run import run_local
 
 BUNDLED = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
-SHUFFLED_BLOCK = ["CIT", "NATIVITY", "ANC", "RAC1P", "MIG"]
+BLOCKS = (
+    ["CIT", "NATIVITY", "ANC", "RAC1P", "MIG"],  # origin
+    ["MAR", "RELP", "ESP"],  # household
+    ["SCHL", "MIL"],  # schooling, military service
+    ["DIS", "DEAR", "DEYE", "DREM"],  # disability
+)
 STRATUM = ["employed", "SEX", "year"]  # plus the age decade
 WALL_TARGET = 10.0
 RSS_TARGET_MB = 6 * 1024
 
 
 def scaled(df: pd.DataFrame, factor: int, seed: int = 0) -> pd.DataFrame:
-    """`factor` near-copies of `df` (copy 0 is `df`), ids unique, no copy an exact duplicate."""
+    """`df` and `factor - 1` recombined copies of it (see the module docstring), ids unique."""
     rng = np.random.default_rng(seed)
     strata = df[STRATUM].assign(decade=df["AGEP"] // 10)
     codes = strata.groupby(list(strata.columns), sort=True).ngroup().to_numpy()
     by_stratum = np.argsort(codes, kind="stable")
-    block = df[SHUFFLED_BLOCK].to_numpy()
     lo, hi = int(df["AGEP"].min()), int(df["AGEP"].max())
     id_step = int(df["id"].max()) + 1
     parts = [df]
     for k in range(1, factor):
         copy = df.copy()
-        # row by_stratum[i] takes the block of row donors[i]: same stratum, random order within it
-        donors = np.lexsort((rng.random(len(df)), codes))
-        shuffled = np.empty_like(block)
-        shuffled[by_stratum] = block[donors]
-        copy[SHUFFLED_BLOCK] = shuffled
+        for columns in BLOCKS:
+            # row by_stratum[i] takes the block of row donors[i]: same stratum, random order
+            donors = np.lexsort((rng.random(len(df)), codes))
+            block = df[columns].to_numpy()
+            taken = np.empty_like(block)
+            taken[by_stratum] = block[donors]
+            copy[columns] = taken
         copy["AGEP"] = np.clip(df["AGEP"].to_numpy() + rng.integers(-1, 2, len(df)), lo, hi)
         copy["id"] = df["id"] + k * id_step
         parts.append(copy)
