@@ -14,7 +14,13 @@ wall <= 10x of 1x, peak RSS of any task <= 6 GB).
 
     .venv/bin/python benchmarks/scale.py [--factor 10] [--seed 0] [--keep DIR] [--set k=v ...]
 
-MEASURED
+Measured on an idle 2-core machine: the 10x window (2015-2016) has 1.38 M rows, 60.3 % of them
+repeating another's features and label (the bundled window: 46.9 %). Wall 108 s (1x) vs 1388 s
+(10x) = 12.8x; tasks' CPU 19x. The tasks whose work grows with the rows grow faster than them:
+tune 37x, train 34x, evaluate 17x - more rows of other people carry more boosting rounds before
+early stopping (an honest cost of more data, not a leak: test AUC 0.913 at 10x vs 0.903), while
+the fixed costs (track, gate, register, deploy) stay ~1x. Peak task RSS 1444 MB (validate), under
+the 6 GB target.
 """
 
 from __future__ import annotations
