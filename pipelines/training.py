@@ -165,6 +165,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
                 train_data=features_task.outputs["train_data"],
                 transformer=features_task.outputs["transformer"],
                 tuned=tune_task.outputs["result"],
+                fold_models=tune_task.outputs["fold_models"],
                 algorithm=algorithm,
                 seed=seed,
             )

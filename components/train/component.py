@@ -11,6 +11,7 @@ def train(
     train_data: Input[Dataset],
     transformer: Input[Model],
     tuned: Input[Artifact],
+    fold_models: Input[Model],
     algorithm: str,
     seed: int,
     model: Output[Model],
@@ -25,6 +26,8 @@ def train(
         algorithm: lightgbm | xgboost | random_forest | logistic_regression.
         tuned: The tune stage's result: best params (fixed + searched, with the number of
             boosting rounds cross-validation found) and the CV score.
+        fold_models: The tune stage's fold models of those params: taken over (after checking
+            them against this artifact's digest) instead of fitted again, when they match.
         seed: Random seed.
         model: Directory: model.joblib (predicts from raw rows) + feature_spec.json.
     """
@@ -43,6 +46,7 @@ def train(
             cv,
             transformer_sha256=transformer.metadata.get("sha256"),
             final=final,
+            fold_models=(fold_models.path, dict(fold_models.metadata)),
         )
         rec.rows = meta["rows"]
     model.metadata.update(meta, task=rec.to_dict())

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from components.common.artifacts import load_model, read_dataset, read_json, save_model
 from components.common.errors import StageError
 from components.common.estimators import EARLY_STOPPING, fit_with_validation, make_estimator
-from components.common.fold_ensemble import FoldEnsemble
+from components.common.fold_ensemble import FoldEnsemble, fold_fit_key, reusable_fold_models
 from components.common.splitting import split_indices
 
 STAGE = "train"
@@ -40,9 +40,12 @@ def run(
     cv: dict[str, Any] | None = None,
     transformer_sha256: str | None = None,
     final: dict[str, Any] | None = None,
+    fold_models: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Fit the final model (`final`: the tune result's `final_fit`; default one refit) and save
-    it with the transformer as one Pipeline."""
+    it with the transformer as one Pipeline. `fold_models`: (folder, artifact metadata) of the
+    tune stage's fold models: with `final_fit: folds` they are the model when they were fitted
+    with the same settings (fold_ensemble.reusable_fold_models), instead of fitting them again."""
     # the features stage's digest of the transformer dir: checked before it is unpickled
     transformer, spec = load_model(transformer_dir, transformer_sha256)
     names = [f["name"] for f in spec["features"]]
@@ -53,7 +56,12 @@ def run(
     final = final or {"method": "refit"}
     try:
         if final["method"] == "folds":
-            estimator = fit_folds(algorithm, final, seed, spec, transformer.transform(x), y)
+            key = fold_fit_key(algorithm, final, seed, len(df))
+            estimator = reusable_fold_models(*fold_models, key) if fold_models else None
+            if estimator is not None:
+                print(f"[train {algorithm}] the tune stage's {len(estimator.members)} fold models")
+            else:
+                estimator = fit_folds(algorithm, final, seed, spec, transformer.transform(x), y)
             params = dict(final["params"])  # what the fold models were fitted with
         else:
             estimator, fit_kwargs = make_estimator(algorithm, params, seed, spec)

@@ -13,6 +13,7 @@ def tune(
     algorithm: str,
     training_json: str,
     result: Output[Artifact],
+    fold_models: Output[Model],
     experiment: str = "",
     registered_model: str = "",
     tracking_uri: str = "",
@@ -30,6 +31,8 @@ def tune(
         tracking_uri: MLflow tracking URI; empty: MLFLOW_TRACKING_URI from the environment.
         result: Folder: result.json (best params with the final number of rounds, CV score,
             trial counts, history) and trials.csv. Metadata: the same without the history.
+        fold_models: The chosen params' k cross-validation fold models (`final_fit: folds`,
+            optuna or no tuning), which the train stage takes over; else a folder saying why.
     """
     import json
 
@@ -49,7 +52,9 @@ def tune(
                 "registered_model": registered_model,
                 "tracking_uri": tracking_uri,
             },
+            fold_models_dir=fold_models.path,
         )
+        fold_models.metadata.update(out.pop("fold_models"))
         rec.metrics = {"cv_roc_auc": out["best_score"], "trials": out["trials"]}
         # `mlpipe run` reports a study that the wall-time cap stopped (not reproducible)
         rec.details = {k: out[k] for k in ("stopped_by", "max_trials", "time_budget_s") if k in out}

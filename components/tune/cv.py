@@ -26,6 +26,7 @@ class CVResult:
     fold_scores: list[float]
     best_iterations: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    models: list[Any] = field(default_factory=list)  # the fold models, when kept
 
     def rounds(self) -> int | None:
         """Rounds for the final fit on all rows: the folds' mean best round, scaled up for the
@@ -48,11 +49,13 @@ def cross_validate(
     on_fold: Callable[[int, float], None] | None = None,
     order: np.ndarray | None = None,
     splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    keep_models: bool = False,
 ) -> CVResult:
     """ROC AUC over `folds` folds. `on_fold(step, running_mean)` may raise to stop (pruning).
 
     `splits`: the (train, validation) row indices to use instead of `split_indices(...)` (a Katib
-    trial gets the tune task's folds this way); there must be `folds` of them."""
+    trial gets the tune task's folds this way); there must be `folds` of them. `keep_models`:
+    the result holds the k fitted fold models (`final_fit: folds`: the final model)."""
     started = time.perf_counter()
     names = [f["name"] for f in spec["features"]]
     # The transformer was fitted on all training rows: scaling statistics leak across folds, a
@@ -61,6 +64,7 @@ def cross_validate(
     y = train[spec["label"]].to_numpy()
     scores: list[float] = []
     rounds: list[int] = []
+    models: list[Any] = []
     if splits is None:
         splits = split_indices(y, folds, strategy, seed, order)
     elif len(splits) != folds:
@@ -75,6 +79,8 @@ def cross_validate(
         if best is not None:
             rounds.append(best)
         scores.append(float(roc_auc_score(y[val_idx], estimator.predict_proba(x[val_idx])[:, 1])))
+        if keep_models:
+            models.append(estimator)
         if on_fold is not None:
             on_fold(step, float(np.mean(scores)))
     return CVResult(
@@ -83,4 +89,5 @@ def cross_validate(
         fold_scores=scores,
         best_iterations=rounds,
         seconds=time.perf_counter() - started,
+        models=models,
     )

@@ -39,9 +39,11 @@ def run_optuna(
     time_budget_s: float | None,
     order: Any = None,
     first: list[dict[str, Any]] | None = None,
+    models_out: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Search `space` (on top of the `fixed` params); return the typed tuning result. `first`:
-    searched params to try first, in order (start params, then warm_start.py's)."""
+    searched params to try first, in order (start params, then warm_start.py's). `models_out`:
+    filled with the best trial's k fold models (only the best so far is held in memory)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,6 +60,7 @@ def run_optuna(
     for params in first:
         study.enqueue_trial(params, skip_if_exists=True)
     rounds: dict[int, int | None] = {}
+    kept: dict[str, Any] = {"trial": None, "value": -math.inf}  # whose models models_out holds
 
     def suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:
         if isinstance(dist, optuna.distributions.FloatDistribution):
@@ -84,11 +87,25 @@ def run_optuna(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
+        keep = models_out is not None
         result = cross_validate(
-            train, spec, transformer, algorithm, params, folds, strategy, seed, report, order
+            train,
+            spec,
+            transformer,
+            algorithm,
+            params,
+            folds,
+            strategy,
+            seed,
+            report,
+            order,
+            keep_models=keep,
         )
         if not math.isfinite(result.mean):
             raise ValueError(f"cross-validation score is {result.mean}")
+        if keep and result.mean > kept["value"]:
+            models_out[:] = result.models
+            kept.update(trial=trial.number, value=result.mean)
         rounds[trial.number] = result.rounds()
         trial.set_user_attr("rounds", result.rounds())
         trial.set_user_attr("cv_std", result.std)
@@ -126,6 +143,8 @@ def run_optuna(
             STAGE, f"{algorithm}: all {len(states)} trials failed{example}", subject=algorithm
         )
     best = study.best_trial
+    if models_out is not None and kept["trial"] != best.number:
+        models_out.clear()  # a tie Optuna broke the other way: the train stage fits
     best_params = {**fixed, **best.params}
     best_rounds = rounds.get(best.number)
     if best_rounds is not None:

@@ -16,6 +16,7 @@ import numpy as np
 from components.common.artifacts import atomic_dir, load_model, read_dataset
 from components.common.config import TrainingConfig
 from components.common.errors import StageError
+from components.common.fold_ensemble import fold_fit_key, write_fold_models
 from components.tune.cv import cross_validate
 from components.tune.optuna_backend import run_optuna, trial_name
 from components.tune.warm_start import features_digest, previous_best
@@ -32,7 +33,9 @@ def _order(df: Any, keys: list[str]) -> np.ndarray | None:
     return np.lexsort([df[k].to_numpy() for k in reversed(keys)])
 
 
-def untuned(train, spec, transformer, algorithm, cfg: TrainingConfig, order) -> dict[str, Any]:
+def untuned(
+    train, spec, transformer, algorithm, cfg: TrainingConfig, order, models_out=None
+) -> dict[str, Any]:
     fixed = {**fixed_params(cfg, algorithm), **cfg.start_for(algorithm)}
     result = cross_validate(
         train,
@@ -44,7 +47,10 @@ def untuned(train, spec, transformer, algorithm, cfg: TrainingConfig, order) -> 
         cfg.cv_strategy,
         cfg.seed,
         order=order,
+        keep_models=models_out is not None,
     )
+    if models_out is not None:
+        models_out[:] = result.models
     params = dict(fixed)
     if result.rounds() is not None:
         params["n_estimators"] = result.rounds()
@@ -97,17 +103,22 @@ def run(
     out_dir: str,
     uris: tuple[str, str] | None = None,
     mlflow_ref: dict[str, str] | None = None,
+    fold_models_dir: str | None = None,
 ) -> dict[str, Any]:
     """Tune `algorithm`; write result.json and trials.csv into `out_dir`; return the result.
     `uris`: the inputs' artifact URIs (their identity: the Katib backend's staging prefix).
-    `mlflow_ref`: experiment, registered_model, tracking_uri: where the warm start looks."""
+    `mlflow_ref`: experiment, registered_model, tracking_uri: where the warm start looks.
+    `fold_models_dir`: where the chosen params' fold models go (`final_fit: folds`, local
+    backends), for the train stage; the result's `fold_models` is that artifact's metadata."""
     cfg = TrainingConfig.model_validate(training)
     transformer, spec = load_model(transformer_dir)
     train = read_dataset(train_path)
     order = _order(train, spec.get("keys", [])) if cfg.cv_strategy == "time" else None
     digest = features_digest(spec)
+    keep = fold_models_dir is not None and final_fit(cfg, algorithm, {})["method"] == "folds"
+    models: list[Any] = []
     if not cfg.hyperparameter_tuning:
-        result = untuned(train, spec, transformer, algorithm, cfg, order)
+        result = untuned(train, spec, transformer, algorithm, cfg, order, models if keep else None)
     elif cfg.tuning_backend == "optuna":
         space = cfg.search_spaces.get(algorithm)
         if not space:
@@ -129,6 +140,7 @@ def run(
             cfg.time_budget_s,
             order,
             [cfg.start_for(algorithm), *warm],
+            models_out=models if keep else None,
         )
     else:
         from components.common.splitting import split_indices
@@ -152,7 +164,19 @@ def run(
     result["final_fit"] = final_fit(cfg, algorithm, result["best_params"])
     result["features_digest"] = digest  # track tags the trials with it (warm_start.py)
     write_result(result, out_dir)
+    if fold_models_dir is not None:
+        why = "" if models else _why_no_fold_models(cfg, result)
+        key = fold_fit_key(algorithm, result["final_fit"], cfg.seed, len(train)) if models else {}
+        result["fold_models"] = write_fold_models(models, fold_models_dir, key, why)
     return result
+
+
+def _why_no_fold_models(cfg: TrainingConfig, result: dict[str, Any]) -> str:
+    if result["final_fit"]["method"] != "folds":
+        return "final_fit is refit: one model on all rows"
+    if result["backend"] == "katib":
+        return "the Katib trials fitted them in their own pods"
+    return "the best trial's models were not kept (a tie)"
 
 
 def final_fit(cfg: TrainingConfig, algorithm: str, best: dict[str, Any]) -> dict[str, Any]:
