@@ -21,7 +21,7 @@ them for evaluate: more rows of other people carry more boosting rounds before e
 honest cost of more data, not a leak: test AUC 0.913 at 10x vs 0.903); train takes over tune's
 fold models (3.7x, 1.6 s); the fixed costs (track, gate, register, deploy) stay ~1-3x. Peak task
 RSS 1388 MB (validate), under the 6 GB target. Before train took over the fold models it fitted
-them again: 12.8x (1388 s vs 108 s on a slower machine), train alone 34x.
+them again: 12.8x (1388 s vs 108 s, measured in an earlier session), train alone 34x.
 """
 
 from __future__ import annotations
