@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.config import REPO_ROOT
-
 DEFAULT_KEEP = 5
 # mlpipe-training-20261203-111844[-123] (our run names) and kfp.local's
 # mlpipe-training-2026-12-03-11-18-44-709999 (its task folders)
@@ -239,12 +237,12 @@ def _keep(value: str) -> int:
 
 def add_clean_parser(sub: Any) -> None:
     """Register `mlpipe clean` on the CLI's subparsers."""
-    from pipelines.cli_args import add_config_args
+    from pipelines.cli_args import add_config_args, add_output_dir_arg
 
     p = sub.add_parser("clean", help="remove old runs' outputs (keeps the registry)")
     add_config_args(p, overrides=False)  # the config names the registered model
     p.add_argument("--keep", type=_keep, default=DEFAULT_KEEP, help="newest runs to keep (5)")
     p.add_argument("--all", action="store_true", help="everything: registry and MLflow too")
     p.add_argument("--dry-run", action="store_true", help="print what would go; remove nothing")
-    p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
+    add_output_dir_arg(p)
     p.set_defaults(func=cmd_clean)

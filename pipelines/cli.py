@@ -21,7 +21,14 @@ import sys
 from pathlib import Path
 
 from components.common.config import REPO_ROOT, ConfigError
-from pipelines.cli_args import add_config_args, add_profile_arg, settings_from_args
+from pipelines.cli_args import (
+    add_config_args,
+    add_output_dir_arg,
+    add_profile_arg,
+    add_tfdv_python_arg,
+    add_verbose_arg,
+    settings_from_args,
+)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the training pipeline locally with kfp.local")
     add_config_args(run)
-    run.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
-    run.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
-    run.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+    add_output_dir_arg(run)
+    add_tfdv_python_arg(run)
+    add_verbose_arg(run)
     run.add_argument("--no-cache", action="store_true", help="execute every task again")
     run.set_defaults(func=cmd_run)
 

@@ -1,12 +1,14 @@
-"""The arguments every `mlpipe` command shares, and how they become Settings.
+"""The arguments several `mlpipe` commands share, and how they become Settings.
 
-One module so that each command reads `--config/--schema/--set/--profile` the same way and no
-command module imports another (or `pipelines.cli`, which imports them all).
+One module so that each command reads `--config/--schema/--set/--profile` (and `--output-dir`,
+`--tfdv-python`, `-v`, `--tracking-uri`) the same way and no command module imports another (or
+`pipelines.cli`, which imports them all).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,6 +16,7 @@ import yaml
 from components.common.config import (
     DEFAULT_DATA_SCHEMA,
     DEFAULT_PIPELINE_CONFIG,
+    REPO_ROOT,
     ConfigError,
     Settings,
     load_settings,
@@ -64,3 +67,23 @@ def add_profile_arg(p: argparse.ArgumentParser) -> None:
         help="config changes for where the pipeline runs: `cluster` (config/profiles/cluster.yaml:"
         " data, MLflow and state in the cluster's services), a YAML file, or `none`",
     )
+
+
+def add_output_dir_arg(p: argparse.ArgumentParser, default: Path = REPO_ROOT / "outputs") -> None:
+    """`--output-dir`: where runs write (and `data`/`clean` read) their outputs."""
+    p.add_argument("--output-dir", default=str(default))
+
+
+def add_tfdv_python_arg(p: argparse.ArgumentParser) -> None:
+    """`--tfdv-python` for commands that start TFDV jobs (run, monitor, schema infer)."""
+    p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
+
+
+def add_verbose_arg(p: argparse.ArgumentParser) -> None:
+    """`-v/--verbose` for commands that run a pipeline locally (run, monitor)."""
+    p.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+
+
+def add_tracking_uri_arg(p: argparse.ArgumentParser) -> None:
+    """`--tracking-uri` for commands that read MLflow (runs, approve/reject/rollback/models)."""
+    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI)")

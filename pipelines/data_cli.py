@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.config import REPO_ROOT
+from pipelines.cli_args import add_output_dir_arg
 
 
 def _store(args: argparse.Namespace):
@@ -158,7 +158,7 @@ def add_data_parser(sub: Any) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", default=None, help="state store (default: MLPIPE_STATE_DIR)")
-        p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
+        add_output_dir_arg(p)
 
     p = data_sub.add_parser("list", help="the dataset versions in the catalogue")
     common(p)

@@ -1,17 +1,14 @@
 """Run the training pipeline on this machine with kfp.local (SubprocessRunner, caching on).
 
 Owns what a local run needs around the pipeline: the outputs/ folders, the MLflow parent run, the
-environment the tasks inherit (not part of the cache key), progress on screen and the full log on
-disk, the per-task summary, and placing the model and reports in outputs/ (hard links to the
-task outputs, pipelines/outputs.py).
+environment the tasks inherit (not part of the cache key; pipelines/local_tasks.py, shared with the
+monitoring run), progress on screen and the full log on disk, the per-task summary, and placing
+the model and reports in outputs/ (hard links to the task outputs, pipelines/outputs.py).
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
-import json
-import logging
 import os
 import sys
 import time
@@ -20,19 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.artifacts import restore_ints
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
-from components.common.mlflow_utils import default_tracking_uri
-from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
-from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.ingest.ingest import source_digest
+from pipelines.local_tasks import (
+    STAGE_ORDER,
+    cached_record,
+    info_logging,
+    init_kfp_local,
+    last_failure,
+    task_environment,
+    task_rows,
+)
 from pipelines.outputs import link_or_copy, share_identical, share_with_previous_run
 from pipelines.progress import ProgressTee, original_stdout, strip_ansi
 from pipelines.training import PIPELINE_NAME, build_pipeline
-
-TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
-DEFAULT_TFDV_PYTHON = REPO_ROOT / ".venvs" / "tfdv" / "bin" / "python"
 
 
 @dataclass
@@ -55,24 +54,6 @@ class RunResult:
     failed_checks: list[str] = field(default_factory=list)
     alert: dict[str, Any] | None = None  # the failure alert, when the run failed
     started: bool = True  # False: the source failed before any task ran
-
-
-@contextlib.contextmanager
-def _task_environment(out: Path, tfdv_python: str | None):
-    """What the tasks inherit from this process during the run (inherited, so not part of the
-    cache key); the previous environment comes back afterwards."""
-    env = {
-        RECORDS_ENV: str(out / "logs" / "tasks"),
-        # watermarks and the dataset catalogue (incremental loads, `mlpipe data list`)
-        STATE_ENV: os.environ.get(STATE_ENV) or str(out / "state"),
-        TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(DEFAULT_TFDV_PYTHON),
-        # the MLflow store lives beside the run's other outputs unless the user points elsewhere
-        "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
-        or default_tracking_uri(out / "mlflow"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with temporary_environ(env):
-        yield env
 
 
 def _record_failed_run(settings: Settings, run_name: str, result: RunResult, digest: str) -> str:
@@ -159,85 +140,6 @@ def _alert_failure(settings: Settings, out: Path, run_name: str, result: RunResu
     result.alert = sink.send(alert)
 
 
-@contextlib.contextmanager
-def _info_logging(stream: Any):
-    """kfp.local logs cache hits at INFO outside its own logging context: catch them too. And
-    put `print` back afterwards: kfp.local indents task output by replacing `builtins.print`
-    for the process (kfp/local/logging_utils.py `indented_print`), and a replacement left in
-    place prefixes every later print, on any stream, with four spaces on stdout."""
-    root = logging.getLogger()
-    handler = logging.StreamHandler(stream)
-    level = root.level
-    original_print = builtins.print
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        builtins.print = original_print
-
-
-STAGE_ORDER = [
-    "ingest",
-    "validate",
-    "features",
-    "tune",
-    "train",
-    "select",
-    "evaluate",
-    "track",
-    "gate",
-    "register",
-    "deploy",
-    "commit",
-    # the monitoring pipeline (pipelines/monitoring.py)
-    "load_batch",
-    "champion_reference",
-    "batch_statistics",
-    "assess",
-    "act",
-]
-
-
-def _cached_record(cache_root: Path, key_prefix: str) -> TaskRecord | None:
-    """The figures of a task served from kfp.local's cache: its cache entry holds the output
-    artifacts, and our stages put their task record in their outputs' metadata."""
-    for entry in cache_root.glob(f"{key_prefix}*.json"):
-        try:
-            outputs = json.loads(entry.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        for value in outputs.values():
-            task = value.get("metadata", {}).get("task") if isinstance(value, dict) else None
-            if isinstance(task, dict):  # back through KFP: 137911 rows came back as 137911.0
-                return TaskRecord(**restore_ints(task))
-    return None
-
-
-def _task_rows(
-    since: float, records_dir: Path, cache_root: Path, cache_hits: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
-    rows = [{**r.to_dict(), "cached": False} for r in read_records(records_dir, since=since)]
-    for name, key in cache_hits:
-        rec = _cached_record(cache_root, key)
-        rows.append({**(rec or TaskRecord(task=name)).to_dict(), "cached": True})
-
-    def order(row: dict[str, Any]) -> tuple[int, str]:
-        base = row["task"].split("-")[0]
-        return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), row["task"])
-
-    return sorted(rows, key=order)
-
-
-def _failure(since: float, records_dir: Path) -> TaskRecord | None:
-    for rec in reversed(read_records(records_dir, since=since)):
-        if rec.status == "failed":
-            return rec
-    return None
-
-
 def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str, str]:
     paths = {}
     targets = {
@@ -258,22 +160,6 @@ def _copy_outputs(outputs: dict[str, Any], out: Path, run_name: str) -> dict[str
     return paths
 
 
-def init_kfp_local(out: Path, use_cache: bool) -> Path:
-    """kfp.local with the SubprocessRunner in this interpreter, task outputs and the cache under
-    `out/kfp`; returns the cache folder."""
-    from kfp import local
-
-    cache_root = out / "kfp" / ".kfp_cache"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(out / "kfp"),
-        cache_root=str(cache_root),
-        raise_on_error=True,
-        enable_caching=use_cache,
-    )
-    return cache_root
-
-
 def run_local(
     settings: Settings,
     output_dir: str | Path = REPO_ROOT / "outputs",
@@ -288,7 +174,7 @@ def run_local(
     for sub in ("data", "models", "reports", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     run_name = f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with _task_environment(out, tfdv_python) as env:
+    with task_environment(out, tfdv_python) as env:
         result = _run(settings, out, run_name, use_cache, verbose, screen)
         result.tracking_uri = env["MLFLOW_TRACKING_URI"]
     return result
@@ -320,10 +206,10 @@ def _run(
 
     with open(log_file, "w") as log:
         tee = ProgressTee(
-            log, screen, verbose=verbose, cached_record=lambda k: _cached_record(cache_root, k)
+            log, screen, verbose=verbose, cached_record=lambda k: cached_record(cache_root, k)
         )
         try:
-            with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
+            with contextlib.redirect_stdout(tee), info_logging(tee), warnings.catch_warnings():
                 # resources, retries and images have no effect under kfp.local: say it once, in docs
                 warnings.simplefilter("ignore")
                 outputs = pipeline(
@@ -333,7 +219,7 @@ def _run(
                 ).outputs
         except Exception as exc:  # kfp.local raises RuntimeError("Task ... FAILURE")
             result.ok = False
-            failed = _failure(started, records_dir)
+            failed = last_failure(started, records_dir)
             if failed is not None:
                 result.failed_stage, result.error = failed.task, failed.error
                 # an incremental load with no new rows: nothing to do, not a failure
@@ -344,7 +230,7 @@ def _run(
         finally:
             tee.close()
         result.wall_s = round(time.perf_counter() - t0, 2)
-        result.tasks = _task_rows(started, records_dir, cache_root, tee.cache_hits)
+        result.tasks = task_rows(started, records_dir, cache_root, tee.cache_hits)
 
     if result.nothing_new:
         result.ok = True

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from components.common.config import REPO_ROOT, ConfigError, parse_duration
-from pipelines.cli_args import add_config_args, settings_from_args
+from pipelines.cli_args import (
+    add_config_args,
+    add_output_dir_arg,
+    add_tfdv_python_arg,
+    add_verbose_arg,
+    settings_from_args,
+)
 
 
 def _files(args: argparse.Namespace) -> list[str]:
@@ -156,9 +162,9 @@ def add_monitor_parser(sub: Any) -> None:
     p.add_argument("--every", help="repeat in the foreground at this interval (e.g. 1h, 15m)")
     p.add_argument("--iterations", type=int, default=0, help="stop after N loops (0: never)")
     p.add_argument("--no-retrain", action="store_true", help="decide and alert, never retrain")
-    p.add_argument("--output-dir", default=str(REPO_ROOT / "outputs"))
-    p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
-    p.add_argument("-v", "--verbose", action="store_true", help="stream every task's log")
+    add_output_dir_arg(p)
+    add_tfdv_python_arg(p)
+    add_verbose_arg(p)
     p.set_defaults(func=cmd_monitor)
 
     sim = sub.add_parser("simulate", help="replay 2016-2018: serve, monitor, retrain, canary")
@@ -173,5 +179,5 @@ def add_monitor_parser(sub: Any) -> None:
     )
     sim.add_argument("--sample", type=int, default=None, help="rows per year (default: all)")
     sim.add_argument("--full-training", action="store_true", help="the config's tuning too")
-    sim.add_argument("--output-dir", default=str(REPO_ROOT / "outputs" / "simulate"))
+    add_output_dir_arg(sim, REPO_ROOT / "outputs" / "simulate")
     sim.set_defaults(func=cmd_simulate)

@@ -1,10 +1,10 @@
 """Run the monitoring pipeline on this machine with kfp.local, then act on it locally.
 
-Reuses the training run's machinery (pipelines/local_run.py: the task environment, progress and
-log, the per-task summary). After the pipeline: a retraining trigger the `act` task claimed is run
-here with `run_local` (the training pipeline, window extended to the batch; its gate decides
-about promotion); failures, timeouts and tasks over the resource thresholds raise alerts (one per
-incident); the run's figures and the drift report go to MLflow.
+Reuses the training run's machinery (pipelines/local_tasks.py: the task environment, the per-task
+rows; pipelines/progress.py: progress and log). After the pipeline: a retraining trigger the `act`
+task claimed is run here with `run_local` (the training pipeline, window extended to the batch;
+its gate decides about promotion); failures, timeouts and tasks over the resource thresholds raise
+alerts (one per incident); the run's figures and the drift report go to MLflow.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from typing import Any
 
 from components.common.alerts import Alert, AlertSink, failure_alert
 from components.common.artifacts import read_json, sha256_file
-from components.common.config import REPO_ROOT, PipelineConfig, Settings, _set_dotted
+from components.common.config import REPO_ROOT, PipelineConfig, Settings, apply_overrides
 from components.common.runtime_env import LOGS_ENV, temporary_environ
 from components.monitor.actions import TriggerStore, retrain_overrides
-from pipelines.local_run import (
-    RunResult,
-    _cached_record,
-    _failure,
-    _info_logging,
-    _task_environment,
-    _task_rows,
+from pipelines.local_run import RunResult, run_local
+from pipelines.local_tasks import (
+    cached_record,
+    info_logging,
     init_kfp_local,
-    run_local,
+    last_failure,
+    task_environment,
+    task_rows,
 )
 from pipelines.monitoring import PIPELINE_NAME, build_monitoring_pipeline
 from pipelines.outputs import link_or_copy
@@ -62,8 +61,7 @@ class MonitoringRun:
 def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
     """The same settings with dotted-key overrides applied (and validated again)."""
     data = settings.pipeline.model_dump(mode="json")
-    for key, value in overrides.items():
-        _set_dotted(data, key, value)
+    apply_overrides(data, overrides)
     return settings.model_copy(update={"pipeline": PipelineConfig.model_validate(data)})
 
 
@@ -153,7 +151,7 @@ def run_monitoring_local(
         "webhook_backoff_s": sink.backoff_s,
         "webhook_timeout_s": sink.timeout_s,
     }
-    with temporary_environ(alerting), _task_environment(out, tfdv_python) as env:
+    with temporary_environ(alerting), task_environment(out, tfdv_python) as env:
         run = _run(
             retrain,
             task_monitoring,
@@ -209,10 +207,10 @@ def _run(
     )
     with open(log_file, "w") as log:
         tee = ProgressTee(
-            log, screen, verbose=verbose, cached_record=lambda k: _cached_record(cache_root, k)
+            log, screen, verbose=verbose, cached_record=lambda k: cached_record(cache_root, k)
         )
         try:
-            with contextlib.redirect_stdout(tee), _info_logging(tee), warnings.catch_warnings():
+            with contextlib.redirect_stdout(tee), info_logging(tee), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outputs = pipeline(
                     source=str(Path(source).resolve()),
@@ -226,13 +224,13 @@ def _run(
                 ).outputs
         except Exception as exc:  # kfp.local raises RuntimeError("Task ... FAILURE")
             run.ok = False
-            failed = _failure(started, records_dir)
+            failed = last_failure(started, records_dir)
             if failed is not None:
                 run.failed_stage, run.error = failed.task, failed.error
             else:
                 run.error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
         run.wall_s = round(time.perf_counter() - t0, 2)
-        run.tasks = _task_rows(started, records_dir, cache_root, tee.cache_hits)
+        run.tasks = task_rows(started, records_dir, cache_root, tee.cache_hits)
     if not run.ok:
         return run
     run.result = read_json(outputs["result"].path)

@@ -26,7 +26,7 @@ from typing import Any
 
 from components.common.config import load_pipeline_config
 from components.common.mlflow_utils import PIPELINE_RUN_TAG as RUN_TAG  # register's lineage tag
-from pipelines.cli_args import add_config_args, settings_from_args
+from pipelines.cli_args import add_config_args, add_tracking_uri_arg, settings_from_args
 
 
 def _target(args: argparse.Namespace) -> tuple[Any, str]:
@@ -179,7 +179,7 @@ def add_registry_parser(sub: Any) -> None:
     def common(p: argparse.ArgumentParser, overrides: bool = False) -> None:
         add_config_args(p, schema=False, overrides=overrides)
         p.add_argument("--model", help="registered model (default: project.registered_model)")
-        p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI)")
+        add_tracking_uri_arg(p)
 
     approve = sub.add_parser(
         "approve", help="deploy a challenger that waits for approval (rollout, then champion)"

@@ -23,7 +23,7 @@ from typing import Any
 
 from components.common import mlflow_utils as mu
 from components.common.config import load_pipeline_config
-from pipelines.cli_args import add_config_args
+from pipelines.cli_args import add_config_args, add_tracking_uri_arg
 
 # the list's metric columns; `show` and `compare` print every metric
 LIST_METRICS = ("roc_auc", "pr_auc", "f1")
@@ -266,7 +266,7 @@ def add_runs_parser(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         add_config_args(p, schema=False, overrides=False)
         p.add_argument("--experiment", help="MLflow experiment (default: project.experiment)")
-        p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI)")
+        add_tracking_uri_arg(p)
 
     runs = sub.add_parser("runs", help="list past runs; show one; compare two")
     common(runs)

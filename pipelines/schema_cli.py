@@ -18,6 +18,7 @@ from components.common.artifacts import write_text
 from components.common.config import IngestionConfig
 from components.common.errors import StageError
 from components.common.tfdv_env import TFDV_PYTHON_ENV
+from pipelines.cli_args import add_tfdv_python_arg
 
 if TYPE_CHECKING:  # pandas costs ~0.7 s to import: only `schema infer` reads data
     import pandas as pd
@@ -104,5 +105,5 @@ def add_schema_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", default=None, help="write the draft here (default: print)")
     p.add_argument("--force", action="store_true", help="replace an existing -o file")
     p.add_argument("--no-tfdv", action="store_true", help="pandas statistics only (no TFDV job)")
-    p.add_argument("--tfdv-python", default=None, help="Python of the tfdv environment")
+    add_tfdv_python_arg(p)
     p.set_defaults(func=cmd_infer)

@@ -1232,8 +1232,7 @@ def load_pipeline_config(
     data = _read_yaml(path)
     if profile is not None:
         data = _merge(data, _read_yaml(profile_path(profile)))
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+    apply_overrides(data, overrides or {})
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -1339,6 +1338,13 @@ def _check_time_windows(
             )
     if problems:
         raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Set each dotted key of `overrides` (`model_training.seed`) in the raw config `data`, in
+    place; validating the result is the caller's step."""
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted, value)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -139,7 +139,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _pct(fraction: float) -> str:
+def percent(fraction: float) -> str:
+    """0.0123 as '1.2%'; three decimals below 0.1% so a small share never reads as 0.0%."""
     if fraction == 0:
         return "0%"
     return f"{fraction:.1%}" if fraction >= 0.001 else f"{fraction:.3%}"
@@ -153,7 +154,7 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def _examples(values: Any) -> str:
+def value_examples(values: Any) -> str:
     """Up to MAX_EXAMPLES distinct values, sorted where possible, as '3' or '-1, 150, ...'."""
     uniques = list(pd.unique(pd.Series(values)))
     with contextlib.suppress(TypeError):
@@ -283,16 +284,18 @@ def _type_finding(series: pd.Series, column: str, dtype: str) -> dict[str, Any]:
         as_num = pd.to_numeric(non_null.astype(str), errors="coerce")
         bad = non_null[as_num.isna().to_numpy()]
         if len(bad):
-            detail = f"{_plural(len(bad), 'non-numeric value')} (e.g. {_examples(bad.astype(str))})"
+            shown = value_examples(bad.astype(str))
+            detail = f"{_plural(len(bad), 'non-numeric value')} (e.g. {shown})"
         else:
-            detail = f"numbers stored as text (e.g. {_examples(non_null.astype(str).head(50))})"
+            shown = value_examples(non_null.astype(str).head(50))
+            detail = f"numbers stored as text (e.g. {shown})"
         description = f"expected {dtype} values, found text: {detail}"
     else:
         description = f"expected {dtype} values, found {kind}"
     if dtype == "string" and kind == "text":  # text mixed with numbers or other objects
         bad = non_null[[not isinstance(v, str) for v in non_null]]
         description = f"expected string values, found {_plural(len(bad), 'non-text value')} "
-        description += f"(e.g. {_examples(bad.astype(str))})"
+        description += f"(e.g. {value_examples(bad.astype(str))})"
     return finding(DATASET, column, "wrong_type", description)
 
 
@@ -301,14 +304,14 @@ def _duplicate_ids(ids: pd.Series, contract: Contract) -> list[dict[str, Any]]:
     fraction = len(dup) / len(ids)
     if len(dup) == 0 or fraction <= contract.checks.max_duplicate_id_fraction:
         return []
-    allowed = _pct(contract.checks.max_duplicate_id_fraction)
+    allowed = percent(contract.checks.max_duplicate_id_fraction)
     return [
         finding(
             DATASET,
             str(ids.name),
             "duplicate_ids",
-            f"{_plural(len(dup), 'duplicate id')} ({_pct(fraction)}, at most {allowed} allowed; "
-            f"e.g. {_examples(dup)})",
+            f"{_plural(len(dup), 'duplicate id')} ({percent(fraction)}, at most {allowed} allowed; "
+            f"e.g. {value_examples(dup)})",
         )
     ]
 
@@ -349,13 +352,13 @@ def _duplicate_rows(df: pd.DataFrame, contract: Contract) -> list[dict[str, Any]
     if share <= min(warn, limit):
         return []
     blocking = share > limit
-    bound = f"at most {_pct(limit)} allowed" if blocking else f"reported above {_pct(warn)}"
+    bound = f"at most {percent(limit)} allowed" if blocking else f"reported above {percent(warn)}"
     return [
         finding(
             DATASET,
             None,
             "duplicate_rows",
-            f"{_pct(share)} of rows repeat an earlier row's features and label ({bound}): "
+            f"{percent(share)} of rows repeat an earlier row's features and label ({bound}): "
             "copied data? Exact copies leak across cross-validation folds",
             kind=BLOCKING if blocking else DRIFT,
             share=round(share, 4),
@@ -408,8 +411,8 @@ def _missing(series: pd.Series, window: str, allowed: float) -> list[dict[str, A
             window,
             str(series.name),
             "missing_values",
-            f"{_plural(n, 'missing value')} ({_pct(n / len(series))}, at most {_pct(allowed)} "
-            "allowed)",
+            f"{_plural(n, 'missing value')} ({percent(n / len(series))}, "
+            f"at most {percent(allowed)} allowed)",
         )
     ]
 
@@ -428,7 +431,7 @@ def _feature_checks(
                     window,
                     name,
                     "unseen_value",
-                    f"{_plural(n, 'value')} not in the declared values: {_examples(unseen)}",
+                    f"{_plural(n, 'value')} not in the declared values: {value_examples(unseen)}",
                 )
             )
         return out
@@ -441,7 +444,7 @@ def _feature_checks(
                 window,
                 name,
                 "not_finite",
-                f"{_plural(len(infinite), 'infinite value')} ({_examples(infinite)})",
+                f"{_plural(len(infinite), 'infinite value')} ({value_examples(infinite)})",
             )
         )
     finite = present[np.isfinite(present)]
@@ -454,7 +457,7 @@ def _feature_checks(
                     name,
                     "not_integer",
                     f"{_plural(len(fractional), 'non-integer value')} in an int column "
-                    f"(e.g. {_examples(fractional)})",
+                    f"(e.g. {value_examples(fractional)})",
                 )
             )
     if spec.kind == "categorical":
@@ -468,7 +471,7 @@ def _feature_checks(
                     name,
                     "unseen_code",
                     f"{_plural(len(outside), 'value')} outside the domain {format_codes(codes)} "
-                    f"({_examples(outside)})",
+                    f"({value_examples(outside)})",
                 )
             )
     else:
@@ -483,7 +486,8 @@ def _feature_checks(
                     "out_of_range",
                     f"{_plural(len(outside), 'value')} outside the range "
                     f"[{_num(spec.min) if spec.min is not None else '-inf'}, "
-                    f"{_num(spec.max) if spec.max is not None else 'inf'}] ({_examples(outside)})",
+                    f"{_num(spec.max) if spec.max is not None else 'inf'}] "
+                    f"({value_examples(outside)})",
                 )
             )
     return out
@@ -504,7 +508,7 @@ def _label_checks(series: pd.Series, window: str, contract: Contract) -> list[di
                 name,
                 "label_values",
                 f"{_plural(len(outside), 'value')} outside {format_codes(label.values)} "
-                f"({_examples(outside)})",
+                f"({value_examples(outside)})",
             )
         )
     if len(present):

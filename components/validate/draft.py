@@ -28,11 +28,15 @@ from components.common import tfdv_env
 from components.common.artifacts import read_json
 from components.common.config import DataSchema, SchemaChecks
 from components.common.errors import StageError
-from components.validate.checks import Contract, duplicate_row_share, is_numeric
 
-# the validation messages' formats
-from components.validate.checks import _examples as value_examples
-from components.validate.checks import _pct as percent
+# percent and value_examples: the validation messages' formats, shared with the draft notes
+from components.validate.checks import (
+    Contract,
+    duplicate_row_share,
+    is_numeric,
+    percent,
+    value_examples,
+)
 
 STAGE = "schema infer"
 JOB_MODULE = "components.validate.draft_job"

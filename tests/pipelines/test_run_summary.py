@@ -113,7 +113,7 @@ def test_a_cached_tasks_record_comes_back_with_ints(tmp_path):
     """kfp.local's cache holds the metadata as protobuf numbers (doubles): 137911 -> 137911.0."""
     import json
 
-    from pipelines.local_run import _cached_record
+    from pipelines.local_tasks import cached_record
 
     task = {
         "task": "ingest",
@@ -122,7 +122,7 @@ def test_a_cached_tasks_record_comes_back_with_ints(tmp_path):
         "details": {"window": {"start": 2015.0}},
     }
     (tmp_path / "abc123.json").write_text(json.dumps({"data": {"metadata": {"task": task}}}))
-    rec = _cached_record(tmp_path, "abc")
+    rec = cached_record(tmp_path, "abc")
     assert rec is not None and f"{rec.rows:,}" == "137,911"
     assert rec.details["window"] == {"start": 2015}
     assert rec.wall_s == 2.5
@@ -169,7 +169,7 @@ def test_a_failed_source_prints_no_empty_run_id_or_zero_wall_time_and_the_log_en
 def test_a_cached_fanned_out_task_is_named_by_its_cache_entry_with_its_original_time(tmp_path):
     import json
 
-    from pipelines.local_run import _cached_record
+    from pipelines.local_tasks import cached_record
 
     # kfp.local's cache entries, as it writes them: the outputs with our task record in metadata
     for key, algorithm, wall in (("aa11", "lightgbm", 30.9), ("bb22", "xgboost", 41.25)):
@@ -177,9 +177,7 @@ def test_a_cached_fanned_out_task_is_named_by_its_cache_entry_with_its_original_
         entry = {"result": {"uri": "/x", "metadata": {"algorithm": algorithm, "task": record}}}
         (tmp_path / f"{key}{'0' * 60}.json").write_text(json.dumps(entry))
     screen = io.StringIO()
-    tee = ProgressTee(
-        io.StringIO(), screen, cached_record=lambda key: _cached_record(tmp_path, key)
-    )
+    tee = ProgressTee(io.StringIO(), screen, cached_record=lambda key: cached_record(tmp_path, key))
     tee.write("11:19:35 - INFO - Task \x1b[96m'tune'\x1b[0m cache hit (key=aa11)\n")
     tee.write("11:19:35 - INFO - Task 'tune' cache hit (key=bb22)\n")
     # no readable entry (removed meanwhile): the task's name alone, no made-up time
