@@ -26,13 +26,11 @@ from components.common.errors import DataError
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.common.runtime_env import STATE_ENV, temporary_environ
+from components.common.tfdv_env import LOCAL_TFDV_PYTHON, TFDV_PYTHON_ENV
 from components.ingest.ingest import source_digest
 from pipelines.outputs import link_or_copy, share_identical, share_with_previous_run
 from pipelines.progress import ProgressTee, original_stdout, strip_ansi
 from pipelines.training import PIPELINE_NAME, build_pipeline
-
-TFDV_PYTHON_ENV = "MLPIPE_TFDV_PYTHON"
-DEFAULT_TFDV_PYTHON = REPO_ROOT / ".venvs" / "tfdv" / "bin" / "python"
 
 
 @dataclass
@@ -65,7 +63,7 @@ def _task_environment(out: Path, tfdv_python: str | None):
         RECORDS_ENV: str(out / "logs" / "tasks"),
         # watermarks and the dataset catalogue (incremental loads, `mlpipe data list`)
         STATE_ENV: os.environ.get(STATE_ENV) or str(out / "state"),
-        TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(DEFAULT_TFDV_PYTHON),
+        TFDV_PYTHON_ENV: tfdv_python or os.environ.get(TFDV_PYTHON_ENV) or str(LOCAL_TFDV_PYTHON),
         # the MLflow store lives beside the run's other outputs unless the user points elsewhere
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")
         or default_tracking_uri(out / "mlflow"),
