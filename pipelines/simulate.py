@@ -14,8 +14,8 @@
 people, more of one marital status; every value inside the schema's domains — drift, not bad
 data). `--sample N` keeps N rows per year (CI). Training uses a fast configuration (LightGBM
 without tuning) unless `--full-training`. The registry follows the README ("Quality gate,
-champion and approval"): register only sets `challenger` (approval_required) and the rollout
-moves `champion`.
+champion and approval"): register only sets `challenger` and the rollout moves
+`champion`.
 """
 
 from __future__ import annotations
