@@ -12,7 +12,7 @@ body):
     TabularModel (benchmarks/stock_kserve_server.py): what the lean hot routes save.
 Also in-process one-row latency of the numpy fast path and of the pandas path.
 
-The default model is the DESIGN.md reference LightGBM (400 trees, learning rate 0.05, 63 leaves,
+The default model is a reference LightGBM (400 trees, learning rate 0.05, 63 leaves,
 native categoricals) trained on 2015; `--model-dir` benchmarks another one.
 
     uv run python benchmarks/serving_latency.py [--model-dir D] [--duration 10] [--output F]

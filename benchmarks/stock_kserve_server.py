@@ -1,6 +1,7 @@
 """The baseline for benchmarks/serving_latency.py: the same TabularModel under stock
 `kserve.ModelServer` (1 worker, gRPC off, KServe's own uvicorn setup, TimingMiddleware, latency
-logging off). Note: ModelServer binds 0.0.0.0 (DESIGN.md) — a benchmark-only script.
+logging off). Note: ModelServer binds 0.0.0.0 (components/serve/README.md, "How the server is
+built") — a benchmark-only script.
 
     python benchmarks/stock_kserve_server.py MODEL_DIR NAME PORT
 """

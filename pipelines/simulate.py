@@ -13,8 +13,9 @@
 `--shift YEAR` replaces that year's batch with a shifted one (components.monitor.shift: older
 people, more of one marital status; every value inside the schema's domains — drift, not bad
 data). `--sample N` keeps N rows per year (CI). Training uses a fast configuration (LightGBM
-without tuning) unless `--full-training`. The registry follows DESIGN: register only sets
-`challenger` (approval_required) and the rollout moves `champion`.
+without tuning) unless `--full-training`. The registry follows the README ("Quality gate,
+champion and approval"): register only sets `challenger` and the rollout moves
+`champion`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from components.common import registry
 from components.common.alerts import AlertSink
 from components.common.config import Settings
 from components.common.mlflow_utils import default_tracking_uri
+from components.common.runtime_env import STATE_ENV
 from components.monitor.monitor import top_drift
 from components.monitor.shift import shift_batch
 from pipelines.local_run import run_local
@@ -266,7 +268,7 @@ def simulate(
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = default_tracking_uri(out / "mlflow")
-    os.environ["MLPIPE_STATE_DIR"] = str(out / "state")
+    os.environ[STATE_ENV] = str(out / "state")
     source = prepare_data(settings.resolve_source(), out, sample)
     overrides = {**(FAST_TRAINING if fast_training else {}), **SIM_ROLLOUT}
     overrides["data_ingestion.source_url"] = str(source)

@@ -1,7 +1,8 @@
 """The typed configuration: config/pipeline_config.yaml and config/data_schema.yaml in one model.
 
 Unknown keys and wrong types are rejected with the key's dotted path and the file it came from.
-Keys whose feature is not built yet accept only their default and fail with "not supported yet".
+A key whose feature is not built accepts only its default and fails with "not supported yet";
+today that is one key: `deployment.rollback_enabled` (only `true`: rollbacks cannot be turned off).
 """
 
 from __future__ import annotations

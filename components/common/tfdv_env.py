@@ -1,4 +1,4 @@
-"""Launching a job in the tfdv environment (DESIGN "Environments"): which Python, and with
+"""Launching a job in the tfdv environment (README "Two environments"): which Python, and with
 which environment, so the job runs this checkout's code.
 
 TFDV cannot share an environment with kfp 2.17, so stages that need it (validate, monitor) start

@@ -1,6 +1,6 @@
 """The deploy stage: infra validation, then a rollout of the blessed `challenger` against the
 serving `champion`, then the registry move. From here on only this stage (or `mlpipe approve` /
-`mlpipe rollback`, which call it) moves `champion` (DESIGN: the alias state machine).
+`mlpipe rollback`, which call it) moves `champion` (README "Quality gate, champion and approval").
 
 - infra validation (components/serve/infra_validation.py): the candidate's real model server must
   answer test rows exactly like the model offline, within the latency budget; otherwise the

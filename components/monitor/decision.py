@@ -5,7 +5,7 @@
 - fewer rows than `decision.min_rows`: `none` (reported, too noisy to act on);
 - decay beyond the tolerance: `decision.on_decay` (default retrain);
 - at least `decision.min_drifted_features` drifted features: `decision.on_drift` (default
-  retrain). Drift never blocks anything (DESIGN: blocking vs drift); it only decides.
+  retrain). Drift never blocks anything (README "Two kinds of data checks"); it only decides.
 """
 
 from __future__ import annotations

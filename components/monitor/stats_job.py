@@ -4,9 +4,9 @@
         --features-json '["AGEP", ...]' --out DIR
 
 Computes the batch's statistics with the champion's TFDV schema (categorical codes marked
-categorical, so top values and L-infinity are meaningful: DESIGN "TFDV on this data") and
-validates them against it (values outside a domain, missing features: blocking anomalies). Only
-the model's features are looked at: a request log has no id, time or label column.
+categorical, so top values and L-infinity are meaningful: README "Two kinds of data checks") and
+validates them against it (values outside a domain, missing features: blocking anomalies). Only the
+model's features are looked at: a request log has no id, time or label column.
 
 DIR (written atomically): batch_stats.pb (TFDV, binary), batch_stats.json (the same compact
 summary validate writes for the training window), anomalies.json ({"findings": [...]}).

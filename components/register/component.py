@@ -20,15 +20,15 @@ def register(
     metrics: Input[Metrics],
     registration: Output[Artifact],
 ):
-    """Register the blessed model in MLflow as `challenger` and, unless approval is required,
-    promote it to `champion` (the old champion becomes `previous`). Idempotent by digest.
+    """Register the blessed model in MLflow as `challenger` (only the deploy stage moves
+    `champion`). Idempotent by digest.
 
     Args:
         registered_model: Registered model name.
         pipeline_run: The KFP run's name (lineage tag).
         data_digest: The CLI's digest of the source (lineage tag; "" when it could not read it).
         lineage: More lineage tags: config hash, code version.
-        approval_required: Leave the version as `challenger` for `mlpipe approve` / `reject`.
+        approval_required: Mark the version as awaiting `mlpipe approve` / `reject`.
         tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         data: The ingested Dataset: its metadata names the data version (content digest) and the
             source it was read from (lineage tags); its rows are not read.

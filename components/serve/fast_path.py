@@ -1,7 +1,8 @@
 """Scoring without pandas: the fitted ColumnTransformer's transform and the final estimator's
 predict, replayed on a numpy matrix from their fitted attributes.
 
-A DataFrame costs ~6.6 ms per one-row request (DESIGN.md); this path costs tens of microseconds.
+A DataFrame costs milliseconds per one-row request (components/serve/README.md, "Benchmark");
+this path costs a fraction of a millisecond.
 `build_scorer` returns the fast scorer when every step is one it knows (scalers standard /
 minmax / robust / passthrough; encodings native / one-hot / ordinal; LightGBM, XGBoost, random
 forest, logistic regression, binary) and otherwise the pipeline's own predict_proba on a

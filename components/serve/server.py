@@ -1,5 +1,5 @@
 """Run the model server: our own uvicorn on one socket (KServe's ModelServer binds 0.0.0.0:8080 and
-[::]:8081 for gRPC, so two local servers collide; DESIGN.md). httptools + uvloop when installed,
+[::]:8081 for gRPC, so two local servers collide). httptools + uvloop when installed,
 no access log, one worker, gRPC off.
 """
 

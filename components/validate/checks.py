@@ -7,7 +7,7 @@ environment (pandas 1.5) as well as the main one (pandas 2), so only APIs both v
 
 A finding is a plain dict: {window, feature, check, kind, description, source}. `window` is
 "dataset" (the whole Dataset), "train" or "test"; `feature` is None for a finding about the whole
-table; `kind` is "blocking" or "drift" (see DESIGN "Two kinds of data checks"). The description
+table; `kind` is "blocking" or "drift" (README "Two kinds of data checks"). The description
 leaves the window out: the message that names the window is built from the parts.
 """
 

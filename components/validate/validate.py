@@ -1,9 +1,9 @@
 """Validate: check the ingested Dataset against the data schema with TFDV, before any training.
 
-TFDV cannot share an environment with kfp 2.17 (DESIGN "Environments"), so `run` launches the tfdv
-environment's Python on `components.validate.tfdv_job`, relays its output line by line, moves its
-outputs into the artifact paths and raises DataError when a blocking check failed. Drift findings
-are reported, never raised.
+TFDV cannot share an environment with kfp 2.17 (README "Two environments"), so `run` launches the
+tfdv environment's Python on `components.validate.tfdv_job`, relays its output line by line, moves
+its outputs into the artifact paths and raises DataError when a blocking check failed. Drift
+findings are reported, never raised.
 
 Importable in both environments: only the standard library and components.common at import time.
 """

@@ -16,10 +16,11 @@ from components.train.train import run as train
 from tests.conftest import DATA_FILE
 from tests.serve.conftest import prepare
 
-# DESIGN.md's reference LightGBM. Not the serve tests' 30-tree model on purpose: that model gives
-# all rows aged under 16 (17 % of 2016) one tied score, and two such models from different samples
-# tie them at slightly different values (0.02407 vs 0.02439) on different sides of other rows:
-# KS reads 0.17 for a good retrain, from a point mass. Two reference models: KS ~0.03, PSI ~0.02.
+# The reference LightGBM of benchmarks/serving_latency.py. Not the serve tests' 30-tree model on
+# purpose: that model gives all rows aged under 16 (17 % of 2016) one tied score, and two such
+# models from different samples tie them at slightly different values (0.02407 vs 0.02439) on
+# different sides of other rows: KS reads 0.17 for a good retrain, from a point mass. Two reference
+# models: KS ~0.03, PSI ~0.02.
 PARAMS = {"n_estimators": 400, "num_leaves": 63, "learning_rate": 0.05, "n_jobs": 1}
 ROWS_PER_YEAR = 5000
 
