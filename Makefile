@@ -8,7 +8,7 @@ TFDV_VENV := .venvs/tfdv
 TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
+.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-shuffled test-integration lint format lock benchmark clean \
 	lock-images images pin-images container-host cluster-rehearsal kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
@@ -52,6 +52,13 @@ test: setup lint
 
 test-unit: setup
 	$(UV) run --frozen pytest -m "not integration" $(PYTEST_ARGS)
+
+# the unit tests in a random order (pytest-randomly, off in the other targets: addopts): each test
+# must pass whatever ran before it. pytest prints the seed ("Using --randomly-seed=N") in its
+# header; SEED=N replays that order.
+test-shuffled: setup
+	$(UV) run --frozen pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED)) \
+		-m "not integration and not rehearsal" $(PYTEST_ARGS)
 
 test-integration: setup
 	$(UV) run --frozen pytest -m integration $(PYTEST_ARGS)

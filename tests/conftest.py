@@ -5,12 +5,14 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from components.common.config import REPO_ROOT, load_data_schema, load_settings
+from tests.support.mlflow_env import tracking_uri_global, use_tracking_uri
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +32,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow 3's server-side job runners (8 more processes per `mlflow server`, ~600 MiB, seconds of
 # start-up): nothing here uses them, and the manifests switch them off too
 os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+# set by mlflow_utils.configure on its first call when unset: set here, the first test to call
+# it does not change the environment the leak guard below compares
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 TFDV_PYTHON = Path(os.environ.get("MLPIPE_TFDV_PYTHON", REPO_ROOT / ".venvs/tfdv/bin/python"))
 
@@ -71,9 +76,7 @@ def mlflow_store(tmp_path, monkeypatch):
     """A real MLflow store (SQLite in a temporary folder) as this test's tracking URI."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("t")
     return mlflow.MlflowClient()
 
@@ -91,10 +94,86 @@ def mlflow_server(tmp_path, monkeypatch):
             uri = stack.enter_context(mlflow_server_process(tmp_path))
         except RuntimeError as exc:
             pytest.fail(str(exc))
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        try:
-            mlflow.set_experiment("t")
-            yield mlflow.MlflowClient()
-        finally:
-            mlflow.set_tracking_uri("")
+        use_tracking_uri(monkeypatch, uri)
+        mlflow.set_experiment("t")
+        yield mlflow.MlflowClient()
+
+
+# ---------------------------------------------------------------- no test leaves state behind
+
+GUARDED_ENV = ("MLFLOW_", "AWS_", "MLPIPE_")
+# generated or cached where a test run may write them; everything else new in the tree is a leak
+IGNORED_PATHS = ("outputs/", "local_outputs/", ".hypothesis/", ".pytest_cache/", ".benchmarks/")
+_START = pytest.StashKey[tuple]()
+
+
+def _guarded_state() -> dict[str, str | None]:
+    state: dict[str, str | None] = {
+        k: v for k, v in os.environ.items() if k.startswith(GUARDED_ENV)
+    }
+    state["mlflow.set_tracking_uri"] = tracking_uri_global()
+    return state
+
+
+def _leaks(before: dict[str, str | None], after: dict[str, str | None]) -> list[str]:
+    return [
+        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_state():
+    """Fail a test that leaves an MLFLOW_*/AWS_*/MLPIPE_* variable or MLflow's global tracking
+    URI other than it found them (compared with the test's start, so a broader fixture may set
+    them before; it restores them at its own teardown, which the session-end check sees).
+    Autouse and requesting nothing: set up before, torn down after the test's own fixtures."""
+    before = _guarded_state()
+    yield
+    leaks = _leaks(before, _guarded_state())
+    if leaks:
+        pytest.fail(
+            "the test or one of its fixtures left global state changed (restore it with "
+            "monkeypatch or at fixture teardown; MLflow: tests.support.mlflow_env."
+            "use_tracking_uri):\n  " + "\n  ".join(leaks),
+            pytrace=False,
+        )
+
+
+def _untracked() -> set[str] | None:
+    """New or changed files in the repository (git status), None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {line[3:] for line in out.splitlines()}
+    return {p for p in paths if not p.startswith(IGNORED_PATHS) and "__pycache__/" not in p}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_START] = (_guarded_state(), _untracked(), (REPO_ROOT / "mlruns").exists())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After every fixture's teardown: the environment is as the session found it, and the
+    tests wrote nothing into the repository (./mlruns is git-ignored, so checked by name)."""
+    if _START not in session.config.stash:
+        return
+    before, files, had_mlruns = session.config.stash[_START]
+    problems = [f"environment or MLflow URI: {leak}" for leak in _leaks(before, _guarded_state())]
+    after = _untracked()
+    if files is not None and after is not None:
+        problems += [f"new file in the repository: {p}" for p in sorted(after - files)]
+    if not had_mlruns and (REPO_ROOT / "mlruns").exists():
+        problems.append("new folder in the repository: mlruns/ (an MLflow call with no store)")
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.section("state left behind by the test session", red=True)
+            for line in problems:
+                reporter.line(line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -40,11 +40,12 @@ def s3_url():
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
+def store(request, tmp_path, s3_url):
+    """s3_url (once for the module) even for the local store: requested lazily, its
+    credentials would appear during a test and outlive it (the leak guard in conftest)."""
     if request.param == "local":
         return KeyedStore(tmp_path / "triggers")
-    root = f"{request.getfixturevalue('s3_url')}/{tmp_path.name}"
-    return KeyedStore(root)
+    return KeyedStore(f"{s3_url}/{tmp_path.name}")
 
 
 def test_a_key_is_created_once(store):

@@ -3,6 +3,7 @@ output flushed; a failure keeps Python's exit status and its normal ending. Real
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,20 +63,30 @@ def test_a_task_that_succeeded_skips_the_teardown_and_keeps_its_output(tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("how", "status", "said"),
+    ("how", "status", "said", "recorded"),
     [
-        ("fail-inside", 1, "ValueError: bad input"),
+        ("fail-inside", 1, "ValueError: bad input", "failed"),
         # kfp's executor writes its output file after the stage returned: that can fail too
-        ("fail-after", 1, "could not write the executor output"),
-        # SystemExit leaves no `sys.last_value`: the failed record alone keeps the status
-        ("fail-inside-exit-3", 3, ""),
+        # (after the record said succeeded)
+        ("fail-after", 1, "OSError: could not write the executor output", "succeeded"),
+        # SystemExit prints nothing and leaves no `sys.last_value`: the failed record alone
+        # keeps what happened, and the status is the one given to sys.exit
+        ("fail-inside-exit-3", 3, None, "failed"),
     ],
 )
-def test_a_failure_keeps_its_exit_status_and_the_normal_ending(tmp_path, how, status, said):
+def test_a_failure_keeps_its_exit_status_and_the_normal_ending(
+    tmp_path, how, status, said, recorded
+):
     done = _run(tmp_path, how)
-    assert done.returncode == status
-    assert said in done.stderr
+    assert done.returncode == status, done.stderr
+    if said is None:
+        assert "Traceback" not in done.stderr, done.stderr
+    else:
+        assert said in done.stderr, done.stderr
     assert "teardown ran" in done.stderr
+    (record,) = [json.loads(f.read_text()) for f in tmp_path.glob("probe-*.json")]
+    assert record["status"] == recorded
+    assert ("bad input" in (record["error"] or "")) == (recorded == "failed"), record
 
 
 def test_outside_a_task_process_the_interpreter_ends_normally(tmp_path):

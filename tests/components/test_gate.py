@@ -14,6 +14,7 @@ from components.evaluate import compare
 from components.evaluate.evaluate import run as evaluate_run
 from components.evaluate.gate import Check, decide
 from tests.fixtures.models import FEATURES, LABEL, logistic, register, save
+from tests.support.mlflow_env import use_tracking_uri
 
 DATA = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
 CFG = EvaluationConfig(explain={"enabled": False}).model_dump(mode="json")
@@ -184,7 +185,7 @@ def test_champion_on_other_features_is_scored_on_its_own_columns(store, models, 
 
 
 def test_unreachable_registry_fails_the_gate(models, rows, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    use_tracking_uri(monkeypatch, "http://127.0.0.1:9")  # gate configures MLflow's global URI
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(mlflow.exceptions.MlflowException):
         gate(models, rows, tmp_path, "good")

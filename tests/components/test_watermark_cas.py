@@ -11,10 +11,10 @@ from tests.common.test_keyed_store import s3_url  # noqa: F401  (moto's S3 API, 
 
 
 @pytest.fixture(params=["local", "s3"])
-def state(request, tmp_path):
+def state(request, tmp_path, s3_url):  # noqa: F811  (s3_url eagerly: its credentials are set up with the module, not mid-test)
     if request.param == "local":
         return StateStore(tmp_path / "state")
-    return StateStore(f"{request.getfixturevalue('s3_url')}/{tmp_path.name}")
+    return StateStore(f"{s3_url}/{tmp_path.name}")
 
 
 def batch(value: int, sha: str) -> dict:

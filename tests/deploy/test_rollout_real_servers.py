@@ -130,6 +130,13 @@ def test_bad_canary_is_rolled_back_in_its_first_window(
     seen = load.failures.get("HTTP 500", 0)
     assert seen == result.canary_errors
     assert (seen > 0) == (result.canary_errors > 0) == fault.startswith("error")
+    if fault.startswith("error"):
+        # each request the canary answers is a 500 with the fault's probability: its share is
+        # binomial, so the bound is its spread on this many requests (4 sd: ~1 in 16,000 runs
+        # outside), not a fixed margin that a short window's noise can cross
+        rate, n = float(fault.split(":")[1]), result.canary_requests
+        spread = 4 * (rate * (1 - rate) / n) ** 0.5
+        assert abs(seen / n - rate) <= spread, f"{seen} of {n} answered 500, expected ~{rate:.0%}"
     # stable serves on alone; the canary's server is stopped
     assert target.router.routes.stable is stable and target.router.routes.canary is None
     assert serve_backend.running == [stable.url]

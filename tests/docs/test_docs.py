@@ -29,6 +29,7 @@ from components.common.config import REPO_ROOT
 from tests.conftest import needs_tfdv
 from tests.docs.readme_commands import VENV_BIN, Command, all_commands, check
 from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
+from tests.support.mlflow_env import use_tracking_uri
 
 COMMANDS = all_commands()
 RUN_IN_PROCESS = {
@@ -140,8 +141,9 @@ def test_cheap_mlpipe_commands_run_as_written(text, sandbox, monkeypatch, capsys
     from pipelines.cli import main
 
     folder, env = sandbox
-    for key in ("MLFLOW_TRACKING_URI", "MLPIPE_STATE_DIR"):
-        monkeypatch.setenv(key, env[key])
+    # commands that talk to MLflow configure its global URI: restored after the test
+    use_tracking_uri(monkeypatch, env["MLFLOW_TRACKING_URI"])
+    monkeypatch.setenv("MLPIPE_STATE_DIR", env["MLPIPE_STATE_DIR"])
     monkeypatch.chdir(folder)
     assert main(Command("", text).argv()[1:]) == 0
     assert RUN_IN_PROCESS[text] in capsys.readouterr().out

@@ -13,6 +13,7 @@ import configparser
 import mlflow
 import pytest
 import requests
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from components.common import registry
 from tests.support.manifests import Rendered
@@ -52,11 +53,11 @@ def auth_server(kind, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             patch.delenv(name, raising=False)
+        # the tests' MLflow calls may move the global URI: put it back as it was (not to "",
+        # which is ./mlruns in the working directory)
+        patch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
         with mlflow_server_process(tmp_path, app, server_env) as uri:
-            try:
-                yield uri
-            finally:
-                mlflow.set_tracking_uri("")
+            yield uri
 
 
 def login(kind) -> dict[str, str]:

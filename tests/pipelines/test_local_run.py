@@ -1,8 +1,8 @@
 """The whole training pipeline under kfp.local, through the `mlpipe` CLI, on a sample of the data.
 
-One output folder for the module: the tests build on each other in order (first run, cached
-re-run, a degraded model against the champion, approval, bad data against an existing registry,
-changed data, changed code, a second config).
+One output folder for the module (a full run costs minutes): the first run is a module fixture,
+so every test that needs a champion or a warm cache gets it, alone or in any selection, and no
+test relies on what another test left behind.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pipelines import platform
 from pipelines.local_run import run_local
 from tests.conftest import needs_tfdv
 from tests.fixtures.bad_data import CASES_BY_NAME, constant_sex_in_train, shift_age_in_train
+from tests.support.mlflow_env import use_tracking_uri
 
 pytestmark = [pytest.mark.integration, pytest.mark.tfdv, needs_tfdv()]
 # small tuning so the suite stays fast: two families, two trials each
@@ -68,6 +69,23 @@ def work(tmp_path_factory, full_data):
     return {"root": root, "out": root / "outputs", "source": source, "sample": sample}
 
 
+@pytest.fixture(autouse=True)
+def _work_store(work, monkeypatch):
+    """The module's MLflow store as this test's tracking URI (restored after the test)."""
+    use_tracking_uri(monkeypatch, default_tracking_uri(work["out"] / "mlflow"))
+
+
+@pytest.fixture(scope="module")
+def first_run(work) -> subprocess.CompletedProcess:
+    """The first `mlpipe run` on the sample into an empty registry: version 1, champion, and
+    the cache later runs hit. Its wall times go into `work` for the cached re-run's check."""
+    proc = mlpipe(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    work["first_wall"] = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
+    work["first_pure_wall"] = sum(task_walls(proc).values())
+    return proc
+
+
 def mlpipe(
     work, *args: str, source: Path | None = None, fast: bool = True
 ) -> subprocess.CompletedProcess:
@@ -108,8 +126,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
 
 
 def registry(work) -> mlflow.MlflowClient:
-    mlflow.set_tracking_uri(default_tracking_uri(work["out"] / "mlflow"))
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(default_tracking_uri(work["out"] / "mlflow"))
 
 
 def versions(work) -> int:
@@ -134,9 +151,8 @@ def cli(work, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
 
 
-def test_first_run_trains_evaluates_and_registers_champion(work):
-    proc = mlpipe(work)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_first_run_trains_evaluates_and_registers_champion(work, first_run):
+    proc = first_run
     assert all(status == "succeeded" for status in summary(proc).values())
     assert set(summary(proc)) == {*PURE, "gate", "register", "deploy"}
     assert line(proc, "deployed:").startswith("deployed: version 1 is champion (first champion")
@@ -185,11 +201,10 @@ def test_first_run_trains_evaluates_and_registers_champion(work):
     assert set(tuned) == {"tune-lightgbm", "tune-logistic_regression"}
     assert tuned["tune-lightgbm"].data.metrics["trials"] == 2
     assert run.inputs.dataset_inputs, "training data not logged with log_input"
-    work["first_wall"] = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
-    work["first_pure_wall"] = sum(task_walls(proc).values())
 
 
-def test_unchanged_rerun_is_served_from_cache(work):
+def test_unchanged_rerun_is_served_from_cache(work, first_run):
+    before = versions(work)
     proc = mlpipe(work)
     assert proc.returncode == 0, proc.stdout[-3000:]
     rows = summary(proc)
@@ -199,7 +214,7 @@ def test_unchanged_rerun_is_served_from_cache(work):
     assert line(proc, "deployed:") == "deployed: version 1 is already the champion"
     assert line(proc, "quality gate:").startswith("quality gate: passed (absolute + vs champion;")
     assert "already registered" in proc.stdout
-    assert versions(work) == 1
+    assert versions(work) == before == 1
     wall = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
     print(f"first run {work['first_wall']:.1f}s, cached re-run {wall:.1f}s")
     # the cache saved what the pure tasks cost the first time; the side-effect tasks (gate,
@@ -210,8 +225,9 @@ def test_unchanged_rerun_is_served_from_cache(work):
     assert wall < work["first_wall"] - 0.8 * saved
 
 
-def test_degraded_model_is_blocked_and_nothing_moves(work):
+def test_degraded_model_is_blocked_and_nothing_moves(work, first_run):
     before = versions(work), aliases(work)
+    champion = before[1]["champion"]
     # without its three strongest features the model clears the absolute bar on this sample
     # but falls well behind the champion
     proc = mlpipe(
@@ -223,8 +239,9 @@ def test_degraded_model_is_blocked_and_nothing_moves(work):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     gate_line = line(proc, "quality gate:")
-    assert gate_line.startswith("quality gate: BLOCKED (absolute + vs champion; champion v1): ")
-    assert "roc_auc " in gate_line and "champion v1" in gate_line and "tolerance 0.005" in gate_line
+    expected = f"quality gate: BLOCKED (absolute + vs champion; champion v{champion}): "
+    assert gate_line.startswith(expected), gate_line
+    assert "roc_auc " in gate_line and "tolerance 0.005" in gate_line
     assert "register" not in summary(proc) and "deploy" not in summary(proc)
     assert (versions(work), aliases(work)) == before
     # the drop is real: at least 0.02 below the champion on the same rows
@@ -238,26 +255,31 @@ def test_degraded_model_is_blocked_and_nothing_moves(work):
     assert run.data.metrics["champion.roc_auc"] - run.data.metrics["roc_auc"] >= 0.02
 
 
-def test_approval_required_waits_for_approve_or_reject(work):
+def test_approval_required_waits_for_approve_or_reject(work, first_run):
+    # the versions this test registers follow whatever the registry holds when it starts
+    # (first_run's version 1 alone, or more in a longer selection)
+    old = aliases(work)["champion"]
+    first, second = str(versions(work) + 1), str(versions(work) + 2)
     loose = ["--set", "evaluation.max_regression={roc_auc: 0.03}"]
     waiting = ["--set", "deployment.approval_required=true", *loose]
     proc = mlpipe(work, *waiting, "--set", "model_training.seed=7")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert line(proc, "registered:").startswith("registered: acs-employment version 2 (alias ")
-    assert "awaiting approval: mlpipe approve 2" in proc.stdout
-    assert aliases(work) == {"champion": "1", "challenger": "2"}
+    registered = f"registered: acs-employment version {first} (alias "
+    assert line(proc, "registered:").startswith(registered)
+    assert f"awaiting approval: mlpipe approve {first}" in proc.stdout
+    assert aliases(work) == {"champion": old, "challenger": first}
 
-    rejected = cli(work, "reject", "2", "--reason", "review")
+    rejected = cli(work, "reject", first, "--reason", "review")
     assert rejected.returncode == 0, rejected.stderr
-    assert aliases(work) == {"champion": "1"}
+    assert aliases(work) == {"champion": old}
 
     proc = mlpipe(work, *waiting, "--set", "model_training.seed=8")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert aliases(work) == {"champion": "1", "challenger": "3"}
-    approved = cli(work, "approve", "3", *FAST[-4:])  # direct, generous latency budget
+    assert aliases(work) == {"champion": old, "challenger": second}
+    approved = cli(work, "approve", second, *FAST[-4:])  # direct, generous latency budget
     assert approved.returncode == 0, approved.stderr
-    assert "version 3 is now champion; version 1 is now previous" in approved.stdout
-    assert aliases(work) == {"champion": "3", "previous": "1"}
+    assert f"version {second} is now champion; version {old} is now previous" in approved.stdout
+    assert aliases(work) == {"champion": second, "previous": old}
     champion = registry(work).get_model_version_by_alias("acs-employment", "champion")
     for tag in ("pipeline_run", "data_digest", "config_hash", "code_version"):
         assert champion.tags[f"mlpipe.{tag}"], tag
@@ -266,7 +288,7 @@ def test_approval_required_waits_for_approve_or_reject(work):
 @pytest.mark.parametrize(
     "case", ["missing_column", "string_in_numeric", "unseen_category", "empty_file"]
 )
-def test_bad_data_stops_before_training(work, case):
+def test_bad_data_stops_before_training(work, first_run, case):
     bad = work["root"] / f"{case}.parquet"
     if case == "empty_file":
         bad.write_bytes(b"")
@@ -321,10 +343,20 @@ def test_suspicious_training_window_passes_with_warnings_on_the_console(work):
     assert "3 warnings from validate (printed above; not blocking)" in proc.stdout
 
 
-def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
+def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work, first_run):
     # same file, 50 training rows fewer (2015 rows come first): the training data changes, so
-    # the model does (dropping test rows only would give version 1's model back, same digest)
+    # the model does (dropping test rows only would give version 1's model back, same digest).
+    # The file's bytes are put back afterwards (its sha256 is the ingest cache key): later tests
+    # expect the module's sample, and first_run's cache, behind it.
+    original = work["source"].read_bytes()
     work["sample"].iloc[50:].to_parquet(work["source"])
+    try:
+        changed_data_run(work)
+    finally:
+        work["source"].write_bytes(original)
+
+
+def changed_data_run(work) -> None:
     champion = aliases(work)["champion"]
     proc = mlpipe(
         work,
@@ -352,7 +384,7 @@ def test_changed_data_reexecutes_everything_and_the_new_model_takes_over(work):
     assert f"version {champion} is now previous" in line(proc, "deployed:")
 
 
-def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, monkeypatch):
+def test_changed_stage_code_reexecutes_that_stage_and_what_follows(work, first_run, monkeypatch):
     real = platform.stage_version
     monkeypatch.setattr(
         platform, "stage_version", lambda s: real(s) + ("-x" if s == "train" else "")

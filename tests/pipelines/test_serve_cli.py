@@ -17,6 +17,7 @@ from components.common.config import REPO_ROOT
 from pipelines.cli import build_parser, main
 from pipelines.serve_cli import banner
 from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
+from tests.support.mlflow_env import use_tracking_uri
 
 
 def test_parser_defaults():
@@ -31,7 +32,7 @@ def test_bad_fault_is_a_usage_error(capsys):
 
 @pytest.mark.integration  # creates an MLflow store (~10-20 s)
 def test_missing_champion_says_what_to_do(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    use_tracking_uri(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
     assert "models:/acs-employment@champion" in err and "mlpipe run" in err
@@ -88,8 +89,7 @@ def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatc
     from tests.fixtures.models import FEATURES, LABEL, logistic, register
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(monkeypatch, uri)
     mlflow.set_experiment("t")
     data = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
     train = data[data.year == 2015][[*FEATURES, LABEL]]
@@ -122,4 +122,3 @@ def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatc
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
-        mlflow.set_tracking_uri("")

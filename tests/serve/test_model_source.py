@@ -12,6 +12,7 @@ from components.serve.model_source import (
     load_model_uri,
 )
 from tests.fixtures.models import record_manifest
+from tests.support.mlflow_env import use_tracking_uri
 
 
 def test_model_dir_and_its_digest_version(lgbm_model_dir):
@@ -39,8 +40,7 @@ def test_registered_model_by_alias_and_version(lgbm_model_dir, test_rows, tmp_pa
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(monkeypatch, uri)
     mlflow.set_experiment("serve-test")
     pipeline, spec = load_model(lgbm_model_dir)
     names = [f["name"] for f in spec["features"]]
