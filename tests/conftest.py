@@ -6,6 +6,7 @@ import builtins
 import contextlib
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -105,6 +106,14 @@ GUARDED_ENV = ("MLFLOW_", "AWS_", "MLPIPE_")
 # generated or cached where a test run may write them; everything else new in the tree is a leak
 IGNORED_PATHS = ("outputs/", "local_outputs/", ".hypothesis/", ".pytest_cache/", ".benchmarks/")
 _START = pytest.StashKey[tuple]()
+# `fail`: a leak fails the test (and the session); otherwise it is a warning in the summary. The
+# guard is new: the full suite has not yet run with it failing, so CI reports leaks for now
+# (`make test-shuffled` fails on them).
+STRICT = os.environ.get("MLPIPE_TEST_LEAKS") == "fail"
+
+
+class LeakedStateWarning(UserWarning):
+    """A test or fixture left global state changed (reported; fatal with MLPIPE_TEST_LEAKS=fail)."""
 
 
 def _guarded_state() -> dict[str, str | None]:
@@ -133,12 +142,14 @@ def _no_leaked_state():
     yield
     leaks = _leaks(before, _guarded_state())
     if leaks:
-        pytest.fail(
+        message = (
             "the test or one of its fixtures left global state changed (restore it with "
             "monkeypatch or at fixture teardown; MLflow: tests.support.mlflow_env."
-            "use_tracking_uri):\n  " + "\n  ".join(leaks),
-            pytrace=False,
+            "use_tracking_uri):\n  " + "\n  ".join(leaks)
         )
+        if STRICT:
+            pytest.fail(message, pytrace=False)
+        warnings.warn(message, LeakedStateWarning, stacklevel=1)
 
 
 def _untracked() -> set[str] | None:
@@ -176,4 +187,5 @@ def pytest_sessionfinish(session, exitstatus):
             reporter.section("state left behind by the test session", red=True)
             for line in problems:
                 reporter.line(line, red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if STRICT:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
