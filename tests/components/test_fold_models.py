@@ -12,25 +12,15 @@ from components.common.artifacts import load_model, read_dataset
 from components.common.fold_ensemble import reusable_fold_models
 from components.common.model_integrity import ModelIntegrityError
 from components.common.splitting import split_indices
-from components.features.features import run as features
 from components.train import train as train_stage
 from components.tune.tune import run as tune
-
-SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
+from tests.support.prepared import prepare_features
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sample_data, schema):
     d = tmp_path_factory.mktemp("folds")
-    sample_data.to_parquet(d / "data.parquet")
-    features(
-        str(d / "data.parquet"),
-        schema.model_dump(mode="json"),
-        {"split": SPLIT, "categorical_encoding": "native"},
-        str(d / "train.parquet"),
-        str(d / "test.parquet"),
-        str(d / "transformer"),
-    )
+    prepare_features(d, sample_data, schema, categorical_encoding="native")
     return d
 
 

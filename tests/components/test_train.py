@@ -6,21 +6,14 @@ from components.common.artifacts import load_model, read_dataset
 from components.common.errors import StageError
 from components.features.features import run as features
 from components.train.train import run
-
-SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
+from tests.support.prepared import SPLIT, prepare_features
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sample_data, schema):
     d = tmp_path_factory.mktemp("prep")
-    sample_data.to_parquet(d / "data.parquet")
-    features(
-        str(d / "data.parquet"),
-        schema.model_dump(mode="json"),
-        {"split": SPLIT, "scaling_method": "standard", "categorical_encoding": "native"},
-        str(d / "train.parquet"),
-        str(d / "test.parquet"),
-        str(d / "transformer"),
+    prepare_features(
+        d, sample_data, schema, scaling_method="standard", categorical_encoding="native"
     )
     return d
 

@@ -11,29 +11,20 @@ from components.common.artifacts import load_model, read_dataset
 from components.common.errors import StageError
 from components.common.search_space import ParamSpec
 from components.common.splitting import split_indices
-from components.features.features import run as features
 from components.select.select_model import choose
 from components.select.select_model import run as select
 from components.tune.cv import cross_validate
 from components.tune.optuna_backend import run_optuna
 from components.tune.tune import run, summary
+from tests.support.prepared import prepare_features
 
-SPLIT = {"method": "time", "train_window": [2015, 2015], "test_window": [2016, 2016]}
 FAST_LGBM = {"n_estimators": 200, "learning_rate": 0.1, "n_jobs": 1}
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sample_data, schema):
     d = tmp_path_factory.mktemp("tune")
-    sample_data.to_parquet(d / "data.parquet")
-    features(
-        str(d / "data.parquet"),
-        schema.model_dump(mode="json"),
-        {"split": SPLIT, "categorical_encoding": "native"},
-        str(d / "train.parquet"),
-        str(d / "test.parquet"),
-        str(d / "transformer"),
-    )
+    prepare_features(d, sample_data, schema, categorical_encoding="native")
     transformer, spec = load_model(d / "transformer")
     return d, read_dataset(d / "train.parquet"), transformer, spec
 
