@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from components.common.config import REPO_ROOT, load_data_schema, load_settings
-from tests.support.mlflow_env import tracking_uri_global, use_tracking_uri
+from tests.support.mlflow_env import tracking_uri_global, use_local_store, use_tracking_uri
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +77,7 @@ def mlflow_store(tmp_path, monkeypatch):
     """A real MLflow store (SQLite in a temporary folder) as this test's tracking URI."""
     import mlflow
 
-    use_tracking_uri(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("t")
+    use_local_store(monkeypatch, tmp_path, "t")
     return mlflow.MlflowClient()
 
 

@@ -27,10 +27,19 @@ import pytest
 
 from components.common.runtime_env import STATE_ENV
 from tests.support.manifests import Rendered, expand
+from tests.support.mlflow_env import keep_tracking_uri
 from tests.support.postgres import Postgres, pg_bin, running_postgres
 from tests.support.servers import free_port, server_process
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uri_restored(monkeypatch):
+    """These tests run the pipeline, the registry and the CLI in this process, and
+    `mlflow_utils.configure` points MLflow at each run's store (as the CLI wants): put MLflow's
+    URI and active experiment back after each test."""
+    keep_tracking_uri(monkeypatch)
 
 
 def closed_port() -> int:

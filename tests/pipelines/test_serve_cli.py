@@ -17,7 +17,7 @@ from components.common.config import REPO_ROOT
 from pipelines.cli import build_parser, main
 from pipelines.serve_cli import banner
 from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
-from tests.support.mlflow_env import use_tracking_uri
+from tests.support.mlflow_env import use_local_store, use_tracking_uri
 
 
 def test_parser_defaults():
@@ -83,14 +83,11 @@ def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
 def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatch):
     """`mlpipe serve` follows `champion`: after `mlpipe rollback` it serves the previous version
     (locally, what is served is what the registry says; on KServe the InferenceService)."""
-    import mlflow
     import pandas as pd
 
     from tests.fixtures.models import FEATURES, LABEL, logistic, register
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    use_tracking_uri(monkeypatch, uri)
-    mlflow.set_experiment("t")
+    uri = use_local_store(monkeypatch, tmp_path, "t")
     data = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
     train = data[data.year == 2015][[*FEATURES, LABEL]]
     models = [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]

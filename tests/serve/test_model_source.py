@@ -12,7 +12,7 @@ from components.serve.model_source import (
     load_model_uri,
 )
 from tests.fixtures.models import record_manifest
-from tests.support.mlflow_env import use_tracking_uri
+from tests.support.mlflow_env import use_local_store
 
 
 def test_model_dir_and_its_digest_version(lgbm_model_dir):
@@ -39,9 +39,7 @@ def test_bad_model_uri(uri, tmp_path):
 def test_registered_model_by_alias_and_version(lgbm_model_dir, test_rows, tmp_path, monkeypatch):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    use_tracking_uri(monkeypatch, uri)
-    mlflow.set_experiment("serve-test")
+    use_local_store(monkeypatch, tmp_path, "serve-test")
     pipeline, spec = load_model(lgbm_model_dir)
     names = [f["name"] for f in spec["features"]]
     with mlflow.start_run():  # as the track stage logs it: cloudpickle + the feature spec
