@@ -57,7 +57,7 @@ test-unit: setup
 # must pass whatever ran before it. pytest prints the seed ("Using --randomly-seed=N") in its
 # header; SEED=N replays that order.
 test-shuffled: setup
-	MLPIPE_TEST_LEAKS=fail $(UV) run --frozen pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED)) \
+	$(UV) run --frozen pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED)) \
 		-m "not integration and not rehearsal" $(PYTEST_ARGS)
 
 test-integration: setup

@@ -105,14 +105,13 @@ GUARDED_ENV = ("MLFLOW_", "AWS_", "MLPIPE_")
 # generated or cached where a test run may write them; everything else new in the tree is a leak
 IGNORED_PATHS = ("outputs/", "local_outputs/", ".hypothesis/", ".pytest_cache/", ".benchmarks/")
 _START = pytest.StashKey[tuple]()
-# `fail`: a leak fails the test (and the session); otherwise it is a warning in the summary. The
-# guard is new: the full suite has not yet run with it failing, so CI reports leaks for now
-# (`make test-shuffled` fails on them).
-STRICT = os.environ.get("MLPIPE_TEST_LEAKS") == "fail"
+# A leak fails the test (and the session); MLPIPE_TEST_LEAKS=warn turns that into a warning in the
+# summary, to list every leak of a run at once.
+STRICT = os.environ.get("MLPIPE_TEST_LEAKS", "fail") != "warn"
 
 
 class LeakedStateWarning(UserWarning):
-    """A test or fixture left global state changed (reported; fatal with MLPIPE_TEST_LEAKS=fail)."""
+    """A test or fixture left global state changed (MLPIPE_TEST_LEAKS=warn: reported, not fatal)."""
 
 
 def _guarded_state() -> dict[str, str | None]:
