@@ -2,21 +2,11 @@
 local folder and on a real S3 API (moto in server mode): the next incremental run loads from the
 start and commits, whatever batch it reads, and other sources keep their watermarks."""
 
-import pytest
-
 from components.ingest.state import StateStore
-from tests.common.test_keyed_store import s3_url  # noqa: F401  (moto's S3 API, module-wide)
+from tests.components.ingest import test_watermark_cas as cas
 
-
-@pytest.fixture(params=["local", "s3"])
-def state(request, tmp_path, s3_url):  # noqa: F811  (s3_url eagerly, as in test_watermark_cas)
-    if request.param == "local":
-        return StateStore(tmp_path / "state")
-    return StateStore(f"{s3_url}/{tmp_path.name}")
-
-
-def batch(value: int, sha: str) -> dict:
-    return {"value": value, "content_sha256": sha, "version": sha[:6], "column": "year"}
+# the same stores (a local folder, moto's S3 API) and batches as the compare-and-set tests
+s3_url, state, batch = cas.s3_url, cas.state, cas.batch
 
 
 def test_after_a_reset_a_different_first_batch_commits(state):
