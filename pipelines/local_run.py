@@ -20,10 +20,10 @@ from typing import Any
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.ingest.ingest import source_digest
+from pipelines.kfp_local_internals import info_logging, run_folder
 from pipelines.local_tasks import (
     STAGE_ORDER,
     cached_record,
-    info_logging,
     init_kfp_local,
     last_failure,
     task_environment,
@@ -247,7 +247,7 @@ def _run(
     result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
     try:  # the never-cached tasks' outputs that equal the previous run's: one copy
-        share_with_previous_run(Path(outputs["blessing"].path).parents[1])
+        share_with_previous_run(run_folder(outputs["blessing"].path))
     except OSError as exc:  # disk use only: the run itself succeeded
         print(f"warning: could not link this run's outputs to the previous ones: {exc}")
     gate_run = result.gate.get("run_id")
