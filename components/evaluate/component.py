@@ -101,13 +101,7 @@ def gate(
         verdict, challenger, champion = run(
             test_data.path, summary.path, evaluation, registered_model, blessing.path, report.path
         )
-        rec.rows = int(challenger["metrics"]["rows"])
-        rec.details = {
-            "blessed": verdict.blessed,
-            "mode": verdict.mode,
-            "failed_checks": verdict.failed_checks,
-            "champion_version": verdict.champion_version,
-        }
+        rec.rows = int(challenger["metrics"]["rows"])  # the verdict: in the blessing's metadata
         files = {"blessing.json": blessing.path, "evaluation_report.html": report.path}
         run_id = verdict_run(experiment, pipeline_run, logged_model.metadata.get("run_id"))
         log_to_mlflow(run_id, verdict, champion, files)

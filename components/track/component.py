@@ -88,7 +88,6 @@ def track(
             },
             tracking_uri=tracking_uri,
         )
-        rec.details = out
     logged_model.metadata.update(out, task=rec.to_dict())
     # metadata-only artifact: write it as a file too (kfp.local's cache needs one to exist)
     write_json(out, logged_model.path)
