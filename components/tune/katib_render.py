@@ -33,13 +33,15 @@ from typing import Any
 from components.common.images import PIPELINE_IMAGE
 from components.common.k8s import KATIB_EXPERIMENT
 from components.common.search_space import SearchSpace, to_katib
-from components.tune.katib_admission import JOB_FAILURE, JOB_SUCCESS
 
 OBJECTIVE = "cv_roc_auc"
 ADDITIONAL_METRICS = ("cv_roc_auc_std", "best_rounds")
 CONTAINER = "trial"
 TRIAL_NAME_PARAM = "trialName"
 SPEC_HASH = "mlpipe.dev/spec-hash"
+# a Job trial's end, as Katib's defaulting webhook would set it (experiment_defaults.go)
+JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 DEFAULT_EARLY_STOPPING = {"min_trials_required": 5, "start_step": 1}
