@@ -1,5 +1,5 @@
-"""The Katib v1beta1 Experiment of one tuning run, rendered as plain data (a dict: kubeflow-katib
-0.14's model classes lack `FeasibleSpace.distribution`).
+"""The Katib v1beta1 Experiment of one tuning run, rendered as plain data (a dict: why not the
+Katib SDK's typed models is in components/tune/README.md).
 
 Its trials are batch/v1 Jobs running `python -m components.tune.trial` in the project's image; the
 trial prints `cv_roc_auc=<running mean>` after each fold (medianstop judges trials on these) and
