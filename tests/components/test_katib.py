@@ -25,7 +25,8 @@ from components.common.mlflow_utils import TRIAL_BEST_TAG
 from components.common.search_space import ParamSpec
 from components.tune import trial as trial_module
 from components.tune.cv import CVResult
-from components.tune.katib import render_experiment, run_katib, run_on_katib
+from components.tune.katib_launcher import run_katib, run_on_katib
+from components.tune.katib_render import render_experiment
 from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 from tests.support.katib_admission import (
     JOB_FAILURE,
