@@ -77,8 +77,9 @@ TRIAL_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def experiment_name(algorithm: str, spec: Mapping[str, Any], prefix: str = "tune") -> str:
-    """`tune-<algorithm>-<hash of the spec>`: at most 40 characters (W), and the same inputs give
-    the same name, so a retried task finds its experiment instead of starting a second one."""
+    """`tune-<algorithm>-<hash of the spec>`: at most 40 characters (Katib's webhook), and the same
+    inputs give the same name, so a retried task finds its experiment instead of starting a second
+    one."""
     digest = spec_hash(spec)[:8]
     stem = f"{prefix}-{algorithm}".lower().replace("_", "-")[: 40 - 9]
     return f"{stem.rstrip('-')}-{digest}"
