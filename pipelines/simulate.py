@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,43 +180,6 @@ def send_traffic(url: str, name: str, rows: list[dict], prefix: str) -> list[flo
     return scores
 
 
-class BackgroundTraffic:
-    """Replays rows in a loop while a rollout watches its windows."""
-
-    def __init__(self, url: str, name: str, rows: list[dict]) -> None:
-        self.url, self.name, self.rows = url, name, rows
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def _run(self) -> None:
-        import requests
-
-        with requests.Session() as session:
-            i = 0
-            while not self.stop_event.is_set():
-                part = self.rows[(i * 5) % len(self.rows) : (i * 5) % len(self.rows) + 5]
-                try:
-                    session.post(
-                        f"{self.url}/v1/models/{self.name}:predict",
-                        json={"instances": part},
-                        headers={"x-request-id": f"rollout-{i}"},
-                        timeout=10,
-                    )
-                    self.sent += 1
-                except requests.RequestException:
-                    time.sleep(0.05)
-                i += 1
-
-    def __enter__(self) -> BackgroundTraffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-
-
 def _auc(y: np.ndarray, scores: list[float]) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -240,16 +202,12 @@ def prepare_data(source: str, out: Path, sample: int | None, seed: int = 0) -> P
     return path
 
 
-def approve(
-    name: str, version: str, deployment: dict, target: Any = None, rows: list[dict] | None = None
-) -> dict[str, Any]:
+def approve(name: str, version: str, deployment: dict, target: Any = None) -> dict[str, Any]:
     """`mlpipe approve` of a version the pipeline left awaiting approval (the deploy stage's
-    logic: infra validation, rollout, registry move, under the model's lock): the first champion
-    (nothing serves yet: promoted), or a challenger rolled out on simulate's own `target` (its
-    servers log the requests) while `rows` are replayed to it."""
-    no_traffic = contextlib.nullcontext()
-    with BackgroundTraffic(target.url, name, rows or []) if target else no_traffic:
-        return deploy.approve(name, version, deployment, log=lambda _: None, target=target)
+    logic: infra validation, rollout under its replayed test rows, registry move, under the
+    model's lock): the first champion (nothing serves yet: promoted), or a challenger rolled out
+    on simulate's own `target`, whose servers keep serving (and logging) afterwards."""
+    return deploy.approve(name, version, deployment, log=lambda _: None, target=target)
 
 
 def simulate(
@@ -366,7 +324,7 @@ def simulate(
                 elif reg.get("alias") == registry.CHALLENGER or reg.get("awaiting_approval"):
                     candidate_version = str(reg["version"])
                     with phase("canary"):
-                        done = approve(name, candidate_version, deployment, target, rows)
+                        done = approve(name, candidate_version, deployment, target)
                     details["rollout"] = {"outcome": done["outcome"], "reason": done["reason"]}
                     if done["outcome"] == "promoted":
                         version = candidate_version

@@ -98,17 +98,21 @@ def local_rollout(
     fault: str | None = None,
     target: Any = None,
 ) -> dict[str, Any]:
-    """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic; or on
-    `target`, a local target that serves stable already and whose traffic is its owner's."""
+    """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic, on
+    `target` when given (a LocalTarget serving stable already: it keeps serving afterwards)."""
+    import contextlib
+
     from components.deploy.backend import ServeBackend
     from components.deploy.local_target import LocalTarget
     from components.deploy.rollout import Candidate, Rollout
 
-    candidate = Candidate(candidate_dir, candidate_version, fault)
-    if target is not None:
-        return Rollout.from_config(target, rollout_cfg, log=log).run(candidate).to_dict()
-    with LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version) as target:
+    with (
+        contextlib.nullcontext(target)
+        if target
+        else LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version)
+    ) as target:
         rollout = Rollout.from_config(target, rollout_cfg, log=log)
+        candidate = Candidate(candidate_dir, candidate_version, fault)
         return replayed(target.url, name, rows, lambda: rollout.run(candidate))
 
 
@@ -137,10 +141,9 @@ def run(
     """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
     happened; raises StageError when infra validation fails (after tagging the version
     rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`.
-    `target` (environment local): the rollout runs on this LocalTarget, which serves the
-    champion already and gets its owner's traffic (`mlpipe simulate`), instead of a rehearsal
-    with replayed test rows. Raises registry.RegistryLocked when another deploy or rollback
-    holds the model's lock."""
+    `target` (environment local): a LocalTarget that serves the champion already (`mlpipe
+    simulate`'s), for the rollout instead of one started here. Raises registry.RegistryLocked
+    when another deploy or rollback holds the model's lock."""
     cfg = _config(deployment)
     client = registry.client()
     registry.get_version(client, registered_model, version)
