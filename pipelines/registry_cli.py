@@ -51,6 +51,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
             args.version,
             settings.pipeline.deployment.model_dump(mode="json"),
             log=lambda msg: print(msg, flush=True),
+            tracking_uri=args.tracking_uri or "",
         )
     except (registry.RegistryError, StageError) as exc:
         print(f"mlpipe approve: {exc}", file=sys.stderr)

@@ -137,15 +137,17 @@ def run(
     fault: str | None = None,
     awaiting_approval: bool = False,
     target: Any = None,
+    tracking_uri: str = "",
 ) -> dict[str, Any]:
     """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
     happened; raises StageError when infra validation fails (after tagging the version
     rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`.
     `target` (environment local): a LocalTarget that serves the champion already (`mlpipe
-    simulate`'s), for the rollout instead of one started here. Raises registry.RegistryLocked
-    when another deploy or rollback holds the model's lock."""
+    simulate`'s), for the rollout instead of one started here. `tracking_uri`: the registry's
+    store (default: the environment's). Raises registry.RegistryLocked when another deploy or
+    rollback holds the model's lock."""
     cfg = _config(deployment)
-    client = registry.client()
+    client = registry.client(tracking_uri)
     registry.get_version(client, registered_model, version)
     with registry.lock(client, registered_model, f"deploy of version {version}"):
         return _deploy(
@@ -356,11 +358,13 @@ def keep_replay_rows(client: Any, name: str, version: str, test_path: str) -> No
         client.log_artifact(run_id, str(target), artifact_path=str(Path(REPLAY_ARTIFACT).parent))
 
 
-def fetch_for_approval(name: str, version: str, dst: str) -> tuple[str, str]:
+def fetch_for_approval(
+    name: str, version: str, dst: str, tracking_uri: str = ""
+) -> tuple[str, str]:
     """(model dir, replay rows file) of a version the pipeline left awaiting approval."""
     import mlflow
 
-    client = registry.client()
+    client = registry.client(tracking_uri)
     mv = registry.get_version(client, name, version)
     model_dir = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{mv.version}", dst_path=f"{dst}/model"
@@ -388,14 +392,24 @@ def approve(
     deployment: dict[str, Any],
     log: Callable[[str], None] = print,
     target: Any = None,
+    tracking_uri: str = "",
 ) -> dict[str, Any]:
     """`run` for a version the pipeline's deploy stage left awaiting approval (`mlpipe approve`,
-    `mlpipe simulate`): its model and replay rows come from the registry."""
+    `mlpipe simulate`): its model and replay rows come from the registry at `tracking_uri`."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mlpipe-approve-") as tmp:
-        model_dir, rows = fetch_for_approval(registered_model, version, tmp)
-        return run(registered_model, version, model_dir, rows, deployment, log=log, target=target)
+        model_dir, rows = fetch_for_approval(registered_model, version, tmp, tracking_uri)
+        return run(
+            registered_model,
+            version,
+            model_dir,
+            rows,
+            deployment,
+            log=log,
+            target=target,
+            tracking_uri=tracking_uri,
+        )
 
 
 def model_storage_uri(client: Any, name: str, version: str) -> str:

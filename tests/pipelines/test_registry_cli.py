@@ -34,6 +34,15 @@ def test_approve_needs_what_the_deploy_stage_left(store, capsys):
     assert registry.alias_version(store, "m", "champion").version == 1
 
 
+def test_approve_reads_the_store_it_is_given(store, capsys, tmp_path, monkeypatch):
+    # --tracking-uri names the store for every step, not only the approvability check: with the
+    # environment pointing elsewhere, approve still finds version 2 (and its missing replay rows)
+    given = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    assert main(["approve", "2", "--model", "m", "--tracking-uri", given]) == 1
+    assert "has no replay rows" in capsys.readouterr().err
+
+
 def test_rollback_by_hand(store, capsys):
     registry.promote(store, "m", "2")
     assert main(["rollback", "--model", "m", "--reason", "p99"]) == 0
