@@ -1,10 +1,10 @@
 """Canary verdicts that separate breakage from change, on the real model server.
 
 The stable model and every candidate are real LightGBM models trained by the features and train
-stages (tests/deploy/real_models.py: 5000 rows of each of 2015 and 2016 of the bundled data); the
-traffic is deploy's own replayer (components.deploy.replay) sending real 2016 rows as V1 requests
-through the local router; the policy is the default one (`deployment.rollout.policy`), the steps
-the default 10, 50, 100 %, the windows shorter (`--seconds`) so a run takes minutes.
+stages (tests/components/deploy/real_models.py: 5000 rows of each of 2015 and 2016 of the bundled
+data); the traffic is deploy's own replayer (components.deploy.replay) sending real 2016 rows as
+V1 requests through the local router; the policy is the default one (`deployment.rollout.policy`),
+the steps the default 10, 50, 100 %, the windows shorter (`--seconds`) so a run takes minutes.
 
 Candidates:
 - `seed1`..`seed5`: retrained challengers of equal quality — each on another sample with another
@@ -43,8 +43,8 @@ from components.deploy.backend import ServeBackend
 from components.deploy.local_target import LocalTarget
 from components.deploy.replay import Replay
 from components.deploy.rollout import Candidate, Rollout, WindowSpec
+from tests.components.deploy.real_models import STRONGEST, train_lightgbm
 from tests.conftest import DATA_FILE
-from tests.deploy.real_models import STRONGEST, train_lightgbm
 
 NAME = "acs-employment"
 EXPECTED = {

@@ -1,14 +1,15 @@
 """Local rollouts under continuous client load, and the router's own cost.
 
-By default the upstreams are the deploy tests' stand-in server (tests/deploy/upstream_server.py:
-its own process, deterministic scores, the real server's fault switches). `--real` uses the real
-model server through `ServeBackend` (components.serve.launch) with two real LightGBM models (a
-stable one and a retrained candidate, trained by the features and train stages on samples of the
-bundled data) and real 2016 rows as V1 requests. For each canary — good, `invert`, `error:0.3`,
-`latency:20` — it prints the outcome, the reason, how long the rollout took (with the candidate's
-start) and its analysis windows alone, how many client requests the canary answered and how many
-client requests failed. Then it times one keep-alive client (its own process) posting
-sequentially straight to a server and through the router.
+By default the upstreams are the deploy tests' stand-in server
+(tests/components/deploy/upstream_server.py: its own process, deterministic scores, the real
+server's fault switches). `--real` uses the real model server through `ServeBackend`
+(components.serve.launch) with two real LightGBM models (a stable one and a retrained candidate,
+trained by the features and train stages on samples of the bundled data) and real 2016 rows as V1
+requests. For each canary — good, `invert`, `error:0.3`, `latency:20` — it prints the outcome, the
+reason, how long the rollout took (with the candidate's start) and its analysis windows alone, how
+many client requests the canary answered and how many client requests failed. Then it times one
+keep-alive client (its own process) posting sequentially straight to a server and through the
+router.
 
     uv run python benchmarks/rollout_local.py [--real] [--min-requests 100] [--seconds 2]
         [--threads 2]
@@ -33,7 +34,7 @@ from components.deploy.backend import ServeBackend
 from components.deploy.local_target import LocalTarget
 from components.deploy.rollout import Candidate, Rollout, WindowSpec
 from components.deploy.router import Router
-from tests.deploy.conftest import MODEL, LoadClient, ProcessBackend
+from tests.components.deploy.conftest import MODEL, LoadClient, ProcessBackend
 
 
 @dataclass
@@ -53,7 +54,7 @@ def stand_in() -> Setup:
 
 
 def real(workdir: Path) -> Setup:
-    from tests.deploy.real_models import stable_and_candidate, write_request_rows
+    from tests.components.deploy.real_models import stable_and_candidate, write_request_rows
 
     started = time.perf_counter()
     stable, candidate = stable_and_candidate(workdir)

@@ -6,7 +6,8 @@ this path costs a fraction of a millisecond.
 `build_scorer` returns the fast scorer when every step is one it knows (scalers standard /
 minmax / robust / passthrough; encodings native / one-hot / ordinal; LightGBM, XGBoost, random
 forest, logistic regression, binary) and otherwise the pipeline's own predict_proba on a
-DataFrame, with a logged warning. tests/serve/test_fast_path.py proves both give the same numbers.
+DataFrame, with a logged warning. tests/components/serve/test_fast_path.py proves both give the
+same numbers.
 """
 
 from __future__ import annotations

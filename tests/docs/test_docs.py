@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from components.common.config import REPO_ROOT
+from tests.components.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
 from tests.conftest import needs_tfdv
 from tests.docs.readme_commands import VENV_BIN, Command, all_commands, check
-from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
 from tests.support.mlflow_env import use_tracking_uri
 
 COMMANDS = all_commands()

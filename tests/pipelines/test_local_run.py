@@ -35,7 +35,7 @@ FAST = [
     "--set",
     "model_training.params.lightgbm.n_estimators=300",
     # swap servers without analysis windows (the canary is exercised once, below, and in
-    # tests/deploy with the real servers)
+    # tests/components/deploy with the real servers)
     "--set",
     "deployment.rollout.strategy=direct",
     # latency is measured by the serving benchmark; this machine may be busy
@@ -379,7 +379,7 @@ def changed_data_run(work) -> None:
         *("--set", "deployment.rollout.policy.max_p99_ms=250"),  # a loaded 2-core machine
         # two models tuned on 3,000 rows may pick different params (e.g. 20 or 122 leaves), whose
         # scores spread differently: PSI 0.6-0.9 on 60 requests. The score-distribution check is
-        # tested in tests/deploy; here the rollout's steps and the promotion are
+        # tested in tests/components/deploy; here the rollout's steps and the promotion are
         *("--set", "deployment.rollout.policy.max_psi=5"),
         *("--set", "deployment.infra_validation.p99_budget_ms=5000"),
     )

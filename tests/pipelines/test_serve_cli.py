@@ -16,7 +16,7 @@ import requests
 from components.common.config import REPO_ROOT
 from pipelines.cli import build_parser, main
 from pipelines.serve_cli import banner
-from tests.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
+from tests.components.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
 from tests.support.mlflow_env import use_local_store, use_tracking_uri
 
 

@@ -12,7 +12,7 @@ import pytest
 import pipelines.simulate as sim
 from components.common.artifacts import read_dataset
 from pipelines.simulate import LoggingBackend, send_traffic
-from tests.serve.conftest import train_model
+from tests.components.serve.conftest import train_model
 
 pytestmark = pytest.mark.integration
 NAME = "acs"

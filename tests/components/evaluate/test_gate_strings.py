@@ -12,9 +12,9 @@ from components.common.artifacts import load_model
 from components.common.config import DataSchema, EvaluationConfig
 from components.evaluate import compare
 from components.evaluate.evaluate import run as evaluate_run
+from tests.components.serve.conftest import train_model
 from tests.fixtures.models import register
 from tests.fixtures.strings_data import EMPLOYERS, string_frame, string_schema_dict
-from tests.serve.conftest import train_model
 
 CFG = EvaluationConfig(
     explain={"enabled": False}, slices={"features": ["employer"], "buckets": {"age": [30, 50]}}

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from components.deploy.router import Router, RouterError, scores_of
-from tests.deploy.conftest import MODEL, LoadClient
-from tests.deploy.upstream_server import score
+from tests.components.deploy.conftest import MODEL, LoadClient
+from tests.components.deploy.upstream_server import score
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

@@ -12,8 +12,8 @@ from components.common import categories
 from components.common.artifacts import load_model, read_dataset
 from components.serve.fast_path import FastScorer
 from components.serve.launch import start_server
+from tests.components.serve.conftest import train_model
 from tests.fixtures.strings_data import string_frame, string_schema
-from tests.serve.conftest import train_model
 
 NAME = "strings"
 N = 40

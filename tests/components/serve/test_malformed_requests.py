@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from components.common.artifacts import load_model
 from components.serve.launch import start_server
 from components.serve.validation import FeatureRule
-from tests.serve.conftest import valid_rows
+from tests.components.serve.conftest import valid_rows
 
 NAME = "acs"
 CASES = 250  # per endpoint; the test asserts at least MIN_CASES were sent

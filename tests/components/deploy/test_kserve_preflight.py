@@ -14,7 +14,7 @@ from components.common.config import REPO_ROOT, load_pipeline_config
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.deploy import deploy
 from components.deploy.preflight import Incompatible, check_spec
-from tests.deploy.test_kserve_deploy import FAST, NAME, NS, served
+from tests.components.deploy.test_kserve_deploy import FAST, NAME, NS, served
 from tests.fixtures.models import FEATURES, LABEL, logistic, register
 
 DROPPED = ["AGEP", "SCHL", "MAR"]  # a candidate trained without them: another feature set

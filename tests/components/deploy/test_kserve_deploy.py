@@ -14,7 +14,7 @@ from components.common.errors import StageError
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.common.k8s import KubernetesError
 from components.deploy import deploy
-from tests.deploy.conftest import KSERVE_DESTINATION as DESTINATION
+from tests.components.deploy.conftest import KSERVE_DESTINATION as DESTINATION
 from tests.fixtures.models import register
 from tests.support.kserve_knative import served_uris
 

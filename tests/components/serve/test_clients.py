@@ -16,7 +16,7 @@ import requests
 
 from components.serve._kserve import kserve  # argv-safe KServe import
 from components.serve.launch import start_server
-from tests.serve.conftest import offline_predictions
+from tests.components.serve.conftest import offline_predictions
 
 NAME = "acs"
 

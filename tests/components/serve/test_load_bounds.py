@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.health_under_load import CLIENTS, NAME, ROWS, connect, one_round
 from components.serve.launch import start_server
-from tests.serve.conftest import valid_rows
+from tests.components.serve.conftest import valid_rows
 
 MB = 1024 * 1024
 

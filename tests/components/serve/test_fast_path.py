@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from components.common.artifacts import load_model, read_dataset
 from components.serve.fast_path import FastScorer, PandasScorer, build_scorer
 from components.train.train import run as train
-from tests.serve.conftest import FAST_PARAMS, fit, prepare
+from tests.components.serve.conftest import FAST_PARAMS, fit, prepare
 
 ALGORITHMS = ["lightgbm", "xgboost", "random_forest", "logistic_regression"]
 SCALINGS = ["standard", "minmax", "robust", "none"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from components.serve.validation import RequestError, SpecValidator
-from tests.serve.conftest import spec_from_schema
+from tests.components.serve.conftest import spec_from_schema
 
 ROW = {
     "AGEP": 35, "SCHL": 21, "MAR": 1, "RELP": 0, "DIS": 2, "ESP": 0, "CIT": 1, "MIG": 1,

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from components.serve import app as app_module
 from components.serve.app import ServingApp
 from components.serve.server import ServeOptions, load
-from tests.serve.conftest import offline_predictions
+from tests.components.serve.conftest import offline_predictions
 
 NAME = "acs"
 LIMIT = 10_000

@@ -30,10 +30,10 @@ from components.common import serving_metrics as names
 from components.deploy.metrics import MetricsError, PrometheusMetrics, ScrapeMetrics
 from components.serve.launch import start_server
 from components.serve.metrics import ServerMetrics
-from tests.serve import conftest as serve_fixtures
-from tests.serve.conftest import offline_predictions
+from tests.components.serve import conftest as serve_fixtures
+from tests.components.serve.conftest import offline_predictions
 
-# the serve tests' small real model (fixtures of tests/serve/conftest.py, not visible here)
+# the serve tests' small real model (tests/components/serve/conftest.py's fixtures, not seen here)
 lgbm_model_dir = serve_fixtures.lgbm_model_dir
 test_rows = serve_fixtures.test_rows
 

@@ -11,7 +11,7 @@ import requests
 
 from components.serve.launch import ServerStartError, start_server
 from components.serve.request_log import read_request_log
-from tests.serve.conftest import offline_predictions
+from tests.components.serve.conftest import offline_predictions
 
 NAME = "acs"
 

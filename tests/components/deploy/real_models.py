@@ -13,8 +13,8 @@ import pandas as pd
 from components.common.artifacts import read_json
 from components.common.config import load_data_schema
 from components.train.train import run as train
+from tests.components.serve.conftest import prepare
 from tests.conftest import DATA_FILE
-from tests.serve.conftest import prepare
 
 # The reference LightGBM of benchmarks/serving_latency.py. Not the serve tests' 30-tree model on
 # purpose: that model gives all rows aged under 16 (17 % of 2016) one tied score, and two such

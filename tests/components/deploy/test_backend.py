@@ -11,10 +11,10 @@ import pytest
 
 from components.deploy.backend import ServeBackend
 from components.serve.launch import ServerStartError
-from tests.serve import conftest as serve_fixtures
-from tests.serve.conftest import valid_rows
+from tests.components.serve import conftest as serve_fixtures
+from tests.components.serve.conftest import valid_rows
 
-# the serve tests' small real model (fixtures of tests/serve/conftest.py, not visible here)
+# the serve tests' small real model (tests/components/serve/conftest.py's fixtures, not seen here)
 lgbm_model_dir = serve_fixtures.lgbm_model_dir
 test_rows = serve_fixtures.test_rows
 

@@ -33,8 +33,8 @@ from components.deploy.analysis import Policy
 from components.deploy.backend import ServeBackend
 from components.deploy.local_target import LocalTarget
 from components.deploy.rollout import Candidate, Rollout, WindowSpec
-from tests.deploy.conftest import LoadClient
-from tests.deploy.real_models import (
+from tests.components.deploy.conftest import LoadClient
+from tests.components.deploy.real_models import (
     STRONGEST,
     stable_and_candidate,
     train_lightgbm,
