@@ -24,6 +24,7 @@ from components.common import runtime_env, timekeys
 from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
+from components.common.retry import retrying
 from components.ingest import checks as ingest_checks
 from components.ingest import sources
 from components.ingest.sources import SourceError, TransientSourceError, redact, resolve_files
@@ -210,31 +211,14 @@ def run(
 
     attempts, first_wait = (1, 0.0) if pinned else _attempts(cfg)
     stats: dict[str, Any] = {}
-    writer: DatasetWriter | None = None
-    attempt = 0
-    for attempt in range(attempts):
-        stats.clear()
-        try:
-            writer = _write(
-                cfg,
-                output_path,
-                location,
-                window,
-                time_column,
-                wm_from,
-                stats,
-                pinned,
-                store,
-                time_spec,
-            )
-            break
-        except TransientSourceError as exc:
-            if attempt + 1 == attempts:
-                raise TransientSourceError(
-                    shown, f"{_detail(exc, shown)} (gave up after {attempts} attempts)"
-                ) from exc
-            sleep(sources.backoff(attempt, first_wait))
-    assert writer is not None
+    policy = retrying(attempts, first_wait, (TransientSourceError,), sleep)
+    args = (cfg, output_path, location, window, time_column, wm_from, stats, pinned, store)
+    try:
+        writer = policy(_write, *args, time_spec)
+    except TransientSourceError as exc:
+        raise TransientSourceError(
+            shown, f"{_detail(exc, shown)} (gave up after {attempts} attempts)"
+        ) from exc
 
     meta = {
         "rows": writer.rows,
@@ -251,7 +235,7 @@ def run(
         "window": window,
         "pinned_version": pinned["version"] if pinned else None,
         "incremental": inc is not None,
-        "read": {"chunks": writer.chunks, "attempts": attempt + 1, **stats},
+        "read": {"chunks": writer.chunks, "attempts": policy.statistics["attempt_number"], **stats},
         **writer.check_result,
     }
     if inc:
@@ -283,6 +267,7 @@ def _write(
     time_spec: dict[str, Any] | None = None,
 ) -> DatasetWriter:
     """One full pass: every chunk into a temporary file, checks, then the rename."""
+    stats.clear()  # a retried pass counts afresh
     inc = cfg.incremental
     shown = redact(location)
     with atomic_path(output_path, ".parquet") as tmp:

@@ -28,11 +28,11 @@ import pyarrow as pa
 from components.common.config import IngestionConfig
 from components.common.delimited import delimiter_hint, one_column_message
 from components.common.errors import DataError
+from components.common.retry import RETRY_STATUSES, retrying
 
 STAGE = "ingest"
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 FORMATS |= {".ndjson": "jsonl", ".json": "jsonl"}
-MAX_BACKOFF_S = 30.0
 
 
 class SourceError(DataError):
@@ -82,16 +82,6 @@ def read_secret(env: str | None, file: str | None, what: str, source: str) -> st
                 source, f"{what}: cannot read secret file {file}: {exc.strerror}", subject=file
             ) from exc
     return None
-
-
-def backoff(attempt: int, first: float, retry_after: str | None = None) -> float:
-    """Seconds to wait before retry `attempt` (0-based): Retry-After if given, else doubling."""
-    if retry_after:
-        try:
-            return min(MAX_BACKOFF_S, max(0.0, float(retry_after)))
-        except ValueError:
-            pass
-    return min(MAX_BACKOFF_S, first * (2**attempt))
 
 
 # ---------------------------------------------------------------- formats (file and url)
@@ -558,63 +548,53 @@ class ApiReader:
     def get(self, params: dict[str, Any], page_no: int) -> Any:
         import requests
 
-        api = self.api
-        where = f"page {page_no}"
-        for attempt in range(api.max_retries + 1):
-            last = attempt == api.max_retries
-            self.requests += 1
-            try:
-                resp = self.session.get(self.url, params=params, timeout=api.timeout_s)
-                status = resp.status_code
-                if status in (401, 403):
-                    hint = (
-                        f" (credential from {api.auth_env or api.auth_file})"
-                        if api.auth_env or api.auth_file
-                        else " (no credential configured: set api.auth_env)"
-                    )
-                    raise AuthError(
-                        self.shown, f"{where}: authentication failed: HTTP {status}{hint}"
-                    )
-                if status == 429 or status >= 500:
-                    if last:
-                        raise SourceError(
-                            self.shown,
-                            f"{where}: HTTP {status} after {api.max_retries + 1} attempts",
-                        )
-                    self.retries += 1
-                    self.sleep(backoff(attempt, api.backoff_s, resp.headers.get("Retry-After")))
-                    continue
-                if status >= 400:
-                    raise SourceError(self.shown, f"{where}: HTTP {status}: {resp.text[:200]}")
-                body = resp.content  # the whole body: a cut connection raises here
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if last:
-                    kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                    raise SourceError(
-                        self.shown,
-                        f"{where}: {kind} after {api.max_retries + 1} attempts "
-                        f"({type(exc).__name__}: {_short(exc)})",
-                    ) from exc
-                self.retries += 1
-                self.sleep(backoff(attempt, api.backoff_s))
-                continue
-            except requests.RequestException as exc:  # e.g. ChunkedEncodingError
-                if last:
-                    raise SourceError(
-                        self.shown,
-                        f"{where}: connection lost while reading after {api.max_retries + 1} "
-                        f"attempts ({type(exc).__name__}: {_short(exc)})",
-                    ) from exc
-                self.retries += 1
-                self.sleep(backoff(attempt, api.backoff_s))
-                continue
-            try:
-                return resp.json() if body else None
-            except ValueError as exc:
-                raise SourceError(
-                    self.shown, f"{where}: malformed response: not JSON ({body[:80]!r})"
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        api, where = self.api, f"page {page_no}"
+        policy = retrying(
+            api.max_retries + 1, api.backoff_s, (requests.RequestException,), self.sleep
+        )
+        before = self.requests
+        try:
+            resp = policy(self._request, params)
+        except requests.RequestException as exc:
+            kind = (
+                "timed out"
+                if isinstance(exc, requests.Timeout)
+                else "connection failed"
+                if isinstance(exc, requests.ConnectionError)
+                else "connection lost while reading"  # e.g. ChunkedEncodingError
+            )
+            raise SourceError(
+                self.shown,
+                f"{where}: {kind} after {self.requests - before} attempts "
+                f"({type(exc).__name__}: {_short(exc)})",
+            ) from exc
+        finally:
+            self.retries += self.requests - before - 1
+        status = resp.status_code
+        if status in (401, 403):
+            hint = (
+                f" (credential from {api.auth_env or api.auth_file})"
+                if api.auth_env or api.auth_file
+                else " (no credential configured: set api.auth_env)"
+            )
+            raise AuthError(self.shown, f"{where}: authentication failed: HTTP {status}{hint}")
+        if status in RETRY_STATUSES:
+            raise SourceError(
+                self.shown, f"{where}: HTTP {status} after {self.requests - before} attempts"
+            )
+        if status >= 400:
+            raise SourceError(self.shown, f"{where}: HTTP {status}: {resp.text[:200]}")
+        try:
+            return resp.json() if resp.content else None
+        except ValueError as exc:
+            raise SourceError(
+                self.shown, f"{where}: malformed response: not JSON ({resp.content[:80]!r})"
+            ) from exc
+
+    def _request(self, params: dict[str, Any]) -> Any:
+        self.requests += 1
+        # not streamed: the whole body is read here, so a cut connection raises (and is retried)
+        return self.session.get(self.url, params=params, timeout=self.api.timeout_s)
 
     def records(self, page: Any, page_no: int) -> list[dict[str, Any]]:
         try:
