@@ -1,7 +1,7 @@
 """Ingest: read the configured source in chunks, keep the window (and, for incremental loads, the
 rows above the watermark), write one Dataset; never leave a half Dataset behind.
 
-Source types (`data_ingestion.source_type`): `file`, `url`, `sql`, `api` — see sources.py. Rows are
+Source types (`data_ingestion.source_type`): `file`, `url`, `sql`, `api` — see sources/. Rows are
 written chunk by chunk to a temporary Parquet file that is renamed into place only after every
 chunk was read and the blocking checks passed. A failure worth retrying (a lost connection) restarts
 the read from an empty file. The Dataset's metadata carries the dataset version (content digest),
@@ -26,8 +26,7 @@ from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
 from components.common.retry import retrying
 from components.ingest import checks as ingest_checks
-from components.ingest import sources
-from components.ingest.sources import SourceError, TransientSourceError, redact, resolve_files
+from components.ingest.sources import SourceError, TransientSourceError, api, files, redact, sql
 from components.ingest.state import StateStore, open_store
 from components.ingest.writer import DatasetWriter, json_value
 
@@ -35,7 +34,7 @@ STAGE = "ingest"
 URL_ATTEMPTS = 3
 URL_BACKOFF_S = 1.0
 
-__all__ = ["NoNewData", "SourceError", "resolve_files", "run", "source_digest"]
+__all__ = ["NoNewData", "SourceError", "run", "source_digest"]
 
 
 class NoNewData(StageError):
@@ -117,12 +116,12 @@ def source_digest(source: str, ingestion: dict[str, Any] | IngestionConfig | Non
         return f"version:{cfg.dataset_version}"
     location = _location(cfg, source)
     if cfg.source_type == "url":
-        return sources.url_digest(location, cfg)
+        return files.url_digest(location, cfg)
     if cfg.source_type in ("sql", "api"):
         identity = json.dumps([cfg.source_type, redact(location), describe_query(cfg)])
         return "live:" + hashlib.sha256(identity.encode()).hexdigest()
     digest = hashlib.sha256()
-    for file in resolve_files(location):
+    for file in files.resolve_files(location):
         digest.update(file.name.encode())
         with open(file, "rb") as fh:
             while block := fh.read(1 << 20):
@@ -142,12 +141,12 @@ def _batches(
     time_column: str | None,
 ) -> Iterator[pa.Table]:
     if cfg.source_type == "file":
-        return sources.iter_file(location, cfg)
+        return files.iter_file(location, cfg)
     if cfg.source_type == "url":
-        return sources.iter_url(location, cfg)
+        return files.iter_url(location, cfg)
     if cfg.source_type == "sql":
-        return sources.iter_sql(cfg, watermark, window, time_column)  # pushed down
-    return sources.iter_api(cfg, watermark, stats)
+        return sql.iter_sql(cfg, watermark, window, time_column)  # pushed down
+    return api.iter_api(cfg, watermark, stats)
 
 
 def _pinned_batches(store: StateStore, entry: dict[str, Any], batch_size: int):
