@@ -55,13 +55,9 @@ class ApiReader:
         try:
             resp = policy(self._request, params)
         except requests.RequestException as exc:
-            kind = (
-                "timed out"
-                if isinstance(exc, requests.Timeout)
-                else "connection failed"
-                if isinstance(exc, requests.ConnectionError)
-                else "connection lost while reading"  # e.g. ChunkedEncodingError
-            )
+            lost = "connection lost while reading"  # e.g. ChunkedEncodingError
+            kinds = {requests.Timeout: "timed out", requests.ConnectionError: "connection failed"}
+            kind = next((k for t, k in kinds.items() if isinstance(exc, t)), lost)
             raise SourceError(
                 self.shown,
                 f"{where}: {kind} after {self.requests - before} attempts "

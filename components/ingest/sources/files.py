@@ -4,6 +4,7 @@ on object stores); Parquet, CSV or JSON lines by suffix or `data_ingestion.forma
 from __future__ import annotations
 
 import glob
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,17 @@ import pyarrow as pa
 from components.common.config import IngestionConfig
 from components.common.delimited import delimiter_hint, one_column_message
 from components.common.errors import DataError
+from components.common.retry import RETRY_STATUSES
 from components.ingest.sources import STAGE, AuthError, SourceError, TransientSourceError, redact
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 FORMATS |= {".ndjson": "jsonl", ".json": "jsonl"}
+# connection failures of aiohttp (http, gcsfs) and botocore (s3fs) worth another attempt
+TRANSIENT_NAMES = (
+    "ClientConnectorError ServerDisconnectedError ClientPayloadError ClientOSError "
+    "EndpointConnectionError ConnectionClosedError ReadTimeoutError ConnectTimeoutError "
+    "TimeoutError ContentLengthError IncompleteRead"
+)
 
 
 def file_format(path: str, configured: str) -> str:
@@ -34,95 +42,42 @@ def file_format(path: str, configured: str) -> str:
     return kind
 
 
-def _block_size(head: bytes, batch_size: int) -> int:
-    """Bytes per block of a text reader so a block holds about `batch_size` rows."""
-    lines = max(1, head.count(b"\n"))
-    per_row = max(8, len(head) // lines)
-    return int(min(256 << 20, max(64 << 10, per_row * batch_size)))
-
-
-def iter_format(
-    fh: Any, kind: str, batch_size: int, name: str, delimiter: str = ","
+def read_tables(
+    arrow_fs: Any, path: str, kind: str, cfg: IngestionConfig, name: str
 ) -> Iterator[pa.Table]:
-    """Tables of about `batch_size` rows from an open binary file `fh` of format `kind`
-    (`delimiter`: a CSV file's field separator)."""
+    """Tables of at most `batch_size` rows of one file, read by `pyarrow.dataset` from the pyarrow
+    filesystem `arrow_fs` (local, or fsspec's through `FSSpecHandler`)."""
     import pyarrow.csv as pcsv
-    import pyarrow.json as pjson
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
-    head = b""
+    if arrow_fs.get_file_info(path).size == 0:
+        raise SourceError(name, "the file is empty")
+    if kind == "csv":
+        options = pcsv.ParseOptions(delimiter=cfg.delimiter)
+        fmt: Any = ds.CsvFileFormat(parse_options=options)
+    else:
+        fmt = "json" if kind == "jsonl" else kind
     try:
-        if kind == "parquet":
-            pf = pq.ParquetFile(fh)
-            # a pandas index saved beside the data (e.g. `__index_level_0__`) is not data
-            index = (pf.schema_arrow.pandas_metadata or {}).get("index_columns", [])
-            hidden = {c for c in index if isinstance(c, str)}
-            columns = [n for n in pf.schema_arrow.names if n not in hidden] if hidden else None
-            for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
-                yield pa.Table.from_batches([batch])
-            return
-        head = fh.read(1 << 16)
-        if not head:
-            raise SourceError(name, "the file is empty")
-        try:
-            fh.seek(0)
-            source = fh
-        except (ValueError, OSError):  # a streaming HTTP body cannot seek back
-            source = _Prepend(head, fh)
-        block = _block_size(head, batch_size)
-        if kind == "csv":
-            reader = pcsv.open_csv(
-                source,
-                read_options=pcsv.ReadOptions(block_size=block),
-                parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            )
-        else:
-            reader = pjson.open_json(source, read_options=pjson.ReadOptions(block_size=block))
-        for batch in reader:
+        data = ds.dataset(path, filesystem=arrow_fs, format=fmt)
+        # a pandas index saved beside the data (e.g. `__index_level_0__`) is not data
+        index = (data.schema.pandas_metadata or {}).get("index_columns", [])
+        columns = [n for n in data.schema.names if n not in index]
+        for batch in data.to_batches(columns=columns, batch_size=cfg.batch_size):
             # one column of whole lines: the file uses another delimiter
-            if kind == "csv" and batch.num_columns == 1:
-                hint = delimiter_hint(head, delimiter)
-                if hint:
-                    raise SourceError(name, one_column_message(delimiter, hint))
+            if kind == "csv" and batch.num_columns == 1 and (hint := _hint(arrow_fs, path, cfg)):
+                raise SourceError(name, one_column_message(cfg.delimiter, hint))
             yield pa.Table.from_batches([batch])
-    except SourceError:
-        raise
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        if kind == "csv" and "Empty CSV file" in str(exc):
-            raise SourceError(name, "the file is empty") from exc
         # e.g. "Expected 1 columns, got 2": a one-column header, decimal commas in the rows
-        hint = delimiter_hint(head, delimiter) if kind == "csv" else None
+        hint = _hint(arrow_fs, path, cfg) if kind == "csv" else None
         raise SourceError(
             name, f"unreadable {kind} file: {exc}" + (f"; {hint}" if hint else "")
         ) from exc
 
 
-class _Prepend:
-    """A read-only stream: `head` then the rest of `fh` (for streams that cannot seek)."""
-
-    def __init__(self, head: bytes, fh: Any) -> None:
-        self.head, self.fh, self.closed = head, fh, False
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                out, self.head = self.head + self.fh.read(), b""
-                return out
-            out, self.head = self.head[:n], self.head[n:]
-            return out + (self.fh.read(n - len(out)) if len(out) < n else b"")
-        return self.fh.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-# ---------------------------------------------------------------- file
+def _hint(arrow_fs: Any, path: str, cfg: IngestionConfig) -> str | None:
+    with arrow_fs.open_input_stream(path) as fh:
+        return delimiter_hint(fh.read(1 << 16), cfg.delimiter)
 
 
 def resolve_files(source: str) -> list[Path]:
@@ -136,16 +91,14 @@ def resolve_files(source: str) -> list[Path]:
 
 
 def iter_file(source: str, cfg: IngestionConfig) -> Iterator[pa.Table]:
-    files = resolve_files(source)
-    kinds = [(f, file_format(str(f), cfg.format)) for f in files]  # all checked before reading
-    for path, kind in kinds:
-        if path.stat().st_size == 0:
-            raise SourceError(str(path), "the file is empty")
+    from pyarrow.fs import LocalFileSystem
+
+    kinds = [(str(f), file_format(str(f), cfg.format)) for f in resolve_files(source)]
+    for path, kind in kinds:  # every format checked before reading
         try:
-            with open(path, "rb") as fh:
-                yield from iter_format(fh, kind, cfg.batch_size, str(path), cfg.delimiter)
+            yield from read_tables(LocalFileSystem(), path, kind, cfg, path)
         except OSError as exc:
-            raise SourceError(str(path), f"unreadable {kind} file: {exc}") from exc
+            raise SourceError(path, f"unreadable {kind} file: {exc}") from exc
 
 
 # ---------------------------------------------------------------- url (fsspec)
@@ -180,22 +133,9 @@ def classify_remote(exc: BaseException) -> str:
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     if status in (401, 403):
         return "auth"
-    transient_names = (
-        "ClientConnectorError",
-        "ServerDisconnectedError",
-        "ClientPayloadError",
-        "ClientOSError",
-        "EndpointConnectionError",
-        "ConnectionClosedError",
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-        "TimeoutError",
-        "ContentLengthError",
-        "IncompleteRead",
-    )
-    if isinstance(exc, ConnectionError | TimeoutError) or name in transient_names:
+    if isinstance(exc, ConnectionError | TimeoutError) or name in TRANSIENT_NAMES.split():
         return "transient"
-    if status is not None and (status == 429 or (isinstance(status, int) and status >= 500)):
+    if status in RETRY_STATUSES:
         return "transient"
     cause = exc.__cause__ or exc.__context__
     if cause is not None and cause is not exc:
@@ -237,18 +177,21 @@ def resolve_urls(source: str, cfg: IngestionConfig) -> tuple[Any, list[str]]:
 
 
 def iter_url(source: str, cfg: IngestionConfig) -> Iterator[pa.Table]:
+    from pyarrow.fs import FSSpecHandler, LocalFileSystem, PyFileSystem
+
     fs, paths = resolve_urls(source, cfg)
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     kinds = [(p, file_format(p, cfg.format)) for p in paths]
     for path, kind in kinds:
         shown = redact(path if "://" in path else f"{protocol}://{path}")
         try:
-            # text formats stream (no range requests); Parquet needs random access
-            options = (
-                {"block_size": 0} if protocol in ("http", "https") and kind != "parquet" else {}
-            )
-            with fs.open(path, "rb", **options) as fh:
-                yield from iter_format(fh, kind, cfg.batch_size, shown, cfg.delimiter)
+            if protocol not in ("http", "https"):
+                yield from read_tables(PyFileSystem(FSSpecHandler(fs)), path, kind, cfg, shown)
+                continue
+            # pyarrow reads by ranges, which a plain HTTP server may not serve: a local copy
+            with tempfile.TemporaryDirectory(prefix="mlpipe-ingest-") as tmp:
+                fs.get_file(path, f"{tmp}/data")
+                yield from read_tables(LocalFileSystem(), f"{tmp}/data", kind, cfg, shown)
         except SourceError:
             raise
         except Exception as exc:

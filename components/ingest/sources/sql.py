@@ -82,39 +82,22 @@ def sql_statement(
     return f"{base} WHERE {' AND '.join(where)}{order}", params
 
 
+# what drivers (psycopg, MySQL, SQLite) say when the credentials are refused / the link failed
+SQL_AUTH = 'authentication failed|access denied for user|no password supplied|role "|pg_hba.conf'
+SQL_TRANSIENT = (
+    "connection refused|could not connect|server closed the connection|terminating connection|"
+    "connection timeout|timeout expired|connection is closed|consuming input failed|"
+    "lost connection|could not receive data|the database system is|connection reset|"
+    "network is unreachable|could not translate host name|name or service not known"
+)
+
+
 def classify_sql(exc: BaseException) -> str:
     text = str(exc).lower()
-    if any(
-        s in text
-        for s in (
-            "password authentication failed",
-            "authentication failed",
-            "access denied for user",
-            "no password supplied",
-            'role "',
-            "pg_hba.conf",
-        )
-    ):
+    if any(s in text for s in SQL_AUTH.split("|")):
         return "auth"
     if getattr(exc, "connection_invalidated", False) or any(
-        s in text
-        for s in (
-            "connection refused",
-            "could not connect",
-            "server closed the connection",
-            "terminating connection",
-            "connection timeout",
-            "timeout expired",
-            "connection is closed",
-            "consuming input failed",
-            "lost connection",
-            "could not receive data",
-            "the database system is",
-            "connection reset",
-            "network is unreachable",
-            "could not translate host name",
-            "name or service not known",
-        )
+        s in text for s in SQL_TRANSIENT.split("|")
     ):
         return "transient"
     return "other"
