@@ -149,18 +149,16 @@ def _batches(
     return api.iter_api(cfg, watermark, stats)
 
 
-def _pinned_batches(store: StateStore, entry: dict[str, Any], batch_size: int):
-    import pyarrow.parquet as pq
+def _pinned_batches(store: StateStore, entry: dict[str, Any], cfg: IngestionConfig):
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    path = entry["data"]
+    name, path = f"dataset version {entry['version']}", entry["data"]
     try:
-        with store.fs.open(path, "rb") as fh:
-            for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_size):
-                yield pa.Table.from_batches([batch])
+        yield from files.read_tables(
+            PyFileSystem(FSSpecHandler(store.fs)), path, "parquet", cfg, name
+        )
     except FileNotFoundError as exc:
-        raise SourceError(
-            f"dataset version {entry['version']}", f"its data is missing from {path}"
-        ) from exc
+        raise SourceError(name, f"its data is missing from {path}") from exc
 
 
 def _attempts(cfg: IngestionConfig) -> tuple[int, float]:
@@ -283,7 +281,7 @@ def _write(
         try:
             if pinned:
                 assert store is not None
-                chunks = _pinned_batches(store, pinned, cfg.batch_size)
+                chunks = _pinned_batches(store, pinned, cfg)
             else:
                 # a timestamp window is not pushed down to SQL (the database's own time types
                 # and zones would decide): the writer applies it
