@@ -108,11 +108,9 @@ def cmd_watermarks(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     store = _store(args)
-    path = store._path("watermarks", f"{args.state_key}.json")
-    if not store.fs.exists(path):
+    if not store.reset_watermark(args.state_key):
         print(f"no watermark {args.state_key!r} in {store.root}")
         return 1
-    store.fs.rm(path)
     print(f"removed watermark {args.state_key}: the next incremental run loads from the start")
     return 0
 

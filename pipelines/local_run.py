@@ -20,10 +20,10 @@ from typing import Any
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.ingest.ingest import source_digest
+from pipelines.kfp_local_internals import info_logging, run_folder
 from pipelines.local_tasks import (
     STAGE_ORDER,
     cached_record,
-    info_logging,
     init_kfp_local,
     last_failure,
     task_environment,
@@ -83,13 +83,10 @@ def _record_failed_run(settings: Settings, run_name: str, result: RunResult, dig
     return run.info.run_id
 
 
-def record_outcome(
-    run_id: str, results_run: str | None, config_hash: str, digest: str, result: RunResult
-) -> None:
+def record_outcome(run_id: str, config_hash: str, digest: str, result: RunResult) -> None:
     """What only the whole run knows, on its MLflow run (`run_id`, the one gate wrote its verdict
     to): config and data digests, the registered version and the deploy outcome; for `mlpipe
-    runs`. `results_run`: track's run when it differs (a cached track logged the params and
-    metrics to an earlier run)."""
+    runs`."""
     import mlflow
 
     from components.common import mlflow_utils as mu
@@ -97,8 +94,6 @@ def record_outcome(
     mu.configure()
     client = mlflow.MlflowClient()
     tags = {mu.CONFIG_HASH_TAG: config_hash, mu.DATA_DIGEST_TAG: digest}
-    if results_run and results_run != run_id:
-        tags[mu.RESULTS_RUN_TAG] = results_run
     if result.registration:
         tags[mu.REGISTERED_VERSION_TAG] = str(result.registration.get("version", ""))
     if result.deployment:
@@ -111,13 +106,11 @@ def record_outcome(
         client.set_terminated(run_id, status="FINISHED")
 
 
-def record_outcome_or_warn(
-    run_id: str, results_run: str | None, config_hash: str, digest: str, result: RunResult
-) -> bool:
+def record_outcome_or_warn(run_id: str, config_hash: str, digest: str, result: RunResult) -> bool:
     """`record_outcome`, but a failure only warns: by then the model is registered and deployed,
     so the run succeeded; only `mlpipe runs` loses its outcome columns."""
     try:
-        record_outcome(run_id, results_run, config_hash, digest, result)
+        record_outcome(run_id, config_hash, digest, result)
         return True
     except Exception as exc:
         print(
@@ -241,7 +234,7 @@ def _run(
         return result
 
     details = {row["task"]: row.get("details") or {} for row in result.tasks}
-    result.mlflow_run_id = details.get("track", {}).get("run_id")
+    result.mlflow_run_id = outputs["logged_model"].metadata.get("run_id")
     result.registration = details.get("register") or None
     result.deployment = details.get("deploy") or None
     result.metrics = {
@@ -254,12 +247,12 @@ def _run(
     result.failed_checks = list(result.gate.get("failed_checks") or [])
     result.paths = _copy_outputs(outputs, out, run_name)
     try:  # the never-cached tasks' outputs that equal the previous run's: one copy
-        share_with_previous_run(Path(outputs["blessing"].path).parents[1])
+        share_with_previous_run(run_folder(outputs["blessing"].path))
     except OSError as exc:  # disk use only: the run itself succeeded
         print(f"warning: could not link this run's outputs to the previous ones: {exc}")
-    gate_run = details.get("gate", {}).get("run_id") or result.mlflow_run_id
+    gate_run = result.gate.get("run_id")
     if gate_run:
-        record_outcome_or_warn(gate_run, result.mlflow_run_id, settings.digest(), digest, result)
+        record_outcome_or_warn(gate_run, settings.digest(), digest, result)
     return result
 
 

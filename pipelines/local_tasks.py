@@ -1,15 +1,12 @@
 """What both local runners (the training run, pipelines/local_run.py, and the monitoring run,
 pipelines/monitoring_run.py) share around kfp.local: starting it, the environment its tasks
-inherit, its INFO log lines and `print` replacement, and the per-task rows read from the task
-records and from kfp.local's cache entries.
+inherit, and the per-task rows read from the task records and from kfp.local's cache entries
+(read through pipelines/kfp_local_internals.py).
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
-import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from components.common.mlflow_utils import default_tracking_uri
 from components.common.recorder import RECORDS_ENV, TaskRecord, read_records
 from components.common.runtime_env import STATE_ENV, temporary_environ
 from components.common.tfdv_env import LOCAL_TFDV_PYTHON, TFDV_PYTHON_ENV
+from pipelines.kfp_local_internals import cache_entry
 
 
 def init_kfp_local(out: Path, use_cache: bool) -> Path:
@@ -56,26 +54,6 @@ def task_environment(out: Path, tfdv_python: str | None) -> Iterator[dict[str, s
         yield env
 
 
-@contextlib.contextmanager
-def info_logging(stream: Any) -> Iterator[None]:
-    """kfp.local logs cache hits at INFO outside its own logging context: catch them too. And
-    put `print` back afterwards: kfp.local indents task output by replacing `builtins.print`
-    for the process (kfp/local/logging_utils.py `indented_print`), and a replacement left in
-    place prefixes every later print, on any stream, with four spaces on stdout."""
-    root = logging.getLogger()
-    handler = logging.StreamHandler(stream)
-    level = root.level
-    original_print = builtins.print
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        builtins.print = original_print
-
-
 STAGE_ORDER = [
     "ingest",
     "validate",
@@ -101,15 +79,10 @@ STAGE_ORDER = [
 def cached_record(cache_root: Path, key_prefix: str) -> TaskRecord | None:
     """The figures of a task served from kfp.local's cache: its cache entry holds the output
     artifacts, and our stages put their task record in their outputs' metadata."""
-    for entry in cache_root.glob(f"{key_prefix}*.json"):
-        try:
-            outputs = json.loads(entry.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        for value in outputs.values():
-            task = value.get("metadata", {}).get("task") if isinstance(value, dict) else None
-            if isinstance(task, dict):  # back through KFP: 137911 rows came back as 137911.0
-                return TaskRecord(**restore_ints(task))
+    for value in (cache_entry(cache_root, key_prefix) or {}).values():
+        task = value.get("metadata", {}).get("task") if isinstance(value, dict) else None
+        if isinstance(task, dict):  # back through KFP: 137911 rows came back as 137911.0
+            return TaskRecord(**restore_ints(task))
     return None
 
 

@@ -22,10 +22,10 @@ from components.common.artifacts import read_json, sha256_file
 from components.common.config import REPO_ROOT, PipelineConfig, Settings, apply_overrides
 from components.common.runtime_env import LOGS_ENV, temporary_environ
 from components.monitor.actions import TriggerStore, retrain_overrides
+from pipelines.kfp_local_internals import info_logging
 from pipelines.local_run import RunResult, run_local
 from pipelines.local_tasks import (
     cached_record,
-    info_logging,
     init_kfp_local,
     last_failure,
     task_environment,

@@ -18,6 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
+from pipelines.kfp_local_internals import previous_run_folder
+
 
 def link_or_copy(source: str | Path, target: str | Path) -> str:
     """Put `source` (a file or a folder, recursively) at `target`: hard links when possible,
@@ -73,19 +75,15 @@ def share_identical(path: str | Path, earlier: list[Path]) -> Path | None:
 
 
 def share_with_previous_run(run_dir: str | Path) -> int:
-    """Each file of kfp.local's folder `run_dir` that the previous run's folder (the sibling
-    named just before it: names are timestamps) holds at the same path with the same bytes
-    becomes a link to it: the never-cached tasks' small outputs (blessing, registration,
-    deployment) of an unchanged re-run. Returns how many were shared."""
+    """Each file of kfp.local's folder `run_dir` that the previous run's folder holds at the same
+    path with the same bytes becomes a link to it: the never-cached tasks' small outputs
+    (blessing, registration, deployment) of an unchanged re-run. Returns how many were shared."""
     run_dir = Path(run_dir)
-    pipeline = run_dir.name[: -len("2026-12-03-14-53-24-460659")]  # kfp.local's run name
-    before = sorted(
-        p for p in run_dir.parent.glob(f"{pipeline}*") if p.is_dir() and p.name < run_dir.name
-    )
-    if not pipeline or not before:
+    before = previous_run_folder(run_dir)
+    if before is None:
         return 0
     shared = 0
     for path in run_dir.rglob("*"):
-        if path.is_file() and share_identical(path, [before[-1] / path.relative_to(run_dir)]):
+        if path.is_file() and share_identical(path, [before / path.relative_to(run_dir)]):
             shared += 1
     return shared

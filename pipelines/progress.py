@@ -3,7 +3,8 @@
 kfp.local prints everything (its own logging and the tasks' streamed output) to sys.stdout; this
 tee keeps all of it in the run's log file, without colour codes (a file is read in editors and
 grep, not a terminal), and shows the lines that say where the run is, including one line per
-tuning trial and a stage's warnings.
+tuning trial and a stage's warnings; of an executor input dump (~100-300 lines of JSON, 90% of a
+cached re-run's log) one line (`--verbose` shows it). kfp.local's formats: kfp_local_internals.py.
 """
 
 from __future__ import annotations
@@ -14,24 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-# colour and other CSI escape sequences (kfp.local colours task names and statuses)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_EXECUTING = re.compile(r"Executing task '?([\w-]+)'?")
-_CACHE_HIT = re.compile(r"Task '?([\w-]+)'? cache hit \(key=([0-9a-f]+)\)")
-_FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+from pipelines import kfp_local_internals as kfp_local
+
 _TRIAL = re.compile(r"\[tune ([\w-]+)\] trial (\d+)(?:: (.*)| failed: (.*))")
 # a stage's non-blocking finding, as its component logs it (components/validate/validate.py)
 _WARNING = re.compile(r"^\s*(warning: [\w-]+: .+)")
-# kfp's executor dumps each executed task's whole input as indented JSON (~100-300 lines): 90%
-# of a cached re-run's log; the log keeps one line saying so (`--verbose` shows it on screen)
-_EXECUTOR_INPUT = re.compile(r"^(\s*)\[KFP Executor [^\]]*\]: Got executor_input:\s*$")
-# the task record in the outputs kfp.local prints after a task: names a fanned-out task
-# (`tune` runs once per algorithm; its record says `tune-lightgbm`)
-_RECORD_NAME = re.compile(r"'task': '([\w-]+)'")
 
 
 def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
+    return kfp_local.ANSI.sub("", text)
 
 
 class ProgressTee:
@@ -79,7 +71,7 @@ class ProgressTee:
                 self.log.write(f"{indent}({count + 1} lines of JSON not kept in the log)\n")
                 return
             self._dump = None  # not the JSON we expected: keep logging everything
-        if m := _EXECUTOR_INPUT.match(line):
+        if m := kfp_local.EXECUTOR_INPUT.match(line):
             self._dump = (m.group(1), 0)
         self.log.write(line + "\n")
 
@@ -120,23 +112,23 @@ class ProgressTee:
             self._done(name or base, status, took)
 
     def _progress(self, line: str) -> None:
-        m = _RECORD_NAME.search(line) if self._pending is not None else None
+        m = kfp_local.RECORD_NAME.search(line) if self._pending is not None else None
         if m and self._pending and m.group(1).startswith(self._pending[0] + "-"):
             self._flush_pending(m.group(1))
             return
         if m := _WARNING.search(line):
             self._say(f"  {m.group(1)}")
-        elif m := _CACHE_HIT.search(line):
+        elif m := kfp_local.CACHE_HIT.search(line):
             self._flush_pending()
             self.cache_hits.append((m.group(1), m.group(2)))
             self._say(f"  [cached ] {self._cached_line(m.group(1), m.group(2))}")
-        elif m := _EXECUTING.search(line):
+        elif m := kfp_local.EXECUTING.search(line):
             self._flush_pending()
             name = m.group(1)
             self._started.setdefault(name, []).append(time.perf_counter())
             self._executions[name] = self._executions.get(name, 0) + 1
             self._say(f"  [running] {name} ...")
-        elif m := _FINISHED.search(line):
+        elif m := kfp_local.FINISHED.search(line):
             self._flush_pending()
             name, status = m.group(1), m.group(2)
             starts = self._started.get(name) or [time.perf_counter()]

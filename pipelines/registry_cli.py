@@ -38,27 +38,20 @@ def _target(args: argparse.Namespace) -> tuple[Any, str]:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Deploy a challenger that waited for approval (the deploy stage's rollout, then champion)."""
-    import tempfile
-
     from components.common import registry
     from components.common.errors import StageError
-    from components.deploy.deploy import fetch_for_approval
-    from components.deploy.deploy import run as deploy
+    from components.deploy.deploy import approve
 
     client, name = _target(args)
     settings = settings_from_args(args)
     try:
         registry.check_approvable(client, name, args.version)
-        with tempfile.TemporaryDirectory(prefix="mlpipe-approve-") as tmp:
-            model_dir, rows = fetch_for_approval(name, args.version, tmp)
-            out = deploy(
-                name,
-                args.version,
-                model_dir,
-                rows,
-                settings.pipeline.deployment.model_dump(mode="json"),
-                log=lambda msg: print(msg, flush=True),
-            )
+        out = approve(
+            name,
+            args.version,
+            settings.pipeline.deployment.model_dump(mode="json"),
+            log=lambda msg: print(msg, flush=True),
+        )
     except (registry.RegistryError, StageError) as exc:
         print(f"mlpipe approve: {exc}", file=sys.stderr)
         return 1

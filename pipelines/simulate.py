@@ -5,8 +5,8 @@
         the year's rows go to the server as traffic (request log)
         → monitor the request log (drift vs the champion's training statistics; decay with the
           year's labels) → maybe retrain (window extended to the year; the gate decides)
-        → a blessed model goes through a canary rollout (components/deploy, local target) and
-          becomes champion only if the rollout promotes it
+        → a blessed model goes through the deploy stage's approval (components/deploy: a canary
+          rollout on simulate's own local target) and becomes champion only if it promotes it
     → a timeline: batch, top drift scores, AUC of the serving model on the batch, action taken,
       model version serving afterwards.
 
@@ -14,17 +14,15 @@
 people, more of one marital status; every value inside the schema's domains — drift, not bad
 data). `--sample N` keeps N rows per year (CI). Training uses a fast configuration (LightGBM
 without tuning) unless `--full-training`. The registry follows the README ("Quality gate,
-champion and approval"): register only sets `challenger` and the rollout moves
-`champion`.
+champion and approval"): register only sets `challenger` and the deploy stage moves
+`champion` (simulate approves each challenger as `mlpipe approve` does).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from components.common.alerts import AlertSink
 from components.common.config import Settings
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.runtime_env import STATE_ENV
+from components.deploy import deploy
 from components.monitor.monitor import top_drift
 from components.monitor.shift import shift_batch
 from pipelines.local_run import run_local
@@ -54,7 +53,9 @@ FAST_TRAINING = {
 }
 # small analysis windows: the simulation's traffic is a replay, not hours of production
 SIM_ROLLOUT = {
-    "deployment.approval_required": True,  # register sets challenger; the rollout promotes
+    # register sets challenger; simulate approves it with its own target (`approve` below)
+    "deployment.approval_required": True,
+    "deployment.environment": "local",
     "deployment.rollout.steps": [50, 100],
     "deployment.rollout.window": {
         "seconds": 2.0,
@@ -67,8 +68,8 @@ SIM_ROLLOUT = {
     # server on a busy 2-core machine (load 8) measured p99 15.6 ms (p50 3.4 vs stable's 2.0 ms)
     # and rolled a good v2 back at the default 10 ms; the machine's load is not the model's
     "deployment.rollout.policy.max_p99_ms": 100.0,
-    # the pipeline's deploy stage only infra-validates (approval_required): a rehearsal machine
-    # may be busy, so its latency budget is generous; the rollout below judges live latency
+    # infra validation: a rehearsal machine may be busy, so its latency budget is generous; the
+    # rollout judges live latency
     "deployment.infra_validation.p99_budget_ms": 500,
 }
 # rows per traffic request: the same rows and scores in any size; 1,000 (not 50) cuts a year's
@@ -179,43 +180,6 @@ def send_traffic(url: str, name: str, rows: list[dict], prefix: str) -> list[flo
     return scores
 
 
-class BackgroundTraffic:
-    """Replays rows in a loop while a rollout watches its windows."""
-
-    def __init__(self, url: str, name: str, rows: list[dict]) -> None:
-        self.url, self.name, self.rows = url, name, rows
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def _run(self) -> None:
-        import requests
-
-        with requests.Session() as session:
-            i = 0
-            while not self.stop_event.is_set():
-                part = self.rows[(i * 5) % len(self.rows) : (i * 5) % len(self.rows) + 5]
-                try:
-                    session.post(
-                        f"{self.url}/v1/models/{self.name}:predict",
-                        json={"instances": part},
-                        headers={"x-request-id": f"rollout-{i}"},
-                        timeout=10,
-                    )
-                    self.sent += 1
-                except requests.RequestException:
-                    time.sleep(0.05)
-                i += 1
-
-    def __enter__(self) -> BackgroundTraffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-
-
 def _auc(y: np.ndarray, scores: list[float]) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -238,17 +202,12 @@ def prepare_data(source: str, out: Path, sample: int | None, seed: int = 0) -> P
     return path
 
 
-def canary(client: Any, name: str, version: str, rollout: Callable[[], Any]) -> Any:
-    """Run a challenger's canary `rollout` and move the registry by its outcome (promote, or
-    reject with its reason), all under the registered model's lock, as the deploy stage does: a
-    deploy or rollback started meanwhile must not move the aliases under this rollout."""
-    with registry.lock(client, name, f"simulate: canary of version {version}"):
-        outcome = rollout()
-        if outcome.outcome == "promoted":
-            registry.promote(client, name, version)
-        else:
-            registry.reject(client, name, version, outcome.reason)
-    return outcome
+def approve(name: str, version: str, deployment: dict, target: Any = None) -> dict[str, Any]:
+    """`mlpipe approve` of a version the pipeline left awaiting approval (the deploy stage's
+    logic: infra validation, rollout under its replayed test rows, registry move, under the
+    model's lock): the first champion (nothing serves yet: promoted), or a challenger rolled out
+    on simulate's own `target`, whose servers keep serving (and logging) afterwards."""
+    return deploy.approve(name, version, deployment, log=lambda _: None, target=target)
 
 
 def simulate(
@@ -263,7 +222,6 @@ def simulate(
     import os
 
     from components.deploy.local_target import LocalTarget
-    from components.deploy.rollout import Candidate, Rollout
 
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -290,17 +248,16 @@ def simulate(
         finally:
             phases[key] = phases.get(key, 0.0) + time.perf_counter() - t
 
+    deployment = s.pipeline.deployment.model_dump(mode="json")
     client = registry.client()
     champion = registry.alias_version(client, name, registry.CHAMPION)
     if champion is None:
         log("simulate: training the first champion (2015, tested on 2016)")
         with phase("first champion"):
             first = run_local(s, out)
-        if not first.ok or not first.registration:
-            raise RuntimeError(f"the first training run failed: {first.error or first.gate}")
-        first_version = first.registration["version"]
-        with registry.lock(client, name, f"simulate: first champion {first_version}"):
-            registry.promote(client, name, first_version)  # no rollout yet
+            if not first.ok or not first.registration:
+                raise RuntimeError(f"the first training run failed: {first.error or first.gate}")
+            approve(name, str(first.registration["version"]), deployment)
         champion = registry.alias_version(client, name, registry.CHAMPION)
     version = str(champion.version)
 
@@ -366,18 +323,10 @@ def simulate(
                     action = "retrain: gate blocked"
                 elif reg.get("alias") == registry.CHALLENGER or reg.get("awaiting_approval"):
                     candidate_version = str(reg["version"])
-
-                    def rollout(v: str = candidate_version, rows: list = rows) -> Any:
-                        with BackgroundTraffic(target.url, name, rows):
-                            policy = s.pipeline.deployment.rollout
-                            return Rollout.from_config(target, policy).run(
-                                Candidate(f"models:/{name}/{v}", v)
-                            )
-
                     with phase("canary"):
-                        outcome = canary(client, name, candidate_version, rollout)
-                    details["rollout"] = {"outcome": outcome.outcome, "reason": outcome.reason}
-                    if outcome.outcome == "promoted":
+                        done = approve(name, candidate_version, deployment, target)
+                    details["rollout"] = {"outcome": done["outcome"], "reason": done["reason"]}
+                    if done["outcome"] == "promoted":
                         version = candidate_version
                         action = f"retrain → v{candidate_version} canary promoted"
                     else:

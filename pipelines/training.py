@@ -203,13 +203,13 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
         gate_task = gate(
             test_data=features_task.outputs["test_data"],
             summary=evaluate_task.outputs["summary"],
+            logged_model=track_task.outputs["logged_model"],  # the MLflow run for the verdict
             evaluation=evaluation_cfg,
             registered_model=registered_model,
             experiment=experiment,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             tracking_uri=tracking_uri,
         )
-        gate_task.after(track_task)  # it records its verdict on the run track created
         _configure(gate_task, "gate", "Quality gate vs champion", code="evaluate")
 
         # the batch was validated and consumed: advance its source's watermark, mark its version

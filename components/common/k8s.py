@@ -446,7 +446,7 @@ _EXTERNAL_DEFINITIONS: dict[str, Any] = {
     "v1.Time": {"type": "string"},
     "v1.Container": {"type": "object"},  # customCollector: not used by this project
     "v1.HTTPGetAction": {"type": "object"},
-    "v1.unstructured.Unstructured": {"type": "object"},  # the trial Job: checked by katib.py
+    "v1.unstructured.Unstructured": {"type": "object"},  # the trial Job: Katib's webhook checks it
 }
 # (apiVersion, kind) -> where its schema is: ("swagger", file, definition) or ("crd", file, version)
 _SCHEMA_SOURCES: dict[tuple[str, str], tuple[str, str, str]] = {

@@ -96,13 +96,21 @@ def local_rollout(
     rollout_cfg: Any,
     log: Callable[[str], None],
     fault: str | None = None,
+    target: Any = None,
 ) -> dict[str, Any]:
-    """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic."""
+    """Rehearse the rollout of `candidate_dir` against `stable_ref` under replayed traffic, on
+    `target` when given (a LocalTarget serving stable already: it keeps serving afterwards)."""
+    import contextlib
+
     from components.deploy.backend import ServeBackend
     from components.deploy.local_target import LocalTarget
     from components.deploy.rollout import Candidate, Rollout
 
-    with LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version) as target:
+    with (
+        contextlib.nullcontext(target)
+        if target
+        else LocalTarget.serve(ServeBackend(), stable_ref, name, version=stable_version)
+    ) as target:
         rollout = Rollout.from_config(target, rollout_cfg, log=log)
         candidate = Candidate(candidate_dir, candidate_version, fault)
         return replayed(target.url, name, rows, lambda: rollout.run(candidate))
@@ -128,11 +136,14 @@ def run(
     log: Callable[[str], None] = print,
     fault: str | None = None,
     awaiting_approval: bool = False,
+    target: Any = None,
 ) -> dict[str, Any]:
     """Deploy `version` (its model at `model_dir`, test rows at `test_path`). Returns what
     happened; raises StageError when infra validation fails (after tagging the version
     rejected). `awaiting_approval`: validate only and keep the replay rows for `mlpipe approve`.
-    Raises registry.RegistryLocked when another deploy or rollback holds the model's lock."""
+    `target` (environment local): a LocalTarget that serves the champion already (`mlpipe
+    simulate`'s), for the rollout instead of one started here. Raises registry.RegistryLocked
+    when another deploy or rollback holds the model's lock."""
     cfg = _config(deployment)
     client = registry.client()
     registry.get_version(client, registered_model, version)
@@ -147,6 +158,7 @@ def run(
             log,
             fault,
             awaiting_approval,
+            target,
         )
 
 
@@ -160,6 +172,7 @@ def _deploy(
     log: Callable[[str], None],
     fault: str | None,
     awaiting_approval: bool,
+    target: Any = None,
 ) -> dict[str, Any]:
     from components.serve.infra_validation import InfraValidationError, validate_infra
 
@@ -243,6 +256,7 @@ def _deploy(
                 cfg.rollout,
                 log,
                 fault,
+                target,
             )
         )
 
@@ -366,6 +380,22 @@ def fetch_for_approval(name: str, version: str, dst: str) -> tuple[str, str]:
             "not left awaiting approval by the pipeline's deploy stage"
         ) from exc
     return model_dir, rows
+
+
+def approve(
+    registered_model: str,
+    version: str,
+    deployment: dict[str, Any],
+    log: Callable[[str], None] = print,
+    target: Any = None,
+) -> dict[str, Any]:
+    """`run` for a version the pipeline's deploy stage left awaiting approval (`mlpipe approve`,
+    `mlpipe simulate`): its model and replay rows come from the registry."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlpipe-approve-") as tmp:
+        model_dir, rows = fetch_for_approval(registered_model, version, tmp)
+        return run(registered_model, version, model_dir, rows, deployment, log=log, target=target)
 
 
 def model_storage_uri(client: Any, name: str, version: str) -> str:

@@ -54,7 +54,7 @@ class WindowSpec:
 
     @classmethod
     def from_config(cls, cfg) -> WindowSpec:
-        """From `deployment.rollout.window` (components.common.config.AnalysisWindow)."""
+        """From `deployment.rollout.window` (config_sections.deployment.AnalysisWindow)."""
         return cls(cfg.seconds, cfg.min_requests, cfg.max_seconds, cfg.check_interval_s)
 
 
@@ -148,7 +148,7 @@ class Rollout:
 
     @classmethod
     def from_config(cls, target: Target, rollout_cfg, **kwargs) -> Rollout:
-        """From `deployment.rollout` (components.common.config.RolloutConfig)."""
+        """From `deployment.rollout` (config_sections.deployment.RolloutConfig)."""
         return cls(
             target,
             strategy=rollout_cfg.strategy,

@@ -71,22 +71,38 @@ def run(
     return blessing, challenger, champion
 
 
-def log_to_mlflow(
-    experiment: str,
-    pipeline_run: str,
-    blessing: Blessing,
-    champion: dict[str, Any] | None,
-    files: dict[str, str],
-) -> str:
-    """The verdict on the pipeline run's MLflow run: tags, the champion's metrics on the same
-    rows (`champion.<metric>`), and `files` ({file name: path}) under `gate/`; a file whose
-    bytes an earlier run of the experiment already holds is not logged again, a tag points at
-    that run's copy. Returns the run id."""
+def verdict_run(experiment: str, pipeline_run: str, tracked: str | None) -> str:
+    """The MLflow run the verdict goes on: `tracked`, the run track logged to (its
+    `logged_model` output names it), when track ran in this pipeline run; when track was served
+    from the cache its run belongs to an earlier pipeline run, so this pipeline run gets a run of
+    its own (a gate retry finds it again) that points at `tracked` for the params and metrics."""
     import mlflow
 
     from components.common import mlflow_utils as mu
 
+    if not tracked:
+        raise StageError(
+            STAGE, "track's logged_model output has no run_id: connect gate to track's output"
+        )
+    client = mlflow.MlflowClient()
+    if client.get_run(tracked).data.tags.get(mu.PIPELINE_RUN_TAG) == pipeline_run:
+        return tracked
     run_id = mu.parent_run_id(experiment, pipeline_run)
+    client.set_tag(run_id, mu.RESULTS_RUN_TAG, tracked)
+    return run_id
+
+
+def log_to_mlflow(
+    run_id: str, blessing: Blessing, champion: dict[str, Any] | None, files: dict[str, str]
+) -> None:
+    """The verdict on the MLflow run `run_id` (see `verdict_run`): tags, the champion's metrics
+    on the same rows (`champion.<metric>`), and `files` ({file name: path}) under `gate/`; a file
+    whose bytes an earlier run of the experiment already holds is not logged again, a tag points
+    at that run's copy."""
+    import mlflow
+
+    from components.common import mlflow_utils as mu
+
     client = mlflow.MlflowClient()
     client.set_tag(run_id, mu.GATE_TAG, "passed" if blessing.blessed else "blocked")
     client.set_tag(run_id, mu.GATE_MODE_TAG, blessing.mode)
@@ -115,7 +131,6 @@ def log_to_mlflow(
             mu.log_file_once(client, run_id, str(target), artifact_path="gate")
             # only after the upload: a run found by this tag must hold the file
             client.set_tag(run_id, f"{mu.GATE_SHA256_TAG}.{name}", digest)
-    return run_id
 
 
 def _run_holding(client: Any, experiment_id: str, name: str, digest: str) -> str | None:

@@ -60,6 +60,7 @@ def evaluate(
 def gate(
     test_data: Input[Dataset],
     summary: Input[Artifact],
+    logged_model: Input[Artifact],
     evaluation: dict,
     registered_model: str,
     experiment: str,
@@ -73,15 +74,18 @@ def gate(
     Args:
         test_data: The test rows the challenger was evaluated on (the champion is scored on them).
         summary: The challenger's evaluation (evaluate's `summary`).
+        logged_model: track's output: its `run_id` metadata names the MLflow run the verdict
+            goes on (see compare.verdict_run).
         evaluation: The `evaluation` config section (thresholds, max_regression, slices).
         registered_model: Registered model whose `champion` is the baseline (none yet: absolute
             and slice checks only).
-        experiment: MLflow experiment of the pipeline run (the verdict is recorded there).
-        pipeline_run: The KFP run's name (finds the pipeline run's MLflow run).
+        experiment, pipeline_run: MLflow experiment and KFP run name: when track was cached,
+            this pipeline run's own MLflow run is found or created with them.
         tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         blessing: Output Artifact: the verdict as JSON (blessed, mode, checks, failed_checks,
             champion_version, champion_metrics, decision_threshold, expected_cost); the same
-            fields, but for checks, in its metadata.
+            fields, but for checks, in its metadata, with `run_id`: the MLflow run holding the
+            verdict.
         report: Output HTML: the evaluation report with champion vs challenger.
 
     Returns:
@@ -90,29 +94,19 @@ def gate(
     """
     from components.common.recorder import record_task
     from components.common.runtime_env import export_tracking_uri
-    from components.evaluate.compare import log_to_mlflow, run
+    from components.evaluate.compare import log_to_mlflow, run, verdict_run
 
     with record_task("gate") as rec:
         export_tracking_uri("gate", tracking_uri)
         verdict, challenger, champion = run(
             test_data.path, summary.path, evaluation, registered_model, blessing.path, report.path
         )
-        rec.rows = int(challenger["metrics"]["rows"])
-        rec.details = {
-            "blessed": verdict.blessed,
-            "mode": verdict.mode,
-            "failed_checks": verdict.failed_checks,
-            "champion_version": verdict.champion_version,
-        }
-        # the pipeline run's MLflow run: `mlpipe run` records the outcome on it
-        rec.details["run_id"] = log_to_mlflow(
-            experiment,
-            pipeline_run,
-            verdict,
-            champion,
-            {"blessing.json": blessing.path, "evaluation_report.html": report.path},
-        )
+        rec.rows = int(challenger["metrics"]["rows"])  # the verdict: in the blessing's metadata
+        files = {"blessing.json": blessing.path, "evaluation_report.html": report.path}
+        run_id = verdict_run(experiment, pipeline_run, logged_model.metadata.get("run_id"))
+        log_to_mlflow(run_id, verdict, champion, files)
     fields = {k: v for k, v in verdict.to_dict().items() if k != "checks"}
-    blessing.metadata.update(fields, task=rec.to_dict())
+    # run_id: the pipeline run's MLflow run; `mlpipe run` records the outcome on it
+    blessing.metadata.update(fields, run_id=run_id, task=rec.to_dict())
     report.metadata.update(blessed=verdict.blessed, failed_checks=verdict.failed_checks)
     return verdict.blessed

@@ -28,6 +28,7 @@ from typing import Any
 
 from components.common import runtime_env
 from components.common.errors import StageError
+from components.common.keyed_store import KeyedStore
 
 STAGE = "ingest"
 
@@ -110,11 +111,9 @@ class StateStore:
         (`KeyedStore.create`: an exclusive link locally, a conditional PUT on S3), then the
         watermark is written. A claim by the same batch (same content digest and target: a run
         that crashed after claiming) is re-used. Why not a read-check-write: two runs can both
-        read `expected` before either writes. To reload a source from scratch, delete its
-        watermark and its claims (`<state>/watermark-claims/<key>@*`)."""
-        from components.common.keyed_store import KeyedStore
-
-        claims = KeyedStore(self._url("watermark-claims"))
+        read `expected` before either writes. To reload a source from scratch:
+        `reset_watermark`."""
+        claims = self._claims()
         digest = hashlib.sha256(json.dumps(expected, default=str).encode()).hexdigest()[:16]
         claim = {k: record.get(k) for k in ("value", "content_sha256", "version")}
         claim["ts"] = time.time()
@@ -128,6 +127,22 @@ class StateStore:
                     key,
                 )
         self.set_watermark(key, record)
+
+    def reset_watermark(self, key: str) -> bool:
+        """Forget watermark `key` and its claims (a claim left behind would refuse the next
+        run's first commit as a moved watermark); False if there is no such watermark."""
+        path = self._path("watermarks", f"{key}.json")
+        if not self.fs.exists(path):
+            return False
+        claims = self._claims()
+        for claim in claims.entries():
+            if str(claim.get("key", "")).startswith(f"{key}@"):
+                claims.fs.rm(claims.path(claim["key"]))
+        self.fs.rm(path)  # last: a reset cut short leaves the watermark, to be reset again
+        return True
+
+    def _claims(self) -> KeyedStore:
+        return KeyedStore(self._url("watermark-claims"))
 
     def watermarks(self) -> dict[str, dict[str, Any]]:
         out = {}

@@ -7,7 +7,7 @@ The same measures as TFDV's drift comparators, thresholds per feature from data_
 - numeric: Jensen–Shannon divergence (base 2, so in [0, 1]) between the two histograms, after
   rebinning both onto the union of their bucket edges (mass spread uniformly within a bucket); a
   window whose values are all one number has a zero-width bucket, which is a bucket of its own,
-  as in TFDV's comparator (`aligned`; tests/components/test_drift_tfdv.py checks the values
+  as in TFDV's comparator (`aligned`; tests/components/monitor/test_drift_tfdv.py checks the values
   against TFDV's and scipy's on the same windows).
 """
 

@@ -36,15 +36,15 @@ def track(
     Args:
         experiment: MLflow experiment name.
         tracking_uri: MLflow tracking URI; empty: MLFLOW_TRACKING_URI from the environment.
-        pipeline_run: The KFP run's name (finds or creates the parent MLflow run on a cluster;
-            locally the CLI's run id comes through MLPIPE_MLFLOW_RUN_ID).
+        pipeline_run: The KFP run's name (finds or creates the pipeline run's MLflow run).
         config: The whole pipeline config, logged as params.
         data, statistics, anomalies, validation_report, train_data, transformer, tuning, model,
         metrics, evaluation: The outputs of ingest, validate, features, tune (one per
         algorithm), select and evaluate (its summary JSON: threshold, curves, slices, ...).
-        logged_model: Metadata only: MLflow run id, logged model URI and id, and the manifest of
-            the logged model's files as the store holds them (`model_manifest`, its digest
-            `model_manifest_sha256`): register records them on the version.
+        logged_model: Metadata only: MLflow run id (`run_id`: gate records its verdict there),
+            logged model URI and id, and the manifest of the logged model's files as the store
+            holds them (`model_manifest`, its digest `model_manifest_sha256`): register records
+            them on the version.
     """
     import os
     import shutil
@@ -88,7 +88,6 @@ def track(
             },
             tracking_uri=tracking_uri,
         )
-        rec.details = out
     logged_model.metadata.update(out, task=rec.to_dict())
     # metadata-only artifact: write it as a file too (kfp.local's cache needs one to exist)
     write_json(out, logged_model.path)

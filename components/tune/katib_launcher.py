@@ -2,13 +2,15 @@
 the local backend's result.
 
 - status reading: `finished`, trial counts and progress lines, metrics, the trial history.
-- `run_katib`: validate, create, poll until Succeeded / Failed / timeout, return the optimal trial.
+- `run_katib`: create (Katib's webhook checks it), poll until Succeeded / Failed / timeout,
+  return the optimal trial.
 - `run_on_katib`: the tune stage's entry; stages the trials' inputs in the project's object store
   (katib_staging.py), renders the Experiment from the training config, removes the staged copy.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,7 +31,6 @@ from components.common.k8s import (
     wait_for,
 )
 from components.common.search_space import SearchSpace, decode
-from components.tune.katib_admission import finite_number, validate_experiment
 from components.tune.katib_render import OBJECTIVE, SPEC_HASH, render_experiment
 from components.tune.katib_staging import (
     Staged,
@@ -81,10 +82,14 @@ def _progress(counts: dict[str, int]) -> str:
 
 
 def _metric(metrics: list[dict], name: str, strategy: str = "latest") -> float | None:
+    """The finite value of metric `name` by `strategy` (else its latest), or None."""
     for m in metrics or []:
         if m.get("name") == name:
-            value = finite_number(m.get(strategy) or m.get("latest"))
-            if value is not None:
+            try:
+                value = float(m.get(strategy) or m.get("latest"))
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value):
                 return value
     return None
 
@@ -229,16 +234,12 @@ def run_katib(
     {backend, best_params (fixed + decoded optimal assignments, `n_estimators` from the trial's
     best_rounds), best_score, trials, trials_failed, trials_pruned, wall_s, ...}.
 
-    StageError when the experiment is invalid, cannot be created, ends Failed (Katib's message),
+    StageError when the experiment is refused (Katib's webhook, RBAC) or cannot be created, ends
+    Failed (Katib's message),
     does not finish within `timeout_s` (it is deleted), or when no trial produced a score."""
     meta = experiment["metadata"]
     ns, name = meta["namespace"], meta["name"]
     label = f"katib {ns}/{name}"
-    problems = validate_experiment(experiment)
-    if problems:
-        raise StageError(
-            STAGE, f"{label} would be refused:\n- " + "\n- ".join(problems), subject=name
-        )
     started = clock()
     try:
         _submit(adapter, experiment, log)

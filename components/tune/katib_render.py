@@ -1,5 +1,5 @@
-"""The Katib v1beta1 Experiment of one tuning run, rendered as plain data (a dict: kubeflow-katib
-0.14's model classes lack `FeasibleSpace.distribution`).
+"""The Katib v1beta1 Experiment of one tuning run, rendered as plain data (a dict: why not the
+Katib SDK's typed models is in components/tune/README.md).
 
 Its trials are batch/v1 Jobs running `python -m components.tune.trial` in the project's image; the
 trial prints `cv_roc_auc=<running mean>` after each fold (medianstop judges trials on these) and
@@ -33,13 +33,15 @@ from typing import Any
 from components.common.images import PIPELINE_IMAGE
 from components.common.k8s import KATIB_EXPERIMENT
 from components.common.search_space import SearchSpace, to_katib
-from components.tune.katib_admission import JOB_FAILURE, JOB_SUCCESS
 
 OBJECTIVE = "cv_roc_auc"
 ADDITIONAL_METRICS = ("cv_roc_auc_std", "best_rounds")
 CONTAINER = "trial"
 TRIAL_NAME_PARAM = "trialName"
 SPEC_HASH = "mlpipe.dev/spec-hash"
+# a Job trial's end, as Katib's defaulting webhook would set it (experiment_defaults.go)
+JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 DEFAULT_EARLY_STOPPING = {"min_trials_required": 5, "start_step": 1}
@@ -75,8 +77,9 @@ TRIAL_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def experiment_name(algorithm: str, spec: Mapping[str, Any], prefix: str = "tune") -> str:
-    """`tune-<algorithm>-<hash of the spec>`: at most 40 characters (W), and the same inputs give
-    the same name, so a retried task finds its experiment instead of starting a second one."""
+    """`tune-<algorithm>-<hash of the spec>`: at most 40 characters (Katib's webhook), and the same
+    inputs give the same name, so a retried task finds its experiment instead of starting a second
+    one."""
     digest = spec_hash(spec)[:8]
     stem = f"{prefix}-{algorithm}".lower().replace("_", "-")[: 40 - 9]
     return f"{stem.rstrip('-')}-{digest}"

@@ -144,7 +144,7 @@ def run(
         )
     else:
         from components.common.splitting import split_indices
-        from components.tune.katib import run_on_katib
+        from components.tune.katib_launcher import run_on_katib
 
         # Trial pods cannot read KFP's artifact store: the task stages the rows, the transformer
         # and these folds in the project's own store (katib_staging.py); the artifacts' URIs

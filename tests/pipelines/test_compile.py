@@ -111,11 +111,14 @@ def test_register_only_under_the_quality_gate(spec):
     body = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
     assert set(body) == {"register", "deploy"}
     assert body["deploy"]["dependentTasks"] == ["register"]
-    # the gate compares against the champion after track recorded the run, on evaluate's summary
+    # the gate compares against the champion on evaluate's summary and records its verdict on
+    # the MLflow run track's output names (a data dependency, no search for the run)
     gate = root_tasks["gate"]
-    assert "track" in gate["dependentTasks"]
-    summary = gate["inputs"]["artifacts"]["summary"]["taskOutputArtifact"]
+    artifacts = gate["inputs"]["artifacts"]
+    summary = artifacts["summary"]["taskOutputArtifact"]
     assert summary == {"outputArtifactKey": "summary", "producerTask": "evaluate"}
+    tracked = artifacts["logged_model"]["taskOutputArtifact"]
+    assert tracked == {"outputArtifactKey": "logged_model", "producerTask": "track"}
 
 
 def test_tuning_fans_out_over_algorithms_and_gathers(spec):

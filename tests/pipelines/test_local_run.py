@@ -215,6 +215,15 @@ def test_unchanged_rerun_is_served_from_cache(work, first_run):
     assert line(proc, "quality gate:").startswith("quality gate: passed (absolute + vs champion;")
     assert "already registered" in proc.stdout
     assert versions(work) == before == 1
+    # track came from the cache: its run is the first run's, so gate put this run's verdict on a
+    # run of its own that points at it, and `mlpipe run` recorded the outcome there
+    client = registry(work)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (own,) = client.search_runs(experiments, filter_string="tags.`mlpipe.results_run` LIKE '%'")
+    tracked = client.get_run(own.data.tags["mlpipe.results_run"])
+    assert tracked.data.tags["mlpipe.gate"] == own.data.tags["mlpipe.gate"] == "passed"
+    assert tracked.data.tags["mlpipe.pipeline_run"] != own.data.tags["mlpipe.pipeline_run"]
+    assert own.info.status == "FINISHED" and "mlpipe.deploy.outcome" in own.data.tags
     wall = float(proc.stdout.split("pipeline wall time: ")[1].split("s")[0])
     print(f"first run {work['first_wall']:.1f}s, cached re-run {wall:.1f}s")
     # the cache saved what the pure tasks cost the first time; the side-effect tasks (gate,

@@ -10,7 +10,7 @@ import pytest
 
 from components.common import mlflow_utils as mu
 from components.common.config import load_settings
-from components.evaluate.compare import log_to_mlflow
+from components.evaluate.compare import log_to_mlflow, verdict_run
 from components.evaluate.gate import Blessing
 from components.track.track import _params
 from pipelines.cli import main
@@ -42,9 +42,10 @@ def _pipeline_run(name, settings, metrics, data_version, registration, deploymen
         rows = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0]}), name="training-data")
         mlflow.log_input(rows, context="training", tags={mu.DATASET_VERSION_TAG: data_version})
         mlflow.log_metrics(metrics)
-    log_to_mlflow(EXPERIMENT, name, Blessing(True, "absolute only (no champion yet)"), None, {})
+    verdict = verdict_run(EXPERIMENT, name, run_id)  # as gate does: track's run
+    log_to_mlflow(verdict, Blessing(True, "absolute only (no champion yet)"), None, {})
     result = RunResult(True, 1.0, registration=registration, deployment=deployment)
-    record_outcome(run_id, run_id, settings.digest(), "src-digest", result)
+    record_outcome(verdict, settings.digest(), "src-digest", result)
     time.sleep(0.01)  # distinct start times: the list is newest first
     return run_id
 
@@ -70,11 +71,9 @@ def runs(mlflow_store, tmp_path, settings):
         kfp=True,  # 42 logged as "42" in a, 7 as "7.0" in b: still one changed param, 42 -> 7
     )
     # an unchanged re-run: track came from the cache, gate wrote to a run of its own
-    log_to_mlflow(
-        EXPERIMENT, "mlpipe-training-c", Blessing(False, "absolute", [], ["f1"]), None, {}
-    )
-    c = mu.parent_run_id(EXPERIMENT, "mlpipe-training-c")
-    record_outcome(c, a, settings.digest(), "src-digest", RunResult(True, 1.0))
+    c = verdict_run(EXPERIMENT, "mlpipe-training-c", a)
+    log_to_mlflow(c, Blessing(False, "absolute", [], ["f1"]), None, {})
+    record_outcome(c, settings.digest(), "src-digest", RunResult(True, 1.0))
     time.sleep(0.01)
     log = tmp_path / "run.log"
     log.write_text("log")
@@ -151,7 +150,7 @@ def test_an_outcome_that_cannot_be_recorded_warns_and_the_run_stays_a_success(
     mlflow_store, settings, capsys
 ):
     result = RunResult(True, 1.0, registration={"version": "3"})
-    assert not record_outcome_or_warn("no-such-run", None, settings.digest(), "d", result)
+    assert not record_outcome_or_warn("no-such-run", settings.digest(), "d", result)
     err = capsys.readouterr().err
     assert "warning: could not tag MLflow run no-such-run" in err
     assert "`mlpipe runs` will not show it" in err

@@ -141,7 +141,6 @@ def check_katib_trial(reh: Any, detail: dict[str, Any], image: str = PIPELINE_IM
     from components.common.config import load_pipeline_config
     from components.common.runtime_env import STATE_ENV
     from components.tune.cv import cross_validate
-    from components.tune.katib import validate_experiment
     from components.tune.katib_launcher import task_experiment, task_folds
     from components.tune.katib_render import ADDITIONAL_METRICS, OBJECTIVE, TRIAL_NAME_PARAM
     from components.tune.katib_staging import (
@@ -151,6 +150,7 @@ def check_katib_trial(reh: Any, detail: dict[str, Any], image: str = PIPELINE_IM
         staging_key,
     )
     from components.tune.tune import fixed_params
+    from tests.support.katib_admission import validate_experiment
 
     manifests = reh.services.manifests
     cfg = load_pipeline_config(profile="cluster")

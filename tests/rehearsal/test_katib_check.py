@@ -7,7 +7,7 @@ import shlex
 
 from components.common.config import load_pipeline_config
 from components.common.search_space import decode
-from components.tune.katib import render_experiment
+from components.tune.katib_render import render_experiment
 from components.tune.trial import parse_args
 from tests.rehearsal.katib_check import (
     assignments,

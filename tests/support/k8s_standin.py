@@ -3,6 +3,8 @@
 It behaves like an API server with the Katib and KServe CRDs installed, minus the controllers:
 - every write is checked against the real schemas (`k8s.schema_errors`: Katib's swagger for
   Experiments and Trials, KServe's CRD for InferenceServices); unknown kinds are refused;
+- a created Experiment goes through Katib's admission webhooks (`katib_admission.admit`: stored
+  with Katib's defaults, or refused with its reasons), unless `admission={}` turns them off;
 - names are unique per (type, namespace), `resourceVersion` grows on every change, `generation` on
   every spec change, and a stale `resourceVersion` in a patch is a `Conflict`;
 - these kinds have a status subresource: `create` and `patch` leave `.status` alone, only
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from components.common.k8s import (
+    KATIB_EXPERIMENT,
     KNOWN_RESOURCES,
     AlreadyExists,
     Conflict,
@@ -35,9 +38,12 @@ from components.common.k8s import (
     schema_errors,
     subject,
 )
+from tests.support.katib_admission import admit
 
 Step = dict | BaseException | None
 Script = Sequence[Step] | Callable[[dict, int], Step]
+# plural -> the admission webhooks of a create: the object as stored, or Invalid
+Admission = Callable[[dict, str], dict]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -78,8 +84,15 @@ def label_selector_matches(labels: dict[str, str], selector: str | None) -> bool
 class InMemoryCluster(KubernetesAdapter):
     """The stand-in. `events` records every call as (verb, plural, namespace, name)."""
 
-    def __init__(self, *, strict: bool = True, tick_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        strict: bool = True,
+        tick_s: float = 1.0,
+        admission: dict[str, Admission] | None = None,
+    ) -> None:
         self.strict = strict
+        self.admission = {KATIB_EXPERIMENT.plural: admit} if admission is None else admission
         self.tick_s = tick_s  # how much time one watch tick stands for
         self.objects: dict[tuple[str, str, str, str], dict] = {}
         self.events: list[tuple[str, str, str, str]] = []
@@ -200,6 +213,9 @@ class InMemoryCluster(KubernetesAdapter):
             raise Invalid("metadata.resourceVersion must not be set on create", what)
         body.pop("status", None)  # status subresource: create ignores it
         self._check(body, what)
+        if plural in self.admission:
+            body = self.admission[plural](body, what)
+            meta = body["metadata"]
         key = (group, plural, namespace, name)
         if key in self.objects:
             raise AlreadyExists(f"{plural}.{group} {name!r} already exists", what, 409)

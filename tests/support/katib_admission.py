@@ -1,9 +1,12 @@
-"""Why Katib would refuse an Experiment, checked offline: the swagger schema plus the admission
-rules of Katib's webhook, the setting checks of the suggestion and early-stopping services, and a
-few rules of this project.
+"""A stand-in for Katib's admission webhooks, as upstream behaves: what the cluster does to an
+Experiment on create, so the tests can check the rendered Experiment and the launcher can meet a
+refusal without a cluster. Product code does not pre-check: on a cluster Katib's own webhook
+refuses an Experiment, and the launcher reports the API server's answer.
 
 - `apply_defaults`: what Katib's mutating webhook sets before validation.
-- `validate_experiment`: the reasons for refusal, each naming its field.
+- `validate_experiment`: the reasons for refusal, each naming its field (the schema first).
+- `admit`: the webhook the stand-in cluster (`k8s_standin.InMemoryCluster`) runs on every
+  Experiment it creates: the defaulted object, or `Invalid` with Katib's reasons.
 - `job_errors`: the fields of a trial Job that would not survive conversion to a typed Job.
 
 Where the rules come from (kubeflow/katib, master in 2026):
@@ -13,7 +16,8 @@ Where the rules come from (kubeflow/katib, master in 2026):
   S = pkg/suggestion/v1beta1/{hyperopt,optuna}/service.py (ValidateAlgorithmSettings)
   E = pkg/earlystopping/v1beta1/medianstop/service.py (ValidateEarlyStoppingSettings)
   K = the algorithm, early-stopping and collector lists of manifests/.../katib-config.yaml
-  P = this project (what would otherwise fail later, at trial or suggestion time)
+  P = this project (what would otherwise fail later, at trial or suggestion time; Katib itself
+      lets these through)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.common.k8s import schema_errors
+from components.common.k8s import Invalid, schema_errors
 
 # K: katib-config.yaml (runtime.suggestions / earlyStoppings / metricsCollectors)
 ALGORITHMS = (
@@ -109,9 +113,29 @@ def apply_defaults(experiment: Mapping[str, Any]) -> dict[str, Any]:
 def validate_experiment(experiment: Mapping[str, Any]) -> list[str]:
     """Why Katib would refuse `experiment` (empty: it would not). Each reason names its field."""
     errors = [f"schema: {e}" for e in schema_errors(dict(experiment))]
-    if errors:  # the rules below read the fields, so they need the right shapes
+    if errors:  # the rules read the fields, so they need the right shapes
         return errors
+    return _rule_errors(apply_defaults(experiment))
+
+
+def admit(experiment: Mapping[str, Any], what: str = "") -> dict[str, Any]:
+    """The webhooks on create (the caller has checked the schema): `experiment` defaulted (D), or
+    `Invalid` (about `what`) with every reason of the validating webhook."""
     obj = apply_defaults(experiment)
+    errors = _rule_errors(obj)
+    if errors:
+        raise Invalid(
+            'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+            + "; ".join(errors),
+            what,
+            errors,
+        )
+    return obj
+
+
+def _rule_errors(obj: dict[str, Any]) -> list[str]:
+    """The validating webhook's reasons (W, with S, E, K, P) for a defaulted Experiment."""
+    errors: list[str] = []
     spec = obj.get("spec") or {}
     errors += _counts(obj, spec)
     errors += _objective(spec.get("objective"))
@@ -305,7 +329,7 @@ def _early_stopping(early: Any) -> list[str]:
     )
 
 
-def finite_number(text: Any) -> float | None:
+def _number(text: Any) -> float | None:
     """`text` as a finite float, or None."""
     try:
         value = float(text)
@@ -348,7 +372,7 @@ def _parameters(params: list[dict]) -> list[str]:
                     f"{where}.feasibleSpace: min and max must be specified for {kind} (W)"
                 )
                 continue
-            low, high = finite_number(space["min"]), finite_number(space["max"])
+            low, high = _number(space["min"]), _number(space["max"])
             if low is None or high is None:
                 errors.append(f"{where}.feasibleSpace: min/max must be numbers (P)")
                 continue
@@ -362,7 +386,7 @@ def _parameters(params: list[dict]) -> list[str]:
             if dist in ("logUniform", "logNormal") and low <= 0:
                 errors.append(f"{where}.feasibleSpace: {dist} needs min > 0 (P)")
             step = space.get("step")
-            if step and (finite_number(step) is None or finite_number(step) <= 0):
+            if step and (_number(step) is None or _number(step) <= 0):
                 errors.append(f"{where}.feasibleSpace.step: {step!r} must be a positive number (P)")
         elif kind in ("categorical", "discrete"):
             if any(space.get(k) for k in ("min", "max", "step")):
@@ -372,7 +396,7 @@ def _parameters(params: list[dict]) -> list[str]:
             values = space.get("list") or []
             if not values:
                 errors.append(f"{where}.feasibleSpace.list: {kind} needs a non-empty list (P)")
-            elif kind == "discrete" and any(finite_number(v) is None for v in values):
+            elif kind == "discrete" and any(_number(v) is None for v in values):
                 errors.append(f"{where}.feasibleSpace.list: discrete values must be numbers (P)")
     return errors
 

@@ -25,14 +25,15 @@ from components.common.mlflow_utils import TRIAL_BEST_TAG
 from components.common.search_space import ParamSpec
 from components.tune import trial as trial_module
 from components.tune.cv import CVResult
-from components.tune.katib import (
+from components.tune.katib_launcher import run_katib, run_on_katib
+from components.tune.katib_render import render_experiment
+from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
+from tests.support.katib_admission import (
+    JOB_FAILURE,
+    JOB_SUCCESS,
     apply_defaults,
-    render_experiment,
-    run_katib,
-    run_on_katib,
     validate_experiment,
 )
-from tests.support.k8s_standin import InMemoryCluster, katib_experiment_status, katib_trial
 
 NS = "mlpipe"  # model_training.katib.namespace's default
 EXP = (KATIB_EXPERIMENT.group, KATIB_EXPERIMENT.version, NS, KATIB_EXPERIMENT.plural)
@@ -107,6 +108,8 @@ def test_the_rendered_experiment_passes_every_check(algorithm):
     assert refs >= set(SPACES[algorithm])
     job = template["trialSpec"]
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    assert template["successCondition"] == JOB_SUCCESS  # what Katib would default to
+    assert template["failureCondition"] == JOB_FAILURE
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     c = container(exp)
     assert c["name"] == template["primaryContainerName"] and c["image"] == PIPELINE_IMAGE
@@ -678,13 +681,13 @@ def test_api_hiccups_while_waiting_are_ridden_out(cluster):
     assert launch(cluster, exp)[0]["trials_complete"] == 1
 
 
-def test_an_invalid_experiment_is_never_submitted(cluster):
+def test_an_experiment_katib_refuses_fails_the_task_with_katibs_reason(cluster):
     exp = rendered()
-    exp["spec"]["objective"]["type"] = "max"
-    with pytest.raises(StageError, match="would be refused") as info:
+    exp["spec"]["parallelTrialCount"] = 7  # more than maxTrialCount: Katib's webhook refuses it
+    with pytest.raises(StageError, match="cannot create the experiment") as info:
         launch(cluster, exp)
-    assert "must be minimize or maximize" in str(info.value)
-    assert cluster.verbs("create") == []
+    assert "parallelTrialCount: 7 should be less than or equal to" in str(info.value)
+    assert cluster.objects == {}
 
 
 def test_rbac_refusal_names_what_is_missing(cluster):
@@ -724,7 +727,7 @@ def test_a_retry_replaces_its_failed_experiment(cluster):
 def test_a_different_experiment_under_the_same_name_is_left_alone(cluster):
     exp = rendered()
     other = copy.deepcopy(exp)
-    other["spec"]["maxTrialCount"] = 5
+    other["spec"]["maxTrialCount"] = 7
     other["metadata"]["annotations"]["mlpipe.dev/spec-hash"] = "0" * 16
     cluster.create(*EXP, other)
     with pytest.raises(StageError, match="a different Katib Experiment"):
@@ -1168,8 +1171,10 @@ def test_trial_pods_get_nothing_of_mlflows():
 
 def test_the_stand_in_cluster_admits_the_hardened_experiment(cluster):
     exp = rendered(env_config_map="mlpipe-pipeline-env", s3_secret="mlpipe-s3")
-    cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema
-    assert cluster.get(*EXP, exp["metadata"]["name"])["spec"] == exp["spec"]
+    cluster.create(*EXP, exp)  # the stand-in enforces Katib's schema and webhooks
+    stored = cluster.get(*EXP, exp["metadata"]["name"])["spec"]
+    assert stored == apply_defaults(exp)["spec"]  # as submitted, with Katib's defaults
+    assert stored["parameters"][0]["feasibleSpace"]["distribution"] == "logUniform"
 
 
 def test_the_trial_env_resolves_from_the_rendered_manifests():

@@ -192,12 +192,41 @@ def test_unreachable_registry_fails_the_gate(models, rows, tmp_path, monkeypatch
     assert not (tmp_path / "blessing").exists()  # no verdict without a registry answer
 
 
+def tracked_run(pipeline_run: str, experiment: str = "t") -> str:
+    """The MLflow run track leaves for `pipeline_run` (found or created by the tag track sets)."""
+    from components.common import mlflow_utils as mu
+
+    return mu.parent_run_id(experiment, pipeline_run)
+
+
+def test_the_verdict_goes_on_tracks_run_or_on_its_own_run_when_track_was_cached(store):
+    from components.common import mlflow_utils as mu
+
+    tracked = tracked_run("pipeline-run-1")
+    assert compare.verdict_run("t", "pipeline-run-1", tracked) == tracked
+    # a re-run served track from the cache: its run_id is the earlier pipeline run's
+    own = compare.verdict_run("t", "pipeline-run-2", tracked)
+    assert own != tracked
+    tags = mlflow.get_run(own).data.tags
+    assert tags[mu.PIPELINE_RUN_TAG] == "pipeline-run-2"
+    assert tags[mu.RESULTS_RUN_TAG] == tracked  # `mlpipe runs` shows the params from there
+    assert compare.verdict_run("t", "pipeline-run-2", tracked) == own  # a retry: the same run
+    assert mu.GATE_TAG not in mlflow.get_run(tracked).data.tags  # the earlier verdict stays
+
+
+def test_the_gate_refuses_a_missing_track_run_id(store):
+    from components.common.errors import StageError
+
+    with pytest.raises(StageError, match="logged_model output has no run_id"):
+        compare.verdict_run("t", "pipeline-run-1", None)
+
+
 def test_gate_records_its_verdict_in_mlflow(store, models, rows, tmp_path):
     version = register(*models["good"], "m", "good")
     blessing, _, champion = gate(models, rows, tmp_path, "weak")
-    run_id = compare.log_to_mlflow(
-        "t",
-        "pipeline-run-1",
+    run_id = tracked_run("pipeline-run-1")
+    compare.log_to_mlflow(
+        run_id,
         blessing,
         champion,
         {"blessing.json": str(tmp_path / "blessing"), "report.html": str(tmp_path / "report")},
@@ -215,7 +244,8 @@ def test_a_logged_report_is_on_disk_once_on_a_local_store(store, models, rows, t
     register(*models["good"], "m", "good")
     blessing, _, champion = gate(models, rows, tmp_path, "weak")
     report = tmp_path / "report"
-    first = compare.log_to_mlflow("t", "run-1", blessing, champion, {"report.html": str(report)})
+    first = tracked_run("run-1")
+    compare.log_to_mlflow(first, blessing, champion, {"report.html": str(report)})
     root = Path(mlflow.get_run(first).info.artifact_uri.removeprefix("file://"))
     logged = root / "gate" / "report.html"
     assert logged.stat().st_ino == report.stat().st_ino  # a hard link, not a copy
@@ -236,20 +266,23 @@ def test_an_unchanged_rerun_references_the_earlier_report_instead_of_logging_it(
     def logged(run_id):
         return {f.path for f in client.list_artifacts(run_id, "gate")}
 
-    first = compare.log_to_mlflow("t", "run-1", blessing, champion, files)
+    first = tracked_run("run-1")
+    compare.log_to_mlflow(first, blessing, champion, files)
     assert logged(first) == {"gate/blessing.json", "gate/report.html"}
     # the same verdict inputs, decided again: the same bytes (the report is deterministic);
     # nothing logged again, tags point at run-1's copy
     before = (tmp_path / "report").read_bytes()
     blessing, _, champion = gate(models, rows, tmp_path, "weak")
     assert (tmp_path / "report").read_bytes() == before
-    second = compare.log_to_mlflow("t", "run-2", blessing, champion, files)
+    second = tracked_run("run-2")
+    compare.log_to_mlflow(second, blessing, champion, files)
     assert second != first and logged(second) == set()
     tags = mlflow.get_run(second).data.tags
     assert tags["mlpipe.gate.same_as.report.html"] == f"runs:/{first}/gate/report.html"
     assert tags["mlpipe.gate"] == "blocked"  # the verdict is recorded on every run
     # a referencing run is never itself the target of a reference
-    third = compare.log_to_mlflow("t", "run-3", blessing, champion, files)
+    third = tracked_run("run-3")
+    compare.log_to_mlflow(third, blessing, champion, files)
     assert (
         mlflow.get_run(third)
         .data.tags["mlpipe.gate.same_as.report.html"]
@@ -257,6 +290,7 @@ def test_an_unchanged_rerun_references_the_earlier_report_instead_of_logging_it(
     )
     # a changed report (here: another challenger's) is logged in full
     gate(models, rows, tmp_path, "good")
-    fourth = compare.log_to_mlflow("t", "run-4", blessing, champion, files)
+    fourth = tracked_run("run-4")
+    compare.log_to_mlflow(fourth, blessing, champion, files)
     assert "gate/report.html" in logged(fourth)
     assert "mlpipe.gate.same_as.report.html" not in mlflow.get_run(fourth).data.tags
