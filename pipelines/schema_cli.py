@@ -28,7 +28,7 @@ def read_data(source: str) -> pd.DataFrame:
     """The rows of a file, glob or folder, read the way ingest reads a `file` source."""
     import pyarrow as pa
 
-    from components.ingest.sources import FORMATS, iter_file
+    from components.ingest.sources.files import FORMATS, iter_file
 
     path = Path(source)
     if path.is_dir():

@@ -6,8 +6,8 @@ found (every drifted feature, decay, anomalies) goes into its one alert.
 
 Delivery: the log first (one JSON document per incident under `<logs dir>/alerts/`:
 outputs/logs/alerts/ locally, the state store's logs/alerts/ on a cluster; always), then the
-webhook (`{"text", "blocks"}`, what Slack's incoming webhooks take) with retries and
-exponential backoff on connection errors, timeouts, 429 and 5xx. A webhook that still fails is
+webhook (`{"text", "blocks"}`, what Slack's incoming webhooks take), retried on connection
+errors, timeouts, 429 and 5xx as `common/retry.py` says. A webhook that still fails is
 recorded in the log entry as `pending` (attempts, the redacted error) and never raises: an alert
 must not fail the pipeline that raised it. The next send (the next alert, or the next monitoring
 run's act task) first resends the pending ones; each resend round is claimed atomically in
@@ -34,7 +34,6 @@ AlertKind = Literal[
 ]
 ALERT_LOG_NAME = "alerts"  # the folder of the alert log under the logs dir
 RESENDS_NAME = "resends"  # under the alert log: one claim per resend round of an alert
-RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RESEND_ROUNDS = 20  # after that many sends a pending alert is given up (`failed`)
 
 
@@ -87,24 +86,20 @@ def post_webhook(
     import requests
 
     from components.common.redact import install_log_filter
+    from components.common.retry import retrying
 
     register_secret(url)
     install_log_filter("urllib3.connectionpool")
 
-    error = ""
-    for attempt in range(1, retries + 2):
-        try:
-            response = requests.post(url, json=payload, timeout=timeout_s)
-            if response.status_code < 300:
-                return {"status": "delivered", "attempts": attempt, "error": None}
-            error = f"HTTP {response.status_code}: {redact_text(response.text[:200])}"
-            if response.status_code not in RETRY_STATUSES:
-                break  # 4xx: a bad URL or payload; retrying cannot help
-        except requests.RequestException as exc:
-            error = f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
-        if attempt <= retries:
-            sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
-    return {"status": "failed", "attempts": attempt, "error": error}
+    policy = retrying(retries + 1, backoff_s, (requests.RequestException,), sleep)
+    try:
+        response = policy(requests.post, url, json=payload, timeout=timeout_s)
+        ok = response.status_code < 300
+        error = None if ok else f"HTTP {response.status_code}: {redact_text(response.text[:200])}"
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+    status = "delivered" if error is None else "failed"
+    return {"status": status, "attempts": policy.statistics["attempt_number"], "error": error}
 
 
 class AlertSink:

@@ -11,8 +11,9 @@ what `kfp.Client` lacks:
   likewise. A 409 on a create (someone else just made it) is answered by finding it;
 - no retry on a create: kfp.Client keeps urllib3's default (3 immediate retries of a failed
   connection, POSTs included; none on 5xx; no timeout). `_Transport` retries GETs on connection
-  errors and 5xx with backoff (`Retry-After` honoured) and never a POST: a create that timed out
-  may have happened, and repeating it would duplicate a run. Every request has a timeout;
+  errors and 5xx as `common/retry.py` says (backoff, `Retry-After` honoured) and never a POST:
+  a create that timed out may have happened, and repeating it would duplicate a run. Every request
+  has a timeout;
 - errors naming the endpoint with the server's message: 400 `KfpInvalid`, 401/403 `KfpAuthError`,
   404 `KfpNotFound`, 409 `KfpAlreadyExists`, 5xx or unreachable `KfpUnavailable`;
 - quiet creates: through the generated service APIs kfp.Client builds (`.runs`,
@@ -55,6 +56,8 @@ from kfp.client import (
     ServiceAccountTokenVolumeCredentials,
 )
 from kfp_server_api import rest
+
+from components.common.retry import retrying
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"})
 
@@ -141,17 +144,15 @@ class _Transport(rest.RESTClientObject):
         kwargs["_request_timeout"] = kwargs.get("_request_timeout") or (owner.timeout_s,) * 2
         endpoint = f"{method} {urllib.parse.urlsplit(url).path}"
         attempts = 1 + (owner.retries if method == "GET" else 0)
-        for attempt in range(attempts):
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except (kfp_server_api.ApiException, urllib3.exceptions.HTTPError) as exc:
-                error = self._error(exc, endpoint)
-                if attempt == attempts - 1 or not isinstance(error, KfpUnavailable):
-                    raise error from exc
-                retry_after = (getattr(exc, "headers", None) or {}).get("Retry-After", "")
-                wait = min(float(retry_after), 60.0) if retry_after.isdigit() else 0.0
-                owner.sleep(wait or owner.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return retrying(attempts, owner.backoff_s, (KfpUnavailable,), owner.sleep)(
+            self._once, endpoint, method, url, *args, **kwargs
+        )
+
+    def _once(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().request(*args, **kwargs)
+        except (kfp_server_api.ApiException, urllib3.exceptions.HTTPError) as exc:
+            raise self._error(exc, endpoint) from exc
 
     def _error(self, exc: Exception, endpoint: str) -> KfpError:
         status = getattr(exc, "status", None) or None  # 0: kfp_server_api's wrapped SSL error

@@ -1,7 +1,7 @@
 """Ingest: read the configured source in chunks, keep the window (and, for incremental loads, the
 rows above the watermark), write one Dataset; never leave a half Dataset behind.
 
-Source types (`data_ingestion.source_type`): `file`, `url`, `sql`, `api` — see sources.py. Rows are
+Source types (`data_ingestion.source_type`): `file`, `url`, `sql`, `api` — see sources/. Rows are
 written chunk by chunk to a temporary Parquet file that is renamed into place only after every
 chunk was read and the blocking checks passed. A failure worth retrying (a lost connection) restarts
 the read from an empty file. The Dataset's metadata carries the dataset version (content digest),
@@ -24,9 +24,9 @@ from components.common import runtime_env, timekeys
 from components.common.artifacts import atomic_path, sha256_file
 from components.common.config import IngestionConfig
 from components.common.errors import DataError, StageError
+from components.common.retry import retrying
 from components.ingest import checks as ingest_checks
-from components.ingest import sources
-from components.ingest.sources import SourceError, TransientSourceError, redact, resolve_files
+from components.ingest.sources import SourceError, TransientSourceError, api, files, redact, sql
 from components.ingest.state import StateStore, open_store
 from components.ingest.writer import DatasetWriter, json_value
 
@@ -34,7 +34,7 @@ STAGE = "ingest"
 URL_ATTEMPTS = 3
 URL_BACKOFF_S = 1.0
 
-__all__ = ["NoNewData", "SourceError", "resolve_files", "run", "source_digest"]
+__all__ = ["NoNewData", "SourceError", "run", "source_digest"]
 
 
 class NoNewData(StageError):
@@ -116,12 +116,12 @@ def source_digest(source: str, ingestion: dict[str, Any] | IngestionConfig | Non
         return f"version:{cfg.dataset_version}"
     location = _location(cfg, source)
     if cfg.source_type == "url":
-        return sources.url_digest(location, cfg)
+        return files.url_digest(location, cfg)
     if cfg.source_type in ("sql", "api"):
         identity = json.dumps([cfg.source_type, redact(location), describe_query(cfg)])
         return "live:" + hashlib.sha256(identity.encode()).hexdigest()
     digest = hashlib.sha256()
-    for file in resolve_files(location):
+    for file in files.resolve_files(location):
         digest.update(file.name.encode())
         with open(file, "rb") as fh:
             while block := fh.read(1 << 20):
@@ -141,26 +141,24 @@ def _batches(
     time_column: str | None,
 ) -> Iterator[pa.Table]:
     if cfg.source_type == "file":
-        return sources.iter_file(location, cfg)
+        return files.iter_file(location, cfg)
     if cfg.source_type == "url":
-        return sources.iter_url(location, cfg)
+        return files.iter_url(location, cfg)
     if cfg.source_type == "sql":
-        return sources.iter_sql(cfg, watermark, window, time_column)  # pushed down
-    return sources.iter_api(cfg, watermark, stats)
+        return sql.iter_sql(cfg, watermark, window, time_column)  # pushed down
+    return api.iter_api(cfg, watermark, stats)
 
 
-def _pinned_batches(store: StateStore, entry: dict[str, Any], batch_size: int):
-    import pyarrow.parquet as pq
+def _pinned_batches(store: StateStore, entry: dict[str, Any], cfg: IngestionConfig):
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    path = entry["data"]
+    name, path = f"dataset version {entry['version']}", entry["data"]
     try:
-        with store.fs.open(path, "rb") as fh:
-            for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_size):
-                yield pa.Table.from_batches([batch])
+        yield from files.read_tables(
+            PyFileSystem(FSSpecHandler(store.fs)), path, "parquet", cfg, name
+        )
     except FileNotFoundError as exc:
-        raise SourceError(
-            f"dataset version {entry['version']}", f"its data is missing from {path}"
-        ) from exc
+        raise SourceError(name, f"its data is missing from {path}") from exc
 
 
 def _attempts(cfg: IngestionConfig) -> tuple[int, float]:
@@ -210,31 +208,14 @@ def run(
 
     attempts, first_wait = (1, 0.0) if pinned else _attempts(cfg)
     stats: dict[str, Any] = {}
-    writer: DatasetWriter | None = None
-    attempt = 0
-    for attempt in range(attempts):
-        stats.clear()
-        try:
-            writer = _write(
-                cfg,
-                output_path,
-                location,
-                window,
-                time_column,
-                wm_from,
-                stats,
-                pinned,
-                store,
-                time_spec,
-            )
-            break
-        except TransientSourceError as exc:
-            if attempt + 1 == attempts:
-                raise TransientSourceError(
-                    shown, f"{_detail(exc, shown)} (gave up after {attempts} attempts)"
-                ) from exc
-            sleep(sources.backoff(attempt, first_wait))
-    assert writer is not None
+    policy = retrying(attempts, first_wait, (TransientSourceError,), sleep)
+    args = (cfg, output_path, location, window, time_column, wm_from, stats, pinned, store)
+    try:
+        writer = policy(_write, *args, time_spec)
+    except TransientSourceError as exc:
+        raise TransientSourceError(
+            shown, f"{_detail(exc, shown)} (gave up after {attempts} attempts)"
+        ) from exc
 
     meta = {
         "rows": writer.rows,
@@ -251,7 +232,7 @@ def run(
         "window": window,
         "pinned_version": pinned["version"] if pinned else None,
         "incremental": inc is not None,
-        "read": {"chunks": writer.chunks, "attempts": attempt + 1, **stats},
+        "read": {"chunks": writer.chunks, "attempts": policy.statistics["attempt_number"], **stats},
         **writer.check_result,
     }
     if inc:
@@ -283,6 +264,7 @@ def _write(
     time_spec: dict[str, Any] | None = None,
 ) -> DatasetWriter:
     """One full pass: every chunk into a temporary file, checks, then the rename."""
+    stats.clear()  # a retried pass counts afresh
     inc = cfg.incremental
     shown = redact(location)
     with atomic_path(output_path, ".parquet") as tmp:
@@ -299,7 +281,7 @@ def _write(
         try:
             if pinned:
                 assert store is not None
-                chunks = _pinned_batches(store, pinned, cfg.batch_size)
+                chunks = _pinned_batches(store, pinned, cfg)
             else:
                 # a timestamp window is not pushed down to SQL (the database's own time types
                 # and zones would decide): the writer applies it

@@ -3,6 +3,7 @@ completeness checks, and the config's refusal of inline credentials (local files
 
 from __future__ import annotations
 
+import os
 import time
 
 import pandas as pd
@@ -142,6 +143,9 @@ def test_catalogue_and_pinning_a_dataset_version(tmp_path, sample_data, state):
     assert again["pinned_version"] == meta["version"] and again["version"] == meta["version"]
     with pytest.raises(StateError, match="'ffffffff' is not in the catalogue"):
         load(tmp_path, {**base, "dataset_version": "ffffffff"}, "q")
+    os.remove(state.entries()[0]["data"])  # the stored copy is lost: the pin fails, named
+    with pytest.raises(DataError, match=rf"dataset version {meta['version']}: its data is missing"):
+        load(tmp_path, pinned, "gone")
 
 
 def test_freshness_and_completeness_are_metrics_and_anomalies(tmp_path, sample_data, state):
