@@ -103,7 +103,6 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
         experiment: str = p["experiment"],
         tracking_uri: str = "",
         registered_model: str = p["registered_model"],
-        approval_required: bool = cfg.deployment.approval_required,
         deployment: dict = p["deployment"],
         monitoring: dict = p["monitoring"],
     ) -> TrainingOutputs:
@@ -208,7 +207,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 data_digest=source_digest,
                 lineage={"config_hash": config_hash, "code_version": package_version()},
-                approval_required=approval_required,
+                deployment=deployment,
                 tracking_uri=tracking_uri,
                 data=ingest_task.outputs["data"],
                 logged_model=track_task.outputs["logged_model"],
