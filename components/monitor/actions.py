@@ -122,40 +122,25 @@ def act(
     return out
 
 
-def retrain_windows(
-    window: dict[str, int] | None,
-    split: dict[str, Any],
-    newest: Any,
-    window_years: int | None,
-) -> dict[str, Any]:
-    """The retraining run's windows: ingestion ends at the batch's newest time value; the split
-    trains on everything before it and tests on it — the new period is the gate's test set,
-    scored by both the champion and the challenger (neither trained on it). {} when the split
-    is not by time or the batch has no time values. Keys are config paths."""
-    if newest is None or split.get("method", "time") != "time":
-        return {}
+def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
+    """Config overrides of a retraining run (+ a local run's `source`): ingestion ends at the
+    batch's newest time value; the split trains on everything before it and tests on it — the
+    new period is the gate's test set, scored by both the champion and the challenger (neither
+    trained on it). No windows when the split is not by time or the batch has no time values."""
+    cfg = settings.pipeline
+    split, window = cfg.feature_engineering.split, cfg.data_ingestion.window
+    overrides: dict[str, Any] = {"data_ingestion.source_url": source} if source else {}
+    if newest is None or split.method != "time":
+        return overrides
     newest = int(newest)
-    start = int(window["start"]) if window else int(split["train_window"][0])
-    if window_years:
-        start = max(start, newest - window_years)
-    return {
+    start = int(window.start) if window else int(split.train_window[0])
+    if cfg.monitoring.retrain_window_years:
+        start = max(start, newest - cfg.monitoring.retrain_window_years)
+    return overrides | {
         "data_ingestion.window": {"start": start, "end": newest},
         "feature_engineering.split.train_window": [start, newest - 1],
         "feature_engineering.split.test_window": [newest, newest],
     }
-
-
-def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
-    """Config overrides of a retraining run: `retrain_windows` (+ a local run's source)."""
-    cfg = settings.pipeline
-    window = cfg.data_ingestion.window
-    overrides: dict[str, Any] = {"data_ingestion.source_url": source} if source else {}
-    return overrides | retrain_windows(
-        window.model_dump() if window else None,
-        cfg.feature_engineering.split.model_dump(mode="json"),
-        newest,
-        cfg.monitoring.retrain_window_years,
-    )
 
 
 def retraining_parameters(retraining: dict[str, Any], newest: Any) -> dict[str, Any]:
