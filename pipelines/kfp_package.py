@@ -3,7 +3,8 @@
 `PIPELINES` maps a CLI name (training, monitoring) to the function that builds the pipeline
 from the settings. `compile_package` compiles one to the YAML KFP uploads;
 `parse_params` turns `--param key=value` pairs into values of the types the spec declares, and
-refuses an unknown name or a wrong type before anything is sent to a server.
+refuses an unknown name, a wrong type or a parameter derived from the config (`--set` changes
+those: components/common/pipeline_params.py) before anything is sent to a server.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from components.common.config import ConfigError, Settings
+from components.common.pipeline_params import monitoring_parameters, training_parameters
 
 
 def _training(settings: Settings) -> Any:
@@ -37,6 +39,11 @@ PIPELINES: dict[str, Callable[[Settings], Any]] = {
     "training": _training,
     "monitoring": _monitoring,
 }
+# each pipeline's parameters whose values come from the config
+CONFIG_PARAMETERS: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    "training": training_parameters,
+    "monitoring": monitoring_parameters,
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Package:
     yaml_bytes: bytes
     spec: dict[str, Any]
     platform: dict[str, Any]
+    from_config: frozenset[str] = frozenset()  # parameters derived from the config it compiled
 
     @property
     def name(self) -> str:
@@ -83,14 +91,14 @@ def compile_package(settings: Settings, pipeline: str = "training") -> Package:
         path = Path(tmp) / "pipeline.yaml"
         compiler.Compiler().compile(PIPELINES[pipeline](settings), str(path))
         data = path.read_bytes()
-    return load_package(data)
+    return load_package(data, frozenset(CONFIG_PARAMETERS[pipeline](settings)))
 
 
-def load_package(data: bytes) -> Package:
+def load_package(data: bytes, from_config: frozenset[str] = frozenset()) -> Package:
     """A package from compiled YAML (ours, or a file `mlpipe compile` wrote)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs = [d for d in yaml.load_all(data, Loader=loader) if d]
-    return Package(data, docs[0], docs[1] if len(docs) > 1 else {})
+    return Package(data, docs[0], docs[1] if len(docs) > 1 else {}, from_config)
 
 
 def _coerce(name: str, kind: str, text: str) -> Any:
@@ -115,18 +123,26 @@ def _coerce(name: str, kind: str, text: str) -> Any:
 
 def parse_params(package: Package, pairs: list[str]) -> dict[str, Any]:
     """`--param key=value` pairs as typed values for the package's parameters (YAML syntax for
-    numbers, booleans, lists and dicts; strings as typed)."""
+    numbers, booleans, lists and dicts; strings as typed). One derived from the config is
+    refused: set alone it would disagree with the config the run records (`config_hash`)."""
     declared = package.parameters
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--param {pair!r}: expected key=value, e.g. seed=7")
+            raise ConfigError(
+                f"--param {pair!r}: expected key=value, e.g. tracking_uri=http://mlflow:5000"
+            )
         if key not in declared:
             raise ConfigError(
                 f"--param {key}: {package.name} has no parameter {key!r} "
                 f"(parameters: {', '.join(sorted(declared))})"
+            )
+        if key in package.from_config:
+            raise ConfigError(
+                f"--param {key}: comes from the config; change the config with --set KEY=VALUE "
+                "(validated, and every parameter derived from it)"
             )
         values[key] = _coerce(key, declared[key].get("parameterType", ""), text)
     return values

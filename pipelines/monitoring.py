@@ -11,12 +11,14 @@ On a cluster a `retrain` decision starts a run of the training pipeline version 
 uploading the training pipeline compiled from the same config.
 """
 
+from pathlib import Path
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from components.common.config import Settings
+from components.common.pipeline_params import monitoring_parameters
 from components.monitor.component import (
     act,
     assess,
@@ -56,18 +58,19 @@ DESCRIPTION = (
 
 
 def retraining_defaults(settings: Settings) -> dict:
-    """The `retraining` parameter without the training pipeline's ids (the CLI adds them)."""
+    """The `retraining` parameter without the training pipeline's ids (the CLI adds them): the
+    settings travel whole, so the act task derives every parameter of the retraining run from
+    them with the new windows (components/monitor/actions.py)."""
     cfg = settings.pipeline
+    # the files' names, not this machine's paths: they only label error messages
+    names = {k: Path(getattr(settings, k)).name for k in ("pipeline_path", "schema_path")}
     return {
         "pipeline_id": "",
         "version_id": "",
         "experiment": cfg.project.experiment,
         "service_account": cfg.runtime.service_account,
-        "ingestion": cfg.data_ingestion.model_dump(
-            mode="json", exclude_none=True, exclude={"schedule"}
-        ),
-        "feature_engineering": cfg.feature_engineering.model_dump(mode="json", exclude_none=True),
-        "window_years": cfg.monitoring.retrain_window_years or 0,  # 0: keep the start
+        # JSON, not a dict: KFP structs hold only floats (see pipeline_params.training_json)
+        "settings": settings.model_copy(update=names).model_dump_json(by_alias=True),
     }
 
 
@@ -76,10 +79,7 @@ def build_monitoring_pipeline(
 ):
     cfg = settings.pipeline
     retries = cfg.runtime.cluster_retries if retries is None else retries
-    d_schema = settings.schema_.model_dump(mode="json", exclude_none=True)
-    # the webhook URL comes from a Secret (or the CLI's environment), never from a parameter
-    d_monitoring = cfg.monitoring.model_dump(mode="json", exclude_none=True)
-    d_cost = cfg.evaluation.cost.model_dump(mode="json")
+    p = monitoring_parameters(settings)
     d_retraining = retraining_defaults(settings)
 
     def _configure(task: dsl.PipelineTask, stage: str, display: str) -> None:
@@ -100,10 +100,10 @@ def build_monitoring_pipeline(
         labels: str = "",
         labels_column: str = "",
         source_digest: str = "",
-        data_schema: dict = d_schema,
-        monitoring: dict = d_monitoring,
-        cost: dict = d_cost,
-        registered_model: str = cfg.project.registered_model,
+        data_schema: dict = p["data_schema"],
+        monitoring: dict = p["monitoring"],
+        cost: dict = p["cost"],
+        registered_model: str = p["registered_model"],
         tracking_uri: str = "",
         retrain_mode: str = "kfp",
         retraining: dict = d_retraining,

@@ -19,7 +19,7 @@ from typing import Any
 
 from components.common.alerts import Alert, AlertSink, failure_alert
 from components.common.artifacts import read_json, sha256_file
-from components.common.config import REPO_ROOT, PipelineConfig, Settings, apply_overrides
+from components.common.config import REPO_ROOT, Settings, override_settings
 from components.common.runtime_env import LOGS_ENV, temporary_environ
 from components.monitor.actions import TriggerStore, retrain_overrides
 from pipelines.kfp_local_internals import info_logging
@@ -56,13 +56,6 @@ class MonitoringRun:
     @property
     def decision(self) -> str:
         return (self.result.get("decision") or {}).get("decision", "unknown")
-
-
-def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
-    """The same settings with dotted-key overrides applied (and validated again)."""
-    data = settings.pipeline.model_dump(mode="json")
-    apply_overrides(data, overrides)
-    return settings.model_copy(update={"pipeline": PipelineConfig.model_validate(data)})
 
 
 def retrain_source(
@@ -270,7 +263,7 @@ def _retrain(
         file=screen,
         flush=True,
     )
-    result = run_local(with_overrides(settings, overrides), out, tfdv_python, verbose, screen)
+    result = run_local(override_settings(settings, overrides), out, tfdv_python, verbose, screen)
     status = "succeeded" if result.ok else "failed"
     TriggerStore().update(
         key,

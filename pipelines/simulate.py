@@ -32,14 +32,14 @@ import pandas as pd
 
 from components.common import registry
 from components.common.alerts import AlertSink
-from components.common.config import Settings
+from components.common.config import Settings, override_settings
 from components.common.mlflow_utils import default_tracking_uri
 from components.common.runtime_env import STATE_ENV
 from components.deploy import deploy
 from components.monitor.monitor import top_drift
 from components.monitor.shift import shift_batch
 from pipelines.local_run import run_local
-from pipelines.monitoring_run import run_monitoring_local, with_overrides
+from pipelines.monitoring_run import run_monitoring_local
 
 YEARS = (2016, 2017, 2018)
 FAST_TRAINING = {
@@ -230,7 +230,7 @@ def simulate(
     source = prepare_data(settings.resolve_source(), out, sample)
     overrides = {**(FAST_TRAINING if fast_training else {}), **SIM_ROLLOUT}
     overrides["data_ingestion.source_url"] = str(source)
-    s = with_overrides(settings, overrides)
+    s = override_settings(settings, overrides)
     schema = s.schema_
     name = s.pipeline.project.registered_model
     features = schema.feature_names

@@ -8,11 +8,12 @@ Both compile the pipeline with the given config (as `mlpipe compile` does), uplo
 pipeline named like the pipeline with a version named by the package's content (so re-submitting
 unchanged code and config reuses the version), and find or create the experiment (default: the
 config's `project.experiment`). `--param` values are checked against the pipeline's parameters
-before any request. Connection: `--host` / `KFP_HOST`, `--token` / `KFP_TOKEN` or `--token-file` /
-`KFP_TOKEN_FILE` (in a pod: the KFP service-account token), `--namespace` / `KFP_NAMESPACE`,
-`--ui-url` / `KFP_UI_URL` for printed links (default: the host). Runs and recurring runs run as
-the Kubernetes service account `--service-account`, default the config's
-`runtime.service_account` (the `mlpipe-pipeline` ServiceAccount the manifests create).
+before any request; those derived from the config are refused (change them with `--set`).
+Connection: `--host` / `KFP_HOST`, `--token` / `KFP_TOKEN` or `--token-file` / `KFP_TOKEN_FILE`
+(in a pod: the KFP service-account token), `--namespace` / `KFP_NAMESPACE`, `--ui-url` /
+`KFP_UI_URL` for printed links (default: the host). Runs and recurring runs run as the Kubernetes
+service account `--service-account`, default the config's `runtime.service_account` (the
+`mlpipe-pipeline` ServiceAccount the manifests create).
 
 Both compile with the cluster profile (`--profile`, default `cluster`: config/profiles/
 cluster.yaml), so the pipeline reads and writes the cluster's services. `--pipeline monitoring`

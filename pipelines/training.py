@@ -1,22 +1,22 @@
 """The training pipeline: ingest → validate → features → [tune → train] per algorithm → select →
 evaluate → track → gate (vs the champion) → (blessed) register → deploy (rollout, then champion).
 
-`build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults,
-so `mlpipe compile` and `mlpipe run` use one definition. Every task gets a display name, CPU and
-memory requests and limits, a retry policy, an explicit caching choice, its stage's code version
-and what it needs on a cluster (`pipelines/platform.py`). The compiled pipeline wraps its tasks in
-an exit handler that alerts on failure; `mlpipe run` builds it without (`exit_handler=False`):
-KFP allows pipeline outputs only outside an ExitHandler, and the local runner reads the outputs
-and sends the same failure alert itself.
+`build_pipeline(settings)` returns the KFP pipeline with the config's values as parameter defaults
+(components/common/pipeline_params.py), so `mlpipe compile` and `mlpipe run` use one definition.
+Every task gets a display name, CPU and memory requests and limits, a retry policy, an explicit
+caching choice, its stage's code version and what it needs on a cluster (`pipelines/platform.py`).
+The compiled pipeline wraps its tasks in an exit handler that alerts on failure; `mlpipe run`
+builds it without (`exit_handler=False`): KFP allows pipeline outputs only outside an
+ExitHandler, and the local runner reads the outputs and sends the same failure alert itself.
 """
 
-import json
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
 from components.common.config import Settings
+from components.common.pipeline_params import training_parameters
 from components.deploy.component import deploy
 from components.evaluate.component import evaluate, gate
 from components.features.component import features
@@ -77,24 +77,8 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
     cfg = settings.pipeline
     schema = settings.schema_
     retries = cfg.runtime.cluster_retries if retries is None else retries
-    # parameter defaults: the config's values (computed here: KFP reads the signature's defaults)
-    # the schedule says when to run, not what: keep it out of ingest's cache key
-    d_ingestion = cfg.data_ingestion.model_dump(
-        mode="json", exclude_none=True, exclude={"schedule"}
-    )
-    d_schema = schema.model_dump(mode="json", exclude_none=True)
-    d_features = cfg.feature_engineering.model_dump(mode="json", exclude_none=True)
-    # JSON, not a dict parameter: KFP structs hold only floats (400 -> 400.0) and estimators tell
-    # 1 from 1.0 (e.g. max_features)
-    d_training = json.dumps(cfg.model_training.model_dump(mode="json"), sort_keys=True)
-    d_algorithms = list(cfg.model_training.algorithms)
-    d_evaluation = cfg.evaluation.model_dump(mode="json", exclude_none=True)
-    d_deployment = cfg.deployment.model_dump(mode="json", exclude_none=True)
-    # logged as MLflow params (the config holds no webhook URL: it is refused at load)
-    d_config = cfg.model_dump(mode="json", exclude_none=True)
-    d_config_hash = settings.digest()
-    # the alert settings; the webhook URL itself comes from a Secret, never from a parameter
-    d_monitoring = cfg.monitoring.model_dump(mode="json", exclude_none=True)
+    # parameter defaults: the config's values (KFP reads the signature's defaults)
+    p = training_parameters(settings)
 
     def _configure(
         task: dsl.PipelineTask, stage: str, display: str, code: str | None = None
@@ -105,23 +89,22 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
         )
 
     def training_pipeline(
-        source: str = cfg.data_ingestion.source_url,
+        source: str = p["source"],
         source_digest: str = "",
-        ingestion: dict = d_ingestion,
-        data_schema: dict = d_schema,
-        feature_engineering: dict = d_features,
-        algorithms: list = d_algorithms,
-        training_json: str = d_training,
-        seed: int = cfg.model_training.seed,
-        evaluation_cfg: dict = d_evaluation,
-        config: dict = d_config,
-        config_hash: str = d_config_hash,
-        experiment: str = cfg.project.experiment,
+        ingestion: dict = p["ingestion"],
+        data_schema: dict = p["data_schema"],
+        feature_engineering: dict = p["feature_engineering"],
+        algorithms: list = p["algorithms"],
+        training_json: str = p["training_json"],
+        seed: int = p["seed"],
+        evaluation_cfg: dict = p["evaluation_cfg"],
+        config: dict = p["config"],
+        config_hash: str = p["config_hash"],
+        experiment: str = p["experiment"],
         tracking_uri: str = "",
-        registered_model: str = cfg.project.registered_model,
-        approval_required: bool = cfg.deployment.approval_required,
-        deployment: dict = d_deployment,
-        monitoring: dict = d_monitoring,
+        registered_model: str = p["registered_model"],
+        deployment: dict = p["deployment"],
+        monitoring: dict = p["monitoring"],
     ) -> TrainingOutputs:
         ingest_task = ingest(
             source=source,
@@ -224,7 +207,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 data_digest=source_digest,
                 lineage={"config_hash": config_hash, "code_version": package_version()},
-                approval_required=approval_required,
+                deployment=deployment,
                 tracking_uri=tracking_uri,
                 data=ingest_task.outputs["data"],
                 logged_model=track_task.outputs["logged_model"],

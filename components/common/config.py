@@ -220,7 +220,14 @@ def load_pipeline_config(
     data = _read_yaml(path)
     if profile is not None:
         data = _merge(data, _read_yaml(profile_path(profile)))
-    apply_overrides(data, overrides or {})
+    return _overridden(data, overrides, path)
+
+
+def _overridden(data: dict[str, Any], overrides: dict[str, Any] | None, path: Path) -> Any:
+    """The raw config `data` with `overrides` set in place, validated; a problem names where its
+    value came from."""
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -245,13 +252,32 @@ def load_settings(
     profile: str | Path | None = None,
 ) -> Settings:
     pipeline = load_pipeline_config(config_path, overrides, profile)
-    schema = load_data_schema(schema_path)
-    _check_feature_references(pipeline, schema, Path(config_path), overrides)
-    _check_time_windows(pipeline, schema, Path(config_path), overrides)
+    return _checked(pipeline, load_data_schema(schema_path), overrides, config_path, schema_path)
+
+
+def override_settings(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """`settings` with dotted-key `overrides` (`model_training.seed`) applied, checked exactly as
+    `load_settings` checks a config file and its `--set` flags (the same errors, an override's
+    blamed on it): monitoring's retraining and simulate change a config only through here."""
+    path = Path(settings.pipeline_path)
+    pipeline = _overridden(settings.pipeline.model_dump(mode="json"), overrides, path)
+    return _checked(pipeline, settings.schema_, overrides, path, settings.schema_path)
+
+
+def _checked(
+    pipeline: PipelineConfig,
+    schema: DataSchema,
+    overrides: dict[str, Any] | None,
+    path: str | Path,
+    schema_path: str | Path,
+) -> Settings:
+    """The checks across the config and the schema, then the Settings."""
+    _check_feature_references(pipeline, schema, Path(path), overrides)
+    _check_time_windows(pipeline, schema, Path(path), overrides)
     return Settings(
         pipeline=pipeline,
         schema=schema,
-        pipeline_path=str(Path(config_path).resolve()),
+        pipeline_path=str(Path(path).resolve()),
         schema_path=str(Path(schema_path).resolve()),
     )
 
@@ -326,13 +352,6 @@ def _check_time_windows(
             )
     if problems:
         raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
-
-
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """Set each dotted key of `overrides` (`model_training.seed`) in the raw config `data`, in
-    place; validating the result is the caller's step."""
-    for dotted, value in overrides.items():
-        _set_dotted(data, dotted, value)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

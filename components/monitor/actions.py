@@ -5,9 +5,10 @@ The trigger is claimed in the state store (`runtime_env.state_dir`: outputs/stat
 object store on a cluster), one document per batch digest created atomically (`KeyedStore`), so
 two monitoring runs of the same batch cannot both claim it. Who then runs the training pipeline
 depends on where we are: locally the CLI runs it with `run_local` once the monitoring pipeline
-returned (`retrain_overrides` gives the window); on a cluster the act task creates a KFP run of
-the training pipeline version that `mlpipe submit`/`schedule` uploaded beside the monitoring
-pipeline (its ids arrive in the `retraining` parameter: nothing is compiled in the pod).
+returned; on a cluster the act task creates a KFP run of the training pipeline version that
+`mlpipe submit`/`schedule` uploaded beside the monitoring pipeline (its ids and the settings
+arrive in the `retraining` parameter: nothing is compiled in the pod). Both change the settings
+with `retrain_overrides` through `config.override_settings` (the checks of `--set`).
 """
 
 from __future__ import annotations
@@ -121,72 +122,52 @@ def act(
     return out
 
 
-def retrain_windows(
-    window: dict[str, int] | None,
-    split: dict[str, Any],
-    newest: Any,
-    window_years: int | None,
-) -> dict[str, Any]:
-    """The retraining run's windows: ingestion ends at the batch's newest time value; the split
-    trains on everything before it and tests on it — the new period is the gate's test set,
-    scored by both the champion and the challenger (neither trained on it). {} when the split
-    is not by time or the batch has no time values. Keys are config paths."""
-    if newest is None or split.get("method", "time") != "time":
-        return {}
+def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
+    """Config overrides of a retraining run (+ a local run's `source`): ingestion ends at the
+    batch's newest time value; the split trains on everything before it and tests on it — the
+    new period is the gate's test set, scored by both the champion and the challenger (neither
+    trained on it). No windows when the split is not by time or the batch has no time values."""
+    cfg = settings.pipeline
+    split, window = cfg.feature_engineering.split, cfg.data_ingestion.window
+    overrides: dict[str, Any] = {"data_ingestion.source_url": source} if source else {}
+    if newest is None or split.method != "time":
+        return overrides
     newest = int(newest)
-    start = int(window["start"]) if window else int(split["train_window"][0])
-    if window_years:
-        start = max(start, newest - window_years)
-    return {
+    start = int(window.start) if window else int(split.train_window[0])
+    if cfg.monitoring.retrain_window_years:
+        start = max(start, newest - cfg.monitoring.retrain_window_years)
+    return overrides | {
         "data_ingestion.window": {"start": start, "end": newest},
         "feature_engineering.split.train_window": [start, newest - 1],
         "feature_engineering.split.test_window": [newest, newest],
     }
 
 
-def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> dict[str, Any]:
-    """Config overrides of a local retraining run: `retrain_windows` (+ the source)."""
-    cfg = settings.pipeline
-    window = cfg.data_ingestion.window
-    overrides: dict[str, Any] = {"data_ingestion.source_url": source} if source else {}
-    return overrides | retrain_windows(
-        window.model_dump() if window else None,
-        cfg.feature_engineering.split.model_dump(mode="json"),
-        newest,
-        cfg.monitoring.retrain_window_years,
-    )
-
-
 def retraining_parameters(retraining: dict[str, Any], newest: Any) -> dict[str, Any]:
-    """The training pipeline's parameters for a retraining run on a cluster: its `ingestion`
-    and `feature_engineering` sections (as submitted, from `retraining`) with the new windows."""
-    ingestion = dict(retraining.get("ingestion") or {})
-    features = dict(retraining.get("feature_engineering") or {})
-    split = dict(features.get("split") or {})
-    windows = retrain_windows(
-        ingestion.get("window"), split, newest, retraining.get("window_years")
-    )
-    if not windows:
-        return {}
-    ingestion["window"] = windows["data_ingestion.window"]
-    split["train_window"] = windows["feature_engineering.split.train_window"]
-    split["test_window"] = windows["feature_engineering.split.test_window"]
-    return {"ingestion": ingestion, "feature_engineering": {**features, "split": split}}
+    """The training pipeline's parameters for a retraining run on a cluster: derived, like the
+    compiled defaults, from the submitted settings (in `retraining`) with the new windows; so
+    the run's `config` and `config_hash` are those of the windows it trains on."""
+    from components.common.config import Settings, override_settings
+    from components.common.pipeline_params import training_parameters
+
+    settings = Settings.model_validate_json(retraining["settings"])
+    return training_parameters(override_settings(settings, retrain_overrides(settings, newest)))
 
 
 def start_retraining_on_kfp(result: dict[str, Any], retraining: dict[str, Any]) -> dict[str, Any]:
     """In a cluster's act task: create a KFP run of the training pipeline version named in
-    `retraining` (uploaded by `mlpipe submit`/`schedule`) with the new windows. Connection from
+    `retraining` (uploaded by `mlpipe submit`/`schedule`) with the new windows (a window that no
+    longer passes the config's checks fails the task). Connection from
     the pod's environment (KFP_HOST, the in-cluster token: `KfpClient.from_env`)."""
     from components.common.kfp_client import KfpClient
 
-    if not retraining.get("pipeline_id") or not retraining.get("version_id"):
+    if not all(retraining.get(k) for k in ("pipeline_id", "version_id", "settings")):
         raise StageError(
             STAGE,
             "retraining on the cluster needs the training pipeline's version: submit or schedule "
             "the monitoring pipeline with `mlpipe submit|schedule --pipeline monitoring` (it "
             "uploads the training pipeline and passes its ids), or pass the `retraining` "
-            "parameter with pipeline_id and version_id",
+            "parameter with pipeline_id, version_id and settings",
             subject="retraining",
         )
     key = result["batch_digest"]

@@ -166,9 +166,9 @@ def act(
             (create a KFP run of the training pipeline from here; KFP_HOST etc. from the pod)
             or `none` (decide and alert only).
         retraining: For `kfp`: the training pipeline's `pipeline_id` and `version_id` (uploaded
-            by `mlpipe submit|schedule`), `experiment`, `service_account`, and its submitted
-            `ingestion` / `feature_engineering` sections and `window_years`, from which the
-            retraining run's windows are computed.
+            by `mlpipe submit|schedule`), `experiment`, `service_account`, and the submitted
+            `settings` (JSON), from which the retraining run's windows and every parameter are
+            derived.
         actions: Output JSON: alert status, webhook delivery, retraining trigger status.
     """
     from components.common.alerts import AlertSink

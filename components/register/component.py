@@ -12,7 +12,7 @@ def register(
     pipeline_run: str,
     data_digest: str,
     lineage: dict,
-    approval_required: bool,
+    deployment: dict,
     tracking_uri: str,
     data: Input[Dataset],
     logged_model: Input[Artifact],
@@ -28,7 +28,8 @@ def register(
         pipeline_run: The KFP run's name (lineage tag).
         data_digest: The CLI's digest of the source (lineage tag; "" when it could not read it).
         lineage: More lineage tags: config hash, code version.
-        approval_required: Mark the version as awaiting `mlpipe approve` / `reject`.
+        deployment: The `deployment` config section: `approval_required` marks the version as
+            awaiting `mlpipe approve` / `reject`.
         tracking_uri: MLflow tracking URI; "" = MLFLOW_TRACKING_URI (required on a cluster).
         data: The ingested Dataset: its metadata names the data version (content digest) and the
             source it was read from (lineage tags); its rows are not read.
@@ -63,7 +64,7 @@ def register(
                 "pipeline_run": pipeline_run,
                 "data_digest": data_digest,
             },
-            approval_required=approval_required,
+            approval_required=bool(deployment.get("approval_required")),
             model_id=logged_model.metadata.get("model_id"),
             model_manifest=logged_model.metadata.get("model_manifest"),
         )

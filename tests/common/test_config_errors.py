@@ -12,6 +12,8 @@ from components.common.config import (
     ConfigError,
     load_data_schema,
     load_pipeline_config,
+    load_settings,
+    override_settings,
 )
 
 
@@ -200,3 +202,23 @@ def test_a_bad_config_file_is_still_blamed_when_a_set_flag_is_valid(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_pipeline_config(path, overrides={"model_training.max_trials": 3})
     assert _lines(error, path) == ["model_training.seed: got 'abc'; allowed: an integer"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"evaluation.slices.features": ["NOPE"]},  # the schema's features
+        {"evaluation.slices.buckets": {"SEX": [1.5]}},  # only numeric ones
+        {"data_ingestion.window": {"start": "2015-01-01", "end": "2016-01-01"}},  # time kind
+        {"model_training.seed": "abc"},  # the model itself
+    ],
+)
+def test_overriding_settings_checks_what_loading_them_checks(settings, overrides):
+    """Monitoring's retraining and simulate change loaded settings: the same checks as `--set`,
+    the same message, the override blamed."""
+    with pytest.raises(ConfigError) as loading:
+        load_settings(overrides=overrides)
+    with pytest.raises(ConfigError) as overriding:
+        override_settings(settings, overrides)
+    assert str(overriding.value) == str(loading.value)
+    assert str(overriding.value).startswith(f"--set {next(iter(overrides))}: ")

@@ -4,10 +4,14 @@ server, which holds every request to the KFP v2beta1 swagger."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
 import pipelines.submit_cli as submit_cli
+from components.common.config import override_settings
+from components.monitor.actions import retrain_overrides
 from pipelines.cli import main
 from pipelines.kfp_package import PIPELINES, compile_package
 from tests.support.kfp_standin import KfpStandin
@@ -117,16 +121,25 @@ def test_schedule_monitoring_from_the_ingestion_cron(capsys):
         assert retraining["version_id"] == training_version["pipeline_version_id"]
         assert retraining["pipeline_id"] == names["mlpipe-training"]["pipeline_id"]
         assert retraining["service_account"] == "mlpipe-pipeline"
-        assert retraining["ingestion"]["source_url"].startswith("s3://")  # the cluster profile
+        submitted = json.loads(retraining["settings"])  # whole, as JSON: ints stay ints
+        assert submitted["pipeline"]["data_ingestion"]["source_url"].startswith("s3://")
+        assert submitted["pipeline_path"] == "pipeline_config.yaml"  # no path of this machine
     assert "recurring run mlpipe-monitoring-schedule" in capsys.readouterr().out
 
 
-def test_schedule_refuses_an_unknown_monitoring_param(capsys):
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("seed=7", "has no parameter 'seed'"),
+        ("monitoring={}", "--param monitoring: comes from the config"),  # --set monitoring.*
+    ],
+)
+def test_schedule_refuses_an_unknown_or_config_monitoring_param(capsys, param, message):
     with KfpStandin() as standin:
         args = ["schedule", "--pipeline", "monitoring", "--host", standin.url]
-        code = main([*args, "--cron", "0 6 * * *", "--param", "seed=7"])
+        code = main([*args, "--cron", "0 6 * * *", "--param", param])
         assert code == 2 and not standin.requests
-    assert "has no parameter 'seed'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
@@ -155,8 +168,25 @@ def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
     assert params["ingestion"]["window"] == {"start": 2015, "end": 2017}
     split = params["feature_engineering"]["split"]
     assert (split["train_window"], split["test_window"]) == ([2015, 2016], [2017, 2017])
+    # the run records the config it trains on: the windows are in `config` and its hash
+    assert params["config"]["data_ingestion"]["window"] == {"start": 2015, "end": 2017}
+    assert params["config"]["feature_engineering"]["split"] == split
+    windows = retrain_overrides(settings, 2017)
+    assert params["config_hash"] == override_settings(settings, windows).digest()
+    assert params["config_hash"] != settings.digest()
     (trigger,) = TriggerStore().entries()
     assert trigger["status"] == "started" and trigger["run_id"] == out["run_id"]
+
+
+def test_a_retraining_window_the_config_refuses_starts_no_run(settings):
+    """A batch older than the training window's start: the window would end before it starts.
+    The act task checks the changed config as `--set` does, before any request."""
+    from components.common.config import ConfigError
+    from components.monitor.actions import retraining_parameters
+    from pipelines.monitoring import retraining_defaults
+
+    with pytest.raises(ConfigError, match="--set data_ingestion.window: "):
+        retraining_parameters(retraining_defaults(settings), 2014)
 
 
 def test_cluster_retraining_without_the_training_version_says_how_to_get_it(settings):

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from components.common.alerts import AlertSink
+from components.common.config import override_settings
 from components.common.mlflow_utils import default_tracking_uri
 from components.monitor.actions import TriggerStore
 from components.monitor.shift import flip_labels, shift_batch
 from pipelines.local_run import run_local
-from pipelines.monitoring_run import run_monitoring_local, with_overrides
+from pipelines.monitoring_run import run_monitoring_local
 from tests.conftest import needs_tfdv
 from tests.support.mlflow_env import use_tracking_uri
 from tests.support.webhook import Receiver
@@ -55,7 +56,7 @@ def work(tmp_path_factory, full_data, settings):
     for name, df in batches.items():
         df.to_parquet(root / f"{name}.parquet")
     out = root / "outputs"
-    s = with_overrides(settings, {**FAST, "data_ingestion.source_url": str(source)})
+    s = override_settings(settings, {**FAST, "data_ingestion.source_url": str(source)})
     # the module's store and state for every test; all of it (MLflow's global URI too) is put
     # back at the module's end
     with pytest.MonkeyPatch.context() as patch:

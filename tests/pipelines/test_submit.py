@@ -45,7 +45,7 @@ def package(settings):
 
 def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
     code = main(
-        ["submit", "--host", standin.url, "--param", "seed=7", "--param",
+        ["submit", "--host", standin.url, "--set", "model_training.seed=7", "--param",
          "tracking_uri=http://mlflow.mlflow:5000", "--run-name", "try-1", "--wait", "--poll", "0"]
     )  # fmt: skip
     captured = capsys.readouterr()
@@ -59,7 +59,12 @@ def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
     assert out.endswith(f"run {run_id} finished: SUCCEEDED\n")
     body = standin.calls("RunService_CreateRun")[0].body
     params = body["runtime_config"]["parameters"]
-    assert params["seed"] == 7 and params["tracking_uri"] == "http://mlflow.mlflow:5000"
+    assert params["tracking_uri"] == "http://mlflow.mlflow:5000"
+    # --set changed the config: the compiled defaults (seed, config, hash) all follow it
+    version = standin.versions[body["pipeline_version_reference"]["pipeline_version_id"]]
+    defaults = version["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
+    assert "seed" not in params and defaults["seed"]["defaultValue"] == 7
+    assert defaults["config"]["defaultValue"]["model_training"]["seed"] == 7
     # the cluster profile reads s3://..., which this machine cannot reach: no digest, said so
     assert params["source_digest"] == ""
     assert "cannot compute the data digest here" in captured.err
@@ -97,9 +102,11 @@ def test_a_config_change_is_a_new_version(standin):
     ("param", "message"),
     [
         ("sed=7", "mlpipe-training has no parameter 'sed' (parameters: algorithms,"),
-        ("seed=seven", "--param seed=seven: expected number_integer"),
         ("seed", "expected key=value"),
-        ("algorithms=lightgbm", "expected list"),
+        # set alone, these would disagree with the config the run records: --set changes them
+        ("seed=7", "--param seed: comes from the config; change the config with --set"),
+        ("config={}", "--param config: comes from the config"),
+        ("source=s3://b/x.parquet", "--param source: comes from the config"),
     ],
 )
 def test_a_bad_param_fails_before_any_request(standin, capsys, param, message):
@@ -132,7 +139,7 @@ def test_no_host_is_reported(capsys):
 
 def test_schedule_from_the_config_cron_then_list_and_disable(standin, capsys):
     args = ["schedule", "--host", standin.url, "--set", "data_ingestion.schedule=0 3 * * 1"]
-    assert main([*args, "--param", "seed=7"]) == 0
+    assert main([*args, "--param", "tracking_uri=http://mlflow:5000"]) == 0
     out = capsys.readouterr().out
     (recurring,) = standin.recurring_runs.values()
     body = standin.calls("RecurringRunService_CreateRecurringRun")[0].body
@@ -140,7 +147,7 @@ def test_schedule_from_the_config_cron_then_list_and_disable(standin, capsys):
     assert (body["max_concurrency"], body["mode"], body["no_catchup"]) == (1, "ENABLE", True)
     assert body["display_name"] == "mlpipe-training-schedule"
     assert body["service_account"] == "mlpipe-pipeline"  # the config's runtime.service_account
-    assert body["runtime_config"]["parameters"]["seed"] == 7
+    assert body["runtime_config"]["parameters"]["tracking_uri"] == "http://mlflow:5000"
     assert f"/#/recurringrun/details/{recurring['recurring_run_id']}" in out
 
     assert main([*args]) == 1  # the same name is already scheduled
@@ -194,6 +201,7 @@ def test_schedule_refuses_bad_input_before_any_request(standin, capsys, extra, m
 
 
 def test_params_take_the_types_the_pipeline_declares(package):
+    package = dataclasses.replace(package, from_config=frozenset())  # read from a file: typed only
     values = parse_params(
         package,
         ["source=data/2015.parquet", "seed=7", "algorithms=[lightgbm, xgboost]",

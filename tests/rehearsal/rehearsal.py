@@ -497,6 +497,8 @@ def check_retrain_requested(
     window = params.get("ingestion", {}).get("window")
     if not window or int(window["end"]) != 2017:
         raise RuntimeError(f"the run's window does not end at the batch's year: {window}")
+    if params.get("config", {}).get("data_ingestion", {}).get("window") != window:
+        raise RuntimeError("the run's recorded config does not hold the window it trains on")
     if body.get("service_account") != retraining["service_account"]:
         raise RuntimeError(f"service account {body.get('service_account')!r}")
     triggers = reh.s3_json(f"{state_url(reh.services)}/monitor/retrain_triggers/")

@@ -328,6 +328,20 @@ def test_retraining_window_ends_at_the_batch_and_tests_on_it(settings):
     assert actions.retrain_overrides(settings, None) == {}
 
 
+def test_retraining_window_is_capped_and_only_a_time_split_gets_one(settings):
+    from components.common.config import override_settings
+
+    capped = override_settings(settings, {"monitoring.retrain_window_years": 1})
+    assert actions.retrain_overrides(capped, 2018)["data_ingestion.window"] == {
+        "start": 2017,
+        "end": 2018,
+    }
+    shuffled = override_settings(settings, {"feature_engineering.split.method": "random"})
+    assert actions.retrain_overrides(shuffled, 2018, "/x.parquet") == {
+        "data_ingestion.source_url": "/x.parquet"
+    }
+
+
 def test_labels_file_with_its_own_label_column_name(tmp_path):
     """Issue 18 item 4: a `label` column works when named; the error lists the columns found."""
     logged = pd.DataFrame({"request_id": ["a", "b"], "row": [0, 0], "AGEP": [30, 40]})

@@ -160,3 +160,31 @@ def test_a_registered_model_another_run_just_created_is_used_not_an_error(mlflow
     assert {"raced", "fresh"} <= names
     with pytest.raises(mlflow.exceptions.MlflowException):  # other errors still surface
         registry.ensure_registered_model(mlflow_store, "")
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_the_task_takes_approval_from_the_deployment_section(store, tmp_path, required):
+    """`approval_required` travels once: in the `deployment` section the deploy task reads."""
+    from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+    from components.register.component import register as task
+
+    uri, run_id = _logged_model(4)
+    registration = Artifact(uri=str(tmp_path / "registration.json"))
+    task.python_func(
+        registered_model="m",
+        pipeline_run="r1",
+        data_digest="d1",
+        lineage={"config_hash": "c1"},
+        deployment={"approval_required": required, "environment": "local"},
+        tracking_uri=mlflow.get_tracking_uri(),
+        data=Dataset(uri=str(tmp_path / "data"), metadata={}),
+        logged_model=Artifact(
+            uri=str(tmp_path / "lm"), metadata={"model_uri": uri, "run_id": run_id}
+        ),
+        model=Model(uri=str(tmp_path / "model"), metadata={"sha256": "digest-t"}),
+        metrics=Metrics(uri=str(tmp_path / "metrics"), metadata={"roc_auc": 0.9}),
+        registration=registration,
+    )
+    assert registration.metadata["alias"] == CHALLENGER
+    assert registration.metadata["awaiting_approval"] is required
