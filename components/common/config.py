@@ -79,11 +79,11 @@ __all__ = [
     "Settings",
     "TimeSpec",
     "TrainingConfig",
-    "apply_overrides",
     "describe_errors",
     "load_data_schema",
     "load_pipeline_config",
     "load_settings",
+    "override_settings",
     "parse_duration",
 ]
 
