@@ -12,22 +12,16 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from components.common.figures import png_data_uri
+from components.common.figures import REPORT_CSS, png_data_uri
 from components.monitor.drift import frequencies, histogram_distributions
 
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1150px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
-th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.decision { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
+CSS = (
+    REPORT_CSS
+    + """.decision { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
 .none { background: #e3f5e1; color: #1b5e20; } .alert { background: #fff4e0; color: #8a5300; }
 .retrain { background: #fde7e7; color: #b71c1c; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; }
-figure img { max-width: 100%; } figcaption { color: #555; font-size: 0.85em; }
-.meta { color: #555; } .bad { color: #b71c1c; font-weight: bold; }
 """
+)
 TRAIN_COLOR, BATCH_COLOR = "tab:gray", "tab:blue"
 
 
