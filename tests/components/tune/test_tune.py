@@ -33,6 +33,16 @@ def _space(**specs):
     return {name: ParamSpec(**spec) for name, spec in specs.items()}
 
 
+def _logistic_study(prepared, space, max_trials, fixed=None):
+    """Tune logistic regression over `space`: 3 stratified folds, seed 1, a 600 s budget."""
+    _, train, transformer, spec = prepared
+    fixed = {"max_iter": 300} if fixed is None else fixed
+    return run_optuna(
+        train, spec, transformer, "logistic_regression", space, fixed, 3, "stratified", 1,
+        max_trials=max_trials, time_budget_s=600,
+    )  # fmt: skip
+
+
 def test_cross_validation_scores_each_fold(prepared):
     _, train, transformer, spec = prepared
     result = cross_validate(train, spec, transformer, "lightgbm", FAST_LGBM, 3, "stratified", 1)
@@ -48,21 +58,8 @@ def test_time_aware_folds_validate_on_later_rows():
 
 
 def test_max_trials_is_respected(prepared):
-    _, train, transformer, spec = prepared
     space = _space(C={"type": "float", "low": 0.01, "high": 10, "log": True})
-    out = run_optuna(
-        train,
-        spec,
-        transformer,
-        "logistic_regression",
-        space,
-        {"max_iter": 300},
-        3,
-        "stratified",
-        1,
-        max_trials=4,
-        time_budget_s=600,
-    )
+    out = _logistic_study(prepared, space, 4)
     assert out["trials"] == 4 and out["trials_complete"] >= 1
     assert out["stopped_by"] == "max_trials"
     assert 0.01 <= out["best_params"]["C"] <= 10 and out["best_params"]["max_iter"] == 300
@@ -115,21 +112,8 @@ def test_no_time_budget_by_default_and_same_seed_same_study(prepared, settings):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
-    _, train, transformer, spec = prepared
     space = _space(solver={"type": "categorical", "choices": ["lbfgs", "not-a-solver"]})
-    out = run_optuna(
-        train,
-        spec,
-        transformer,
-        "logistic_regression",
-        space,
-        {"max_iter": 300},
-        3,
-        "stratified",
-        1,
-        max_trials=6,
-        time_budget_s=600,
-    )
+    out = _logistic_study(prepared, space, 6)
     states = [t["state"] for t in out["history"]]
     assert "FAIL" in states and "COMPLETE" in states
     assert out["trials_failed"] == states.count("FAIL")
@@ -139,22 +123,9 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
 
 
 def test_a_study_where_every_trial_fails_stops_with_a_clear_error(prepared):
-    _, train, transformer, spec = prepared
     space = _space(penalty={"type": "categorical", "choices": ["bogus-1", "bogus-2"]})
     with pytest.raises(StageError, match=r"logistic_regression: all 3 trials failed \(e\.g\."):
-        run_optuna(
-            train,
-            spec,
-            transformer,
-            "logistic_regression",
-            space,
-            {},
-            3,
-            "stratified",
-            1,
-            max_trials=3,
-            time_budget_s=600,
-        )
+        _logistic_study(prepared, space, 3, fixed={})
 
 
 def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, settings):
