@@ -43,6 +43,14 @@ def _logistic_study(prepared, space, max_trials, fixed=None):
     )  # fmt: skip
 
 
+def _run_lightgbm(prepared, training, result_dir):
+    """The tune stage's run for lightgbm on the prepared features."""
+    d, *_ = prepared
+    return run(
+        str(d / "train.parquet"), str(d / "transformer"), "lightgbm", training, str(result_dir)
+    )
+
+
 def test_cross_validation_scores_each_fold(prepared):
     _, train, transformer, spec = prepared
     result = cross_validate(train, spec, transformer, "lightgbm", FAST_LGBM, 3, "stratified", 1)
@@ -129,17 +137,10 @@ def test_a_study_where_every_trial_fails_stops_with_a_clear_error(prepared):
 
 
 def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, settings):
-    d, *_ = prepared
     training = settings.pipeline.model_training.model_dump(mode="json")
     training.update(hyperparameter_tuning=False, params={"lightgbm": FAST_LGBM}, search_spaces={})
     training["start_params"] = {}
-    out = run(
-        str(d / "train.parquet"),
-        str(d / "transformer"),
-        "lightgbm",
-        training,
-        str(tmp_path / "result"),
-    )
+    out = _run_lightgbm(prepared, training, tmp_path / "result")
     assert out["backend"] == "none" and out["trials"] == 1
     # boosting rounds come from early stopping in cross-validation, capped by the config's 200
     assert 0 < out["best_params"]["n_estimators"] <= 200 * 3 / 2
@@ -148,16 +149,9 @@ def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, set
 
 
 def test_run_with_optuna_writes_result_and_trials(prepared, tmp_path, settings):
-    d, *_ = prepared
     training = settings.pipeline.model_training.model_dump(mode="json")
     training.update(max_trials=3, params={"lightgbm": {"n_estimators": 150}})
-    out = run(
-        str(d / "train.parquet"),
-        str(d / "transformer"),
-        "lightgbm",
-        training,
-        str(tmp_path / "result"),
-    )
+    out = _run_lightgbm(prepared, training, tmp_path / "result")
     assert out["backend"] == "optuna" and out["trials"] == 3
     assert out["best_params"]["n_jobs"] == training["threads_per_trial"]
     with open(tmp_path / "result" / "trials.csv") as fh:
