@@ -15,6 +15,19 @@ from pathlib import Path
 import requests
 
 
+def serve_banner(proc: subprocess.Popen, timeout_s: float) -> str:
+    """What `mlpipe serve` printed up to its banner's last line ("Ctrl-C stops the server.");
+    AssertionError with the output when it exits or `timeout_s` passes first."""
+    lines, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        if "Ctrl-C" in line:
+            return "".join(lines)
+    raise AssertionError("".join(lines))
+
+
 def wait_http(
     url: str, timeout: float, alive: Callable[[], bool] = lambda: True, what: str = ""
 ) -> None:
