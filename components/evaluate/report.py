@@ -20,12 +20,11 @@ from components.common.figures import REPORT_CSS, png_data_uri
 if TYPE_CHECKING:  # pragma: no cover
     from components.evaluate.gate import Blessing
 
-CSS = (
-    REPORT_CSS
-    + """.gate { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
+# the verdict banner; the rest of the page style is REPORT_CSS
+CSS = """
+.gate { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
 .pass { background: #e3f5e1; color: #1b5e20; } .fail { background: #fde7e7; color: #b71c1c; }
 """
-)
 CHALLENGER_COLOR, CHAMPION_COLOR = "tab:blue", "tab:gray"
 SHOWN_METRICS = (
     "roc_auc",
@@ -351,7 +350,7 @@ def render(ch: dict[str, Any], champ: dict[str, Any] | None, blessing: Blessing)
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>
-<style>{CSS}</style></head><body>
+<style>{REPORT_CSS}{CSS}</style></head><body>
 <h1>Evaluation report</h1>
 <p class="meta">Challenger: {esc(str(model.get("algorithm")))} &middot; {model.get("features")}
 features &middot; label <code>{esc(ch["label"])}</code> &middot;

@@ -15,13 +15,12 @@ from typing import Any
 from components.common.figures import REPORT_CSS, png_data_uri
 from components.monitor.drift import frequencies, histogram_distributions
 
-CSS = (
-    REPORT_CSS
-    + """.decision { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
+# the verdict banner; the rest of the page style is REPORT_CSS
+CSS = """
+.decision { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
 .none { background: #e3f5e1; color: #1b5e20; } .alert { background: #fff4e0; color: #8a5300; }
 .retrain { background: #fde7e7; color: #b71c1c; }
 """
-)
 TRAIN_COLOR, BATCH_COLOR = "tab:gray", "tab:blue"
 
 
@@ -90,7 +89,7 @@ def render(result: dict[str, Any], reference: dict[str, Any], batch: dict[str, A
     ctx = result["context"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report</title>
-<style>{CSS}</style></head><body>
+<style>{REPORT_CSS}{CSS}</style></head><body>
 <h1>Drift report</h1>
 <p class="meta">Batch {esc(str(ctx.get("batch")))} ({result["rows"]:,} rows, digest
 {esc(result["batch_digest"][:12])}) against {esc(str(ctx.get("registered_model")))} version

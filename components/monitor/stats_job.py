@@ -24,12 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.artifacts import atomic_dir, write_json
-from components.common.tfdv_stats import (
-    anomaly_reasons,
-    for_tfdv,
-    import_tfdv,
-    summarize_stats,
-)
+from components.common.tfdv_stats import anomaly_reasons, for_tfdv, import_tfdv, summarize_stats
 
 
 def log(message: str) -> None:

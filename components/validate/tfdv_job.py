@@ -33,12 +33,7 @@ from pydantic import ValidationError
 
 from components.common.artifacts import atomic_dir, write_json, write_text
 from components.common.config import DataSchema, LabelSpec, SchemaChecks, describe_errors
-from components.common.tfdv_stats import (
-    anomaly_reasons,
-    for_tfdv,
-    import_tfdv,
-    summarize_stats,
-)
+from components.common.tfdv_stats import anomaly_reasons, for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
 from components.validate.checks import DATASET, DRIFT, Contract, finding
 from components.validate.report import render_report
