@@ -57,6 +57,7 @@ def banner(name: str, url: str, spec: dict[str, Any], version: str, source: str)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from components.common.model_integrity import ModelIntegrityError
+    from components.serve.__main__ import bound_options
     from components.serve.faults import parse_faults, require_allowed
     from components.serve.model_source import ModelSourceError
     from components.serve.server import ServeOptions, load, serve
@@ -80,9 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         request_log=args.request_log,
-        request_log_max_bytes=int(args.request_log_max_mb * 1024 * 1024),
-        request_log_backups=args.request_log_backups,
-        max_body_bytes=args.max_body_bytes,
+        **bound_options(args),
         faults=faults,
         on_bound=on_bound,
         follow_s=args.follow_s if model_uri.startswith("models:/") and "@" in model_uri else 0.0,

@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,24 @@ def for_tfdv(df: pd.DataFrame) -> pd.DataFrame:
             s = s.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
         out[str(col)] = s
     return pd.DataFrame(out)
+
+
+def anomaly_reasons(anomalies: Any) -> Iterator[tuple[str | None, str, str, str]]:
+    """(feature or None for the dataset, TFDV anomaly type, one-line description, short
+    description) per reason TFDV gives, drift comparators left out: drift is measured apart."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    type_name = anomalies_pb2.AnomalyInfo.Type.Name
+    infos: list[tuple[str | None, Any]] = list(anomalies.anomaly_info.items())
+    if anomalies.HasField("dataset_anomaly_info"):
+        infos.append((None, anomalies.dataset_anomaly_info))
+    for name, info in infos:
+        for reason in info.reason:
+            kind = type_name(reason.type)
+            if kind.startswith("COMPARATOR_"):
+                continue
+            text = " ".join((reason.description or reason.short_description).split())
+            yield name, kind, text, reason.short_description
 
 
 def _round(value: float) -> float:

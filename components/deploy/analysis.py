@@ -74,16 +74,7 @@ class Policy:
     @classmethod
     def from_config(cls, cfg) -> Policy:
         """From `deployment.rollout.policy` (components.common.config.RolloutPolicy)."""
-        return cls(
-            max_error_rate=cfg.max_error_rate,
-            max_p99_ms=cfg.max_p99_ms,
-            max_psi=cfg.max_psi,
-            min_canary_requests=cfg.min_canary_requests,
-            latency_stable_ratio=cfg.latency_stable_ratio,
-            max_client_error_increase=cfg.max_client_error_increase,
-            min_answered_share=cfg.min_answered_share,
-            min_rank_correlation=cfg.min_rank_correlation,
-        )
+        return cls(**cfg.model_dump())  # every field of the section is one of the policy's
 
 
 @dataclass(frozen=True)

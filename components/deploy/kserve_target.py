@@ -47,7 +47,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from components.common.k8s import (
     KSERVE_INFERENCE_SERVICE as ISVC,
@@ -89,15 +89,8 @@ class KServeSettings:
 
     @classmethod
     def from_config(cls, cfg) -> KServeSettings:
-        return cls(
-            cfg.namespace,
-            cfg.service_account,
-            cfg.runtime,
-            copy.deepcopy(cfg.resources),
-            cfg.min_replicas,
-            cfg.ready_timeout_s,
-            cfg.poll_s,
-        )
+        # the section's other fields (metrics source, replay) are the deploy stage's
+        return cls(**cfg.model_dump(include={f.name for f in fields(cls)}))
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from components.common.config import METRIC_DIRECTIONS
-from components.common.figures import png_data_uri
+from components.common.figures import REPORT_CSS, png_data_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from components.evaluate.gate import Blessing
 
+# the verdict banner; the rest of the page style is REPORT_CSS
 CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1150px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
-th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .gate { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
 .pass { background: #e3f5e1; color: #1b5e20; } .fail { background: #fde7e7; color: #b71c1c; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; }
-figure img { max-width: 100%; } figcaption { color: #555; font-size: 0.85em; }
-.meta { color: #555; } .bad { color: #b71c1c; font-weight: bold; }
 """
 CHALLENGER_COLOR, CHAMPION_COLOR = "tab:blue", "tab:gray"
 SHOWN_METRICS = (
@@ -357,7 +350,7 @@ def render(ch: dict[str, Any], champ: dict[str, Any] | None, blessing: Blessing)
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>
-<style>{CSS}</style></head><body>
+<style>{REPORT_CSS}{CSS}</style></head><body>
 <h1>Evaluation report</h1>
 <p class="meta">Challenger: {esc(str(model.get("algorithm")))} &middot; {model.get("features")}
 features &middot; label <code>{esc(ch["label"])}</code> &middot;

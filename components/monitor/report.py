@@ -12,21 +12,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from components.common.figures import png_data_uri
+from components.common.figures import REPORT_CSS, png_data_uri
 from components.monitor.drift import frequencies, histogram_distributions
 
+# the verdict banner; the rest of the page style is REPORT_CSS
 CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1150px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
-th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .decision { padding: 10px 14px; border-radius: 4px; font-weight: bold; }
 .none { background: #e3f5e1; color: #1b5e20; } .alert { background: #fff4e0; color: #8a5300; }
 .retrain { background: #fde7e7; color: #b71c1c; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; }
-figure img { max-width: 100%; } figcaption { color: #555; font-size: 0.85em; }
-.meta { color: #555; } .bad { color: #b71c1c; font-weight: bold; }
 """
 TRAIN_COLOR, BATCH_COLOR = "tab:gray", "tab:blue"
 
@@ -96,7 +89,7 @@ def render(result: dict[str, Any], reference: dict[str, Any], batch: dict[str, A
     ctx = result["context"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report</title>
-<style>{CSS}</style></head><body>
+<style>{REPORT_CSS}{CSS}</style></head><body>
 <h1>Drift report</h1>
 <p class="meta">Batch {esc(str(ctx.get("batch")))} ({result["rows"]:,} rows, digest
 {esc(result["batch_digest"][:12])}) against {esc(str(ctx.get("registered_model")))} version

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.artifacts import atomic_dir, write_json
-from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
+from components.common.tfdv_stats import anomaly_reasons, for_tfdv, import_tfdv, summarize_stats
 
 
 def log(message: str) -> None:
@@ -44,21 +44,10 @@ def feature_schema(tfdv_schema: dict[str, Any], features: list[str]) -> Any:
 
 
 def findings(anomalies: Any) -> list[dict[str, Any]]:
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    type_name = anomalies_pb2.AnomalyInfo.Type.Name
-    out = []
-    infos = list(anomalies.anomaly_info.items())
-    if anomalies.HasField("dataset_anomaly_info"):
-        infos.append((None, anomalies.dataset_anomaly_info))
-    for name, info in infos:
-        for reason in info.reason:
-            kind = type_name(reason.type)
-            if kind.startswith("COMPARATOR_"):
-                continue
-            text = " ".join((reason.description or reason.short_description).split())
-            out.append({"feature": name, "check": f"tfdv:{kind}", "description": text})
-    return out
+    return [
+        {"feature": name, "check": f"tfdv:{kind}", "description": text}
+        for name, kind, text, _ in anomaly_reasons(anomalies)
+    ]
 
 
 def compute(data_path: str, schema_json: dict[str, Any], features: list[str], out_dir: str):

@@ -35,6 +35,15 @@ def add_bound_arguments(parser) -> None:
     )
 
 
+def bound_options(args: argparse.Namespace) -> dict[str, int]:
+    """The ServeOptions fields that add_bound_arguments' arguments set."""
+    return {
+        "request_log_max_bytes": int(args.request_log_max_mb * 1024 * 1024),
+        "request_log_backups": args.request_log_backups,
+        "max_body_bytes": args.max_body_bytes,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m components.serve", description=__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -92,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         request_log=args.request_log,
-        request_log_max_bytes=int(args.request_log_max_mb * 1024 * 1024),
-        request_log_backups=args.request_log_backups,
-        max_body_bytes=args.max_body_bytes,
+        **bound_options(args),
         faults=faults,
         fast_routes=not args.kserve_routes,
         max_batch=args.max_batch,

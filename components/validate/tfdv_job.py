@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from components.common.artifacts import atomic_dir, write_json, write_text
 from components.common.config import DataSchema, LabelSpec, SchemaChecks, describe_errors
-from components.common.tfdv_stats import for_tfdv, import_tfdv, summarize_stats
+from components.common.tfdv_stats import anomaly_reasons, for_tfdv, import_tfdv, summarize_stats
 from components.validate import checks
 from components.validate.checks import DATASET, DRIFT, Contract, finding
 from components.validate.report import render_report
@@ -181,31 +181,18 @@ def tfdv_findings(anomalies: Any, window: str) -> list[dict[str, Any]]:
     """Blocking findings from TFDV's anomalies of one window (drift comes from drift_skew_info),
     with TFDV's own type (`anomaly_type`, also in `check` as tfdv:<TYPE>) and short description.
     One on a column a project check already failed is marked corroborating in `validate`."""
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    type_name = anomalies_pb2.AnomalyInfo.Type.Name
-    out = []
-    infos = [(name, info) for name, info in anomalies.anomaly_info.items()]
-    if anomalies.HasField("dataset_anomaly_info"):
-        infos.append((None, anomalies.dataset_anomaly_info))
-    for name, info in infos:
-        for reason in info.reason:
-            kind = type_name(reason.type)
-            if kind.startswith("COMPARATOR_"):
-                continue
-            text = " ".join((reason.description or reason.short_description).split())
-            out.append(
-                finding(
-                    window,
-                    name,
-                    f"tfdv:{kind}",
-                    text,
-                    source="tfdv",
-                    anomaly_type=kind,
-                    short_description=reason.short_description,
-                )
-            )
-    return out
+    return [
+        finding(
+            window,
+            name,
+            f"tfdv:{kind}",
+            text,
+            source="tfdv",
+            anomaly_type=kind,
+            short_description=short,
+        )
+        for name, kind, text, short in anomaly_reasons(anomalies)
+    ]
 
 
 def drift_measurements(anomalies: Any) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,7 @@ from tests.support.k8s_standin import (
     katib_trial,
     merge_patch,
 )
+from tests.support.servers import send_json
 
 NS = "models"
 ISVC = (KSERVE_INFERENCE_SERVICE.group, KSERVE_INFERENCE_SERVICE.version, NS, "inferenceservices")
@@ -457,7 +458,6 @@ def test_ready_addresses_come_from_the_services_endpoint_slices():
     """The real adapter against an HTTP server answering the discovery API as kube-apiserver
     does: the slices of one Service (by its kubernetes.io/service-name label), ready endpoints
     only."""
-    import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlparse
@@ -491,12 +491,7 @@ def test_ready_addresses_come_from_the_services_endpoint_slices():
         def do_GET(self):
             url = urlparse(self.path)
             asked.append((url.path, parse_qs(url.query)))
-            raw = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            send_json(self, 200, body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

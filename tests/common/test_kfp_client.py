@@ -58,6 +58,14 @@ def _setup(client, package, experiment="acs-employment"):
     return pipeline, version, client.ensure_experiment(experiment)
 
 
+def _run(client, package):
+    """A run named "r" of the uploaded package, in the default experiment."""
+    pipeline, version, experiment = _setup(client, package)
+    return client.create_run(
+        "r", pipeline["pipeline_id"], version["pipeline_version_id"], experiment["experiment_id"]
+    )
+
+
 def _body_schema(operation):
     for methods in _swagger()["paths"].values():
         for op in methods.values():
@@ -162,10 +170,7 @@ def test_experiment_is_found_not_recreated(standin, client):
 
 
 def test_wait_for_run_reports_each_state_until_succeeded(client, package):
-    pipeline, version, experiment = _setup(client, package)
-    run = client.create_run(
-        "r", pipeline["pipeline_id"], version["pipeline_version_id"], experiment["experiment_id"]
-    )
+    run = _run(client, package)
     seen = []
     final = client.wait_for_run(
         run["run_id"], poll_s=0, on_change=lambda r: seen.append(r["state"])
@@ -178,11 +183,7 @@ def test_wait_for_run_stops_at_canceled(package):
     # kfp.Client.wait_for_run_completion's final states lack "canceled": it would poll on
     with KfpStandin(run_states=["PENDING", "CANCELED"]) as standin:
         client = KfpClient(standin.url, sleep=lambda s: None)
-        pipeline, version, experiment = _setup(client, package)
-        run = client.create_run(
-            "r", pipeline["pipeline_id"], version["pipeline_version_id"],
-            experiment["experiment_id"],
-        )  # fmt: skip
+        run = _run(client, package)
         assert client.wait_for_run(run["run_id"], poll_s=0)["state"] == "CANCELED"
         assert len(standin.calls("RunService_GetRun")) == 1
 
@@ -190,11 +191,7 @@ def test_wait_for_run_stops_at_canceled(package):
 def test_wait_for_run_times_out_with_the_last_state(package):
     with KfpStandin(run_states=["PENDING", "RUNNING"]) as standin:
         client = KfpClient(standin.url, sleep=lambda s: None)
-        pipeline, version, experiment = _setup(client, package)
-        run = client.create_run(
-            "r", pipeline["pipeline_id"], version["pipeline_version_id"],
-            experiment["experiment_id"],
-        )  # fmt: skip
+        run = _run(client, package)
         ticks = iter(range(100))
         with pytest.raises(KfpTimeout, match="still RUNNING after 3 s") as err:
             client.wait_for_run(run["run_id"], timeout_s=3, poll_s=1, clock=lambda: next(ticks))

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from tests.components.serve.conftest import lgbm_model_dir  # noqa: F401  (a sma
 from tests.conftest import needs_tfdv
 from tests.docs.readme_commands import VENV_BIN, Command, all_commands, check
 from tests.support.mlflow_env import use_tracking_uri
+from tests.support.servers import serve_banner
 
 COMMANDS = all_commands()
 RUN_IN_PROCESS = {
@@ -190,17 +190,6 @@ def test_your_own_data_in_5_minutes_shows_what_the_draft_prints_and_holds(sandbo
     assert all(line in drafted for line in quoted), [x for x in quoted if x not in drafted]
 
 
-def _banner_port(proc: subprocess.Popen, timeout_s: float) -> int:
-    lines, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-        if m := re.search(r"POST http://127\.0\.0\.1:(\d+)/", line):
-            return int(m.group(1))
-    raise AssertionError("".join(lines))
-
-
 @pytest.mark.integration  # a real model server and curl
 def test_serve_and_every_curl_of_the_readmes(sandbox, lgbm_model_dir):  # noqa: F811
     folder, env = sandbox
@@ -215,7 +204,7 @@ def test_serve_and_every_curl_of_the_readmes(sandbox, lgbm_model_dir):  # noqa: 
         text=True,
     )
     try:
-        port = _banner_port(server, 60)
+        port = int(re.search(r"POST http://127\.0\.0\.1:(\d+)/", serve_banner(server, 60))[1])
         curls = [t for t in _texts() if t.startswith("curl")]
         assert len(curls) == 4  # V1 and V2 in README.md and in components/serve/README.md
         for curl in curls:

@@ -245,13 +245,19 @@ def test_api_incremental_pushes_the_watermark_to_the_server(tmp_path, api, full_
 # ---------------------------------------------------------------- sql: SQLite
 
 
-def test_sqlite_table_and_query(tmp_path, sample_data):
+@pytest.fixture
+def sqlite_people(tmp_path, sample_data) -> str:
+    """The URL of a SQLite database whose table `people` holds the sample data."""
     db = tmp_path / "census.db"
     with sqlite3.connect(db) as conn:
         sample_data.to_sql("people", conn, index=False)
+    return f"sqlite:///{db}"
+
+
+def test_sqlite_table_and_query(tmp_path, sample_data, sqlite_people):
     cfg = {
         "source_type": "sql",
-        "source_url": f"sqlite:///{db}",
+        "source_url": sqlite_people,
         "sql": {"table": "people"},
         "batch_size": 500,
     }
@@ -263,19 +269,16 @@ def test_sqlite_table_and_query(tmp_path, sample_data):
     assert meta["rows"] == int((sample_data.SEX == 1).sum())
     bad = {**cfg, "sql": {"query": "SELECT * FROM nowhere"}}
     with pytest.raises(
-        SourceError, match=rf"sqlite:///{db}: query failed while running the query: .*nowhere"
+        SourceError, match=rf"{sqlite_people}: query failed while running the query: .*nowhere"
     ):
         ingest(tmp_path, bad, name="bad")
 
 
-def test_sql_time_window_is_pushed_into_the_query(tmp_path, sample_data):
+def test_sql_time_window_is_pushed_into_the_query(tmp_path, sample_data, sqlite_people):
     """The database sends only the window's rows (rows_read), for a table and a query alike."""
-    db = tmp_path / "census.db"
-    with sqlite3.connect(db) as conn:
-        sample_data.to_sql("people", conn, index=False)
     cfg = {
         "source_type": "sql",
-        "source_url": f"sqlite:///{db}",
+        "source_url": sqlite_people,
         "sql": {"table": "people"},
         "window": {"start": 2016, "end": 2017},
     }

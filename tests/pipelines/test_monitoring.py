@@ -13,31 +13,16 @@ import pipelines.submit_cli as submit_cli
 from components.common.config import override_settings
 from components.monitor.actions import retrain_overrides
 from pipelines.cli import main
-from pipelines.kfp_package import PIPELINES, compile_package
+from pipelines.kfp_package import PIPELINES
 from tests.support.kfp_standin import KfpStandin
 
 TASKS = {"load-batch", "champion-reference", "batch-statistics", "assess", "act"}
-_compiled: dict = {}
-
-
-def _compile_once(settings, pipeline="training"):
-    key = (settings.digest(), pipeline)
-    if key not in _compiled:
-        _compiled[key] = compile_package(settings, pipeline)
-    return _compiled[key]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    for name in ("KFP_HOST", "KFP_TOKEN", "KFP_TOKEN_FILE", "KFP_NAMESPACE", "KFP_UI_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(submit_cli, "compile_package", _compile_once)
+pytestmark = pytest.mark.usefixtures("kfp_offline")
 
 
 @pytest.fixture(scope="module")
-def package(settings):
-    return _compile_once(settings, "monitoring")
+def package(settings, compile_once):
+    return compile_once(settings, "monitoring")
 
 
 def test_the_registry_holds_the_monitoring_pipeline(package):
@@ -143,7 +128,7 @@ def test_schedule_refuses_an_unknown_or_config_monitoring_param(capsys, param, m
 
 
 def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
-    settings, tmp_path, monkeypatch
+    settings, compile_once, tmp_path, monkeypatch
 ):
     from components.common.kfp_client import KfpClient
     from components.monitor.actions import TriggerStore, start_retraining_on_kfp
@@ -154,7 +139,7 @@ def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
         monkeypatch.setenv("KFP_HOST", standin.url)
         client = KfpClient.from_env()
         retraining = submit_cli.retraining_parameter(
-            client, _compile_once(settings, "training"), settings
+            client, compile_once(settings, "training"), settings
         )
         assert TriggerStore().claim(key, {"status": "claimed"})
         out = start_retraining_on_kfp({"batch_digest": key, "newest": 2017}, retraining)

@@ -18,6 +18,7 @@ from pipelines.cli import build_parser, main
 from pipelines.serve_cli import banner
 from tests.components.serve.conftest import lgbm_model_dir  # noqa: F401  (a small trained model)
 from tests.support.mlflow_env import use_local_store, use_tracking_uri
+from tests.support.servers import serve_banner
 
 
 def test_parser_defaults():
@@ -45,18 +46,6 @@ def test_banner_example_is_a_valid_row(schema):
     assert "POST http://127.0.0.1:1/v2/models/m/infer" in text
 
 
-def _banner(proc: subprocess.Popen, timeout_s: float) -> str:
-    """What `mlpipe serve` printed up to its banner's last line."""
-    lines, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
-    return "".join(lines)
-
-
 @pytest.mark.integration
 def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
     cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(lgbm_model_dir)]
@@ -69,7 +58,7 @@ def test_serve_a_model_dir_in_the_foreground(lgbm_model_dir):  # noqa: F811
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        text = _banner(proc, 60)
+        text = serve_banner(proc, 60)
         url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/acs:predict)", text)[1]
         body = re.search(r"-d '(.*)'", text)[1]
         r = requests.post(url, json=json.loads(body), timeout=10)
@@ -104,7 +93,9 @@ def test_mlpipe_rollback_changes_what_a_local_server_serves(tmp_path, monkeypatc
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        url = re.search(r"POST (http://127\.0\.0\.1:\d+/v1/models/m:predict)", _banner(proc, 90))[1]
+        url = re.search(
+            r"POST (http://127\.0\.0\.1:\d+/v1/models/m:predict)", serve_banner(proc, 90)
+        )[1]
         body = {"instances": row.to_dict("records")}
 
         def served() -> float:

@@ -7,29 +7,12 @@ import dataclasses
 
 import pytest
 
-import pipelines.submit_cli as submit_cli
 from components.common.config import ConfigError
 from pipelines.cli import main
-from pipelines.kfp_package import PIPELINES, compile_package, parse_params
+from pipelines.kfp_package import PIPELINES, parse_params
 from tests.support.kfp_standin import KfpStandin
 
-_compiled: dict[tuple[str, str], object] = {}
-
-
-def _compile_once(settings, pipeline="training"):
-    """The real compile, memoised per (config digest, pipeline): compiling costs ~1 s."""
-    key = (settings.digest(), pipeline)
-    if key not in _compiled:
-        _compiled[key] = compile_package(settings, pipeline)
-    return _compiled[key]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    for name in ("KFP_HOST", "KFP_TOKEN", "KFP_TOKEN_FILE", "KFP_NAMESPACE", "KFP_UI_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(submit_cli, "compile_package", _compile_once)
+pytestmark = pytest.mark.usefixtures("kfp_offline")
 
 
 @pytest.fixture
@@ -39,8 +22,8 @@ def standin():
 
 
 @pytest.fixture(scope="module")
-def package(settings):
-    return _compile_once(settings)
+def package(settings, compile_once):
+    return compile_once(settings)
 
 
 def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):

@@ -77,6 +77,7 @@ from typing import Any
 import yaml
 
 from components.common.cron import robfig_parse_errors
+from tests.support.servers import send_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SWAGGER = ROOT / "components" / "common" / "schemas" / "kfp-api-v2beta1.swagger.json"
@@ -448,12 +449,7 @@ class KfpStandin:
             if self.record is not None:
                 with self.record.open("a") as out:
                     out.write(json.dumps(record.to_json(), default=str) + "\n")
-        data = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, status, answer)
 
     def _dispatch(
         self,

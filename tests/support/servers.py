@@ -1,8 +1,10 @@
-"""Waiting for a server a test started, and starting `mlflow server` (test support)."""
+"""Waiting for a server a test started, reading `mlpipe serve`'s banner, answering with JSON,
+and starting `mlflow server` (test support)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,9 +12,33 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, doc: object) -> None:
+    """Answer a stand-in server's request with `doc` as JSON."""
+    body = json.dumps(doc).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def serve_banner(proc: subprocess.Popen, timeout_s: float) -> str:
+    """What `mlpipe serve` printed up to its banner's last line ("Ctrl-C stops the server.");
+    AssertionError with the output when it exits or `timeout_s` passes first."""
+    lines, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        if "Ctrl-C" in line:
+            return "".join(lines)
+    raise AssertionError("".join(lines))
 
 
 def wait_http(

@@ -18,6 +18,16 @@ RUNNER = (
 )
 
 
+def validate_outputs(root: Path) -> dict[str, str]:
+    """validate.run's four output arguments, as paths under `root`."""
+    return {
+        "statistics_dir": str(root / "statistics"),
+        "schema_dir": str(root / "schema"),
+        "anomalies_dir": str(root / "anomalies"),
+        "report_path": str(root / "report.html"),
+    }
+
+
 def run_tfdv_jobs(argvs: list[list[str]], folder: Path) -> subprocess.CompletedProcess:
     """`tfdv_job.main(argv)` for every argv, in one tfdv-env process; its exit code is the worst."""
     jobs = folder / "jobs.json"

@@ -33,6 +33,24 @@ def _space(**specs):
     return {name: ParamSpec(**spec) for name, spec in specs.items()}
 
 
+def _logistic_study(prepared, space, max_trials, fixed=None):
+    """Tune logistic regression over `space`: 3 stratified folds, seed 1, a 600 s budget."""
+    _, train, transformer, spec = prepared
+    fixed = {"max_iter": 300} if fixed is None else fixed
+    return run_optuna(
+        train, spec, transformer, "logistic_regression", space, fixed, 3, "stratified", 1,
+        max_trials=max_trials, time_budget_s=600,
+    )  # fmt: skip
+
+
+def _run_lightgbm(prepared, training, result_dir):
+    """The tune stage's run for lightgbm on the prepared features."""
+    d, *_ = prepared
+    return run(
+        str(d / "train.parquet"), str(d / "transformer"), "lightgbm", training, str(result_dir)
+    )
+
+
 def test_cross_validation_scores_each_fold(prepared):
     _, train, transformer, spec = prepared
     result = cross_validate(train, spec, transformer, "lightgbm", FAST_LGBM, 3, "stratified", 1)
@@ -48,21 +66,8 @@ def test_time_aware_folds_validate_on_later_rows():
 
 
 def test_max_trials_is_respected(prepared):
-    _, train, transformer, spec = prepared
     space = _space(C={"type": "float", "low": 0.01, "high": 10, "log": True})
-    out = run_optuna(
-        train,
-        spec,
-        transformer,
-        "logistic_regression",
-        space,
-        {"max_iter": 300},
-        3,
-        "stratified",
-        1,
-        max_trials=4,
-        time_budget_s=600,
-    )
+    out = _logistic_study(prepared, space, 4)
     assert out["trials"] == 4 and out["trials_complete"] >= 1
     assert out["stopped_by"] == "max_trials"
     assert 0.01 <= out["best_params"]["C"] <= 10 and out["best_params"]["max_iter"] == 300
@@ -115,21 +120,8 @@ def test_no_time_budget_by_default_and_same_seed_same_study(prepared, settings):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
-    _, train, transformer, spec = prepared
     space = _space(solver={"type": "categorical", "choices": ["lbfgs", "not-a-solver"]})
-    out = run_optuna(
-        train,
-        spec,
-        transformer,
-        "logistic_regression",
-        space,
-        {"max_iter": 300},
-        3,
-        "stratified",
-        1,
-        max_trials=6,
-        time_budget_s=600,
-    )
+    out = _logistic_study(prepared, space, 6)
     states = [t["state"] for t in out["history"]]
     assert "FAIL" in states and "COMPLETE" in states
     assert out["trials_failed"] == states.count("FAIL")
@@ -139,36 +131,16 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(prepared):
 
 
 def test_a_study_where_every_trial_fails_stops_with_a_clear_error(prepared):
-    _, train, transformer, spec = prepared
     space = _space(penalty={"type": "categorical", "choices": ["bogus-1", "bogus-2"]})
     with pytest.raises(StageError, match=r"logistic_regression: all 3 trials failed \(e\.g\."):
-        run_optuna(
-            train,
-            spec,
-            transformer,
-            "logistic_regression",
-            space,
-            {},
-            3,
-            "stratified",
-            1,
-            max_trials=3,
-            time_budget_s=600,
-        )
+        _logistic_study(prepared, space, 3, fixed={})
 
 
 def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, settings):
-    d, *_ = prepared
     training = settings.pipeline.model_training.model_dump(mode="json")
     training.update(hyperparameter_tuning=False, params={"lightgbm": FAST_LGBM}, search_spaces={})
     training["start_params"] = {}
-    out = run(
-        str(d / "train.parquet"),
-        str(d / "transformer"),
-        "lightgbm",
-        training,
-        str(tmp_path / "result"),
-    )
+    out = _run_lightgbm(prepared, training, tmp_path / "result")
     assert out["backend"] == "none" and out["trials"] == 1
     # boosting rounds come from early stopping in cross-validation, capped by the config's 200
     assert 0 < out["best_params"]["n_estimators"] <= 200 * 3 / 2
@@ -177,16 +149,9 @@ def test_run_without_tuning_scores_the_configured_params(prepared, tmp_path, set
 
 
 def test_run_with_optuna_writes_result_and_trials(prepared, tmp_path, settings):
-    d, *_ = prepared
     training = settings.pipeline.model_training.model_dump(mode="json")
     training.update(max_trials=3, params={"lightgbm": {"n_estimators": 150}})
-    out = run(
-        str(d / "train.parquet"),
-        str(d / "transformer"),
-        "lightgbm",
-        training,
-        str(tmp_path / "result"),
-    )
+    out = _run_lightgbm(prepared, training, tmp_path / "result")
     assert out["backend"] == "optuna" and out["trials"] == 3
     assert out["best_params"]["n_jobs"] == training["threads_per_trial"]
     with open(tmp_path / "result" / "trials.csv") as fh:

@@ -17,6 +17,7 @@ from components.validate import validate
 from components.validate.checks import Contract, project_findings
 from tests.conftest import TFDV_PYTHON, needs_tfdv
 from tests.fixtures.bad_data import DEFAULT_SPLIT, base_sample
+from tests.support.tfdv_jobs import validate_outputs
 
 IGNORED = ["SERIALNO", "notes"]
 
@@ -122,12 +123,6 @@ def test_the_tfdv_job_drops_ignored_columns_and_blocks_unlisted_ones(base, tmp_p
     data = load_data_schema(_write(tmp_path, _schema(ignore=IGNORED))).model_dump(
         mode="json", exclude_none=True
     )
-    outputs = {
-        "statistics_dir": str(tmp_path / "statistics"),
-        "schema_dir": str(tmp_path / "schema"),
-        "anomalies_dir": str(tmp_path / "anomalies"),
-        "report_path": str(tmp_path / "report.html"),
-    }
     src = tmp_path / "data.parquet"
     _with_extra(base, *IGNORED, "income").to_parquet(src, index=False)
     lines: list[str] = []
@@ -138,7 +133,7 @@ def test_the_tfdv_job_drops_ignored_columns_and_blocks_unlisted_ones(base, tmp_p
             {"split": DEFAULT_SPLIT},
             python=str(TFDV_PYTHON),
             log=lines.append,
-            **outputs,
+            **validate_outputs(tmp_path),
         )
     assert str(err.value) == "column 'income': not declared in the data schema"
     assert any(

@@ -35,7 +35,7 @@ from tests.fixtures.bad_data import (
     shift_age_in_train,
     shift_sex,
 )
-from tests.support.tfdv_jobs import run_tfdv_jobs
+from tests.support.tfdv_jobs import run_tfdv_jobs, validate_outputs
 
 CLEAN_YEARS = [(2015, 2016), (2016, 2017), (2017, 2018), (2018, 2015)]
 PARTIAL_SCHEMA = {"id_column": "id", "time_column": "year", "label": {"name": "employed"}}
@@ -55,15 +55,6 @@ def contract(schema_dict) -> Contract:
 @pytest.fixture(scope="module")
 def base(full_data) -> pd.DataFrame:
     return base_sample(full_data)
-
-
-def _outputs(tmp_path: Path) -> dict[str, str]:
-    return {
-        "statistics_dir": str(tmp_path / "statistics"),
-        "schema_dir": str(tmp_path / "schema"),
-        "anomalies_dir": str(tmp_path / "anomalies"),
-        "report_path": str(tmp_path / "report.html"),
-    }
 
 
 def _split(train: int, test: int) -> dict:
@@ -314,7 +305,9 @@ def test_invalid_data_schema_fails_before_launching(schema_dict, tmp_path):
     bad = json.loads(json.dumps(schema_dict))
     bad["features"]["SEX"]["values"] = {"min": 2, "max": 1}
     with pytest.raises(StageError, match="invalid data schema: features.SEX"):
-        validate.run(str(DATA_FILE), bad, DEFAULT_SPLIT, python="/bin/false", **_outputs(tmp_path))
+        validate.run(
+            str(DATA_FILE), bad, DEFAULT_SPLIT, python="/bin/false", **validate_outputs(tmp_path)
+        )
 
 
 def test_a_crashing_job_raises_with_its_last_line(schema_dict, tmp_path):
@@ -445,7 +438,7 @@ def tfdv_batch(tmp_path_factory, full_data, schema_dict) -> dict[str, Path]:
 @requires_tfdv
 def test_each_bad_case_raises_data_error_naming_the_column(case, tfdv_batch, tmp_path):
     with pytest.raises(DataError) as err:
-        validate.collect(str(tfdv_batch[case.name]), **_outputs(tmp_path))
+        validate.collect(str(tfdv_batch[case.name]), **validate_outputs(tmp_path))
     message = str(err.value)
     assert case.expect in message
     assert err.value.subject == case.subject
@@ -462,7 +455,7 @@ def test_each_bad_case_raises_data_error_naming_the_column(case, tfdv_batch, tmp
 @requires_tfdv
 def test_each_bad_case_raises_its_tfdv_anomaly_types_beside_the_project(case, tfdv_batch, tmp_path):
     with pytest.raises(DataError):
-        validate.collect(str(tfdv_batch[case.name]), **_outputs(tmp_path))
+        validate.collect(str(tfdv_batch[case.name]), **validate_outputs(tmp_path))
     summary = json.loads((tmp_path / "anomalies" / "anomalies.json").read_text())
     findings = summary["findings"]
     tfdv = [f for f in findings if f["source"] == "tfdv" and f["kind"] == "blocking"]
@@ -483,7 +476,7 @@ def test_each_bad_case_raises_its_tfdv_anomaly_types_beside_the_project(case, tf
 @pytest.mark.tfdv
 @requires_tfdv
 def test_clean_years_have_no_blocking_finding(train, test, tfdv_batch, schema_dict, tmp_path):
-    meta = validate.collect(str(tfdv_batch[f"clean_{train}_{test}"]), **_outputs(tmp_path))
+    meta = validate.collect(str(tfdv_batch[f"clean_{train}_{test}"]), **validate_outputs(tmp_path))
     assert meta["blocking"] == 0 and meta["status"] == "passed"
     assert 68_000 < meta["rows_train"] < 70_500 and 68_000 < meta["rows_test"] < 70_500
     assert meta["rows"] == 277_677
@@ -494,7 +487,7 @@ def test_clean_years_have_no_blocking_finding(train, test, tfdv_batch, schema_di
 @pytest.mark.tfdv
 @requires_tfdv
 def test_outputs_layout_and_json_summaries(tfdv_batch, tmp_path):
-    out = _outputs(tmp_path)
+    out = validate_outputs(tmp_path)
     validate.collect(str(tfdv_batch["clean_2015_2016"]), **out)
     stats_files = sorted(p.name for p in Path(out["statistics_dir"]).iterdir())
     assert stats_files == [
@@ -534,7 +527,7 @@ def test_outputs_layout_and_json_summaries(tfdv_batch, tmp_path):
 @pytest.mark.tfdv
 @requires_tfdv
 def test_drift_is_reported_never_raised(tfdv_batch, tmp_path):
-    meta = validate.collect(str(tfdv_batch["drift_sex"]), **_outputs(tmp_path))
+    meta = validate.collect(str(tfdv_batch["drift_sex"]), **validate_outputs(tmp_path))
     assert meta["blocking"] == 0 and meta["drift"] >= 1
     assert meta["drifted_features"] == ["SEX"]
     assert meta["drift_per_feature"]["SEX"] > 0.2  # categorical: L-infinity sees the shift
@@ -547,7 +540,7 @@ def _screen_of_a_run(case_dir: Path, tmp_path: Path) -> tuple[list[str], dict, P
     """What `mlpipe run` shows of the validate task: the component logs through stdout, which
     the local run hands to ProgressTee (pipelines/local_run.py)."""
     screen, log = io.StringIO(), io.StringIO()
-    out = _outputs(tmp_path)
+    out = validate_outputs(tmp_path)
     with contextlib.redirect_stdout(ProgressTee(log, screen)):
         meta = validate.collect(str(case_dir), **out)
     return screen.getvalue().splitlines(), meta, Path(out["report_path"])
@@ -592,7 +585,7 @@ def test_a_clean_window_prints_no_warning(tfdv_batch, tmp_path):
 @pytest.mark.tfdv
 @requires_tfdv
 def test_without_features_tfdv_infers_the_schema(tfdv_batch, tmp_path):
-    meta = validate.collect(str(tfdv_batch["inferred"]), **_outputs(tmp_path))
+    meta = validate.collect(str(tfdv_batch["inferred"]), **validate_outputs(tmp_path))
     assert meta["schema_source"] == "inferred" and meta["blocking"] == 0
     schema = json.loads((tmp_path / "schema" / "schema.json").read_text())
     assert schema["source"] == "inferred"
@@ -604,7 +597,7 @@ def test_without_features_tfdv_infers_the_schema(tfdv_batch, tmp_path):
 @requires_tfdv
 def test_an_unreadable_file_is_a_blocking_finding(tfdv_batch, tmp_path):
     with pytest.raises(DataError, match=r"cannot read .*unreadable\.parquet") as err:
-        validate.collect(str(tfdv_batch["unreadable"]), **_outputs(tmp_path))
+        validate.collect(str(tfdv_batch["unreadable"]), **validate_outputs(tmp_path))
     assert err.value.subject is None
     assert not (tmp_path / "statistics" / "train_stats.pb").exists()
 
@@ -622,7 +615,7 @@ def test_run_end_to_end_raises_the_one_line_message(base, schema_dict, tmp_path)
             {"split": DEFAULT_SPLIT},
             python=str(TFDV_PYTHON),
             log=lines.append,
-            **_outputs(tmp_path / "out"),
+            **validate_outputs(tmp_path / "out"),
         )
     assert str(err.value) == (
         "feature 'SEX': 1 value outside the domain [1, 2] (3) in the train window"
