@@ -42,6 +42,23 @@ def file_format(path: str, configured: str) -> str:
     return kind
 
 
+def _streaming(kind: str) -> dict[str, Any]:
+    """Scan options that keep a Parquet read near one batch in memory: by default the scanner
+    decodes a row group's columns in parallel and buffers them (+400 MB at 10x the bundled data,
+    whose replicated file is few large row groups)."""
+    import pyarrow.dataset as ds
+
+    if kind != "parquet":
+        return {}
+    options = ds.ParquetFragmentScanOptions(pre_buffer=False, use_buffered_stream=True)
+    return {
+        "fragment_scan_options": options,
+        "batch_readahead": 0,
+        "fragment_readahead": 0,
+        "use_threads": False,
+    }
+
+
 def read_tables(
     arrow_fs: Any, path: str, kind: str, cfg: IngestionConfig, name: str
 ) -> Iterator[pa.Table]:
@@ -62,7 +79,8 @@ def read_tables(
         # a pandas index saved beside the data (e.g. `__index_level_0__`) is not data
         index = (data.schema.pandas_metadata or {}).get("index_columns", [])
         columns = [n for n in data.schema.names if n not in index]
-        for batch in data.to_batches(columns=columns, batch_size=cfg.batch_size):
+        batches = data.to_batches(columns=columns, batch_size=cfg.batch_size, **_streaming(kind))
+        for batch in batches:
             # one column of whole lines: the file uses another delimiter
             if kind == "csv" and batch.num_columns == 1 and (hint := _hint(arrow_fs, path, cfg)):
                 raise SourceError(name, one_column_message(cfg.delimiter, hint))
