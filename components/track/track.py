@@ -27,6 +27,7 @@ from components.common.mlflow_utils import (
     parent_run_id,
 )
 from components.common.redact import redact_params
+from components.common.retry import retrying
 
 STAGE = "track"
 TASK_FIGURES = ("wall_s", "cpu_s", "peak_rss_mb", "rows_per_s")
@@ -44,6 +45,33 @@ def _params(flat: dict[str, Any]) -> dict[str, str]:
     """Flattened config or metadata as MLflow params, redacted first: no credential-like value,
     no URL userinfo or query, no registered secret (the alert webhook)."""
     return {k: str(v)[:500] for k, v in redact_params(flat).items()}
+
+
+class DatasetRace(Exception):
+    """Another run inserted the same dataset between MLflow's check and its insert."""
+
+
+def log_training_input(dataset: Any, tags: dict[str, str]) -> None:
+    """`mlflow.log_input`, tried again when it loses MLflow's dataset race.
+
+    MLflow's SQL store looks the dataset (experiment, name, digest) up and inserts it when missing,
+    in two steps (`SqlAlchemyStore._log_inputs_impl`, MLflow 3.17): two runs that log the same data
+    at once can both miss it, and the second insert breaks the unique key. The dataset exists by
+    then, so the next attempt links it.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    def attempt() -> None:
+        try:
+            mlflow.log_input(dataset, context="training", tags=tags)
+        except MlflowException as e:
+            text = str(e).lower()
+            if "dataset" in text and ("unique" in text or "duplicate" in text):
+                raise DatasetRace(str(e)) from e
+            raise
+
+    retrying(3, 0.2, (DatasetRace,))(attempt)
 
 
 def _log_stage(name: str, meta: dict[str, Any], files: list[Path], metrics: dict[str, float]):
@@ -179,9 +207,8 @@ def run(
             name="training-data",
             digest=(train_meta.get("sha256") or "")[:36] or None,
         )
-        mlflow.log_input(
+        log_training_input(
             dataset,
-            context="training",
             tags={
                 "mlpipe.source": str(ingested.get("source", ""))[:500],
                 "mlpipe.source_type": str(ingested.get("source_type", "")),

@@ -125,3 +125,52 @@ def test_without_trials_no_child_run_is_created(mlflow_store, tmp_path, content)
         _log_trials(result_file)
     assert _children(mlflow_store, tune.info.run_id) == {}
     assert mlflow_store.get_run(tune.info.run_id).data.metrics == {}
+
+
+def test_two_runs_logging_the_same_data_at_once_both_link_it(mlflow_store, monkeypatch):
+    """MLflow's store checks for the dataset, then inserts it: both runs pass the check here before
+    either inserts (the race two concurrent pipeline runs met on PostgreSQL), and both still log."""
+    import threading
+
+    import mlflow
+    import pandas as pd
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+    from sqlalchemy.orm import Query
+
+    from components.track.track import log_training_input
+
+    both_checked = threading.Barrier(2, timeout=30)
+    waited: set[int] = set()
+    real_all = Query.all
+
+    def all_after_both_checked(query):
+        rows = real_all(query)
+        entity = query.column_descriptions[0].get("entity")
+        if entity is SqlDataset and threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_checked.wait()  # each run's first check: neither has inserted yet
+        return rows
+
+    monkeypatch.setattr(Query, "all", all_after_both_checked)
+    data = pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]})
+    dataset = mlflow.data.from_pandas(data, targets="y", name="training-data", digest="d1")
+    runs, errors = [], []
+
+    def log() -> None:
+        try:
+            with mlflow.start_run() as run:
+                log_training_input(dataset, tags={"mlpipe.source": "x"})
+                runs.append(run.info.run_id)
+        except Exception as e:  # reported below, with the thread's error
+            errors.append(e)
+
+    threads = [threading.Thread(target=log) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(waited) == 2  # the race happened: both checked before either inserted
+    for run_id in runs:
+        (logged,) = mlflow_store.get_run(run_id).inputs.dataset_inputs
+        assert (logged.dataset.name, logged.dataset.digest) == ("training-data", "d1")
