@@ -19,9 +19,9 @@ from typing import Any
 
 from components.common.alerts import Alert, AlertSink, failure_alert
 from components.common.artifacts import read_json, sha256_file
-from components.common.config import REPO_ROOT, Settings, override_settings
+from components.common.config import REPO_ROOT, Settings
 from components.common.runtime_env import LOGS_ENV, temporary_environ
-from components.monitor.actions import TriggerStore, retrain_overrides
+from components.monitor.actions import TriggerStore, retrain_overrides, retrained_settings
 from pipelines.kfp_local_internals import info_logging
 from pipelines.local_run import RunResult, run_local
 from pipelines.local_tasks import (
@@ -263,7 +263,8 @@ def _retrain(
         file=screen,
         flush=True,
     )
-    result = run_local(override_settings(settings, overrides), out, tfdv_python, verbose, screen)
+    retrained = retrained_settings(settings, newest, source)
+    result = run_local(retrained, out, tfdv_python, verbose, screen)
     status = "succeeded" if result.ok else "failed"
     TriggerStore().update(
         key,

@@ -220,29 +220,35 @@ def load_pipeline_config(
     data = _read_yaml(path)
     if profile is not None:
         data = _merge(data, _read_yaml(profile_path(profile)))
-    return _overridden(data, overrides, path)
+    return _overridden(data, Blame(path, overrides))
 
 
-def _overridden(data: dict[str, Any], overrides: dict[str, Any] | None, path: Path) -> Any:
-    """The raw config `data` with `overrides` set in place, validated; a problem names where its
-    value came from."""
-    for dotted, value in (overrides or {}).items():
+class Blame:
+    """Names where a problem's value came from: "key: what is wrong" gets the override that set
+    the key (or a key above or below it) in front, else the config file."""
+
+    def __init__(self, path: str | Path, overrides: dict[str, Any] | None, by: str = "--set"):
+        self.path, self.overrides, self.by = Path(path), overrides or {}, by
+
+    def __call__(self, problem: str) -> str:
+        key = problem.split(":", 1)[0]
+        for dotted in self.overrides:
+            if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+                return f"{self.by} {problem}"
+        return f"{self.path}: {problem}"
+
+    def error(self, problems: list[str]) -> ConfigError:
+        return ConfigError("\n".join(self(x) for x in problems))
+
+
+def _overridden(data: dict[str, Any], blame: Blame) -> Any:
+    """The raw config `data` with the overrides set in place, validated."""
+    for dotted, value in blame.overrides.items():
         _set_dotted(data, dotted, value)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        lines = describe_errors(PipelineConfig, exc)
-        raise ConfigError("\n".join(_blame(x, path, overrides) for x in lines)) from None
-
-
-def _blame(problem: str, path: Path, overrides: dict[str, Any] | None) -> str:
-    """`problem` ("key: what is wrong") prefixed with where the key's value came from: the
-    `--set` flag that set it (or a key above or below it), else the config file."""
-    key = problem.split(":", 1)[0]
-    for dotted in overrides or {}:
-        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
-            return f"--set {problem}"
-    return f"{path}: {problem}"
+        raise blame.error(describe_errors(PipelineConfig, exc)) from None
 
 
 def load_settings(
@@ -252,42 +258,35 @@ def load_settings(
     profile: str | Path | None = None,
 ) -> Settings:
     pipeline = load_pipeline_config(config_path, overrides, profile)
-    return _checked(pipeline, load_data_schema(schema_path), overrides, config_path, schema_path)
+    blame = Blame(config_path, overrides)
+    return _checked(pipeline, load_data_schema(schema_path), blame, schema_path)
 
 
-def override_settings(settings: Settings, overrides: dict[str, Any]) -> Settings:
+def override_settings(settings: Settings, overrides: dict[str, Any], by: str = "--set") -> Settings:
     """`settings` with dotted-key `overrides` (`model_training.seed`) applied, checked exactly as
     `load_settings` checks a config file and its `--set` flags (the same errors, an override's
-    blamed on it): monitoring's retraining and simulate change a config only through here."""
-    path = Path(settings.pipeline_path)
-    pipeline = _overridden(settings.pipeline.model_dump(mode="json"), overrides, path)
-    return _checked(pipeline, settings.schema_, overrides, path, settings.schema_path)
+    blamed on `by`, what made it): monitoring's retraining and simulate change a config only
+    through here."""
+    blame = Blame(settings.pipeline_path, overrides, by)
+    pipeline = _overridden(settings.pipeline.model_dump(mode="json"), blame)
+    return _checked(pipeline, settings.schema_, blame, settings.schema_path)
 
 
 def _checked(
-    pipeline: PipelineConfig,
-    schema: DataSchema,
-    overrides: dict[str, Any] | None,
-    path: str | Path,
-    schema_path: str | Path,
+    pipeline: PipelineConfig, schema: DataSchema, blame: Blame, schema_path: str | Path
 ) -> Settings:
     """The checks across the config and the schema, then the Settings."""
-    _check_feature_references(pipeline, schema, Path(path), overrides)
-    _check_time_windows(pipeline, schema, Path(path), overrides)
+    _check_feature_references(pipeline, schema, blame)
+    _check_time_windows(pipeline, schema, blame)
     return Settings(
         pipeline=pipeline,
         schema=schema,
-        pipeline_path=str(Path(path).resolve()),
+        pipeline_path=str(blame.path.resolve()),
         schema_path=str(Path(schema_path).resolve()),
     )
 
 
-def _check_feature_references(
-    pipeline: PipelineConfig,
-    schema: DataSchema,
-    path: Path,
-    overrides: dict[str, Any] | None = None,
-) -> None:
+def _check_feature_references(pipeline: PipelineConfig, schema: DataSchema, blame: Blame) -> None:
     """Keys of the pipeline config that name features must name the schema's features."""
     known = set(schema.feature_names)
     slices = pipeline.evaluation.slices
@@ -309,15 +308,10 @@ def _check_feature_references(
         if name in known and name not in numeric
     ]
     if problems:
-        raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
+        raise blame.error(problems)
 
 
-def _check_time_windows(
-    pipeline: PipelineConfig,
-    schema: DataSchema,
-    path: Path,
-    overrides: dict[str, Any] | None = None,
-) -> None:
+def _check_time_windows(pipeline: PipelineConfig, schema: DataSchema, blame: Blame) -> None:
     """Windows must fit the schema's time kind: numbers for `number`, dates for `timestamp`."""
     from components.common import timekeys
 
@@ -351,7 +345,7 @@ def _check_time_windows(
                 "time column (years); with a timestamp one set on_drift and on_decay to alert"
             )
     if problems:
-        raise ConfigError("\n".join(_blame(x, path, overrides) for x in problems))
+        raise blame.error(problems)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -143,15 +143,24 @@ def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> 
     }
 
 
+def retrained_settings(settings: Any, newest: Any, source: str | None = None) -> Any:
+    """`settings` with a retraining's overrides (`retrain_overrides`), checked as `--set` is; a
+    window the config refuses is blamed on the retraining, not on a flag nobody gave."""
+    from components.common.config import override_settings
+
+    overrides = retrain_overrides(settings, newest, source)
+    return override_settings(settings, overrides, by=f"retraining on data up to {newest}:")
+
+
 def retraining_parameters(retraining: dict[str, Any], newest: Any) -> dict[str, Any]:
     """The training pipeline's parameters for a retraining run on a cluster: derived, like the
     compiled defaults, from the submitted settings (in `retraining`) with the new windows; so
     the run's `config` and `config_hash` are those of the windows it trains on."""
-    from components.common.config import Settings, override_settings
+    from components.common.config import Settings
     from components.common.pipeline_params import training_parameters
 
     settings = Settings.model_validate_json(retraining["settings"])
-    return training_parameters(override_settings(settings, retrain_overrides(settings, newest)))
+    return training_parameters(retrained_settings(settings, newest))
 
 
 def start_retraining_on_kfp(result: dict[str, Any], retraining: dict[str, Any]) -> dict[str, Any]:

@@ -222,3 +222,7 @@ def test_overriding_settings_checks_what_loading_them_checks(settings, overrides
         override_settings(settings, overrides)
     assert str(overriding.value) == str(loading.value)
     assert str(overriding.value).startswith(f"--set {next(iter(overrides))}: ")
+    # an override a program made is blamed on that program, with the same problem
+    with pytest.raises(ConfigError) as retraining:
+        override_settings(settings, overrides, by="retraining:")
+    assert str(retraining.value) == str(loading.value).replace("--set ", "retraining: ", 1)

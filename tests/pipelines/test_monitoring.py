@@ -165,12 +165,15 @@ def test_cluster_retraining_creates_a_run_of_the_uploaded_training_version(
 
 def test_a_retraining_window_the_config_refuses_starts_no_run(settings):
     """A batch older than the training window's start: the window would end before it starts.
-    The act task checks the changed config as `--set` does, before any request."""
+    The act task checks the changed config as `--set` does, before any request, and blames the
+    retraining for it (not a flag nobody gave)."""
     from components.common.config import ConfigError
     from components.monitor.actions import retraining_parameters
     from pipelines.monitoring import retraining_defaults
 
-    with pytest.raises(ConfigError, match="--set data_ingestion.window: "):
+    with pytest.raises(
+        ConfigError, match="^retraining on data up to 2014: data_ingestion.window: "
+    ):
         retraining_parameters(retraining_defaults(settings), 2014)
 
 
