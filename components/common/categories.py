@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 UNSEEN = -1  # the code of a text not in `values` (never a real code: codes start at 0)
@@ -58,7 +57,9 @@ def decode(codes: Iterable[Any], spec: Any) -> list[str | None]:
     values = _values(spec)
     out: list[str | None] = []
     for c in codes:
-        ok = c is not None and not (isinstance(c, float) and np.isnan(c)) and 0 <= c < len(values)
+        # pd.isna: None, NaN and pandas' NA (a nullable Int64 column of codes, as a user's
+        # Parquet batch may hold) are missing; comparing pd.NA with a number would raise
+        ok = not pd.isna(c) and 0 <= c < len(values)
         out.append(values[int(c)] if ok else None)
     return out
 

@@ -61,6 +61,8 @@ def test_decode_gives_none_for_unseen_missing_and_out_of_range_codes():
     assert categories.decode(codes, SPEC) == ["b", "c", "a", "a", None, None, None, None, None]
     assert categories.decode(pd.Series([2.0, np.nan]), SPEC) == ["c", None]
     assert categories.decode([], SPEC) == []
+    # nullable integer codes (a Parquet batch written with pandas' Int64): NA is missing
+    assert categories.decode(pd.Series([2, pd.NA, 0], dtype="Int64"), SPEC) == ["c", None, "b"]
 
 
 def test_encode_then_decode_is_the_identity_on_declared_texts():
