@@ -8,7 +8,7 @@ TFDV_VENV := .venvs/tfdv
 TFDV_LOCK := images/tfdv/requirements.lock
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-shuffled test-integration lint format lock benchmark clean \
+.PHONY: setup setup-uv setup-main setup-tfdv run compile test test-unit test-integration lint format lock benchmark clean \
 	lock-images images pin-images container-host cluster-rehearsal kind-load kind-up kind-down
 
 setup: setup-main setup-tfdv
@@ -47,21 +47,17 @@ format: setup-main
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
+# every pytest run is shuffled (pytest-randomly, seed in the header); SEED=N replays an order
+RANDOM_ORDER = $(if $(SEED),--randomly-seed=$(SEED))
+
 test: setup lint
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(RANDOM_ORDER) $(PYTEST_ARGS)
 
 test-unit: setup
-	$(UV) run --frozen pytest -m "not integration" $(PYTEST_ARGS)
-
-# the unit tests in a random order (pytest-randomly, off in the other targets: addopts): each test
-# must pass whatever ran before it. pytest prints the seed ("Using --randomly-seed=N") in its
-# header; SEED=N replays that order.
-test-shuffled: setup
-	$(UV) run --frozen pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED)) \
-		-m "not integration and not rehearsal" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(RANDOM_ORDER) -m "not integration" $(PYTEST_ARGS)
 
 test-integration: setup
-	$(UV) run --frozen pytest -m integration $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(RANDOM_ORDER) -m integration $(PYTEST_ARGS)
 
 benchmark: setup
 	$(UV) run --frozen python benchmarks/pipeline_overhead.py

@@ -2,8 +2,8 @@
 MinIO's port), then `check_serving_container` — KServe's storage logic fetches it into
 /mnt/models, the serving image runs as the ServingRuntime declares it on a podman bridge network,
 the kubelet-style probe finds it ready on its own address, V1 and V2 answers equal the offline
-model's. Needs root, podman and the built serving image (`make container-host images
-IMAGES=serving`); holds /tmp/mlpipe-rehearsal.lock (the S3 port is shared with the rehearsal)."""
+model's. Needs root and podman; prepares the engine and builds the serving image when missing;
+holds /tmp/mlpipe-rehearsal.lock (the S3 port is shared with the rehearsal)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from components.common.config import REPO_ROOT
 from tests.rehearsal.serving_check import DATASET, check_serving_container, storage_env
 from tests.support.manifests import Rendered
 
@@ -37,23 +39,29 @@ def test_storage_env_is_what_kserve_derives_from_the_service_account():
 
 @pytest.fixture
 def engine():
+    """podman's Docker API, with the serving image: prepared here as the rehearsal prepares them
+    (`make container-host`, then `make images IMAGES=serving` when it is not built), so this test
+    passes whichever test ran before it."""
+
     def skip(reason: str) -> None:
-        if os.environ.get("CI") == "true":  # .ci/run sets the engine up and builds the images
+        if os.environ.get("CI") == "true":  # .ci/run installs podman
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
 
-    if os.geteuid() != 0 or not shutil.which("podman") or not Path(SOCKET).exists():
-        skip("needs root and podman's socket (make container-host)")
+    if os.geteuid() != 0 or not shutil.which("podman"):
+        skip("needs root and podman (apt-get install podman buildah debootstrap; .ci/run does)")
     import docker
 
-    from tests.rehearsal.rehearsal import SERVING_IMAGE
+    from tests.rehearsal.rehearsal import SERVING_IMAGE, build_command, engine_env
 
-    client = docker.DockerClient(base_url=f"unix://{SOCKET}")
-    try:
-        client.images.get(SERVING_IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        skip(f"{SERVING_IMAGE} is not built (make images IMAGES=serving)")
+    with open(LOCK, "w") as lock:  # released before the test takes it again
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prepared = engine_env()
+        client = docker.DockerClient(base_url=prepared.get("DOCKER_HOST", f"unix://{SOCKET}"))
+        if not client.images.list(name=SERVING_IMAGE):
+            command = [*build_command(prepared.get("BASE_IMAGE")), "IMAGES=serving"]
+            built = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+            assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     yield client
     client.close()
 
