@@ -47,8 +47,11 @@ format: setup-main
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-# every pytest run is shuffled (pytest-randomly, seed in the header); SEED=N replays an order
-RANDOM_ORDER = $(if $(SEED),--randomly-seed=$(SEED))
+# every pytest run is shuffled (pytest-randomly, its seed in the header). The make targets take
+# the seed from the commit, so each commit's order is new and CI's order can be replayed on that
+# commit; SEED=N replays another, SEED=random draws one.
+SEED ?= $(shell c=$$(git rev-parse --short=7 HEAD 2>/dev/null) && printf '%d' 0x$$c)
+RANDOM_ORDER = $(if $(filter-out random,$(SEED)),--randomly-seed=$(SEED))
 
 test: setup lint
 	$(UV) run --frozen pytest $(RANDOM_ORDER) $(PYTEST_ARGS)
