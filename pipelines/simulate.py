@@ -230,7 +230,7 @@ def simulate(
     source = prepare_data(settings.resolve_source(), out, sample)
     overrides = {**(FAST_TRAINING if fast_training else {}), **SIM_ROLLOUT}
     overrides["data_ingestion.source_url"] = str(source)
-    s = override_settings(settings, overrides, by="simulate's setting")
+    s = override_settings(settings, overrides, by="simulate:")
     schema = s.schema_
     name = s.pipeline.project.registered_model
     features = schema.feature_names
