@@ -36,7 +36,7 @@ def min_cost_threshold(
     y: np.ndarray, p: np.ndarray, cost_fp: float, cost_fn: float
 ) -> tuple[float, float]:
     """(threshold, expected cost per row) minimising the expected cost on these rows. Ties go to
-    the threshold closest to the cost-ratio optimum of a calibrated model, fn / (fp + fn)."""
+    the threshold closest to the cost-ratio optimum of a calibrated model, fp / (fp + fn)."""
     thresholds = candidate_thresholds(p)
     costs = expected_costs(y, p, thresholds, cost_fp, cost_fn)
     best = np.flatnonzero(np.isclose(costs, costs.min(), rtol=0, atol=1e-12))

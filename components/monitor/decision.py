@@ -35,8 +35,8 @@ def decide(
             for a in anomalies
         ]
         decision = "alert"
-    elif rows < policy.get("min_rows", 1):
-        reasons.append(f"only {rows} rows (< decision.min_rows {policy['min_rows']}): not acted on")
+    elif rows < (min_rows := policy.get("min_rows", 1)):
+        reasons.append(f"only {rows} rows (< decision.min_rows {min_rows}): not acted on")
     else:
         if decay and decay.get("decayed"):
             kinds.append("performance_decay")

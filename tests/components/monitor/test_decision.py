@@ -128,3 +128,7 @@ def test_missing_policy_keys_take_the_documented_defaults():
     # min_rows 1, min_drifted_features 1, on_decay and on_drift retrain
     assert decide(CALM, DECAYED, [], 1, {})["decision"] == "retrain"
     assert decide({"AGEP": drift(0.3)}, None, [], 1, {})["decision"] == "retrain"
+    # an empty batch under the default min_rows: the reason names the default (no KeyError)
+    assert decide(CALM, None, [], 0, {})["reasons"] == [
+        "only 0 rows (< decision.min_rows 1): not acted on"
+    ]
