@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.common.artifacts import restore_ints
 from components.common.config import REPO_ROOT, Settings
 from components.common.errors import DataError
 from components.ingest.ingest import source_digest
@@ -233,10 +234,10 @@ def _run(
         _alert_failure(settings, out, run_name, result)
         return result
 
-    details = {row["task"]: row.get("details") or {} for row in result.tasks}
     result.mlflow_run_id = outputs["logged_model"].metadata.get("run_id")
-    result.registration = details.get("register") or None
-    result.deployment = details.get("deploy") or None
+    rollout = restore_ints(dict(outputs["deployment"]))
+    result.registration = rollout.pop("registration", None) or None
+    result.deployment = None if rollout.get("outcome") == "blocked" else rollout
     result.metrics = {
         k: float(v)
         for k, v in outputs["metrics"].metadata.items()

@@ -17,7 +17,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
 from components.common.config import Settings
 from components.common.pipeline_params import training_parameters
-from components.deploy.component import deploy
+from components.deploy.component import deploy, not_deployed
 from components.evaluate.component import evaluate, gate
 from components.features.component import features
 from components.ingest.component import commit_ingest, ingest
@@ -47,12 +47,14 @@ RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "register": ("250m", "1", "512M", "1G"),
     "deploy": ("1", "2", "1G", "2G"),
     "commit": ("250m", "500m", "256M", "512M"),
+    "not_deployed": ("100m", "250m", "256M", "512M"),
 }
 # Pure tasks are cached; gate (reads the registry's champion), register and deploy (move its
 # aliases, start servers) and commit (moves a source's watermark) never are; neither is ingest
 # from a live source (see below). track is cached too: it logs a function of its inputs, the
 # tracking URI among them.
-SIDE_EFFECTS = {"gate", "register", "deploy", "commit"}
+# not_deployed reads gate's blessing, new on every run: a cache entry would never be hit.
+NEVER_CACHED = {"gate", "register", "deploy", "commit", "not_deployed"}
 
 
 class TrainingOutputs(NamedTuple):
@@ -63,6 +65,8 @@ class TrainingOutputs(NamedTuple):
     evaluation_report: HTML
     blessing: Artifact
     logged_model: Artifact
+    # deploy's outcome (with register's `registration`), or not_deployed's on a blocked run
+    deployment: dict
 
 
 DESCRIPTION = (
@@ -85,7 +89,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
     ) -> None:
         """`stage` names the task's resources and caching; `code` the folder of its code."""
         configure_task(
-            task, cfg, display, RESOURCES[stage], stage not in SIDE_EFFECTS, retries, code or stage
+            task, cfg, display, RESOURCES[stage], stage not in NEVER_CACHED, retries, code or stage
         )
 
     def training_pipeline(
@@ -223,6 +227,9 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
                 tracking_uri=tracking_uri,
             )
             _configure(deploy_task, "deploy", "Deploy (canary vs champion)")
+        with dsl.Else(name="blocked"):
+            blocked_task = not_deployed(blessing=gate_task.outputs["blessing"])
+            _configure(blocked_task, "not_deployed", "Not deployed (gate blocked)", code="deploy")
 
         return TrainingOutputs(
             data=ingest_task.outputs["data"],
@@ -232,6 +239,7 @@ def build_pipeline(settings: Settings, retries: int | None = None, exit_handler:
             evaluation_report=gate_task.outputs["report"],
             blessing=gate_task.outputs["blessing"],
             logged_model=track_task.outputs["logged_model"],
+            deployment=dsl.OneOf(deploy_task.outputs["Output"], blocked_task.output),
         )
 
     if exit_handler:

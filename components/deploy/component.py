@@ -1,4 +1,5 @@
-"""KFP wrapper of the deploy stage (logic: deploy.py). Side effects: never cached."""
+"""KFP wrappers of the deploy stage (logic: deploy.py): `deploy` for a blessed model (side
+effects: never cached) and `not_deployed`, its outcome when the gate blocked the model."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -14,7 +15,7 @@ def deploy(
     deployment: dict,
     tracking_uri: str,
     deployed: Output[Artifact],
-):
+) -> dict:
     """Infra-validate the registered challenger, roll it out against the champion and move
     `champion` (promoted) or tag it rejected (rolled back).
 
@@ -27,6 +28,10 @@ def deploy(
         deployed: Metadata (and JSON file): outcome (promoted | rolled_back | awaiting_approval
             | rejected | unchanged), reason, steps, windows, requests the candidate answered, the
             champion afterwards.
+
+    Returns:
+        The outcome, reason, version and champions, with register's `registration`: the
+        pipeline's `deployment` output (`mlpipe run` prints it).
     """
     from components.common.artifacts import write_json
     from components.common.recorder import record_task
@@ -49,3 +54,21 @@ def deploy(
         }
     deployed.metadata.update(rec.details, task=rec.to_dict())
     write_json(out, deployed.path)
+    return {**rec.details, "registration": {k: v for k, v in reg.items() if k != "task"}}
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def not_deployed(blessing: Input[Artifact]) -> dict:
+    """The gate's Else branch: the model was not blessed, so nothing was registered or rolled
+    out. Gives the pipeline's `deployment` output (a `dsl.OneOf` with `deploy`'s) its value on a
+    blocked run, and the run graph a node saying why.
+
+    Args:
+        blessing: From gate: the failed checks and the champion the model was compared with.
+
+    Returns:
+        Outcome `blocked`, the reason (the failed checks), the champion; no registration.
+    """
+    from components.deploy.deploy import blocked_outcome
+
+    return blocked_outcome(dict(blessing.metadata))

@@ -25,6 +25,8 @@ serving `champion`, then the registry move. From here on only this stage (or `ml
   on KServe `serve_champion`: the registry is the source of truth, an InferenceService that
   does not serve the champion alone (a crash between a rollout and the registry move) is put
   back on it before anything else.
+- A model the quality gate blocked never reaches this stage: `blocked_outcome` is the pipeline's
+  deployment output then (the `not_deployed` task).
 - A version already rejected is not deployed, validated or announced as awaiting approval
   (outcome `rejected`; nothing moves).
 - Integrity (components/common/model_integrity.py): before anything is started, the candidate's
@@ -125,6 +127,19 @@ def replayed(url: str, name: str, rows: list[dict[str, Any]], run: Callable[[], 
         out = run().to_dict()
     out["client_requests"] = {"ok": replay.ok, "failed": dict(replay.failures)}
     return out
+
+
+def blocked_outcome(blessing: dict[str, Any]) -> dict[str, Any]:
+    """The deploy outcome of a model the quality gate blocked (from the gate's `blessing`
+    metadata): nothing registered, nothing rolled out, the champion unchanged."""
+    failed = "; ".join(blessing.get("failed_checks") or []) or "not blessed"
+    return {
+        "outcome": "blocked",
+        "reason": f"quality gate: {failed}",
+        "version": None,
+        "champion": blessing.get("champion_version"),
+        "registration": None,
+    }
 
 
 def run(

@@ -12,8 +12,15 @@ from pipelines.cli import main
 
 # tasks that move state (the registry's aliases, a source's watermark): never cached
 # the gate reads the registry's champion, register/deploy move aliases, commit moves a watermark;
-# the exit handler's task alerts
-SIDE_EFFECT_TASKS = {"gate", "register", "deploy", "commit-ingest", "notify-failure"}
+# the exit handler's task alerts; not-deployed reads gate's blessing, new on every run
+NEVER_CACHED_TASKS = {
+    "gate",
+    "register",
+    "deploy",
+    "not-deployed",
+    "commit-ingest",
+    "notify-failure",
+}
 
 
 def _compile(tmp_path_factory, *args):
@@ -80,7 +87,7 @@ def test_every_task_has_pinned_image_resources_retry_and_caching(spec):
         assert task["retryPolicy"]["maxRetryCount"] >= 1, name
         assert task["taskInfo"]["name"], name
         caching = task.get("cachingOptions", {}).get("enableCache", False)
-        assert caching == (name not in SIDE_EFFECT_TASKS), f"{name}: caching {caching}"
+        assert caching == (name not in NEVER_CACHED_TASKS), f"{name}: caching {caching}"
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         assert re.fullmatch(r"[0-9a-f]{16}", env["MLPIPE_CODE_VERSION"]), name
 
@@ -103,14 +110,21 @@ def test_no_string_parameter_carries_a_path_between_tasks(spec):
 def test_register_only_under_the_quality_gate(spec):
     root_tasks = _body(spec)
     assert "register" not in root_tasks
-    branch = next(t for t in root_tasks.values() if "triggerPolicy" in t)
-    # the branch follows the gate task's verdict, not evaluate's
-    condition = branch["triggerPolicy"]["condition"]
-    assert "pipelinechannel--gate-Output" in condition, condition
-    assert "gate" in branch["dependentTasks"]
-    body = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(body) == {"register", "deploy"}
-    assert body["deploy"]["dependentTasks"] == ["register"]
+    # dsl.If / dsl.Else on the gate task's verdict (not evaluate's): one group of two branches
+    group = next(t for n, t in root_tasks.items() if n.startswith("condition-branches"))
+    assert "gate" in group["dependentTasks"]
+    branches = spec["components"][group["componentRef"]["name"]]["dag"]["tasks"].values()
+    bodies = {}
+    for branch in branches:
+        condition = branch["triggerPolicy"]["condition"]
+        tasks = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
+        bodies[condition] = tasks
+    blessed = "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    assert set(bodies) == {blessed, f"!({blessed})"}
+    assert set(bodies[blessed]) == {"register", "deploy"}
+    assert bodies[blessed]["deploy"]["dependentTasks"] == ["register"]
+    # blocked: nothing registered; the task only says so (the run's deployment output)
+    assert set(bodies[f"!({blessed})"]) == {"not-deployed"}
     # the gate compares against the champion on evaluate's summary and records its verdict on
     # the MLflow run track's output names (a data dependency, no search for the run)
     gate = root_tasks["gate"]

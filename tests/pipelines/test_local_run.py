@@ -256,6 +256,9 @@ def test_degraded_model_is_blocked_and_nothing_moves(work, first_run):
     assert gate_line.startswith(expected), gate_line
     assert "roc_auc " in gate_line and "tolerance 0.005" in gate_line
     assert "register" not in summary(proc) and "deploy" not in summary(proc)
+    # the run's deployment output is the blocked branch's: nothing rolled out to report
+    ends = ("deployed:", "not deployed:", "rolled back:", "awaiting approval:")
+    assert not [ln for ln in proc.stdout.splitlines() if ln.startswith(ends)], proc.stdout
     assert (versions(work), aliases(work)) == before
     # the drop is real: at least 0.02 below the champion on the same rows
     run = mlflow.get_run(
