@@ -263,7 +263,7 @@ def _retrain(
         file=screen,
         flush=True,
     )
-    retrained = retrained_settings(settings, newest, source)
+    retrained = retrained_settings(settings, overrides, newest)
     result = run_local(retrained, out, tfdv_python, verbose, screen)
     status = "succeeded" if result.ok else "failed"
     TriggerStore().update(

@@ -143,12 +143,12 @@ def retrain_overrides(settings: Any, newest: Any, source: str | None = None) -> 
     }
 
 
-def retrained_settings(settings: Any, newest: Any, source: str | None = None) -> Any:
-    """`settings` with a retraining's overrides (`retrain_overrides`), checked as `--set` is; a
-    window the config refuses is blamed on the retraining, not on a flag nobody gave."""
+def retrained_settings(settings: Any, overrides: dict[str, Any], newest: Any) -> Any:
+    """`settings` with a retraining's `overrides` (from `retrain_overrides`), checked as `--set`
+    is; a window the config refuses is blamed on the retraining on data up to `newest`, not on
+    a flag nobody gave."""
     from components.common.config import override_settings
 
-    overrides = retrain_overrides(settings, newest, source)
     return override_settings(settings, overrides, by=f"retraining on data up to {newest}:")
 
 
@@ -160,7 +160,9 @@ def retraining_parameters(retraining: dict[str, Any], newest: Any) -> dict[str, 
     from components.common.pipeline_params import training_parameters
 
     settings = Settings.model_validate_json(retraining["settings"])
-    return training_parameters(retrained_settings(settings, newest))
+    return training_parameters(
+        retrained_settings(settings, retrain_overrides(settings, newest), newest)
+    )
 
 
 def start_retraining_on_kfp(result: dict[str, Any], retraining: dict[str, Any]) -> dict[str, Any]:
