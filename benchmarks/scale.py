@@ -15,13 +15,15 @@ wall <= 10x of 1x, peak RSS of any task <= 6 GB).
     .venv/bin/python benchmarks/scale.py [--factor 10] [--seed 0] [--keep DIR] [--set k=v ...]
 
 Measured on an idle 2-core machine: the 10x window (2015-2016) has 1.38 M rows, 60.3 % of them
-repeating another's features and label (the bundled window: 46.9 %). Wall 71 s (1x) vs 508 s
-(10x) = 7.1x; tasks' CPU 11.7x. Tune (10.4x) and evaluate (16.6x) grow with the rows, faster than
-them for evaluate: more rows of other people carry more boosting rounds before early stopping (an
-honest cost of more data, not a leak: test AUC 0.913 at 10x vs 0.903); train takes over tune's
-fold models (3.7x, 1.6 s); the fixed costs (track, gate, register, deploy) stay ~1-3x. Peak task
-RSS 1388 MB (validate), under the 6 GB target. Before train took over the fold models it fitted
-them again: 12.8x (1388 s vs 108 s, measured in an earlier session), train alone 34x.
+repeating another's features and label (the bundled window: 46.9 %). At 6611db5: wall 52.2 s (1x)
+vs 425.9 s (10x) = 8.15x; peak task RSS 1411 MB (validate), under the 6 GB target; test AUC
+0.9133 at 10x vs 0.903. The ratio is above an earlier commit's 7.1x (71 s vs 508 s) because the
+1x run's fixed costs fell by more than the 10x run's time did. Per task at that earlier commit:
+tasks' CPU 11.7x; tune (10.4x) and evaluate (16.6x) grow with the rows, faster than them for
+evaluate: more rows of other people carry more boosting rounds before early stopping (an honest
+cost of more data, not a leak); train takes over tune's fold models (3.7x, 1.6 s); the fixed
+costs (track, gate, register, deploy) stay ~1-3x. Before train took over the fold models it
+fitted them again: 12.8x (1388 s vs 108 s), train alone 34x.
 """
 
 from __future__ import annotations
