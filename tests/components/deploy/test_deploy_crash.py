@@ -6,7 +6,7 @@ previous) and the InferenceService serves exactly the champion (its storageUri, 
 
 A real MLflow server (proxied artifacts, a lease lock), the Kubernetes stand-in with KServe's
 Knative-mode controller. Infra validation (a real model server; tested in
-test_deploy_stage.py) is stubbed: it writes nothing. The analysis windows read a metrics source
+test_deploy.py) is stubbed: it writes nothing. The analysis windows read a metrics source
 that answers per revision by the revision's storage URI (a bad candidate: inverted scores)."""
 
 from __future__ import annotations
