@@ -78,8 +78,8 @@ def experiment(name="tune-lgbm") -> dict:
 
 @pytest.fixture
 def cluster() -> InMemoryCluster:
-    # the API server's contract; Katib's webhook is test_katib's (this minimal Experiment has no
-    # trial template, which the webhook refuses)
+    # the API server's contract; Katib's webhook is test_katib_render's (this minimal Experiment
+    # has no trial template, which the webhook refuses)
     return InMemoryCluster(admission={})
 
 
