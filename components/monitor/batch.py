@@ -41,6 +41,9 @@ def read_table(path: str | Path, delimiter: str = ",") -> pd.DataFrame:
                 )
             return df
         if suffix in (".jsonl", ".ndjson", ".json"):
+            # pandas parses a local path that does not exist as JSON text ("Expected object")
+            if "://" not in path and not Path(path).exists():
+                raise FileNotFoundError(path)
             return pd.read_json(path, lines=True)
         return pd.read_parquet(path)
     except DataError:

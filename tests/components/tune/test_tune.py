@@ -7,26 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from components.common.artifacts import load_model, read_dataset
 from components.common.errors import StageError
 from components.common.search_space import ParamSpec
 from components.common.splitting import split_indices
 from components.select.select_model import choose
 from components.select.select_model import run as select
-from components.tune.cv import cross_validate
 from components.tune.optuna_backend import run_optuna
 from components.tune.tune import run, summary
-from tests.support.prepared import prepare_features
 
 FAST_LGBM = {"n_estimators": 200, "learning_rate": 0.1, "n_jobs": 1}
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, sample_data, schema):
-    d = tmp_path_factory.mktemp("tune")
-    prepare_features(d, sample_data, schema, categorical_encoding="native")
-    transformer, spec = load_model(d / "transformer")
-    return d, read_dataset(d / "train.parquet"), transformer, spec
 
 
 def _space(**specs):
@@ -49,14 +38,6 @@ def _run_lightgbm(prepared, training, result_dir):
     return run(
         str(d / "train.parquet"), str(d / "transformer"), "lightgbm", training, str(result_dir)
     )
-
-
-def test_cross_validation_scores_each_fold(prepared):
-    _, train, transformer, spec = prepared
-    result = cross_validate(train, spec, transformer, "lightgbm", FAST_LGBM, 3, "stratified", 1)
-    assert len(result.fold_scores) == 3 and 0.8 < result.mean < 1
-    assert len(result.best_iterations) == 3 and all(0 < b <= 200 for b in result.best_iterations)
-    assert result.rounds() >= max(1, int(np.mean(result.best_iterations)))
 
 
 def test_time_aware_folds_validate_on_later_rows():
