@@ -59,6 +59,8 @@ def check_spec(candidate_spec: dict[str, Any], rows: list[dict[str, Any]]) -> in
     number checked, or `Incompatible` with the validator's message for the first it refuses."""
     from components.serve.validation import RequestError, SpecValidator
 
+    if not rows:  # no row to refuse (the validator refuses an empty batch as a request)
+        return 0
     validator = SpecValidator(candidate_spec, max_batch=max(1, len(rows)))
     try:
         validator.v1({"instances": rows})

@@ -5,6 +5,7 @@ and the largest gap between slices large enough to judge (`min_rows`).
 from __future__ import annotations
 
 import itertools
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,12 +88,16 @@ def _gaps(slices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return gaps
 
 
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
+# a code ("-1"), or a bucket name ("<-10", "-10-0", "1e-05-0.001", ">=10"): its (lower) number;
+# the sign and :g's exponent are part of a number, so splitting on "-" would not do
+_SLICE_NAME = re.compile(f"(?:<|>=)?({_NUMBER})(?:-{_NUMBER})?", re.IGNORECASE)
+
+
 def _natural(value: str) -> tuple[int, float, str]:
     """Numeric codes in numeric order ("2" < "10"), bucket names by their lower edge."""
-    text = value.lstrip("<>=")
-    head = text.split("-")[0]
-    try:
-        number = float(head)
-    except ValueError:
+    match = _SLICE_NAME.fullmatch(value)
+    if match is None:
         return (1, 0.0, value)
+    number = float(match.group(1))
     return (0, number - (0.5 if value.startswith("<") else 0), value)

@@ -41,10 +41,11 @@ def commit(meta: dict[str, Any]) -> dict[str, Any]:
     if current and current.get("value") == target["value"]:
         return {"committed": False, "reason": "already committed", "state_key": key, **target}
     read_at = (wm.get("committed") or {}).get("value")
-    if (current or {}).get("value") != read_at:
+    now_at = (current or {}).get("value")  # None: reset since this batch was read
+    if now_at != read_at:
         raise StageError(
             STAGE,
-            f"watermark {key} moved from {read_at!r} to {current.get('value')!r} since this batch "
+            f"watermark {key} moved from {read_at!r} to {now_at!r} since this batch "
             "was read (another run committed first): re-run to load from the new watermark",
             subject=key,
         )

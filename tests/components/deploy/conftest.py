@@ -112,6 +112,17 @@ def models():
     return [logistic(train.sample(2000, random_state=seed)) for seed in (0, 1)]
 
 
+@pytest.fixture(scope="module")
+def acs_rows():
+    """Rows of the bundled data: 2,000 of 2015 (to train on) and 500 of 2016 (to send)."""
+    import pandas as pd
+
+    from components.common.config import REPO_ROOT
+
+    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
+    return df[df.year == 2015].sample(2000, random_state=0), df[df.year == 2016].head(500)
+
+
 @pytest.fixture()
 def server(mlflow_server, monkeypatch):
     """A real MLflow server proxying artifacts, as the cluster runs it: a version's files are

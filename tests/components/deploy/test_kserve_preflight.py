@@ -6,40 +6,21 @@ controller, with real models on the bundled data."""
 from __future__ import annotations
 
 import mlflow
-import pandas as pd
-import pytest
 
 from components.common import model_integrity, registry
-from components.common.config import REPO_ROOT, load_pipeline_config
+from components.common.config import load_pipeline_config
 from components.common.k8s import KSERVE_INFERENCE_SERVICE as ISVC
 from components.deploy import deploy
-from components.deploy.preflight import Incompatible, check_spec
 from tests.components.deploy.test_kserve_deploy import FAST, NAME, NS, served
 from tests.fixtures.models import FEATURES, LABEL, logistic, register
 
 DROPPED = ["AGEP", "SCHL", "MAR"]  # a candidate trained without them: another feature set
 
 
-@pytest.fixture(scope="module")
-def data():
-    df = pd.read_parquet(REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet")
-    return df[df.year == 2015].sample(2000, random_state=0), df[df.year == 2016].head(500)
-
-
-def test_check_spec_accepts_the_same_features_and_refuses_another_set(data):
-    train, test = data
-    _, full = logistic(train)
-    _, fewer = logistic(train, [f for f in FEATURES if f not in DROPPED])
-    rows = test[FEATURES].head(50).to_dict("records")
-    assert check_spec(full, rows) == 50
-    with pytest.raises(Incompatible, match="unknown field 'AGEP'"):
-        check_spec(fewer, rows)
-
-
 def test_a_candidate_with_another_feature_set_never_reaches_the_inference_service(
-    server, cluster, data, tmp_path, monkeypatch
+    server, cluster, acs_rows, tmp_path, monkeypatch
 ):
-    train, test = data
+    train, test = acs_rows
     v1 = register(*logistic(train), NAME, "d0")  # champion, served below
     model1 = deploy.kserve_model(server, NAME, v1)
     deploy.kserve_rollout(

@@ -19,7 +19,6 @@ from components.common.config import REPO_ROOT, EvaluationConfig
 from components.common.errors import StageError
 from components.evaluate import metrics as em
 from components.evaluate.evaluate import run
-from components.evaluate.slices import bucket_labels
 from tests.fixtures.models import FEATURES, LABEL, logistic, save
 
 DATA = REPO_ROOT / "data" / "acs_employment_ma_2015_2018.parquet"
@@ -222,12 +221,6 @@ def test_slices_per_value_and_bucket_with_gaps(summary, test_frame, scores):
     assert {by_feature["AGEP"]["gaps"]["roc_auc"][k] for k in ("best", "worst")} <= judged
     ages = [s["value"] for s in by_feature["AGEP"]["slices"]]
     assert ages[0] == "<25" and ages[-1] == ">=65"
-
-
-def test_bucket_labels():
-    values = pd.Series([10, 25, 30, 64.9, 65, 90])
-    labels = bucket_labels(values, [25, 35, 65]).tolist()
-    assert labels == ["<25", "25-35", "25-35", "35-65", ">=65", ">=65"]
 
 
 def test_single_class_slice_has_no_auc(model_dir, test_frame, tmp_path):

@@ -10,8 +10,6 @@ import pytest
 from components.common.errors import StageError
 from components.common.search_space import ParamSpec
 from components.common.splitting import split_indices
-from components.select.select_model import choose
-from components.select.select_model import run as select
 from components.tune.optuna_backend import run_optuna
 from components.tune.tune import run, summary
 
@@ -140,26 +138,6 @@ def test_run_with_optuna_writes_result_and_trials(prepared, tmp_path, settings):
     assert len(rows) == 3 and "learning_rate" in rows[0]
     start = settings.pipeline.model_training.start_params["lightgbm"]  # trial 0, as configured
     assert out["history"][0]["params"] == start
-
-
-def test_select_takes_the_best_cross_validated_model(tmp_path):
-    dirs = []
-    for name in ("a", "b", "c"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "model.joblib").write_text(name)
-        dirs.append(str(tmp_path / name))
-    meta = [
-        {"algorithm": "lightgbm", "cv_roc_auc": 0.90},
-        {"algorithm": "xgboost", "cv_roc_auc": 0.91},
-        {"algorithm": "random_forest", "cv_roc_auc": 0.89},
-    ]
-    out = select(dirs, meta, str(tmp_path / "best"))
-    assert out["selected"] == "xgboost"
-    assert (tmp_path / "best" / "model.joblib").read_text() == "b"
-    assert [c["algorithm"] for c in out["candidates"]] == ["xgboost", "lightgbm", "random_forest"]
-    assert choose([{"cv_roc_auc": 0.5}, {"cv_roc_auc": 0.5}]) == 0
-    with pytest.raises(StageError, match="no candidate model has a cross-validation score"):
-        choose([{"algorithm": "x"}])
 
 
 def test_the_study_tries_the_given_params_first_in_order(prepared):
