@@ -1,17 +1,15 @@
-"""Tests of the monitor stage across its modules: decay, the decision, the report and the CLI.
+"""Tests of the monitor stage across its modules: decay, the decision and the CLI.
 
 Each logic module's own unit tests are in test_<module>.py (test_drift, test_shift, test_batch,
-test_actions, test_decay, test_decision)."""
+test_actions, test_decay, test_decision, test_report)."""
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
 
-from components.monitor import decay, decision, drift, report, shift
-from tests.components.monitor.conftest import log_line, summary
+from components.monitor import decay, decision
+from tests.components.monitor.conftest import log_line
 
 # ---------------------------------------------------------------- decay and decision
 
@@ -66,27 +64,7 @@ def test_decision_policy():
     assert decision.decide(DRIFTED, None, [], 1000, two)["decision"] == "none"
 
 
-# ---------------------------------------------------------------- report
-
-
-def test_report_has_a_plot_per_feature_and_the_decision(sample_data, schema):
-    ref = summary(sample_data[sample_data.year == 2015], schema)
-    new = summary(shift.shift_batch(sample_data[sample_data.year == 2016]), schema)
-    measurements = drift.measure(ref, new, schema)
-    result = {
-        "decision": decision.decide(measurements, None, [], 2000, POLICY),
-        "drift": measurements,
-        "decay": None,
-        "anomalies": [],
-        "rows": 2000,
-        "batch_digest": "ab" * 32,
-        "champion_version": "4",
-        "context": {"batch": "b.parquet", "registered_model": "acs-employment"},
-    }
-    page = report.render(result, ref, new)
-    plots = re.findall(r"<figure data-plot='drift-(\w+)'>", page)
-    assert sorted(plots) == sorted(schema.feature_names)
-    assert "RETRAIN" in page and "No labels" in page and "<script" not in page
+# ---------------------------------------------------------------- the CLI
 
 
 def test_monitor_cli_refuses_a_labels_file_without_its_columns_before_running(tmp_path, capsys):

@@ -1,4 +1,6 @@
-"""Validate stage: project checks, the error message, the TFDV job on every bad-data case.
+"""Validate stage: the error message, the launch, the TFDV job on every bad-data case.
+
+The project checks' own unit tests are in test_checks.py, the report's in test_report.py.
 
 The TFDV job costs ~8-25 s per process just to import TensorFlow, so the tfdv tests share one
 process: `tfdv_batch` runs the job once per case (every bad case, each clean year, a drift
@@ -12,19 +14,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from components.common.errors import DataError, StageError
 from components.validate import checks, validate
-from components.validate.checks import Contract, project_findings
-from components.validate.report import render_report
+from components.validate.checks import project_findings
 from pipelines.progress import ProgressTee
+from tests.components.validate.conftest import PARTIAL_SCHEMA
 from tests.conftest import DATA_FILE, TFDV_PYTHON, needs_tfdv
 from tests.fixtures.bad_data import (
     CASES,
@@ -38,23 +38,8 @@ from tests.fixtures.bad_data import (
 from tests.support.tfdv_jobs import run_tfdv_jobs, validate_outputs
 
 CLEAN_YEARS = [(2015, 2016), (2016, 2017), (2017, 2018), (2018, 2015)]
-PARTIAL_SCHEMA = {"id_column": "id", "time_column": "year", "label": {"name": "employed"}}
 requires_tfdv = needs_tfdv()
-
-
-@pytest.fixture(scope="module")
-def schema_dict(schema) -> dict:
-    return schema.model_dump(mode="json", exclude_none=True)
-
-
-@pytest.fixture(scope="module")
-def contract(schema_dict) -> Contract:
-    return Contract.from_dict(schema_dict)
-
-
-@pytest.fixture(scope="module")
-def base(full_data) -> pd.DataFrame:
-    return base_sample(full_data)
+# schema_dict, contract and base: tests/components/validate/conftest.py
 
 
 def _split(train: int, test: int) -> dict:
@@ -64,86 +49,12 @@ def _split(train: int, test: int) -> dict:
 # ---------------------------------------------------------------- project checks (main env)
 
 
-def test_clean_sample_has_no_project_finding(base, contract):
-    windows, findings = project_findings(base, contract, DEFAULT_SPLIT)
-    assert findings == []
-    assert {k: len(v) for k, v in windows.items()} == {"train": 1000, "test": 1000}
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_project_checks_catch_each_bad_case(case, base, contract):
     _, findings = project_findings(case.make(base), contract, DEFAULT_SPLIT)
     message, subject = validate.blocking_message(findings)
     assert subject == case.subject
     assert case.expect in message
-
-
-def test_exact_code_set_catches_what_an_int_range_cannot(base, contract):
-    """ANC declares [1, 2, 3, 4, 8]: TFDV's int_domain is 1..8, so 5 passes TFDV."""
-    _, findings = project_findings(
-        CASES_BY_NAME["anc_code_hole"].make(base), contract, DEFAULT_SPLIT
-    )
-    assert [(f["window"], f["feature"], f["check"]) for f in findings] == [
-        ("test", "ANC", "unseen_code")
-    ]
-
-
-def test_max_missing_fraction_of_a_feature_overrides_the_default(base, schema_dict):
-    relaxed = json.loads(json.dumps(schema_dict))
-    relaxed["features"]["MAR"]["max_missing_fraction"] = 0.5
-    df = CASES_BY_NAME["null_flood"].make(base)
-    _, findings = project_findings(df, Contract.from_dict(relaxed), DEFAULT_SPLIT)
-    assert findings == []
-
-
-def test_duplicate_rows_are_measured_reported_then_blocking(base, contract, schema_dict):
-    """People share profiles: a share is a finding only well above the natural one."""
-    assert checks.duplicate_row_share(base, contract) < 0.15
-    assert checks.duplicate_row_share(base.head(0), contract) == 0.0
-    doubled = pd.concat([base] * 5, ignore_index=True)  # ~80 %: over 75, not over 90
-    doubled["id"] = range(len(doubled))
-    findings = checks.dataset_checks(doubled, contract)
-    assert [(f["check"], f["kind"]) for f in findings] == [("duplicate_rows", "drift")]
-    assert 0.75 < findings[0]["share"] < 0.9
-    assert "reported above 75.0%" in findings[0]["description"]
-    stricter = json.loads(json.dumps(schema_dict))
-    stricter["checks"]["max_duplicate_row_fraction"] = 0.5
-    strict = Contract.from_dict(stricter)
-    findings = checks.dataset_checks(doubled, strict)
-    assert [(f["check"], f["kind"]) for f in findings] == [("duplicate_rows", "blocking")]
-
-
-def test_duplicate_row_share_is_hashed_in_slices_in_bounded_memory(full_data, contract):
-    """The share is the same whatever the slice (duplicates across slice borders count) and the
-    peak allocation stays well under the table's size (hashing it whole: ~1.2x)."""
-    import tracemalloc
-
-    doubled = pd.concat([full_data] * 2, ignore_index=True)
-    table_bytes = doubled.memory_usage(index=False).sum()
-    whole = checks.duplicate_row_share(doubled, contract, chunk_rows=len(doubled))
-    assert 0.75 < whole < 0.8  # the bundled data's ~54 %, then every row once more
-    assert checks.duplicate_row_share(doubled.head(2000), contract, chunk_rows=7) == (
-        checks.duplicate_row_share(doubled.head(2000), contract)
-    )
-    tracemalloc.start()
-    try:
-        sliced = checks.duplicate_row_share(doubled, contract, chunk_rows=50_000)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert sliced == whole
-    assert peak < 0.5 * table_bytes
-
-
-def test_contract_without_features_checks_only_what_it_knows(base):
-    contract = Contract.from_dict(PARTIAL_SCHEMA)
-    assert not contract.declared
-    _, findings = project_findings(base.assign(extra=base.index % 3), contract, DEFAULT_SPLIT)
-    assert findings == []  # no declared columns: an extra one is not a finding
-    _, findings = project_findings(
-        CASES_BY_NAME["label_value_2"].make(base), contract, DEFAULT_SPLIT
-    )
-    assert [f["check"] for f in findings] == ["label_values"]
 
 
 def _kinds(findings: list[dict]) -> list[tuple]:
@@ -155,27 +66,6 @@ def test_a_constant_feature_is_reported_with_its_value_never_blocking(base, cont
     assert _kinds(findings) == [("dataset", "SEX", "constant", "drift", 2)]
     assert findings[0]["description"] == "one value (2) in every row: it cannot inform the model"
     assert validate.blocking_message(findings) == ("", None)
-
-
-def test_a_feature_constant_in_one_window_only_names_the_window(base, contract):
-    _, findings = project_findings(constant_sex_in_train(base), contract, DEFAULT_SPLIT)
-    assert _kinds(findings) == [("train", "SEX", "constant_in_window", "drift", 1)]
-    assert "2 distinct values in the dataset" in findings[0]["description"]
-    test_only = base.copy()
-    test_only.loc[test_only.year == 2016, "DIS"] = 2
-    _, findings = project_findings(test_only, contract, DEFAULT_SPLIT)
-    assert _kinds(findings) == [("test", "DIS", "constant_in_window", "drift", 2)]
-
-
-def test_healthy_and_empty_columns_are_not_constant(base, contract):
-    """Two values are enough; a column with no value at all is the missing-values check's."""
-    two = base.assign(SEX=[1, 2] * (len(base) // 2))
-    assert checks.constant_findings(two, {"train": two}, contract) == []
-    empty = base.assign(SEX=float("nan"))
-    assert checks.constant_findings(empty, {"train": empty}, contract) == []
-    inferred = Contract.from_dict(PARTIAL_SCHEMA)  # no declared features: every other column
-    found = checks.constant_findings(base.assign(extra=7), {}, inferred)
-    assert _kinds(found) == [("dataset", "extra", "constant", "drift", 7)]
 
 
 def test_warning_lines_give_the_value_the_windows_and_the_report():
@@ -203,12 +93,6 @@ def test_warning_lines_give_the_value_the_windows_and_the_report():
     passed = {"method": "time", "train_window": [2013.0, 2015.0], "test_window": [2016.0, 2016.0]}
     (line,) = validate.warning_lines(findings[1:2], passed, "r")
     assert "(train 2013..2015 vs test 2016)" in line
-
-
-def test_format_codes():
-    assert checks.format_codes([1, 2]) == "[1, 2]"
-    assert checks.format_codes([1, 2, 3, 4, 8]) == "[1, 2, 3, 4, 8]"
-    assert checks.format_codes(list(range(25))) == "[0..24]"
 
 
 # ---------------------------------------------------------------- the message (main env)
@@ -324,64 +208,6 @@ def test_a_crashing_job_raises_with_its_last_line(schema_dict, tmp_path):
         )
     assert any(line.startswith("[tfdv] Traceback") for line in lines)
     assert not (tmp_path / "out").exists()
-
-
-def test_report_is_self_contained():
-    summary = {
-        "status": "failed",
-        "blocking": 1,
-        "drift": 0,
-        "rows": {"dataset": 10, "train": 5, "test": 5},
-        "findings": [
-            _f("AGEP", "out_of_range", "1 value outside the range [0, 99] (150)"),
-            _f("SEX", "unseen_code", "1 value <outside> (3)"),
-            _f("SEX", "tfdv:INT_TYPE_BIG_INT", "Unexpectedly large value: 3.", source="tfdv")
-            | {"corroborates": ["unseen_code"], "anomaly_type": "INT_TYPE_BIG_INT"},
-        ],
-        "drift_measurements": {
-            "SEX": {"metric": "linf", "value": 0.2, "threshold": 0.1, "drifted": True}
-        },
-    }
-    stats = {
-        "train": {
-            "rows": 5,
-            "features": {
-                "SEX": {
-                    "kind": "categorical",
-                    "type": "INT",
-                    "count": 5,
-                    "missing": 0,
-                    "unique": 2,
-                    "top_values": [["1", 3], ["2", 2]],
-                },
-                "AGEP": {
-                    "kind": "numeric",
-                    "type": "INT",
-                    "count": 5,
-                    "missing": 0,
-                    "mean": 40.0,
-                    "std": 3.0,
-                    "min": 1.0,
-                    "max": 90.0,
-                    "median": 40.0,
-                    "histogram": [[0, 50, 3.0], [50, 90, 2.0]],
-                },
-            },
-        },
-    }
-    page = render_report(summary, stats)
-    assert "&lt;outside&gt;" in page and "<outside>" not in page
-    # TFDV's finding sits right after the project's on the same column, marked corroborating
-    rows = re.findall(r"<tr class=\"blocking\">(.*?)</tr>", page)
-    assert ["AGEP" in rows[0], "unseen_code" in rows[1], "INT_TYPE_BIG_INT" in rows[2]] == [
-        True,
-        True,
-        True,
-    ]
-    assert "corroborates unseen_code" in rows[2] and "tfdv" in rows[2]
-    assert "TFDV raised 1 blocking anomaly (INT_TYPE_BIG_INT): 1 corroborate" in page
-    assert "<script" not in page and "<link" not in page and "src=" not in page
-    assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
 
 
 def test_component_compiles_for_the_tfdv_image(tmp_path):
