@@ -26,6 +26,7 @@ from components.deploy.kserve_target import (
 )
 from components.deploy.rollout import Candidate, CandidateFailed, Rollout, WindowSpec
 from components.deploy.windows import Window
+from tests.support.clock import FakeClock
 from tests.support.k8s_standin import InMemoryCluster
 from tests.support.kserve_knative import KnativeKServe
 
@@ -39,17 +40,6 @@ SETTINGS = KServeSettings(
 V1 = Model("1", "s3://mlflow/artifacts/1/models/m-1/artifacts", "1" * 64)
 V2 = Model("2", "s3://mlflow/artifacts/1/models/m-2/artifacts", "2" * 64)
 R1, R2, R3 = (f"acs-predictor-{n:05d}" for n in (1, 2, 3))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def scores(n: int, seed: int, invert: bool = False) -> list[float]:

@@ -19,6 +19,7 @@ from components.deploy.rollout import (
     WindowSpec,
 )
 from components.deploy.windows import Window
+from tests.support.clock import FakeClock
 
 
 def _window(requests: int, errors: int) -> Window:
@@ -124,17 +125,6 @@ def test_the_default_rollout():
     rollout = Rollout(PlannedTarget())
     assert (rollout.strategy, rollout.steps) == ("canary", [10, 50, 100])
     assert rollout.window == WindowSpec(60.0, 200, 600.0, 1.0) and rollout.policy == Policy()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _healthy(requests: int) -> Window:

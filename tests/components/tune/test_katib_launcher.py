@@ -26,22 +26,12 @@ from tests.components.tune.katib_support import (
     container,
     rendered,
 )
+from tests.support.clock import FakeClock
 from tests.support.k8s_standin import katib_experiment_status, katib_trial
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-    def clock(self):
-        return self.now
-
-
 def launch(cluster, exp, timeout_s=600, poll_s=10, **kw):
-    t = FakeTime()
+    t = FakeClock()
     lines: list[str] = []
     result = run_katib(
         cluster,
@@ -50,7 +40,7 @@ def launch(cluster, exp, timeout_s=600, poll_s=10, **kw):
         poll_s,
         SPACE,
         sleep=t.sleep,
-        clock=t.clock,
+        clock=t,
         log=lines.append,
         **kw,
     )

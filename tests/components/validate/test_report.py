@@ -94,26 +94,8 @@ def test_report_is_self_contained():
         "train": {
             "rows": 5,
             "features": {
-                "SEX": {
-                    "kind": "categorical",
-                    "type": "INT",
-                    "count": 5,
-                    "missing": 0,
-                    "unique": 2,
-                    "top_values": [["1", 3], ["2", 2]],
-                },
-                "AGEP": {
-                    "kind": "numeric",
-                    "type": "INT",
-                    "count": 5,
-                    "missing": 0,
-                    "mean": 40.0,
-                    "std": 3.0,
-                    "min": 1.0,
-                    "max": 90.0,
-                    "median": 40.0,
-                    "histogram": [[0, 50, 3.0], [50, 90, 2.0]],
-                },
+                "SEX": _categorical([("1", 3), ("2", 2)]),
+                "AGEP": _numeric(),
             },
         },
     }
