@@ -1,6 +1,7 @@
 """The compiled spec: what a cluster will run. Checks every task's image, resources, retries,
-caching, that data moves between tasks only as artifacts, what every pod mounts
-(`platforms.kubernetes`), the exit handler, and that no default points at this repository."""
+caching, that data moves between tasks only as artifacts, and that no default points at this
+repository. What pipelines/platform.py puts in every spec (the mounts, the exit handler):
+test_platform.py."""
 
 import re
 
@@ -23,16 +24,9 @@ NEVER_CACHED_TASKS = {
 }
 
 
-def _compile(tmp_path_factory, *args):
-    out = tmp_path_factory.mktemp("spec") / "pipeline.yaml"
-    assert main(["compile", "--output", str(out), *args]) == 0
-    spec, platform = yaml.safe_load_all(out.read_text())
-    return spec, platform
-
-
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    return _compile(tmp_path_factory)
+def compiled(compile_cli):
+    return compile_cli()
 
 
 @pytest.fixture(scope="module")
@@ -148,47 +142,6 @@ def test_tuning_fans_out_over_algorithms_and_gathers(spec):
     )
 
 
-def test_every_task_runs_inside_the_exit_handler_that_alerts_on_failure(spec):
-    root = spec["root"]["dag"]["tasks"]
-    assert set(root) == {"exit-handler-1", "notify-failure"}
-    notify = root["notify-failure"]
-    assert notify["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    assert notify["dependentTasks"] == ["exit-handler-1"]
-    status = notify["inputs"]["parameters"]["status"]["taskFinalStatus"]
-    assert status["producerTask"] == "exit-handler-1"
-    run_name = notify["inputs"]["parameters"]["run_name"]["runtimeValue"]["constant"]
-    assert run_name == "{{$.pipeline_job_name}}"
-    assert {"ingest", "validate", "features", "gate", "commit-ingest"} <= set(_body(spec))
-
-
-@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
-def test_every_task_mounts_the_cluster_env_and_s3_credentials(tmp_path_factory, pipeline):
-    spec, platform = _compile(tmp_path_factory, "--pipeline", pipeline)
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == set(spec["deploymentSpec"]["executors"])  # every task, none left out
-    for label, config in executors.items():
-        (config_map,) = config["configMapAsEnv"]
-        assert config_map["configMapName"] == "mlpipe-pipeline-env", label
-        mounted = {k["envVar"] for k in config_map["keyToEnv"]}
-        assert {"MLPIPE_CLUSTER", "MLFLOW_TRACKING_URI", "MLPIPE_STATE_DIR"} <= mounted, label
-        assert {"AWS_ENDPOINT_URL", "KFP_HOST"} <= mounted, label
-        secrets = {s["secretName"]: s for s in config["secretAsEnv"]}
-        s3 = {k["envVar"] for k in secrets["mlpipe-s3"]["keyToEnv"]}
-        assert s3 == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, label
-        # MLflow's login: names and keys only (never a value) from the client Secret
-        login = {(k["secretKey"], k["envVar"]) for k in secrets["mlpipe-mlflow-auth"]["keyToEnv"]}
-        assert login == {(k, k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        assert secrets["mlpipe-mlflow-auth"]["optional"] is True, label
-        (run_id,) = config["fieldPathAsEnv"]
-        assert run_id == {"name": "MLPIPE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}
-        # the alert webhook only where alerts are sent, and only from the Secret
-        alerts = label in ("exec-notify-failure", "exec-act")
-        assert ("mlpipe-alerts" in secrets) == alerts, label
-        if alerts:
-            (key,) = secrets["mlpipe-alerts"]["keyToEnv"]
-            assert key == {"secretKey": "webhook_url", "envVar": "MLPIPE_ALERT_WEBHOOK"}
-
-
 def _defaults(spec):
     """Every string inside a default or a constant of a compiled spec, with where it is."""
     found = []
@@ -210,8 +163,8 @@ def _defaults(spec):
 
 
 @pytest.mark.parametrize("pipeline", ["training", "monitoring"])
-def test_no_compiled_default_points_at_a_repository_path(tmp_path_factory, pipeline):
-    spec, _ = _compile(tmp_path_factory, "--pipeline", pipeline)
+def test_no_compiled_default_points_at_a_repository_path(compile_cli, pipeline):
+    spec, _ = compile_cli("--pipeline", pipeline)
     top = {p.name for p in REPO_ROOT.iterdir()}
     for where, value in _defaults(spec):
         assert str(REPO_ROOT) not in value, f"{where}: {value}"
@@ -222,8 +175,8 @@ def test_no_compiled_default_points_at_a_repository_path(tmp_path_factory, pipel
     assert params["source"]["defaultValue"].startswith("s3://"), params["source"]
 
 
-def test_the_laptop_profile_compiles_the_laptop_defaults(tmp_path_factory):
-    spec, _ = _compile(tmp_path_factory, "--profile", "none")
+def test_the_laptop_profile_compiles_the_laptop_defaults(compile_cli):
+    spec, _ = compile_cli("--profile", "none")
     source = spec["root"]["inputDefinitions"]["parameters"]["source"]["defaultValue"]
     assert source == "data/acs_employment_ma_2015_2018.parquet"
 
@@ -244,7 +197,7 @@ def test_a_webhook_url_in_the_config_is_refused_before_compiling(
     assert "s3cr3t-path" not in captured.err + captured.out
 
 
-def test_trial_and_model_pods_get_no_mlflow_credentials(tmp_path_factory):
+def test_trial_and_model_pods_get_no_mlflow_credentials(compile_cli):
     """The MLflow login is for pipeline tasks only: neither the Katib Experiment the tune task
     renders (from the cluster profile) nor the InferenceService deploy renders names it, and no
     password reaches the compiled spec."""
@@ -281,6 +234,6 @@ def test_trial_and_model_pods_get_no_mlflow_credentials(tmp_path_factory):
     }
     assert refs == {"mlpipe-s3-readonly"} and cfg.runtime.s3_secret not in refs
 
-    spec, platform = _compile(tmp_path_factory, "--profile", "cluster")
+    spec, platform = compile_cli("--profile", "cluster")
     compiled = yaml.safe_dump(spec) + yaml.safe_dump(platform)
     assert "dev-only-mlflow-password" not in compiled

@@ -1,8 +1,8 @@
-"""Forgetting a watermark (`StateStore.reset_watermark`, `mlpipe data reset-watermark`), on a
-local folder and on a real S3 API (moto in server mode): the next incremental run loads from the
-start and commits, whatever batch it reads, and other sources keep their watermarks."""
+"""Forgetting a watermark (`StateStore.reset_watermark`), on a local folder and on a real S3 API
+(moto in server mode): the next incremental run loads from the start and commits, whatever batch
+it reads, and other sources keep their watermarks. The command, `mlpipe data reset-watermark`:
+tests/pipelines/test_data_cli.py."""
 
-from components.ingest.state import StateStore
 from tests.components.ingest import test_watermark_cas as cas
 
 # the same stores (a local folder, moto's S3 API) and batches as the compare-and-set tests
@@ -25,17 +25,3 @@ def test_resetting_an_unknown_watermark_says_so_and_changes_nothing(state):
     assert state.reset_watermark("nope") is False
     assert state.reset_watermark("sr") is False  # a prefix of a key is not that key
     assert state.watermark("src")["value"] == 2016
-
-
-def test_the_cli_resets_through_the_store(tmp_path, monkeypatch, capsys):
-    from components.common.runtime_env import STATE_ENV
-    from pipelines.cli import main
-
-    store = StateStore(tmp_path / "state")
-    store.advance_watermark("src", None, batch(2016, "a" * 64))
-    monkeypatch.setenv(STATE_ENV, str(tmp_path / "state"))
-    assert main(["data", "reset-watermark", "src"]) == 0
-    assert "removed watermark src" in capsys.readouterr().out
-    assert main(["data", "reset-watermark", "src"]) == 1
-    assert "no watermark 'src'" in capsys.readouterr().out
-    store.advance_watermark("src", None, batch(2017, "b" * 64))
