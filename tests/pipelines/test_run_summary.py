@@ -109,25 +109,6 @@ def test_cached_tasks_show_their_original_times_in_brackets_and_whole_numbers(se
     assert "(cached: served from an earlier run; its times in brackets)" in lines
 
 
-def test_a_cached_tasks_record_comes_back_with_ints(tmp_path):
-    """kfp.local's cache holds the metadata as protobuf numbers (doubles): 137911 -> 137911.0."""
-    import json
-
-    from pipelines.local_tasks import cached_record
-
-    task = {
-        "task": "ingest",
-        "rows": 137911.0,
-        "wall_s": 2.5,
-        "details": {"window": {"start": 2015.0}},
-    }
-    (tmp_path / "abc123.json").write_text(json.dumps({"data": {"metadata": {"task": task}}}))
-    rec = cached_record(tmp_path, "abc")
-    assert rec is not None and f"{rec.rows:,}" == "137,911"
-    assert rec.details["window"] == {"start": 2015}
-    assert rec.wall_s == 2.5
-
-
 def test_a_nothing_new_run_does_not_say_ingest_failed(settings):
     row = {**_row("ingest", {}), "status": "failed"}
     result = RunResult(
