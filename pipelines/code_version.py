@@ -24,8 +24,9 @@ def _digest_files(files: list[Path], digest: hashlib._Hash) -> None:
 @cache
 def stage_version(stage: str) -> str:
     digest = hashlib.sha256()
-    _digest_files(list((COMPONENTS / "common").glob("*.py")), digest)
-    _digest_files(list((COMPONENTS / stage).glob("*.py")), digest)
+    # subpackages too: components/ingest/sources/, components/common/config_sections/
+    _digest_files(list((COMPONENTS / "common").rglob("*.py")), digest)
+    _digest_files(list((COMPONENTS / stage).rglob("*.py")), digest)
     return digest.hexdigest()[:16]
 
 

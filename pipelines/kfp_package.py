@@ -104,7 +104,11 @@ def load_package(data: bytes, from_config: frozenset[str] = frozenset()) -> Pack
 def _coerce(name: str, kind: str, text: str) -> Any:
     if kind == "STRING":
         return text  # as typed: "2015" stays a string
-    value = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:  # a user's typo: said as a config error, not a traceback
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"--param {name}={text}: not valid YAML ({problem})") from None
     expected: dict[str, tuple[type, ...]] = {
         "NUMBER_INTEGER": (int,),
         "NUMBER_DOUBLE": (int, float),

@@ -3,13 +3,9 @@ server, which holds every request to the KFP v2beta1 swagger."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from components.common.config import ConfigError
 from pipelines.cli import main
-from pipelines.kfp_package import PIPELINES, parse_params
 from tests.support.kfp_standin import KfpStandin
 
 pytestmark = pytest.mark.usefixtures("kfp_offline")
@@ -19,11 +15,6 @@ pytestmark = pytest.mark.usefixtures("kfp_offline")
 def standin():
     with KfpStandin() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def package(settings, compile_once):
-    return compile_once(settings)
 
 
 def test_submit_uploads_creates_run_and_waits_for_success(standin, capsys):
@@ -181,36 +172,3 @@ def test_schedule_refuses_bad_input_before_any_request(standin, capsys, extra, m
     assert main(["schedule", "--host", standin.url, *extra]) == 2
     assert message in capsys.readouterr().err
     assert standin.requests == []
-
-
-def test_params_take_the_types_the_pipeline_declares(package):
-    package = dataclasses.replace(package, from_config=frozenset())  # read from a file: typed only
-    values = parse_params(
-        package,
-        ["source=data/2015.parquet", "seed=7", "algorithms=[lightgbm, xgboost]",
-         "experiment=2015", "ingestion={source_type: file}"],
-    )  # fmt: skip
-    assert values == {
-        "source": "data/2015.parquet",
-        "seed": 7,
-        "algorithms": ["lightgbm", "xgboost"],
-        "experiment": "2015",  # a string parameter stays a string
-        "ingestion": {"source_type": "file"},
-    }
-    with pytest.raises(ConfigError, match="expected number_integer"):
-        parse_params(package, ["seed=true"])
-
-
-def test_the_version_name_ignores_the_yaml_comment_header(package):
-    # kfp writes dict defaults into a header comment in a per-process order (measured: two
-    # `mlpipe compile` runs differ only there); the version must name the spec, not the bytes
-    header = b"# config: dict [Default: {'b': 1, 'a': 2}]\n"
-    shuffled = dataclasses.replace(package, yaml_bytes=header + package.yaml_bytes)
-    assert shuffled.version_name == package.version_name
-    changed = {**package.spec, "pipelineInfo": {**package.spec["pipelineInfo"], "name": "x"}}
-    assert dataclasses.replace(package, spec=changed).digest != package.digest
-
-
-def test_the_pipeline_registry_names_the_training_pipeline(package):
-    assert "training" in PIPELINES and package.name == "mlpipe-training"
-    assert package.version_name.startswith("mlpipe-training-") and len(package.version_name) == 28
