@@ -2,7 +2,9 @@
 
 Each task carries its stage's digest as an environment variable, which is part of kfp.local's cache
 key: editing a stage re-runs that stage (and, through changed artifacts, what follows), editing
-the shared runtime re-runs every stage.
+the shared runtime re-runs every stage. The shared runtime is components/common and the model
+server library components/serve, which common (serving_metrics) and stages (deploy, monitor's
+request-log reader) import.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 ENV_NAME = "MLPIPE_CODE_VERSION"
+SHARED = ("common", "serve")
 
 
 def _digest_files(files: list[Path], digest: hashlib._Hash) -> None:
@@ -25,8 +28,8 @@ def _digest_files(files: list[Path], digest: hashlib._Hash) -> None:
 def stage_version(stage: str) -> str:
     digest = hashlib.sha256()
     # subpackages too: components/ingest/sources/, components/common/config_sections/
-    _digest_files(list((COMPONENTS / "common").rglob("*.py")), digest)
-    _digest_files(list((COMPONENTS / stage).rglob("*.py")), digest)
+    for folder in dict.fromkeys((*SHARED, stage)):  # `serve` itself: its files once
+        _digest_files(list((COMPONENTS / folder).rglob("*.py")), digest)
     return digest.hexdigest()[:16]
 
 

@@ -23,6 +23,7 @@ def components(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         "ingest/ingest.py": "def run(): return 1\n",
         "ingest/sources/files.py": "def read(): return 'parquet'\n",
         "train/train.py": "def run(): return 2\n",
+        "serve/request_log.py": "def files(): return []\n",
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -98,3 +99,11 @@ def test_the_version_is_memoised_until_cleared(components):
 def test_a_stage_without_a_folder_has_only_the_shared_runtimes_version(components):
     assert _fresh("nonexistent") == _fresh("another")
     assert _fresh("nonexistent") != _fresh("train")
+
+
+def test_editing_the_model_server_library_changes_every_stage(components):
+    """components/serve is imported by the shared runtime and by stages (monitor's cached
+    load_batch reads request logs through serve.request_log): it is part of every version."""
+    ingest, train = _fresh("ingest"), _fresh("train")
+    (components / "serve" / "request_log.py").write_text("def files(): return ['log']\n")
+    assert _fresh("ingest") != ingest and _fresh("train") != train
